@@ -1,0 +1,140 @@
+"""Datasets as tensors in [0, 1], with seeded, disjoint owner / attacker / test splits.
+
+A dataset spec is a string: ``digits`` (sklearn's bundled 8x8 digits, the embedded
+default), ``digits:16`` / ``digits:32`` (upscaled so CIFAR-style networks fit),
+``cifar10:PATH``, ``cifar100:PATH`` (the python-pickle batch format, read with a
+restricted unpickler), ``folder:PATH`` (one sub-folder per class, Pillow) and
+``npz:PATH`` (arrays ``x``/``y`` or ``x_train``/``y_train``/``x_test``/``y_test``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import DataError
+from .sources import load_cifar, load_digits, load_folder, load_npz
+
+SPLITS = ("owner", "attacker", "all", "test")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Images ``x`` (N, C, H, W) float32 in [0, 1] and labels ``y`` (N,) int64."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    classes: tuple[str, ...]
+    spec: str
+    split: str = "all"
+
+    def __post_init__(self) -> None:
+        if self.x.ndim != 4 or self.y.ndim != 1 or len(self.x) != len(self.y):
+            raise DataError(f"{self.spec}: expected x (N,C,H,W) and y (N,), got "
+                            f"{tuple(self.x.shape)} and {tuple(self.y.shape)}")
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def subset(self, index: torch.Tensor, split: str) -> Dataset:
+        return Dataset(self.x[index], self.y[index], self.classes, self.spec, split)
+
+
+@dataclass(frozen=True)
+class DatasetSplits:
+    """The training pool cut in two disjoint halves (owner, attacker) plus a test set."""
+
+    owner: Dataset
+    attacker: Dataset
+    test: Dataset
+
+    def get(self, split: str) -> Dataset:
+        if split == "owner":
+            return self.owner
+        if split == "attacker":
+            return self.attacker
+        if split == "test":
+            return self.test
+        if split == "all":
+            o, a = self.owner, self.attacker
+            return Dataset(torch.cat([o.x, a.x]), torch.cat([o.y, a.y]), o.classes, o.spec, "all")
+        raise DataError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
+
+
+def _stratified_halves(y: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per class, a seeded permutation cut in half, so both halves keep the class balance."""
+    g = torch.Generator().manual_seed(seed)
+    first, second = [], []
+    for c in torch.unique(y).tolist():
+        idx = torch.nonzero(y == c).flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        first.append(idx[: len(idx) // 2])
+        second.append(idx[len(idx) // 2 :])
+    return torch.sort(torch.cat(first)).values, torch.sort(torch.cat(second)).values
+
+
+def _stratified_test(y: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed + 7919)
+    train, test = [], []
+    for c in torch.unique(y).tolist():
+        idx = torch.nonzero(y == c).flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        n_test = max(1, round(len(idx) * fraction))
+        test.append(idx[:n_test])
+        train.append(idx[n_test:])
+    return torch.sort(torch.cat(train)).values, torch.sort(torch.cat(test)).values
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    kind, _, arg = spec.partition(":")
+    if kind not in ("digits", "cifar10", "cifar100", "folder", "npz"):
+        raise DataError(
+            f"unknown dataset {spec!r}; use digits[:16|:32], cifar10:PATH, cifar100:PATH, "
+            "folder:PATH or npz:PATH"
+        )
+    if kind != "digits" and not arg:
+        raise DataError(f"dataset {kind!r} needs a local path: {kind}:PATH")
+    return kind, arg
+
+
+def load_splits(spec: str = "digits", *, split_seed: int = 0, test_fraction: float = 0.2) -> DatasetSplits:
+    """Load a dataset and cut it into owner / attacker halves and a test set.
+
+    ``split_seed`` fixes the cut; every model of one study should use the same one so
+    that "owner" and "attacker" mean the same images for all of them.
+    """
+    kind, arg = parse_spec(spec)
+    if kind == "digits":
+        x, y, classes, x_test, y_test = load_digits(arg)
+    elif kind in ("cifar10", "cifar100"):
+        x, y, classes, x_test, y_test = load_cifar(arg, kind)
+    elif kind == "folder":
+        x, y, classes, x_test, y_test = load_folder(arg)
+    else:
+        x, y, classes, x_test, y_test = load_npz(arg)
+    if x_test is None:
+        train_idx, test_idx = _stratified_test(y, test_fraction, split_seed)
+        x, y, x_test, y_test = x[train_idx], y[train_idx], x[test_idx], y[test_idx]
+    full = Dataset(x, y, tuple(classes), spec)
+    owner_idx, attacker_idx = _stratified_halves(y, split_seed)
+    return DatasetSplits(
+        owner=full.subset(owner_idx, "owner"),
+        attacker=full.subset(attacker_idx, "attacker"),
+        test=Dataset(x_test, y_test, tuple(classes), spec, "test"),
+    )
+
+
+def load_dataset(spec: str = "digits", split: str = "all", *, split_seed: int = 0) -> Dataset:
+    return load_splits(spec, split_seed=split_seed).get(split)
+
+
+__all__ = ["Dataset", "DatasetSplits", "SPLITS", "load_dataset", "load_splits", "parse_spec"]

@@ -1,0 +1,28 @@
+"""Errors a user can cause. The CLI prints their message as one line and exits 2."""
+
+
+class ModelprintError(Exception):
+    """Base class: the message says what went wrong and what to do."""
+
+
+class UnknownNameError(ModelprintError, KeyError):
+    """A registered name (architecture, method, attack) that does not exist."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class DataError(ModelprintError):
+    """A missing, malformed or unsupported dataset."""
+
+
+class ModelFileError(ModelprintError):
+    """A model file or its card is missing, corrupt or inconsistent."""
+
+
+class FingerprintFileError(ModelprintError):
+    """A fingerprint artifact is missing, corrupt or does not fit the suspect."""
+
+
+class ParameterError(ModelprintError, ValueError):
+    """A parameter value outside its allowed range or of the wrong type."""

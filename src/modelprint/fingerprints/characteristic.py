@@ -1,0 +1,242 @@
+"""Characteristic examples: C, RC, RC+GM, LTRC and LTRC+GM.
+
+Paper: "Characteristic Examples: High-Robustness, Low-Transferability Fingerprinting
+of Neural Networks" (IJCAI 2021), ``papers/000_…`` beside DESIGN.md.
+
+From uniform random inputs and random target labels l, iterate (Eq. 2-3)::
+
+    x_{t+1} = HighPass_k( Clip_[0,1]( x_t - alpha * sign(grad_x Loss_{theta+Delta}(x_t, l)) ) )
+
+for ``steps`` iterations or until the loss falls under ``eta``. Delta ~ U[-delta, delta]
+per weight, fresh every step (RC); with ``q > 1`` the input gradient is the mean over q
+noisy copies (GM); ``k > 0`` removes the DCT frequencies 1 <= i + j <= k (LTRC). The
+expected labels are the clean source model's predictions on the final inputs.
+
+Parameters (paper symbols):
+    steps (int): iterations, 500.
+    alpha (float): step size alpha in [0, 1] pixel units, 0.01 (the paper gives none).
+    eta (float): per-example stopping loss eta, 1e-6.
+    delta (float): weight-noise bound delta; paper 0.01-0.07 at 32 px, 0.001-0.007 at 224 px.
+    q (int): noisy copies averaged per step (GM), 10 for the +GM variants, else 1.
+    k (int | None): DCT high-pass band; 0 = off, None = scaled from 20 at 224 px.
+    gm (str): "loop", "vmap" or "auto" (loop on CPU, where it was measured faster).
+    channels_last (str | bool): memory format for conv nets; "auto" = on CPU.
+    final_clip (bool): clip the stored queries to [0, 1] after the last high-pass, so
+        they are valid images for any API; expected labels are taken after it.
+
+Shapes: queries (n, C, H, W) in [0, 1]; expected labels (n,) int64.
+
+Example::
+
+    fp = create_method("ltrc", delta=0.01).generate(load_model("owner.safetensors"), n=100, seed=0)
+    fp.save("owner.fp.safetensors")
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, vmap
+
+from ..data import Dataset
+from ..errors import ParameterError
+from ..models import ModelprintModel
+from ..progress import progress_bar
+from ..transforms import default_k, dct_highpass
+from .base import FingerprintMethod, register_method
+
+
+class NoisyGradient:
+    """Input gradients of the per-example CE loss, averaged over q copies of the model with
+    uniform weight noise in [-delta, delta] (fresh every call). With delta = 0 and q = 1 it
+    is the plain input gradient.
+
+    ``mode="loop"`` perturbs the model's own parameters in place, copy after copy;
+    ``mode="vmap"`` stacks the q noisy parameter sets and vectorises one functional call
+    over them. Both draw the noise in the same order from ``generator``, so for the same
+    generator state they compute the same gradient (up to float rounding).
+    """
+
+    def __init__(self, model: nn.Module, *, delta: float, q: int, mode: str, generator: torch.Generator) -> None:
+        self.model, self.delta, self.q, self.mode, self.g = model, delta, q, mode, generator
+        self.names = [n for n, _ in model.named_parameters()]
+        self.params = [p for _, p in model.named_parameters()]
+        self.base = [p.detach().clone() for p in self.params] if delta > 0 else []
+        self.buffers = dict(model.named_buffers())
+
+    def restore(self) -> None:
+        with torch.no_grad():
+            for p, p0 in zip(self.params, self.base):
+                p.copy_(p0)
+
+    def _perturb_in_place(self) -> None:
+        with torch.no_grad():
+            for p, p0 in zip(self.params, self.base):
+                p.uniform_(-self.delta, self.delta, generator=self.g).add_(p0)
+
+    def _stacked_noisy_params(self) -> dict[str, torch.Tensor]:
+        stacked = [torch.empty((self.q, *p0.shape), dtype=p0.dtype, device=p0.device) for p0 in self.base]
+        for j in range(self.q):  # same draw order as the loop: copy-major, parameter-minor
+            for s, p0 in zip(stacked, self.base):
+                s[j].uniform_(-self.delta, self.delta, generator=self.g).add_(p0)
+        return dict(zip(self.names, stacked))
+
+    def __call__(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (mean input gradient, mean per-example loss), both detached."""
+        x = x.detach().requires_grad_(True)
+        if self.delta > 0 and self.q > 1 and self.mode == "vmap":
+            def per_copy_loss(params: dict[str, torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
+                logits = functional_call(self.model, {**params, **self.buffers}, (inputs,))
+                return F.cross_entropy(logits, target, reduction="none")
+
+            losses = vmap(per_copy_loss, in_dims=(0, None))(self._stacked_noisy_params(), x).mean(0)
+            (grad,) = torch.autograd.grad(losses.sum(), x)
+            return grad, losses.detach()
+        grad_sum = torch.zeros_like(x)
+        loss_sum = torch.zeros(len(x), device=x.device)
+        for _ in range(self.q):
+            if self.delta > 0:
+                self._perturb_in_place()
+            loss = F.cross_entropy(self.model(x), target, reduction="none")
+            # Sum of per-example losses: each example's gradient is its own loss's gradient.
+            (grad,) = torch.autograd.grad(loss.sum(), x)
+            grad_sum += grad
+            loss_sum += loss.detach()
+        return grad_sum / self.q, loss_sum / self.q
+
+
+def _has_conv(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+@dataclass(kw_only=True)
+class CharacteristicExamples(FingerprintMethod):
+    steps: int = 500
+    alpha: float = 0.01
+    eta: float = 1e-6
+    delta: float = 0.0
+    q: int = 1
+    k: int | None = 0
+    gm: str = "auto"
+    channels_last: str | bool = "auto"
+    final_clip: bool = True
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.q < 1:
+            raise ParameterError("steps must be >= 0 and q >= 1")
+        if not 0 < self.alpha <= 1:
+            raise ParameterError(f"alpha must be in (0, 1], got {self.alpha}")
+        if self.delta < 0 or self.eta < 0:
+            raise ParameterError("delta and eta must be >= 0")
+        if self.k is not None and self.k < 0:
+            raise ParameterError(f"k must be >= 0 (or None for the resolution default), got {self.k}")
+        if self.gm not in ("auto", "loop", "vmap"):
+            raise ParameterError(f"gm must be auto, loop or vmap, got {self.gm!r}")
+        if self.channels_last not in ("auto", True, False):
+            raise ParameterError(f"channels_last must be auto, true or false, got {self.channels_last!r}")
+
+    def resolved_k(self, size: int) -> int:
+        return default_k(size) if self.k is None else self.k
+
+    def _generate(self, model: ModelprintModel, data: Dataset | None, *, n: int, seed: int, device: str,
+                  progress: bool) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
+        c, h, w = model.card.input_shape
+        k = self.resolved_k(min(h, w))
+        g = torch.Generator(device="cpu").manual_seed(seed)
+        x = torch.rand((n, c, h, w), generator=g).to(device)
+        target = torch.randint(0, model.card.num_classes, (n,), generator=g).to(device)
+        noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
+        on_cpu = device == "cpu"
+        mode = ("loop" if on_cpu else "vmap") if self.gm == "auto" else self.gm
+        use_cl = (on_cpu and _has_conv(model)) if self.channels_last == "auto" else bool(self.channels_last)
+        memory_format = torch.channels_last if use_cl else torch.contiguous_format
+        model = model.to(memory_format=memory_format)
+        x = x.contiguous(memory_format=memory_format)
+        requires = [p.requires_grad for p in model.parameters()]
+        for p in model.parameters():  # input gradients only: no weight-gradient work
+            p.requires_grad_(False)
+        gradient = NoisyGradient(model, delta=self.delta, q=self.q, mode=mode, generator=noise_gen)
+        active = torch.arange(n, device=device)
+        steps_taken = torch.zeros(n, dtype=torch.long)
+        forward_backward = 0
+        try:
+            with progress_bar(self.steps, f"{self.name} examples", progress) as bar:
+                for _ in range(self.steps):
+                    if len(active) == 0:
+                        break
+                    xa = x[active]
+                    grad, loss = gradient(xa, target[active])
+                    forward_backward += self.q * len(active)
+                    going = loss >= self.eta  # examples under eta stop here, unchanged
+                    idx = active[going]
+                    with torch.no_grad():
+                        step = (xa[going] - self.alpha * grad[going].sign()).clamp_(0, 1)
+                        x[idx] = dct_highpass(step, k) if k else step
+                    steps_taken[idx.cpu()] += 1
+                    active = idx
+                    bar.update(1, description=f"{self.name} examples ({len(active)} active)")
+        finally:
+            gradient.restore()
+            for p, r in zip(model.parameters(), requires):
+                p.requires_grad_(r)
+            model.to(memory_format=torch.contiguous_format)
+        x = x.contiguous()
+        if self.final_clip:
+            x = x.clamp(0, 1)
+        expected = model.predict(x)
+        target = target.cpu()
+        info = {
+            "k": k,
+            "gm_mode": mode if self.q > 1 and self.delta > 0 else None,
+            "channels_last": use_cl,
+            "target_hit_rate": round((expected == target).float().mean().item(), 4),
+            "mean_steps": round(steps_taken.float().mean().item(), 2),
+            "forward_backward_examples": forward_backward,
+        }
+        return x, expected, {"target": target, "steps": steps_taken}, info
+
+
+@register_method("c")
+@dataclass(kw_only=True)
+class C(CharacteristicExamples):
+    """Vanilla C-examples: no weight noise, no high-pass."""
+
+
+@register_method("rc")
+@dataclass(kw_only=True)
+class RC(CharacteristicExamples):
+    """Robust C-examples: a fresh uniformly noised model each step."""
+
+    delta: float = 0.01
+
+
+@register_method("rcgm")
+@dataclass(kw_only=True)
+class RCGM(CharacteristicExamples):
+    """RC-examples with the gradient mean over q noisy copies."""
+
+    delta: float = 0.01
+    q: int = 10
+
+
+@register_method("ltrc")
+@dataclass(kw_only=True)
+class LTRC(CharacteristicExamples):
+    """Low-transferability RC-examples: RC plus a DCT high-pass after every step."""
+
+    delta: float = 0.01
+    k: int | None = None
+
+
+@register_method("ltrcgm")
+@dataclass(kw_only=True)
+class LTRCGM(CharacteristicExamples):
+    """LTRC-examples with the gradient mean over q noisy copies."""
+
+    delta: float = 0.01
+    q: int = 10
+    k: int | None = None

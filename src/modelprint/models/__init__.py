@@ -1,0 +1,22 @@
+"""Models: architecture registry, the [0, 1]-input wrapper and model files.
+
+A model file is ``NAME.safetensors`` (weights) plus ``NAME.json`` (its card). Every
+model takes inputs in [0, 1]; normalisation lives inside it, so fingerprints, attacks
+and exported graphs all speak the same input space.
+"""
+
+from . import cnn, densenet, mobilenet, resnet, vgg, vit  # noqa: F401  (register architectures)
+from .files import CARD_SCHEMA_VERSION, ModelCard, ModelprintModel, create_model, load_model, save_model
+from .registry import ARCHITECTURES, create_arch, register_arch
+
+__all__ = [
+    "ARCHITECTURES",
+    "CARD_SCHEMA_VERSION",
+    "ModelCard",
+    "ModelprintModel",
+    "create_arch",
+    "create_model",
+    "load_model",
+    "register_arch",
+    "save_model",
+]

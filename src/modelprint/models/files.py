@@ -1,0 +1,187 @@
+"""The model wrapper and the model-file format (safetensors weights + JSON card)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .._io import atomic_write, atomic_write_text, check_readable, sha256_file
+from ..errors import ModelFileError
+from .registry import ARCHITECTURES, create_arch
+
+CARD_SCHEMA_VERSION = 1
+
+
+@dataclass
+class ModelCard:
+    """Everything needed to rebuild a model and to know where it came from."""
+
+    arch: str
+    arch_args: dict[str, Any]
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    classes: tuple[str, ...] = ()
+    dataset: str = ""
+    split: str = ""
+    accuracy: float | None = None
+    seed: int | None = None
+    training: dict[str, Any] = field(default_factory=dict)
+    # Oldest first: each step is {"parent_sha256": ..., "recipe": {"attack": name, ...}}.
+    lineage: list[dict[str, Any]] = field(default_factory=list)
+    weights_sha256: str = ""
+    schema_version: int = CARD_SCHEMA_VERSION
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["input_shape"], d["mean"], d["std"] = list(self.input_shape), list(self.mean), list(self.std)
+        d["classes"] = list(self.classes)
+        return json.dumps(d, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "card") -> ModelCard:
+        if not isinstance(d, dict):
+            raise ModelFileError(f"{source}: expected a JSON object")
+        version = d.get("schema_version")
+        if version != CARD_SCHEMA_VERSION:
+            raise ModelFileError(f"{source}: card schema_version {version!r}, this modelprint reads "
+                                 f"{CARD_SCHEMA_VERSION}; re-save it with a matching version")
+        required = ("arch", "arch_args", "input_shape", "num_classes", "mean", "std")
+        missing = [k for k in required if k not in d]
+        if missing:
+            raise ModelFileError(f"{source}: card lacks {', '.join(missing)}")
+        known = {f for f in cls.__dataclass_fields__}
+        try:
+            kw = {k: v for k, v in d.items() if k in known}
+            kw["input_shape"] = tuple(int(v) for v in d["input_shape"])
+            kw["mean"], kw["std"] = tuple(map(float, d["mean"])), tuple(map(float, d["std"]))
+            kw["classes"] = tuple(map(str, d.get("classes", ())))
+            card = cls(**kw)
+        except (TypeError, ValueError) as e:
+            raise ModelFileError(f"{source}: malformed card ({e})") from None
+        if len(card.input_shape) != 3 or len(card.mean) != card.input_shape[0] or len(card.std) != card.input_shape[0]:
+            raise ModelFileError(f"{source}: input_shape must be (C,H,W) with C means and stds")
+        return card
+
+
+class ModelprintModel(nn.Module):
+    """A classifier on [0, 1] inputs: ``net((x - mean) / std)``, with its card attached."""
+
+    def __init__(self, net: nn.Module, card: ModelCard) -> None:
+        super().__init__()
+        self.net = net
+        c = card.input_shape[0]
+        self.register_buffer("mean", torch.tensor(card.mean, dtype=torch.float32).view(1, c, 1, 1))
+        self.register_buffer("std", torch.tensor(card.std, dtype=torch.float32).view(1, c, 1, 1))
+        self.card = card
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """Predicted labels (N,) for inputs (N, C, H, W) in [0, 1], in eval mode."""
+        was_training = self.training
+        self.eval()
+        device = next(self.parameters()).device
+        out = [self(x[i : i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(x), batch_size)]
+        self.train(was_training)
+        return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
+
+    def derive(self, recipe: dict[str, Any]) -> ModelprintModel:
+        """A deep copy whose card records this model as parent and ``recipe`` as the step."""
+        child = copy.deepcopy(self)
+        child.card = copy.deepcopy(self.card)
+        child.card.lineage.append({"parent_sha256": self.card.weights_sha256, "recipe": recipe})
+        child.card.weights_sha256 = ""
+        child.card.accuracy = None
+        return child
+
+
+def create_model(arch: str, *, num_classes: int, input_shape: tuple[int, int, int],
+                 mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
+                 seed: int = 0, **arch_args: Any) -> ModelprintModel:
+    """A freshly initialised model; ``seed`` fixes the initial weights."""
+    c = input_shape[0]
+    card = ModelCard(arch=arch, arch_args=dict(arch_args), input_shape=tuple(input_shape),
+                     num_classes=num_classes, mean=tuple(mean or (0.5,) * c), std=tuple(std or (0.25,) * c),
+                     seed=seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = create_arch(arch, num_classes=num_classes, input_shape=input_shape, **arch_args)
+    return ModelprintModel(net, card)
+
+
+def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    p = Path(path)
+    if p.suffix == ".json":
+        p = p.with_suffix(".safetensors")
+    if p.suffix != ".safetensors":
+        p = p.with_name(p.name + ".safetensors")
+    return p, p.with_suffix(".json")
+
+
+def save_model(model: ModelprintModel, path: str | os.PathLike) -> Path:
+    """Write weights then card, each atomically; the card records the weights' sha256."""
+    weights_path, card_path = _paths(path)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write(weights_path, lambda tmp: save_file(state, tmp, metadata={"format": "pt", "modelprint": "model"}))
+    model.card.weights_sha256 = sha256_file(weights_path)
+    atomic_write_text(card_path, model.card.to_json())
+    return weights_path
+
+
+def load_model(path: str | os.PathLike, device: str = "cpu") -> ModelprintModel:
+    """Load a model file, checking the card against the weights; errors say what is wrong."""
+    weights_path, card_path = _paths(path)
+    check_readable(weights_path, "model weights", ModelFileError)
+    check_readable(card_path, "model card (the .json beside the weights)", ModelFileError)
+    try:
+        card_dict = json.loads(card_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelFileError(f"{card_path} is not valid JSON ({e})") from None
+    card = ModelCard.from_dict(card_dict, str(card_path))
+    if card.arch not in ARCHITECTURES:
+        raise ModelFileError(f"{card_path}: unknown architecture {card.arch!r}; "
+                             f"known: {', '.join(ARCHITECTURES.names())}")
+    digest = sha256_file(weights_path)
+    if card.weights_sha256 and digest != card.weights_sha256:
+        raise ModelFileError(f"{weights_path}: sha256 {digest[:12]}… differs from the card's "
+                             f"{card.weights_sha256[:12]}…; the weights were changed or belong to another card")
+    try:
+        state = load_file(str(weights_path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ModelFileError(f"{weights_path} is not a readable safetensors file ({e})") from None
+    try:
+        net = create_arch(card.arch, num_classes=card.num_classes, input_shape=card.input_shape, **card.arch_args)
+    except Exception as e:
+        raise ModelFileError(f"{card_path}: cannot build {card.arch} with {card.arch_args} ({e})") from None
+    model = ModelprintModel(net, card)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or extra or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} tensors (e.g. {missing[0]})")
+        if extra:
+            parts.append(f"{len(extra)} unexpected tensors (e.g. {extra[0]})")
+        if wrong:
+            parts.append(f"wrong shape for {wrong[0]}: {tuple(state[wrong[0]].shape)} vs "
+                         f"{tuple(expected[wrong[0]].shape)}")
+        raise ModelFileError(f"{weights_path} does not fit its card ({card.arch} {card.arch_args}): "
+                             + "; ".join(parts))
+    model.load_state_dict(state)
+    model.card.weights_sha256 = digest
+    return model.to(device).eval()

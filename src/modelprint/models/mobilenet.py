@@ -1,0 +1,54 @@
+"""MobileNetV2 (Sandler et al. 2018), CIFAR strides; ``width`` is the width multiplier."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .registry import register_arch
+
+# (expansion t, channels c, repeats n, stride s); strides of the first stages are 1 for 32 px.
+_SETTINGS = [(1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int, t: int) -> None:
+        super().__init__()
+        hidden = c_in * t
+        layers: list[nn.Module] = []
+        if t != 1:
+            layers += [nn.Conv2d(c_in, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(inplace=True)]
+        layers += [nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False), nn.BatchNorm2d(hidden),
+                   nn.ReLU6(inplace=True), nn.Conv2d(hidden, c_out, 1, bias=False), nn.BatchNorm2d(c_out)]
+        self.body = nn.Sequential(*layers)
+        self.residual = stride == 1 and c_in == c_out
+
+    def forward(self, x):
+        return x + self.body(x) if self.residual else self.body(x)
+
+
+@register_arch("mobilenetv2")
+class MobileNetV2(nn.Module):
+    def __init__(self, *, num_classes: int, input_shape: tuple[int, int, int], width: float = 1.0,
+                 depth: int = 7) -> None:
+        super().__init__()
+
+        def ch(c: int) -> int:
+            return max(8, int(round(c * width / 8)) * 8)
+
+        c_in, size = ch(32), input_shape[1]
+        layers: list[nn.Module] = [nn.Conv2d(input_shape[0], c_in, 3, 1, 1, bias=False), nn.BatchNorm2d(c_in),
+                                   nn.ReLU6(inplace=True)]
+        for t, c, n, s in _SETTINGS[:depth]:
+            for i in range(n):
+                stride = s if (i == 0 and size >= 2) else 1
+                size = size // stride
+                layers.append(InvertedResidual(c_in, ch(c), stride, t))
+                c_in = ch(c)
+        last = ch(1280) if width > 1 else 1280
+        layers += [nn.Conv2d(c_in, last, 1, bias=False), nn.BatchNorm2d(last), nn.ReLU6(inplace=True)]
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(last, num_classes)
+
+    def forward(self, x):
+        return self.classifier(self.pool(self.features(x)).flatten(1))

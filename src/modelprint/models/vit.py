@@ -1,0 +1,34 @@
+"""A tiny Vision Transformer (Dosovitskiy et al. 2021): patch embedding, ``depth``
+pre-norm encoder blocks of dimension ``width``, class token, learned positions."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .registry import register_arch
+
+
+@register_arch("vit-tiny")
+class TinyViT(nn.Module):
+    def __init__(self, *, num_classes: int, input_shape: tuple[int, int, int], width: int = 64,
+                 depth: int = 4, heads: int = 4, patch: int = 0, mlp_ratio: int = 2) -> None:
+        super().__init__()
+        c, h, w = input_shape
+        patch = patch or max(1, h // 8)  # 8x8 tokens whatever the resolution
+        if h % patch or w % patch:
+            raise ValueError(f"patch size {patch} must divide the input size {h}x{w}")
+        n_tokens = (h // patch) * (w // patch)
+        self.embed = nn.Conv2d(c, width, patch, patch)
+        self.cls = nn.Parameter(torch.zeros(1, 1, width))
+        self.pos = nn.Parameter(torch.randn(1, n_tokens + 1, width) * 0.02)
+        layer = nn.TransformerEncoderLayer(width, heads, width * mlp_ratio, dropout=0.0, activation="gelu",
+                                           batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, x):
+        tokens = self.embed(x).flatten(2).transpose(1, 2)
+        tokens = torch.cat([self.cls.expand(len(x), -1, -1), tokens], 1) + self.pos
+        return self.head(self.norm(self.encoder(tokens))[:, 0])

@@ -1,0 +1,125 @@
+"""One training loop used everywhere (owner models, independent models, later attacks)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .data import Dataset
+from .errors import ParameterError
+from .models import ModelprintModel, create_model
+from .progress import progress_bar
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 64
+    optimizer: str = "sgd"  # sgd | adam
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"  # cosine | step | constant
+    augment: str = "crop"  # none | crop | flip | crop+flip
+    label_smoothing: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
+            raise ParameterError("epochs must be >= 0, batch_size >= 1 and lr > 0")
+        if self.optimizer not in ("sgd", "adam"):
+            raise ParameterError(f"optimizer must be sgd or adam, got {self.optimizer!r}")
+        if self.schedule not in ("cosine", "step", "constant"):
+            raise ParameterError(f"schedule must be cosine, step or constant, got {self.schedule!r}")
+        if self.augment not in ("none", "crop", "flip", "crop+flip"):
+            raise ParameterError(f"augment must be none, crop, flip or crop+flip, got {self.augment!r}")
+
+
+def augment_batch(x: torch.Tensor, mode: str, g: torch.Generator) -> torch.Tensor:
+    """Random crop with zero padding of size/8 and/or horizontal flip, per image."""
+    if "crop" in mode:
+        n, _, h, w = x.shape
+        pad = max(1, h // 8)
+        padded = F.pad(x, (pad, pad, pad, pad))
+        dy = torch.randint(0, 2 * pad + 1, (n,), generator=g)
+        dx = torch.randint(0, 2 * pad + 1, (n,), generator=g)
+        rows = (dy[:, None] + torch.arange(h)[None]).view(n, 1, h, 1).expand(n, x.shape[1], h, w + 2 * pad)
+        x = padded.gather(2, rows)
+        cols = (dx[:, None] + torch.arange(w)[None]).view(n, 1, 1, w).expand(n, x.shape[1], h, w)
+        x = x.gather(3, cols)
+    if "flip" in mode:
+        flip = torch.rand(len(x), generator=g) < 0.5
+        x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
+    return x
+
+
+def _lr_at(cfg: TrainConfig, epoch_progress: float) -> float:
+    if cfg.schedule == "cosine":
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * epoch_progress / max(cfg.epochs, 1)))
+    if cfg.schedule == "step":
+        return cfg.lr * 0.1 ** int(epoch_progress / max(cfg.epochs, 1) * 3)  # /10 at 1/3 and 2/3
+    return cfg.lr
+
+
+@torch.no_grad()
+def accuracy(model: ModelprintModel, data: Dataset, batch_size: int = 512) -> float:
+    if len(data) == 0:
+        return float("nan")
+    return (model.predict(data.x, batch_size) == data.y).float().mean().item()
+
+
+def train(model: ModelprintModel, data: Dataset, cfg: TrainConfig = TrainConfig(), *, seed: int = 0,
+          device: str = "cpu", test: Dataset | None = None, progress: bool = True,
+          params: list[torch.nn.Parameter] | None = None) -> ModelprintModel:
+    """Train ``model`` in place on ``data`` and return it (eval mode, on CPU).
+
+    ``params`` limits training to those parameters (e.g. the last layer for fine-tuning).
+    The card's ``accuracy`` is set on ``test`` when given.
+    """
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model.to(device).train()
+    trainable = params if params is not None else [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(trainable, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                              nesterov=cfg.momentum > 0)
+    else:
+        opt = torch.optim.Adam(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    n = len(data)
+    steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
+    with progress_bar(cfg.epochs * steps_per_epoch, f"train {model.card.arch}", progress) as bar:
+        for epoch in range(cfg.epochs):
+            order = torch.randperm(n, generator=g)
+            for i in range(steps_per_epoch):
+                idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+                if len(idx) < 2:  # batch norm needs two samples
+                    continue
+                for group in opt.param_groups:
+                    group["lr"] = _lr_at(cfg, epoch + i / steps_per_epoch)
+                x = augment_batch(data.x[idx], cfg.augment, g).to(device)
+                loss = F.cross_entropy(model(x), data.y[idx].to(device), label_smoothing=cfg.label_smoothing)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                bar.update(1, description=f"train {model.card.arch} e{epoch + 1} loss {loss.item():.3f}")
+    model.eval().cpu()
+    model.card.training = {**asdict(cfg), "seed": seed}
+    if test is not None:
+        model.card.accuracy = round(accuracy(model, test), 6)
+    return model
+
+
+def train_new(arch: str, data: Dataset, cfg: TrainConfig = TrainConfig(), *, seed: int = 0,
+              test: Dataset | None = None, device: str = "cpu", progress: bool = True,
+              **arch_args: Any) -> ModelprintModel:
+    """Create ``arch`` for ``data`` (normalised by its per-channel statistics) and train it."""
+    c = data.input_shape[0]
+    mean = tuple(data.x.transpose(0, 1).reshape(c, -1).mean(1).tolist())
+    std = tuple(max(s, 1e-3) for s in data.x.transpose(0, 1).reshape(c, -1).std(1).tolist())
+    model = create_model(arch, num_classes=data.num_classes, input_shape=data.input_shape, mean=mean, std=std,
+                         seed=seed, **arch_args)
+    model.card.classes, model.card.dataset, model.card.split = data.classes, data.spec, data.split
+    return train(model, data, cfg, seed=seed, device=device, test=test, progress=progress)
