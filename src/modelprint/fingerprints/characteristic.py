@@ -46,7 +46,7 @@ from ..data import Dataset
 from ..errors import ParameterError
 from ..models import ModelprintModel
 from ..progress import progress_bar
-from ..transforms import default_k, dct_highpass
+from ..transforms import dct_highpass, default_k
 from .base import FingerprintMethod, register_method
 
 

@@ -6,7 +6,14 @@ and exported graphs all speak the same input space.
 """
 
 from . import cnn, densenet, mobilenet, resnet, vgg, vit  # noqa: F401  (register architectures)
-from .files import CARD_SCHEMA_VERSION, ModelCard, ModelprintModel, create_model, load_model, save_model
+from .files import (
+    CARD_SCHEMA_VERSION,
+    ModelCard,
+    ModelprintModel,
+    create_model,
+    load_model,
+    save_model,
+)
 from .registry import ARCHITECTURES, create_arch, register_arch
 
 __all__ = [

@@ -1,0 +1,101 @@
+"""The Characteristic Examples evaluation protocol on the user's models.
+
+Robustness = mean matching rate on positives (pruned copies of the source and any
+derived models given); transferability = mean matching rate on negatives (independently
+trained models); uniqueness = robustness - transferability; ROC AUC and F1 between them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .attacks import create_attack
+from .fingerprints import Fingerprint, create_method
+from .metrics import best_f1, matching_rate, roc_auc, uniqueness_score
+from .models import ModelprintModel
+from .progress import console
+from .verify import suspect_labels
+
+
+@dataclass
+class MethodEvaluation:
+    method: str
+    robustness: float
+    transferability: float
+    uniqueness: float
+    auc: float
+    f1: float
+    threshold: float
+    robustness_by_rate: dict[str, float] = field(default_factory=dict)
+    positive_rates: list[float] = field(default_factory=list)
+    negative_rates: list[float] = field(default_factory=list)
+    source_rate: float = 1.0
+    generation_seconds: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def pruned_copies(source: ModelprintModel, rates: Sequence[float], *, repeats: int = 1,
+                  criterion: str = "magnitude", seed: int = 0) -> list[tuple[float, ModelprintModel]]:
+    """Unstructured pruned copies of ``source``; magnitude pruning is deterministic, so
+    ``repeats`` only adds copies for ``criterion="random"``."""
+    n_rep = repeats if criterion == "random" else 1
+    return [(rate, create_attack("prune", rate=rate, criterion=criterion).apply(source, seed=seed + r))
+            for rate in rates for r in range(n_rep)]
+
+
+def evaluate_fingerprint(fp: Fingerprint, source: ModelprintModel, positives: Sequence[ModelprintModel],
+                         negatives: Sequence[ModelprintModel], pruned: Sequence[tuple[float, ModelprintModel]] = (),
+                         ) -> MethodEvaluation:
+    def rate(model: ModelprintModel) -> float:
+        return matching_rate(suspect_labels(fp, model).numpy(), fp.y.numpy())
+
+    by_rate: dict[str, list[float]] = {}
+    for r, m in pruned:
+        by_rate.setdefault(f"{r:g}", []).append(rate(m))
+    pos = [rate(m) for m in positives] + [v for vs in by_rate.values() for v in vs]
+    neg = [rate(m) for m in negatives]
+    robustness, transfer = float(np.mean(pos)), float(np.mean(neg))
+    f1, threshold = best_f1(pos, neg)
+    return MethodEvaluation(
+        method=str(fp.meta.get("method")), robustness=robustness, transferability=transfer,
+        uniqueness=uniqueness_score(robustness, transfer), auc=roc_auc(pos, neg), f1=f1, threshold=threshold,
+        robustness_by_rate={k: float(np.mean(v)) for k, v in by_rate.items()}, positive_rates=pos,
+        negative_rates=neg, source_rate=rate(source), generation_seconds=fp.meta.get("generation_seconds"),
+    )
+
+
+def evaluate(source: ModelprintModel, methods: Sequence[str], positives: Sequence[ModelprintModel] = (),
+             negatives: Sequence[ModelprintModel] = (), *, prune_rates: Sequence[float] = (0.2, 0.4, 0.6, 0.8),
+             prune_repeats: int = 1, prune_criterion: str = "magnitude", n: int = 100, seed: int = 0,
+             method_params: dict[str, dict[str, Any]] | None = None, device: str = "cpu",
+             progress: bool = True) -> dict[str, MethodEvaluation]:
+    """Generate each method's fingerprint from ``source`` and score it on the suspects."""
+    pruned = pruned_copies(source, prune_rates, repeats=prune_repeats, criterion=prune_criterion, seed=seed)
+    results = {}
+    for name in methods:
+        method = create_method(name, **(method_params or {}).get(name, {}))
+        fp = method.generate(source, n=n, seed=seed, device=device, progress=progress)
+        results[name] = evaluate_fingerprint(fp, source, positives, negatives, pruned)
+    return results
+
+
+def print_table(results: dict[str, MethodEvaluation], title: str = "Characteristic-examples evaluation") -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    rates = sorted({k for r in results.values() for k in r.robustness_by_rate}, key=float)
+    table = Table(title=title)
+    for col in ["method", "robust", *[f"prune {r}" for r in rates], "transfer", "unique", "AUC", "F1", "thresh"]:
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for r in results.values():
+        table.add_row(r.method, f"{r.robustness:.2f}", *[f"{r.robustness_by_rate[k]:.2f}" for k in rates],
+                      f"{r.transferability:.2f}", f"{r.uniqueness:+.2f}", f"{r.auc:.2f}", f"{r.f1:.2f}",
+                      f"{r.threshold:.2f}")
+    # Results go to stdout (pipeable), wide enough not to truncate when not on a terminal.
+    Console(width=max(100, console.width)).print(table)
