@@ -14,8 +14,12 @@ import typer
 
 from .errors import ModelprintError, ParameterError
 
-app = typer.Typer(help="Prove who owns a trained neural network.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, add_completion=False)
+app = typer.Typer(
+    help="Prove who owns a trained neural network.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
 fingerprint_app = typer.Typer(help="Create and inspect fingerprints.", no_args_is_help=True)
 app.add_typer(fingerprint_app, name="fingerprint")
 
@@ -39,9 +43,11 @@ def _out(data: Any) -> None:
 
 
 @app.command()
-def demo(out: Path = typer.Option(Path("modelprint-demo"), "--out", help="Folder for models, fingerprints, results."),
-         fast: bool = typer.Option(False, "--fast", help="Fewer epochs and models (a smoke run, not the study)."),
-         seed: int = typer.Option(0, "--seed")) -> None:
+def demo(
+    out: Path = typer.Option(Path("modelprint-demo"), "--out", help="Folder for models, fingerprints, results."),
+    fast: bool = typer.Option(False, "--fast", help="Fewer epochs and models (a smoke run, not the study)."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
     """Train a source and independent models on digits, fingerprint, prune, evaluate."""
     from .demo import run_demo
 
@@ -49,20 +55,22 @@ def demo(out: Path = typer.Option(Path("modelprint-demo"), "--out", help="Folder
 
 
 @app.command()
-def train(data: str = typer.Option("digits", "--data", help="digits[:16|:32], cifar10:PATH, folder:PATH, npz:PATH"),
-          arch: str = typer.Option(..., "--arch", help="Architecture name (modelprint list)."),
-          arch_arg: list[str] = typer.Option(None, "--arch-arg", help="K=V architecture argument (repeat)."),
-          split: str = typer.Option("owner", "--split", help="owner | attacker | all"),
-          epochs: int = typer.Option(30, "--epochs"),
-          lr: float = typer.Option(0.05, "--lr"),
-          optimizer: str = typer.Option("sgd", "--optimizer", help="sgd | adam"),
-          schedule: str = typer.Option("cosine", "--schedule", help="cosine | step | constant"),
-          augment: str = typer.Option("crop", "--augment", help="none | crop | flip | crop+flip"),
-          batch_size: int = typer.Option(64, "--batch-size"),
-          split_seed: int = typer.Option(0, "--split-seed", help="Seed of the owner/attacker/test cut."),
-          seed: int = typer.Option(..., "--seed"),
-          device: str = typer.Option("cpu", "--device"),
-          out: Path = typer.Option(..., "--out", help="Model file to write (.safetensors + .json).")) -> None:
+def train(
+    data: str = typer.Option("digits", "--data", help="digits[:16|:32], cifar10:PATH, folder:PATH, npz:PATH"),
+    arch: str = typer.Option(..., "--arch", help="Architecture name (modelprint list)."),
+    arch_arg: list[str] = typer.Option(None, "--arch-arg", help="K=V architecture argument (repeat)."),
+    split: str = typer.Option("owner", "--split", help="owner | attacker | all"),
+    epochs: int = typer.Option(30, "--epochs"),
+    lr: float = typer.Option(0.05, "--lr"),
+    optimizer: str = typer.Option("sgd", "--optimizer", help="sgd | adam"),
+    schedule: str = typer.Option("cosine", "--schedule", help="cosine | step | constant"),
+    augment: str = typer.Option("crop", "--augment", help="none | crop | flip | crop+flip"),
+    batch_size: int = typer.Option(64, "--batch-size"),
+    split_seed: int = typer.Option(0, "--split-seed", help="Seed of the owner/attacker/test cut."),
+    seed: int = typer.Option(..., "--seed"),
+    device: str = typer.Option("cpu", "--device"),
+    out: Path = typer.Option(..., "--out", help="Model file to write (.safetensors + .json)."),
+) -> None:
     """Train a model and write a model file."""
     from .data import load_splits
     from .models import save_model
@@ -72,24 +80,27 @@ def train(data: str = typer.Option("digits", "--data", help="digits[:16|:32], ci
     if split not in ("owner", "attacker", "all"):
         raise ParameterError(f"--split must be owner, attacker or all, got {split!r}")
     splits = load_splits(data, split_seed=split_seed)
-    cfg = TrainConfig(epochs=epochs, lr=lr, optimizer=optimizer, schedule=schedule, augment=augment,
-                      batch_size=batch_size)
-    model = train_new(arch, splits.get(split), cfg, seed=seed, test=splits.test, device=device,
-                      **parse_params(arch_arg))
+    cfg = TrainConfig(
+        epochs=epochs, lr=lr, optimizer=optimizer, schedule=schedule, augment=augment, batch_size=batch_size
+    )
+    model = train_new(
+        arch, splits.get(split), cfg, seed=seed, test=splits.test, device=device, **parse_params(arch_arg)
+    )
     path = save_model(model, out)
     console.print(f"wrote {path} (test accuracy {model.card.accuracy:.4f}, sha256 {model.card.weights_sha256[:16]}…)")
 
 
 @fingerprint_app.command("create")
-def fingerprint_create(model: Path = typer.Argument(..., help="Source model (.safetensors)."),
-                       method: str = typer.Option(..., "--method", help="c | rc | rcgm | ltrc | ltrcgm"),
-                       param: list[str] = typer.Option(None, "--param", help="K=V method parameter (repeat)."),
-                       n: int = typer.Option(100, "--n", help="Number of queries."),
-                       seed: int = typer.Option(..., "--seed"),
-                       threshold: float = typer.Option(None, "--threshold",
-                                                       help="Verdict threshold to store (from evaluate)."),
-                       device: str = typer.Option("cpu", "--device"),
-                       out: Path = typer.Option(..., "--out", help="Fingerprint file (.fp.safetensors).")) -> None:
+def fingerprint_create(
+    model: Path = typer.Argument(..., help="Source model (.safetensors)."),
+    method: str = typer.Option(..., "--method", help="c | rc | rcgm | ltrc | ltrcgm"),
+    param: list[str] = typer.Option(None, "--param", help="K=V method parameter (repeat)."),
+    n: int = typer.Option(100, "--n", help="Number of queries."),
+    seed: int = typer.Option(..., "--seed"),
+    threshold: float = typer.Option(None, "--threshold", help="Verdict threshold to store (from evaluate)."),
+    device: str = typer.Option("cpu", "--device"),
+    out: Path = typer.Option(..., "--out", help="Fingerprint file (.fp.safetensors)."),
+) -> None:
     """Generate a fingerprint from a model; prints its sha256 commitment."""
     from .fingerprints import create_method
     from .models import load_model
@@ -105,8 +116,9 @@ def fingerprint_create(model: Path = typer.Argument(..., help="Source model (.sa
 
 
 @fingerprint_app.command("show")
-def fingerprint_show(fp_path: Path = typer.Argument(..., help="Fingerprint file."),
-                     as_json: bool = typer.Option(False, "--json")) -> None:
+def fingerprint_show(
+    fp_path: Path = typer.Argument(..., help="Fingerprint file."), as_json: bool = typer.Option(False, "--json")
+) -> None:
     """Show a fingerprint's metadata and commitment."""
     from ._io import sha256_file
     from .fingerprints import Fingerprint
@@ -127,12 +139,14 @@ def fingerprint_show(fp_path: Path = typer.Argument(..., help="Fingerprint file.
 
 
 @app.command()
-def attack(name: str = typer.Argument(..., help="Attack name (modelprint list)."),
-           model: Path = typer.Argument(..., help="Model to modify."),
-           param: list[str] = typer.Option(None, "--param", help="K=V attack parameter (repeat)."),
-           data: str = typer.Option(None, "--data", help="Data for attacks that train."),
-           seed: int = typer.Option(0, "--seed"),
-           out: Path = typer.Option(..., "--out")) -> None:
+def attack(
+    name: str = typer.Argument(..., help="Attack name (modelprint list)."),
+    model: Path = typer.Argument(..., help="Model to modify."),
+    param: list[str] = typer.Option(None, "--param", help="K=V attack parameter (repeat)."),
+    data: str = typer.Option(None, "--data", help="Data for attacks that train."),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(..., "--out"),
+) -> None:
     """Apply a model modification and write the derived model with its lineage."""
     from .attacks import create_attack
     from .data import load_dataset
@@ -147,10 +161,12 @@ def attack(name: str = typer.Argument(..., help="Attack name (modelprint list)."
 
 
 @app.command()
-def verify(fp_path: Path = typer.Argument(..., metavar="FP", help="Fingerprint file."),
-           suspect: Path = typer.Argument(..., help="Suspect model file."),
-           threshold: float = typer.Option(None, "--threshold", help="Default: stored with the fingerprint, else 0.5."),
-           as_json: bool = typer.Option(False, "--json")) -> None:
+def verify(
+    fp_path: Path = typer.Argument(..., metavar="FP", help="Fingerprint file."),
+    suspect: Path = typer.Argument(..., help="Suspect model file."),
+    threshold: float = typer.Option(None, "--threshold", help="Default: stored with the fingerprint, else 0.5."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
     """Query a suspect with a fingerprint: matching rate, p-value, verdict."""
     from .fingerprints import Fingerprint
     from .models import load_model
@@ -160,23 +176,28 @@ def verify(fp_path: Path = typer.Argument(..., metavar="FP", help="Fingerprint f
     if as_json:
         _out(result.to_dict())
         return
-    sys.stdout.write(f"{result.verdict}: matching rate {result.matching_rate:.2f} ({result.matches}/{result.n}), "
-                     f"threshold {result.threshold:.2f}, p-value vs chance {result.p_value:.3g}\n")
+    sys.stdout.write(
+        f"{result.verdict}: matching rate {result.matching_rate:.2f} ({result.matches}/{result.n}), "
+        f"threshold {result.threshold:.2f}, p-value vs chance {result.p_value:.3g}\n"
+    )
 
 
 @app.command()
-def evaluate(model: Path = typer.Argument(..., help="Source model."),
-             methods: str = typer.Option("c,rc,rcgm,ltrc", "--methods", help="Comma-separated method names."),
-             positives: list[Path] = typer.Option(None, "--positives", help="Derived models (should match)."),
-             negatives: list[Path] = typer.Option(..., "--negatives", help="Independent models (should not)."),
-             prune_rates: str = typer.Option("0.3,0.5,0.7", "--prune-rates",
-                                             help="Pruned copies of the source added as positives ('' = none)."),
-             prune_criterion: str = typer.Option("magnitude", "--prune-criterion", help="magnitude | random"),
-             prune_repeats: int = typer.Option(5, "--prune-repeats", help="Copies per rate (random pruning)."),
-             param: list[str] = typer.Option(None, "--param", help="METHOD.K=V method parameter (repeat)."),
-             n: int = typer.Option(100, "--n"),
-             seed: int = typer.Option(0, "--seed"),
-             as_json: bool = typer.Option(False, "--json")) -> None:
+def evaluate(
+    model: Path = typer.Argument(..., help="Source model."),
+    methods: str = typer.Option("c,rc,rcgm,ltrc", "--methods", help="Comma-separated method names."),
+    positives: list[Path] = typer.Option(None, "--positives", help="Derived models (should match)."),
+    negatives: list[Path] = typer.Option(..., "--negatives", help="Independent models (should not)."),
+    prune_rates: str = typer.Option(
+        "0.3,0.5,0.7", "--prune-rates", help="Pruned copies of the source added as positives ('' = none)."
+    ),
+    prune_criterion: str = typer.Option("magnitude", "--prune-criterion", help="magnitude | random"),
+    prune_repeats: int = typer.Option(5, "--prune-repeats", help="Copies per rate (random pruning)."),
+    param: list[str] = typer.Option(None, "--param", help="METHOD.K=V method parameter (repeat)."),
+    n: int = typer.Option(100, "--n"),
+    seed: int = typer.Option(0, "--seed"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
     """The paper's protocol: robustness, transferability, uniqueness, AUC, F1 per method."""
     from .evaluate import evaluate as _evaluate
     from .evaluate import print_table
@@ -193,9 +214,18 @@ def evaluate(model: Path = typer.Argument(..., help="Source model."),
         rates = [float(r) for r in prune_rates.split(",") if r.strip()]
     except ValueError:
         raise ParameterError(f"--prune-rates must be comma-separated numbers, got {prune_rates!r}") from None
-    results = _evaluate(load_model(model), names, [load_model(p) for p in positives or []],
-                        [load_model(p) for p in negatives], prune_rates=rates, prune_repeats=prune_repeats,
-                        prune_criterion=prune_criterion, n=n, seed=seed, method_params=method_params)
+    results = _evaluate(
+        load_model(model),
+        names,
+        [load_model(p) for p in positives or []],
+        [load_model(p) for p in negatives],
+        prune_rates=rates,
+        prune_repeats=prune_repeats,
+        prune_criterion=prune_criterion,
+        n=n,
+        seed=seed,
+        method_params=method_params,
+    )
     if as_json:
         _out({k: v.to_dict() for k, v in results.items()})
     else:

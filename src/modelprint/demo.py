@@ -47,8 +47,10 @@ def run_demo(out: Path, *, fast: bool = False, seed: int = 0) -> dict:
         model = train_new(arch, splits.get(split), cfg, seed=seed + s, test=splits.test, **args)
         save_model(model, out / "models" / name)
         negatives.append(model)
-    console.print(f"source accuracy {source.card.accuracy:.3f}; independent: "
-                  + ", ".join(f"{n} {m.card.accuracy:.3f}" for (n, *_), m in zip(independent, negatives)))
+    console.print(
+        f"source accuracy {source.card.accuracy:.3f}; independent: "
+        + ", ".join(f"{n} {m.card.accuracy:.3f}" for (n, *_), m in zip(independent, negatives))
+    )
 
     console.rule("2/4  prune the source (the owner's legitimate compressed copies)")
     pruned = pruned_copies(source, PRUNE_RATES, seed=seed)
@@ -71,11 +73,15 @@ def run_demo(out: Path, *, fast: bool = False, seed: int = 0) -> dict:
     print_table(results, f"digits 16 px, small CNN source, {len(negatives)} independent models")
     best = max(results.values(), key=lambda r: r.uniqueness)
     c, ltrc = results["c"], results["ltrc"]
-    console.print(f"LTRC transferability {ltrc.transferability:.2f} vs C {c.transferability:.2f}; uniqueness "
-                  f"{ltrc.uniqueness:+.2f} vs {c.uniqueness:+.2f} (best: {best.method})")
+    console.print(
+        f"LTRC transferability {ltrc.transferability:.2f} vs C {c.transferability:.2f}; uniqueness "
+        f"{ltrc.uniqueness:+.2f} vs {c.uniqueness:+.2f} (best: {best.method})"
+    )
     check = verify(Fingerprint.load(out / "fingerprints" / "ltrc.fp.safetensors"), pruned[-1][1])
-    console.print(f"verify ltrc on the {PRUNE_RATES[-1]:.0%}-pruned copy: {check.verdict} "
-                  f"(matching {check.matching_rate:.2f}, p = {check.p_value:.2g})")
+    console.print(
+        f"verify ltrc on the {PRUNE_RATES[-1]:.0%}-pruned copy: {check.verdict} "
+        f"(matching {check.matching_rate:.2f}, p = {check.p_value:.2g})"
+    )
     summary = {
         "data": DATA,
         "fast": fast,
@@ -86,9 +92,10 @@ def run_demo(out: Path, *, fast: bool = False, seed: int = 0) -> dict:
         "results": {k: v.to_dict() for k, v in results.items()},
     }
     atomic_write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")
-    console.print(f"wrote {out}/results.json, models in {out}/models, fingerprints in {out}/fingerprints "
-                  f"({summary['seconds']} s)")
-    console.print(f"try: modelprint verify {out}/fingerprints/ltrc.fp.safetensors "
-                  f"{out}/models/cnn-attacker-s1.safetensors")
+    console.print(
+        f"wrote {out}/results.json, models in {out}/models, fingerprints in {out}/fingerprints ({summary['seconds']} s)"
+    )
+    console.print(
+        f"try: modelprint verify {out}/fingerprints/ltrc.fp.safetensors {out}/models/cnn-attacker-s1.safetensors"
+    )
     return summary
-

@@ -40,18 +40,26 @@ class MethodEvaluation:
         return dict(self.__dict__)
 
 
-def pruned_copies(source: ModelprintModel, rates: Sequence[float], *, repeats: int = 1,
-                  criterion: str = "magnitude", seed: int = 0) -> list[tuple[float, ModelprintModel]]:
+def pruned_copies(
+    source: ModelprintModel, rates: Sequence[float], *, repeats: int = 1, criterion: str = "magnitude", seed: int = 0
+) -> list[tuple[float, ModelprintModel]]:
     """Unstructured pruned copies of ``source``; magnitude pruning is deterministic, so
     ``repeats`` only adds copies for ``criterion="random"``."""
     n_rep = repeats if criterion == "random" else 1
-    return [(rate, create_attack("prune", rate=rate, criterion=criterion).apply(source, seed=seed + r))
-            for rate in rates for r in range(n_rep)]
+    return [
+        (rate, create_attack("prune", rate=rate, criterion=criterion).apply(source, seed=seed + r))
+        for rate in rates
+        for r in range(n_rep)
+    ]
 
 
-def evaluate_fingerprint(fp: Fingerprint, source: ModelprintModel, positives: Sequence[ModelprintModel],
-                         negatives: Sequence[ModelprintModel], pruned: Sequence[tuple[float, ModelprintModel]] = (),
-                         ) -> MethodEvaluation:
+def evaluate_fingerprint(
+    fp: Fingerprint,
+    source: ModelprintModel,
+    positives: Sequence[ModelprintModel],
+    negatives: Sequence[ModelprintModel],
+    pruned: Sequence[tuple[float, ModelprintModel]] = (),
+) -> MethodEvaluation:
     def rate(model: ModelprintModel) -> float:
         return matching_rate(suspect_labels(fp, model).numpy(), fp.y.numpy())
 
@@ -63,18 +71,36 @@ def evaluate_fingerprint(fp: Fingerprint, source: ModelprintModel, positives: Se
     robustness, transfer = float(np.mean(pos)), float(np.mean(neg))
     f1, threshold = best_f1(pos, neg)
     return MethodEvaluation(
-        method=str(fp.meta.get("method")), robustness=robustness, transferability=transfer,
-        uniqueness=uniqueness_score(robustness, transfer), auc=roc_auc(pos, neg), f1=f1, threshold=threshold,
-        robustness_by_rate={k: float(np.mean(v)) for k, v in by_rate.items()}, positive_rates=pos,
-        negative_rates=neg, source_rate=rate(source), generation_seconds=fp.meta.get("generation_seconds"),
+        method=str(fp.meta.get("method")),
+        robustness=robustness,
+        transferability=transfer,
+        uniqueness=uniqueness_score(robustness, transfer),
+        auc=roc_auc(pos, neg),
+        f1=f1,
+        threshold=threshold,
+        robustness_by_rate={k: float(np.mean(v)) for k, v in by_rate.items()},
+        positive_rates=pos,
+        negative_rates=neg,
+        source_rate=rate(source),
+        generation_seconds=fp.meta.get("generation_seconds"),
     )
 
 
-def evaluate(source: ModelprintModel, methods: Sequence[str], positives: Sequence[ModelprintModel] = (),
-             negatives: Sequence[ModelprintModel] = (), *, prune_rates: Sequence[float] = (0.2, 0.4, 0.6, 0.8),
-             prune_repeats: int = 1, prune_criterion: str = "magnitude", n: int = 100, seed: int = 0,
-             method_params: dict[str, dict[str, Any]] | None = None, device: str = "cpu",
-             progress: bool = True) -> dict[str, MethodEvaluation]:
+def evaluate(
+    source: ModelprintModel,
+    methods: Sequence[str],
+    positives: Sequence[ModelprintModel] = (),
+    negatives: Sequence[ModelprintModel] = (),
+    *,
+    prune_rates: Sequence[float] = (0.2, 0.4, 0.6, 0.8),
+    prune_repeats: int = 1,
+    prune_criterion: str = "magnitude",
+    n: int = 100,
+    seed: int = 0,
+    method_params: dict[str, dict[str, Any]] | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+) -> dict[str, MethodEvaluation]:
     """Generate each method's fingerprint from ``source`` and score it on the suspects."""
     pruned = pruned_copies(source, prune_rates, repeats=prune_repeats, criterion=prune_criterion, seed=seed)
     results = {}
@@ -94,8 +120,15 @@ def print_table(results: dict[str, MethodEvaluation], title: str = "Characterist
     for col in ["method", "robust", *[f"prune {r}" for r in rates], "transfer", "unique", "AUC", "F1", "thresh"]:
         table.add_column(col, justify="left" if col == "method" else "right")
     for r in results.values():
-        table.add_row(r.method, f"{r.robustness:.2f}", *[f"{r.robustness_by_rate[k]:.2f}" for k in rates],
-                      f"{r.transferability:.2f}", f"{r.uniqueness:+.2f}", f"{r.auc:.2f}", f"{r.f1:.2f}",
-                      f"{r.threshold:.2f}")
+        table.add_row(
+            r.method,
+            f"{r.robustness:.2f}",
+            *[f"{r.robustness_by_rate[k]:.2f}" for k in rates],
+            f"{r.transferability:.2f}",
+            f"{r.uniqueness:+.2f}",
+            f"{r.auc:.2f}",
+            f"{r.f1:.2f}",
+            f"{r.threshold:.2f}",
+        )
     # Results go to stdout (pipeable), wide enough not to truncate when not on a terminal.
     Console(width=max(100, console.width)).print(table)

@@ -71,9 +71,17 @@ def accuracy(model: ModelprintModel, data: Dataset, batch_size: int = 512) -> fl
     return (model.predict(data.x, batch_size) == data.y).float().mean().item()
 
 
-def train(model: ModelprintModel, data: Dataset, cfg: TrainConfig = TrainConfig(), *, seed: int = 0,
-          device: str = "cpu", test: Dataset | None = None, progress: bool = True,
-          params: list[torch.nn.Parameter] | None = None) -> ModelprintModel:
+def train(
+    model: ModelprintModel,
+    data: Dataset,
+    cfg: TrainConfig = TrainConfig(),
+    *,
+    seed: int = 0,
+    device: str = "cpu",
+    test: Dataset | None = None,
+    progress: bool = True,
+    params: list[torch.nn.Parameter] | None = None,
+) -> ModelprintModel:
     """Train ``model`` in place on ``data`` and return it (eval mode, on CPU).
 
     ``params`` limits training to those parameters (e.g. the last layer for fine-tuning).
@@ -84,8 +92,9 @@ def train(model: ModelprintModel, data: Dataset, cfg: TrainConfig = TrainConfig(
     model.to(device).train()
     trainable = params if params is not None else [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "sgd":
-        opt = torch.optim.SGD(trainable, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                              nesterov=cfg.momentum > 0)
+        opt = torch.optim.SGD(
+            trainable, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.momentum > 0
+        )
     else:
         opt = torch.optim.Adam(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     n = len(data)
@@ -112,14 +121,23 @@ def train(model: ModelprintModel, data: Dataset, cfg: TrainConfig = TrainConfig(
     return model
 
 
-def train_new(arch: str, data: Dataset, cfg: TrainConfig = TrainConfig(), *, seed: int = 0,
-              test: Dataset | None = None, device: str = "cpu", progress: bool = True,
-              **arch_args: Any) -> ModelprintModel:
+def train_new(
+    arch: str,
+    data: Dataset,
+    cfg: TrainConfig = TrainConfig(),
+    *,
+    seed: int = 0,
+    test: Dataset | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+    **arch_args: Any,
+) -> ModelprintModel:
     """Create ``arch`` for ``data`` (normalised by its per-channel statistics) and train it."""
     c = data.input_shape[0]
     mean = tuple(data.x.transpose(0, 1).reshape(c, -1).mean(1).tolist())
     std = tuple(max(s, 1e-3) for s in data.x.transpose(0, 1).reshape(c, -1).std(1).tolist())
-    model = create_model(arch, num_classes=data.num_classes, input_shape=data.input_shape, mean=mean, std=std,
-                         seed=seed, **arch_args)
+    model = create_model(
+        arch, num_classes=data.num_classes, input_shape=data.input_shape, mean=mean, std=std, seed=seed, **arch_args
+    )
     model.card.classes, model.card.dataset, model.card.split = data.classes, data.spec, data.split
     return train(model, data, cfg, seed=seed, device=device, test=test, progress=progress)

@@ -36,11 +36,13 @@ def check_compatible(fp: Fingerprint, suspect: ModelprintModel) -> None:
     if tuple(suspect.card.input_shape) != fp.input_shape:
         raise FingerprintFileError(
             f"the fingerprint's queries are {'x'.join(map(str, fp.input_shape))} (C x H x W) but the suspect "
-            f"takes {'x'.join(map(str, suspect.card.input_shape))}; verify a model of the same input shape")
+            f"takes {'x'.join(map(str, suspect.card.input_shape))}; verify a model of the same input shape"
+        )
     n_classes = fp.meta.get("num_classes")
     if n_classes is not None and suspect.card.num_classes != n_classes:
-        raise FingerprintFileError(f"the fingerprint expects {n_classes} classes but the suspect has "
-                                   f"{suspect.card.num_classes}")
+        raise FingerprintFileError(
+            f"the fingerprint expects {n_classes} classes but the suspect has {suspect.card.num_classes}"
+        )
 
 
 def suspect_labels(fp: Fingerprint, suspect: ModelprintModel) -> torch.Tensor:
@@ -61,8 +63,15 @@ def verify(fp: Fingerprint, suspect: ModelprintModel, threshold: float | None = 
     matches = int((predicted == fp.y).sum())
     chance = 1.0 / int(fp.meta.get("num_classes", suspect.card.num_classes))
     return Verification(
-        matching_rate=rate, matches=matches, n=len(fp), p_value=binomial_p_value(matches, len(fp), chance),
-        chance=chance, threshold=threshold, verdict="match" if rate >= threshold else "no-match",
-        queries=len(fp), method=str(fp.meta.get("method", "")), source_sha256=str(fp.meta.get("source_sha256", "")),
+        matching_rate=rate,
+        matches=matches,
+        n=len(fp),
+        p_value=binomial_p_value(matches, len(fp), chance),
+        chance=chance,
+        threshold=threshold,
+        verdict="match" if rate >= threshold else "no-match",
+        queries=len(fp),
+        method=str(fp.meta.get("method", "")),
+        source_sha256=str(fp.meta.get("source_sha256", "")),
         suspect_sha256=suspect.card.weights_sha256,
     )

@@ -44,8 +44,10 @@ def create_attack(name: str, **params: Any) -> Attack:
     names = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
     unknown = sorted(set(params) - names)
     if unknown:
-        raise ParameterError(f"attack {name!r} has no parameter {', '.join(unknown)}; "
-                             f"its parameters: {', '.join(sorted(names)) or 'none'}")
+        raise ParameterError(
+            f"attack {name!r} has no parameter {', '.join(unknown)}; "
+            f"its parameters: {', '.join(sorted(names)) or 'none'}"
+        )
     try:
         return cls(**params)
     except (TypeError, ValueError) as e:

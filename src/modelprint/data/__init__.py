@@ -31,8 +31,9 @@ class Dataset:
 
     def __post_init__(self) -> None:
         if self.x.ndim != 4 or self.y.ndim != 1 or len(self.x) != len(self.y):
-            raise DataError(f"{self.spec}: expected x (N,C,H,W) and y (N,), got "
-                            f"{tuple(self.x.shape)} and {tuple(self.y.shape)}")
+            raise DataError(
+                f"{self.spec}: expected x (N,C,H,W) and y (N,), got {tuple(self.x.shape)} and {tuple(self.y.shape)}"
+            )
 
     def __len__(self) -> int:
         return len(self.y)
@@ -98,8 +99,7 @@ def parse_spec(spec: str) -> tuple[str, str]:
     kind, _, arg = spec.partition(":")
     if kind not in ("digits", "cifar10", "cifar100", "folder", "npz"):
         raise DataError(
-            f"unknown dataset {spec!r}; use digits[:16|:32], cifar10:PATH, cifar100:PATH, "
-            "folder:PATH or npz:PATH"
+            f"unknown dataset {spec!r}; use digits[:16|:32], cifar10:PATH, cifar100:PATH, folder:PATH or npz:PATH"
         )
     if kind != "digits" and not arg:
         raise DataError(f"dataset {kind!r} needs a local path: {kind}:PATH")

@@ -69,7 +69,7 @@ class Fingerprint:
         x, y = tensors.get("x"), tensors.get("y")
         if x is None or y is None or x.ndim != 4 or y.ndim != 1 or len(x) != len(y):
             raise FingerprintFileError(f"{p}: expected tensors x (N,C,H,W) and y (N,)")
-        extra = {k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")}
+        extra = {k[len("extra.") :]: v for k, v in tensors.items() if k.startswith("extra.")}
         return cls(x.float(), y.long(), meta, extra)
 
 
@@ -85,8 +85,16 @@ class FingerprintMethod:
     def params(self) -> dict[str, Any]:
         return dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}
 
-    def generate(self, source: ModelprintModel, data: Dataset | None = None, *, n: int = 100, seed: int = 0,
-                 device: str = "cpu", progress: bool = True) -> Fingerprint:
+    def generate(
+        self,
+        source: ModelprintModel,
+        data: Dataset | None = None,
+        *,
+        n: int = 100,
+        seed: int = 0,
+        device: str = "cpu",
+        progress: bool = True,
+    ) -> Fingerprint:
         """Make ``n`` query inputs and their expected labels from ``source``."""
         if not isinstance(source, ModelprintModel):
             raise ParameterError("source must be a ModelprintModel (use modelprint.models.load_model)")
@@ -116,11 +124,13 @@ class FingerprintMethod:
             "modelprint_version": __version__,
             **info,
         }
-        return Fingerprint(x.detach().cpu().float(), y.detach().cpu().long(), meta,
-                           {k: v.detach().cpu() for k, v in extra.items()})
+        return Fingerprint(
+            x.detach().cpu().float(), y.detach().cpu().long(), meta, {k: v.detach().cpu() for k, v in extra.items()}
+        )
 
-    def _generate(self, model: ModelprintModel, data: Dataset | None, *, n: int, seed: int, device: str,
-                  progress: bool) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
+    def _generate(
+        self, model: ModelprintModel, data: Dataset | None, *, n: int, seed: int, device: str, progress: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
         raise NotImplementedError  # abstract: every registered method overrides it
 
 
@@ -133,8 +143,9 @@ def create_method(name: str, **params: Any) -> FingerprintMethod:
     names = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
     unknown = sorted(set(params) - names)
     if unknown:
-        raise ParameterError(f"method {name!r} has no parameter {', '.join(unknown)}; "
-                             f"its parameters: {', '.join(sorted(names))}")
+        raise ParameterError(
+            f"method {name!r} has no parameter {', '.join(unknown)}; its parameters: {', '.join(sorted(names))}"
+        )
     try:
         return cls(**params)
     except (TypeError, ValueError) as e:

@@ -89,6 +89,7 @@ class NoisyGradient:
         """Return (mean input gradient, mean per-example loss), both detached."""
         x = x.detach().requires_grad_(True)
         if self.delta > 0 and self.q > 1 and self.mode == "vmap":
+
             def per_copy_loss(params: dict[str, torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
                 logits = functional_call(self.model, {**params, **self.buffers}, (inputs,))
                 return F.cross_entropy(logits, target, reduction="none")
@@ -142,8 +143,9 @@ class CharacteristicExamples(FingerprintMethod):
     def resolved_k(self, size: int) -> int:
         return default_k(size) if self.k is None else self.k
 
-    def _generate(self, model: ModelprintModel, data: Dataset | None, *, n: int, seed: int, device: str,
-                  progress: bool) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
+    def _generate(
+        self, model: ModelprintModel, data: Dataset | None, *, n: int, seed: int, device: str, progress: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
         c, h, w = model.card.input_shape
         k = self.resolved_k(min(h, w))
         g = torch.Generator(device="cpu").manual_seed(seed)

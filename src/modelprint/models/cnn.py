@@ -10,8 +10,15 @@ from .registry import register_arch
 
 @register_arch("cnn")
 class SmallCNN(nn.Module):
-    def __init__(self, *, num_classes: int, input_shape: tuple[int, int, int], width: int = 32,
-                 depth: int = 3, batch_norm: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        input_shape: tuple[int, int, int],
+        width: int = 32,
+        depth: int = 3,
+        batch_norm: bool = True,
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         c_in, size = input_shape[0], input_shape[1]

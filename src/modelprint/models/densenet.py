@@ -33,8 +33,7 @@ class Transition(nn.Module):
 
 @register_arch("densenet")
 class DenseNet(nn.Module):
-    def __init__(self, *, num_classes: int, input_shape: tuple[int, int, int], width: int = 12,
-                 depth: int = 6) -> None:
+    def __init__(self, *, num_classes: int, input_shape: tuple[int, int, int], width: int = 12, depth: int = 6) -> None:
         super().__init__()
         c, size = 2 * width, input_shape[1]
         layers: list[nn.Module] = [nn.Conv2d(input_shape[0], c, 3, padding=1, bias=False)]

@@ -54,8 +54,10 @@ class ModelCard:
             raise ModelFileError(f"{source}: expected a JSON object")
         version = d.get("schema_version")
         if version != CARD_SCHEMA_VERSION:
-            raise ModelFileError(f"{source}: card schema_version {version!r}, this modelprint reads "
-                                 f"{CARD_SCHEMA_VERSION}; re-save it with a matching version")
+            raise ModelFileError(
+                f"{source}: card schema_version {version!r}, this modelprint reads "
+                f"{CARD_SCHEMA_VERSION}; re-save it with a matching version"
+            )
         required = ("arch", "arch_args", "input_shape", "num_classes", "mean", "std")
         missing = [k for k in required if k not in d]
         if missing:
@@ -108,14 +110,27 @@ class ModelprintModel(nn.Module):
         return child
 
 
-def create_model(arch: str, *, num_classes: int, input_shape: tuple[int, int, int],
-                 mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
-                 seed: int = 0, **arch_args: Any) -> ModelprintModel:
+def create_model(
+    arch: str,
+    *,
+    num_classes: int,
+    input_shape: tuple[int, int, int],
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+    seed: int = 0,
+    **arch_args: Any,
+) -> ModelprintModel:
     """A freshly initialised model; ``seed`` fixes the initial weights."""
     c = input_shape[0]
-    card = ModelCard(arch=arch, arch_args=dict(arch_args), input_shape=tuple(input_shape),
-                     num_classes=num_classes, mean=tuple(mean or (0.5,) * c), std=tuple(std or (0.25,) * c),
-                     seed=seed)
+    card = ModelCard(
+        arch=arch,
+        arch_args=dict(arch_args),
+        input_shape=tuple(input_shape),
+        num_classes=num_classes,
+        mean=tuple(mean or (0.5,) * c),
+        std=tuple(std or (0.25,) * c),
+        seed=seed,
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = create_arch(arch, num_classes=num_classes, input_shape=input_shape, **arch_args)
@@ -152,12 +167,15 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> ModelprintModel:
         raise ModelFileError(f"{card_path} is not valid JSON ({e})") from None
     card = ModelCard.from_dict(card_dict, str(card_path))
     if card.arch not in ARCHITECTURES:
-        raise ModelFileError(f"{card_path}: unknown architecture {card.arch!r}; "
-                             f"known: {', '.join(ARCHITECTURES.names())}")
+        raise ModelFileError(
+            f"{card_path}: unknown architecture {card.arch!r}; known: {', '.join(ARCHITECTURES.names())}"
+        )
     digest = sha256_file(weights_path)
     if card.weights_sha256 and digest != card.weights_sha256:
-        raise ModelFileError(f"{weights_path}: sha256 {digest[:12]}… differs from the card's "
-                             f"{card.weights_sha256[:12]}…; the weights were changed or belong to another card")
+        raise ModelFileError(
+            f"{weights_path}: sha256 {digest[:12]}… differs from the card's "
+            f"{card.weights_sha256[:12]}…; the weights were changed or belong to another card"
+        )
     try:
         state = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as e:
@@ -178,10 +196,12 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> ModelprintModel:
         if extra:
             parts.append(f"{len(extra)} unexpected tensors (e.g. {extra[0]})")
         if wrong:
-            parts.append(f"wrong shape for {wrong[0]}: {tuple(state[wrong[0]].shape)} vs "
-                         f"{tuple(expected[wrong[0]].shape)}")
-        raise ModelFileError(f"{weights_path} does not fit its card ({card.arch} {card.arch_args}): "
-                             + "; ".join(parts))
+            parts.append(
+                f"wrong shape for {wrong[0]}: {tuple(state[wrong[0]].shape)} vs {tuple(expected[wrong[0]].shape)}"
+            )
+        raise ModelFileError(
+            f"{weights_path} does not fit its card ({card.arch} {card.arch_args}): " + "; ".join(parts)
+        )
     model.load_state_dict(state)
     model.card.weights_sha256 = digest
     return model.to(device).eval()

@@ -17,8 +17,13 @@ class InvertedResidual(nn.Module):
         layers: list[nn.Module] = []
         if t != 1:
             layers += [nn.Conv2d(c_in, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(inplace=True)]
-        layers += [nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False), nn.BatchNorm2d(hidden),
-                   nn.ReLU6(inplace=True), nn.Conv2d(hidden, c_out, 1, bias=False), nn.BatchNorm2d(c_out)]
+        layers += [
+            nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU6(inplace=True),
+            nn.Conv2d(hidden, c_out, 1, bias=False),
+            nn.BatchNorm2d(c_out),
+        ]
         self.body = nn.Sequential(*layers)
         self.residual = stride == 1 and c_in == c_out
 
@@ -28,16 +33,20 @@ class InvertedResidual(nn.Module):
 
 @register_arch("mobilenetv2")
 class MobileNetV2(nn.Module):
-    def __init__(self, *, num_classes: int, input_shape: tuple[int, int, int], width: float = 1.0,
-                 depth: int = 7) -> None:
+    def __init__(
+        self, *, num_classes: int, input_shape: tuple[int, int, int], width: float = 1.0, depth: int = 7
+    ) -> None:
         super().__init__()
 
         def ch(c: int) -> int:
             return max(8, int(round(c * width / 8)) * 8)
 
         c_in, size = ch(32), input_shape[1]
-        layers: list[nn.Module] = [nn.Conv2d(input_shape[0], c_in, 3, 1, 1, bias=False), nn.BatchNorm2d(c_in),
-                                   nn.ReLU6(inplace=True)]
+        layers: list[nn.Module] = [
+            nn.Conv2d(input_shape[0], c_in, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(c_in),
+            nn.ReLU6(inplace=True),
+        ]
         for t, c, n, s in _SETTINGS[:depth]:
             for i in range(n):
                 stride = s if (i == 0 and size >= 2) else 1

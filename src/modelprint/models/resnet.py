@@ -28,13 +28,13 @@ class BasicBlock(nn.Module):
 class CifarResNet(nn.Module):
     blocks: tuple[int, int, int, int] = (2, 2, 2, 2)
 
-    def __init__(self, *, num_classes: int, input_shape: tuple[int, int, int], width: int = 64,
-                 depth: int = 4) -> None:
+    def __init__(self, *, num_classes: int, input_shape: tuple[int, int, int], width: int = 64, depth: int = 4) -> None:
         super().__init__()
         if not 1 <= depth <= 4:
             raise ValueError("depth (number of stages) must be 1..4")
-        self.stem = nn.Sequential(nn.Conv2d(input_shape[0], width, 3, 1, 1, bias=False),
-                                  nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            nn.Conv2d(input_shape[0], width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
+        )
         stages, c_in = [], width
         for i, n in enumerate(self.blocks[:depth]):
             c_out = width * 2**i

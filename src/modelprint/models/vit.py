@@ -11,8 +11,17 @@ from .registry import register_arch
 
 @register_arch("vit-tiny")
 class TinyViT(nn.Module):
-    def __init__(self, *, num_classes: int, input_shape: tuple[int, int, int], width: int = 64,
-                 depth: int = 4, heads: int = 4, patch: int = 0, mlp_ratio: int = 2) -> None:
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        input_shape: tuple[int, int, int],
+        width: int = 64,
+        depth: int = 4,
+        heads: int = 4,
+        patch: int = 0,
+        mlp_ratio: int = 2,
+    ) -> None:
         super().__init__()
         c, h, w = input_shape
         patch = patch or max(1, h // 8)  # 8x8 tokens whatever the resolution
@@ -22,8 +31,9 @@ class TinyViT(nn.Module):
         self.embed = nn.Conv2d(c, width, patch, patch)
         self.cls = nn.Parameter(torch.zeros(1, 1, width))
         self.pos = nn.Parameter(torch.randn(1, n_tokens + 1, width) * 0.02)
-        layer = nn.TransformerEncoderLayer(width, heads, width * mlp_ratio, dropout=0.0, activation="gelu",
-                                           batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            width, heads, width * mlp_ratio, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+        )
         self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, num_classes)
