@@ -1,0 +1,189 @@
+"""The command line: contract shapes, JSON output and one-line errors with exit code 2."""
+
+import json
+
+import pytest
+
+from modelprint.cli import _expand_multi_value, main
+from modelprint.models import save_model
+
+
+def run(args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    out, err = capsys.readouterr()
+    return exc.value.code, out, err
+
+
+@pytest.fixture()
+def files(fresh, independent, tmp_path):
+    src = save_model(fresh, tmp_path / "src")
+    neg = save_model(independent, tmp_path / "neg")
+    return tmp_path, src, neg
+
+
+def test_help_lists_the_commands(capsys):
+    code, out, _ = run(["--help"], capsys)
+    assert code == 0
+    for cmd in ("demo", "train", "fingerprint", "attack", "verify", "evaluate"):
+        assert cmd in out
+
+
+def test_owner_and_verifier_flow(files, capsys):
+    tmp, src, neg = files
+    code, out, _ = run(
+        [
+            "fingerprint",
+            "create",
+            str(src),
+            "--method",
+            "ltrc",
+            "--param",
+            "steps=100",
+            "--n",
+            "20",
+            "--seed",
+            "0",
+            "--out",
+            str(tmp / "fp.fp.safetensors"),
+        ],
+        capsys,
+    )
+    assert code == 0 and out.startswith("sha256 ")
+    code, out, _ = run(
+        ["attack", "prune", str(src), "--param", "rate=0.3", "--seed", "0", "--out", str(tmp / "pruned")], capsys
+    )
+    assert code == 0
+    code, out, _ = run(["verify", str(tmp / "fp.fp.safetensors"), str(tmp / "pruned.safetensors"), "--json"], capsys)
+    result = json.loads(out)
+    assert code == 0 and result["verdict"] == "match"
+    assert {"matching_rate", "n", "p_value", "threshold", "verdict", "queries"} <= set(result)
+    code, out, _ = run(["fingerprint", "show", str(tmp / "fp.fp.safetensors"), "--json"], capsys)
+    assert json.loads(out)["method"] == "ltrc"
+
+
+def test_evaluate_json(files, capsys):
+    tmp, src, neg = files
+    code, out, _ = run(
+        [
+            "evaluate",
+            str(src),
+            "--methods",
+            "c",
+            "--param",
+            "c.steps=50",
+            "--n",
+            "10",
+            "--prune-rates",
+            "0.2",
+            "--negatives",
+            str(neg),
+            str(neg),
+            "--json",
+        ],
+        capsys,
+    )
+    assert code == 0
+    res = json.loads(out)["c"]
+    assert {"robustness", "transferability", "uniqueness", "auc", "f1"} <= set(res)
+    assert len(res["negative_rates"]) == 2
+
+
+def test_train_writes_a_model(tmp_path, capsys):
+    code, _, _ = run(
+        [
+            "train",
+            "--data",
+            "digits",
+            "--arch",
+            "cnn",
+            "--arch-arg",
+            "width=4",
+            "--epochs",
+            "1",
+            "--seed",
+            "0",
+            "--out",
+            str(tmp_path / "m"),
+        ],
+        capsys,
+    )
+    card = json.loads((tmp_path / "m.json").read_text())
+    assert code == 0 and card["arch_args"] == {"width": 4} and card["split"] == "owner"
+
+
+def _one_line_error(code, err):
+    assert code == 2
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_missing_file(tmp_path, capsys):
+    _one_line_error(*run(["verify", str(tmp_path / "no.fp"), str(tmp_path / "no.safetensors")], capsys)[::2])
+
+
+def test_corrupt_safetensors(files, capsys):
+    tmp, src, neg = files
+    (tmp / "bad.fp.safetensors").write_bytes(b"\x00" * 40)
+    _one_line_error(*run(["verify", str(tmp / "bad.fp.safetensors"), str(src)], capsys)[::2])
+    src.write_bytes(b"garbage")
+    _one_line_error(
+        *run(["fingerprint", "create", str(src), "--method", "c", "--seed", "0", "--out", str(tmp / "x")], capsys)[::2]
+    )
+
+
+def test_wrong_shape(files, capsys, tmp_path):
+    from modelprint.models import create_model
+
+    tmp, src, neg = files
+    run(
+        [
+            "fingerprint",
+            "create",
+            str(src),
+            "--method",
+            "c",
+            "--param",
+            "steps=5",
+            "--n",
+            "4",
+            "--seed",
+            "0",
+            "--out",
+            str(tmp / "fp"),
+        ],
+        capsys,
+    )
+    big = save_model(create_model("cnn", num_classes=10, input_shape=(3, 32, 32), width=4), tmp / "big")
+    code, _, err = run(["verify", str(tmp / "fp"), str(big)], capsys)
+    _one_line_error(code, err)
+    assert "input shape" in err
+
+
+def test_unknown_method_and_bad_param(files, capsys):
+    tmp, src, neg = files
+    code, _, err = run(
+        ["fingerprint", "create", str(src), "--method", "nope", "--seed", "0", "--out", str(tmp / "x")], capsys
+    )
+    _one_line_error(code, err)
+    assert "choose one of" in err
+    code, _, err = run(
+        ["fingerprint", "create", str(src), "--method", "c", "--param", "oops", "--seed", "0", "--out", str(tmp / "x")],
+        capsys,
+    )
+    _one_line_error(code, err)
+    assert not (tmp / "x").exists()
+
+
+def test_multi_value_options_are_expanded():
+    args = ["evaluate", "m", "--positives", "a", "b", "--negatives", "c", "--json"]
+    assert _expand_multi_value(args) == [
+        "evaluate",
+        "m",
+        "--positives",
+        "a",
+        "--positives",
+        "b",
+        "--negatives",
+        "c",
+        "--json",
+    ]
