@@ -100,6 +100,13 @@ def test_method_contract(name, source, independent, tmp_path):
     assert src_rate == 1.0 and other_rate < src_rate
 
 
+def test_same_seed_gives_the_same_file_bytes(source, tmp_path, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    for name in ("a", "b"):
+        create_method("c", steps=10).generate(source, n=5, seed=2, progress=False).save(tmp_path / name)
+    assert (tmp_path / "a").read_bytes() == (tmp_path / "b").read_bytes()
+
+
 def test_every_registered_method_is_covered_by_the_contract_test():
     assert set(METHODS.names()) == {"c", "rc", "rcgm", "ltrc", "ltrcgm"}
 

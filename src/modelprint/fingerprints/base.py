@@ -47,8 +47,10 @@ class Fingerprint:
         """Write ``path`` atomically and return its sha256: the owner's commitment."""
         tensors = {"x": self.x.contiguous(), "y": self.y.contiguous()}
         tensors.update({f"extra.{k}": v.contiguous() for k, v in self.extra.items()})
-        meta = {"modelprint": json.dumps(self.meta, sort_keys=True), "schema_version": str(FINGERPRINT_SCHEMA_VERSION)}
-        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+        # A single metadata key: safetensors writes several in hash-map order, which would change
+        # the file's bytes, and so the commitment, from one save to the next.
+        header = json.dumps({"schema_version": FINGERPRINT_SCHEMA_VERSION, "meta": self.meta}, sort_keys=True)
+        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"modelprint": header}))
         return sha256_file(path)
 
     @classmethod
@@ -60,12 +62,15 @@ class Fingerprint:
                 tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no items())
         except (SafetensorError, OSError, ValueError) as e:
             raise FingerprintFileError(f"{p} is not a readable fingerprint file ({e})") from None
-        if header.get("schema_version") != str(FINGERPRINT_SCHEMA_VERSION) or "modelprint" not in header:
-            raise FingerprintFileError(f"{p}: not a modelprint fingerprint (schema {header.get('schema_version')!r})")
         try:
-            meta = json.loads(header["modelprint"])
-        except json.JSONDecodeError as e:
-            raise FingerprintFileError(f"{p}: corrupt metadata ({e})") from None
+            payload = json.loads(header["modelprint"])
+            version, meta = payload["schema_version"], payload["meta"]
+        except (KeyError, TypeError, json.JSONDecodeError):
+            raise FingerprintFileError(f"{p}: not a modelprint fingerprint (no readable 'modelprint' header)") from None
+        if version != FINGERPRINT_SCHEMA_VERSION:
+            raise FingerprintFileError(
+                f"{p}: fingerprint schema {version!r}, this modelprint reads {FINGERPRINT_SCHEMA_VERSION}"
+            )
         x, y = tensors.get("x"), tensors.get("y")
         if x is None or y is None or x.ndim != 4 or y.ndim != 1 or len(x) != len(y):
             raise FingerprintFileError(f"{p}: expected tensors x (N,C,H,W) and y (N,)")

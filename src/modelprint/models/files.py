@@ -149,8 +149,10 @@ def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
 def save_model(model: ModelprintModel, path: str | os.PathLike) -> Path:
     """Write weights then card, each atomically; the card records the weights' sha256."""
     weights_path, card_path = _paths(path)
+    # One metadata key only: safetensors writes metadata in hash-map order, so two keys would make
+    # the bytes, and with them the sha256, differ from save to save.
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write(weights_path, lambda tmp: save_file(state, tmp, metadata={"format": "pt", "modelprint": "model"}))
+    atomic_write(weights_path, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
     model.card.weights_sha256 = sha256_file(weights_path)
     atomic_write_text(card_path, model.card.to_json())
     return weights_path
