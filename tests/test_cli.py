@@ -187,3 +187,14 @@ def test_multi_value_options_are_expanded():
         "c",
         "--json",
     ]
+
+
+def test_fast_demo_runs_end_to_end(tmp_path):
+    from modelprint.demo import run_demo
+
+    summary = run_demo(tmp_path / "demo", fast=True)
+    assert set(summary["results"]) == {"c", "rc", "rcgm", "ltrc"}
+    assert (tmp_path / "demo" / "results.json").exists()
+    assert len(list((tmp_path / "demo" / "fingerprints").glob("*.fp.safetensors"))) == 4
+    for r in summary["results"].values():
+        assert r["source_rate"] == 1.0
