@@ -5,10 +5,11 @@ Adding a method is adding a file with ``@METHODS.register("name")`` on a class.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from .errors import UnknownNameError
+from .errors import ParameterError, UnknownNameError
 
 T = TypeVar("T")
 
@@ -38,7 +39,20 @@ class Registry(Generic[T]):
         return sorted(self._items)
 
     def create(self, name: str, **kwargs: Any) -> T:
-        return self.get(name)(**kwargs)
+        """Instantiate ``name`` with settings; unknown or invalid settings raise ParameterError."""
+        cls = self.get(name)
+        if dataclasses.is_dataclass(cls):
+            fields = {f.name for f in dataclasses.fields(cls)}
+            unknown = sorted(set(kwargs) - fields)
+            if unknown:
+                raise ParameterError(
+                    f"{self.kind} {name!r} has no parameter {', '.join(unknown)}; "
+                    f"its parameters: {', '.join(sorted(fields)) or 'none'}"
+                )
+        try:
+            return cls(**kwargs)
+        except (TypeError, ValueError) as e:
+            raise ParameterError(f"{self.kind} {name!r}: {e}") from None
 
     def __contains__(self, name: object) -> bool:
         return name in self._items

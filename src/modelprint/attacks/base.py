@@ -38,17 +38,4 @@ class Attack:
 ATTACKS: Registry[Attack] = Registry("attack")
 register_attack = ATTACKS.register
 
-
-def create_attack(name: str, **params: Any) -> Attack:
-    cls = ATTACKS.get(name)
-    names = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
-    unknown = sorted(set(params) - names)
-    if unknown:
-        raise ParameterError(
-            f"attack {name!r} has no parameter {', '.join(unknown)}; "
-            f"its parameters: {', '.join(sorted(names)) or 'none'}"
-        )
-    try:
-        return cls(**params)
-    except (TypeError, ValueError) as e:
-        raise ParameterError(f"attack {name!r}: {e}") from None
+create_attack = ATTACKS.create

@@ -142,16 +142,4 @@ class FingerprintMethod:
 METHODS: Registry[FingerprintMethod] = Registry("fingerprint method")
 register_method = METHODS.register
 
-
-def create_method(name: str, **params: Any) -> FingerprintMethod:
-    cls = METHODS.get(name)
-    names = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
-    unknown = sorted(set(params) - names)
-    if unknown:
-        raise ParameterError(
-            f"method {name!r} has no parameter {', '.join(unknown)}; its parameters: {', '.join(sorted(names))}"
-        )
-    try:
-        return cls(**params)
-    except (TypeError, ValueError) as e:
-        raise ParameterError(f"method {name!r}: {e}") from None
+create_method = METHODS.create
