@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -81,16 +82,34 @@ def train(
     test: Dataset | None = None,
     progress: bool = True,
     params: list[torch.nn.Parameter] | None = None,
+    record: bool = True,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    targets: torch.Tensor | None = None,
+    frozen_norm: bool = False,
 ) -> ModelprintModel:
     """Train ``model`` in place on ``data`` and return it (eval mode, on CPU).
 
     ``params`` limits training to those parameters (e.g. the last layer for fine-tuning).
+    ``targets`` (N, ...) replaces the labels (e.g. a teacher's soft labels), and
+    ``loss_fn(logits, targets, x)`` the cross-entropy. ``record=False`` leaves the card's
+    ``training`` entry alone (attacks record themselves in the lineage instead).
     The card's ``accuracy`` is set on ``test`` when given.
     """
+    if len(data) < 2:
+        raise ParameterError(f"training needs at least 2 examples, {data.spec}:{data.split} has {len(data)}")
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     model.to(device).train()
+    if frozen_norm:
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
     trainable = params if params is not None else [p for p in model.parameters() if p.requires_grad]
+    # Frozen parameters need no gradient: cheaper backward passes when only a head trains.
+    was_trainable = {p: p.requires_grad for p in model.parameters()}
+    chosen = {id(p) for p in trainable}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in chosen)
     if cfg.optimizer == "sgd":
         opt = torch.optim.SGD(
             trainable, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.momentum > 0
@@ -109,13 +128,20 @@ def train(
                 for group in opt.param_groups:
                     group["lr"] = _lr_at(cfg, epoch + i / steps_per_epoch)
                 x = augment_batch(data.x[idx], cfg.augment, g).to(device)
-                loss = F.cross_entropy(model(x), data.y[idx].to(device), label_smoothing=cfg.label_smoothing)
+                target = (targets if targets is not None else data.y)[idx].to(device)
+                if loss_fn is None:
+                    loss = F.cross_entropy(model(x), target, label_smoothing=cfg.label_smoothing)
+                else:
+                    loss = loss_fn(model(x), target, x)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 bar.update(1, description=f"train {model.card.arch} e{epoch + 1} loss {loss.item():.3f}")
+    for p, flag in was_trainable.items():
+        p.requires_grad_(flag)
     model.eval().cpu()
-    model.card.training = {**asdict(cfg), "seed": seed}
+    if record:
+        model.card.training = {**asdict(cfg), "seed": seed}
     if test is not None:
         model.card.accuracy = round(accuracy(model, test), 6)
     return model

@@ -13,12 +13,14 @@ def _row_keys(x: torch.Tensor) -> set[bytes]:
 
 
 def test_digits_splits_are_disjoint_and_cover_everything(splits):
-    owner, attacker, test = splits.owner, splits.attacker, splits.test
-    assert len(owner) + len(attacker) + len(test) == 1797
+    owner, attacker, tune, test = splits.owner, splits.attacker, splits.tune, splits.test
+    assert len(owner) + len(attacker) + len(tune) + len(test) == 1797
     # Digits has a few duplicate images; compare indices via the exact split sizes and content overlap.
-    assert abs(len(owner) - len(attacker)) <= 10
+    assert abs(len(owner) - len(attacker)) <= 10 and abs(len(tune) - len(test)) <= 10
     overlap = _row_keys(owner.x) & _row_keys(attacker.x)
     assert len(overlap) <= 3, "owner and attacker halves share images"
+    assert len(_row_keys(tune.x) & _row_keys(test.x)) <= 3, "tune and test share images"
+    assert splits.get("tune") is tune
     assert owner.x.min() >= 0 and owner.x.max() <= 1 and owner.input_shape == (1, 8, 8)
 
 
@@ -59,7 +61,7 @@ def _write_cifar(root, n=20, seed=0):
 def test_cifar_reader_with_restricted_unpickler(tmp_path):
     _write_cifar(tmp_path)
     s = load_splits(f"cifar10:{tmp_path}")
-    assert s.test.input_shape == (3, 32, 32) and len(s.test) == 20
+    assert s.test.input_shape == (3, 32, 32) and len(s.test) + len(s.tune) == 20
     assert len(s.owner) + len(s.attacker) == 100
     assert s.owner.classes[3] == "c3"
 
@@ -101,3 +103,10 @@ def test_npz_with_object_arrays_is_refused(tmp_path):
     np.savez(tmp_path / "bad.npz", x=np.array([{"a": 1}], dtype=object), y=np.array([0]))
     with pytest.raises(DataError):
         load_splits(f"npz:{tmp_path / 'bad.npz'}")
+
+
+def test_tune_fraction_zero_keeps_the_whole_held_out_set():
+    a, b = load_splits("digits", tune_fraction=0.0), load_splits("digits")
+    assert len(a.tune) == 0 and len(a.test) == len(b.test) + len(b.tune)
+    with pytest.raises(DataError):
+        load_splits("digits", tune_fraction=1.0)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -15,24 +16,73 @@ from ..registry import Registry
 
 class Attack:
     """Base: keyword-only dataclass settings; :meth:`apply` copies the model, seeds, runs
-    ``_apply`` on the copy and records the lineage. The input model is never changed."""
+    ``_apply`` on the copy and records the lineage. The input model is never changed.
+
+    Class attributes a subclass sets: ``needs_data`` (it trains, so :meth:`apply` wants
+    data), ``default_split`` (which split of a data set it uses when the caller names only
+    the data set: ``tune`` for fine-tuning, ``attacker`` for extraction) and ``id_params``
+    (the settings that name a derived model, e.g. ``prune(0.5)``).
+    """
 
     name: str = ""
+    needs_data: ClassVar[bool] = False
+    default_split: ClassVar[str] = "tune"
+    id_params: ClassVar[tuple[str, ...]] = ()
 
     def params(self) -> dict[str, Any]:
         return dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}
 
-    def apply(self, model: ModelprintModel, data: Dataset | None = None, *, seed: int = 0) -> ModelprintModel:
+    def step_id(self) -> str:
+        """A short readable name of this step, e.g. ``finetune(ftal)`` or ``distill(resnet18)``."""
+        values = [_short(getattr(self, p)) for p in self.id_params]
+        return f"{self.name}({','.join(values)})" if values else self.name
+
+    def apply(
+        self,
+        model: ModelprintModel,
+        data: Dataset | None = None,
+        *,
+        seed: int = 0,
+        device: str = "cpu",
+        test: Dataset | None = None,
+    ) -> ModelprintModel:
+        """The derived model; ``test`` (optional) sets the card's accuracy."""
         if not isinstance(model, ModelprintModel):
             raise ParameterError("model must be a ModelprintModel (use modelprint.models.load_model)")
+        if self.needs_data and (data is None or len(data) < 2):
+            raise ParameterError(f"attack {self.name!r} trains, so it needs data (--data DATA, e.g. digits:16)")
         child = model.derive({"attack": self.name, **self.params(), "seed": seed})
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self._apply(child, data, torch.Generator().manual_seed(seed))
-        return child.eval()
+            result = self._apply(child, data, torch.Generator().manual_seed(seed), device)
+        if result is not None and result is not child:  # extraction: a new network, the victim's lineage
+            result.card.lineage = copy.deepcopy(child.card.lineage)
+            result.card.classes, result.card.dataset, result.card.split = (
+                model.card.classes,
+                model.card.dataset,
+                model.card.split,
+            )
+            child = result
+        child = child.cpu().eval()
+        if test is not None:
+            from ..train import accuracy
 
-    def _apply(self, model: ModelprintModel, data: Dataset | None, g: torch.Generator) -> None:
+            child.card.accuracy = round(accuracy(child, test), 6)
+        return child
+
+    def _apply(
+        self, model: ModelprintModel, data: Dataset | None, g: torch.Generator, device: str
+    ) -> ModelprintModel | None:
+        """Change ``model`` in place (return None) or return a new model (extraction)."""
         raise NotImplementedError  # abstract: every registered attack overrides it
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return "+".join(_short(v) for v in value)
+    return str(value)
 
 
 ATTACKS: Registry[Attack] = Registry("attack")

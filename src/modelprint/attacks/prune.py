@@ -47,6 +47,8 @@ class MagnitudePrune(Attack):
     scope: str = "global"
     criterion: str = "magnitude"
 
+    id_params = ("rate",)
+
     def __post_init__(self) -> None:
         if not 0.0 <= self.rate <= 1.0:
             raise ParameterError(f"rate must be in [0, 1], got {self.rate}")
@@ -59,7 +61,7 @@ class MagnitudePrune(Attack):
         return w.detach().abs() if self.criterion == "magnitude" else torch.rand(w.shape, generator=g)
 
     @torch.no_grad()
-    def _apply(self, model: ModelprintModel, data: Dataset | None, g: torch.Generator) -> None:
+    def _apply(self, model: ModelprintModel, data: Dataset | None, g: torch.Generator, device: str) -> None:
         weights = prunable_weights(model)
         if self.scope == "layer":
             for w in weights:

@@ -16,7 +16,7 @@ import torch
 from ..errors import DataError
 from .sources import load_cifar, load_digits, load_folder, load_npz
 
-SPLITS = ("owner", "attacker", "all", "test")
+SPLITS = ("owner", "attacker", "all", "tune", "test")
 
 
 @dataclass(frozen=True)
@@ -52,10 +52,12 @@ class Dataset:
 
 @dataclass(frozen=True)
 class DatasetSplits:
-    """The training pool cut in two disjoint halves (owner, attacker) plus a test set."""
+    """The training pool cut in two disjoint halves (owner, attacker); the held-out set cut
+    into ``tune`` (the data an attacker fine-tunes with, as in FingerBench) and ``test``."""
 
     owner: Dataset
     attacker: Dataset
+    tune: Dataset
     test: Dataset
 
     def get(self, split: str) -> Dataset:
@@ -65,6 +67,8 @@ class DatasetSplits:
             return self.attacker
         if split == "test":
             return self.test
+        if split == "tune":
+            return self.tune
         if split == "all":
             o, a = self.owner, self.attacker
             return Dataset(torch.cat([o.x, a.x]), torch.cat([o.y, a.y]), o.classes, o.spec, "all")
@@ -106,12 +110,19 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return kind, arg
 
 
-def load_splits(spec: str = "digits", *, split_seed: int = 0, test_fraction: float = 0.2) -> DatasetSplits:
-    """Load a dataset and cut it into owner / attacker halves and a test set.
+def load_splits(
+    spec: str = "digits", *, split_seed: int = 0, test_fraction: float = 0.2, tune_fraction: float = 0.5
+) -> DatasetSplits:
+    """Load a dataset and cut it into owner / attacker halves, a tune set and a test set.
 
-    ``split_seed`` fixes the cut; every model of one study should use the same one so
-    that "owner" and "attacker" mean the same images for all of them.
+    FingerBench's protocol: the training data is halved class by class (owner, attacker),
+    and the held-out data (the data set's own test set, else ``test_fraction`` of the
+    images) is cut into ``tune`` (``tune_fraction`` of it: the attacker's fine-tuning
+    data) and ``test``. ``split_seed`` fixes every cut; every model of one study should
+    use the same one so that the split names mean the same images for all of them.
     """
+    if not 0.0 <= tune_fraction < 1.0 or not 0.0 < test_fraction < 1.0:
+        raise DataError("test_fraction must be in (0, 1) and tune_fraction in [0, 1)")
     kind, arg = parse_spec(spec)
     if kind == "digits":
         x, y, classes, x_test, y_test = load_digits(arg)
@@ -126,10 +137,13 @@ def load_splits(spec: str = "digits", *, split_seed: int = 0, test_fraction: flo
         x, y, x_test, y_test = x[train_idx], y[train_idx], x[test_idx], y[test_idx]
     full = Dataset(x, y, tuple(classes), spec)
     owner_idx, attacker_idx = _stratified_halves(y, split_seed)
+    held_out = Dataset(x_test, y_test, tuple(classes), spec, "test")
+    test_idx, tune_idx = _stratified_test(y_test, tune_fraction, split_seed + 1) if tune_fraction else (None, None)
     return DatasetSplits(
         owner=full.subset(owner_idx, "owner"),
         attacker=full.subset(attacker_idx, "attacker"),
-        test=Dataset(x_test, y_test, tuple(classes), spec, "test"),
+        tune=held_out.subset(tune_idx, "tune") if tune_idx is not None else held_out.subset(torch.arange(0), "tune"),
+        test=held_out.subset(test_idx, "test") if test_idx is not None else held_out,
     )
 
 

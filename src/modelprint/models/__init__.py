@@ -13,6 +13,7 @@ from .files import (
     create_model,
     load_model,
     save_model,
+    weights_digest,
 )
 from .registry import ARCHITECTURES, create_arch, register_arch
 
@@ -26,4 +27,5 @@ __all__ = [
     "load_model",
     "register_arch",
     "save_model",
+    "weights_digest",
 ]

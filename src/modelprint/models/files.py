@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -11,7 +12,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save, save_file
 from torch import nn
 
 from .._io import atomic_write, atomic_write_text, check_readable, sha256_file
@@ -104,7 +105,7 @@ class ModelprintModel(nn.Module):
         """A deep copy whose card records this model as parent and ``recipe`` as the step."""
         child = copy.deepcopy(self)
         child.card = copy.deepcopy(self.card)
-        child.card.lineage.append({"parent_sha256": self.card.weights_sha256, "recipe": recipe})
+        child.card.lineage.append({"parent_sha256": weights_digest(self), "recipe": recipe})
         child.card.weights_sha256 = ""
         child.card.accuracy = None
         return child
@@ -146,13 +147,27 @@ def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
     return p, p.with_suffix(".json")
 
 
+# One metadata key only: safetensors writes metadata in hash-map order, so two keys would make
+# the bytes, and with them the sha256, differ from save to save.
+_WEIGHTS_METADATA = {"format": "pt"}
+
+
+def _state(model: ModelprintModel) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+
+
+def weights_digest(model: ModelprintModel) -> str:
+    """The sha256 the model's weights file has (or would have once saved)."""
+    if model.card.weights_sha256:
+        return model.card.weights_sha256
+    return hashlib.sha256(save(_state(model), metadata=_WEIGHTS_METADATA)).hexdigest()
+
+
 def save_model(model: ModelprintModel, path: str | os.PathLike) -> Path:
     """Write weights then card, each atomically; the card records the weights' sha256."""
     weights_path, card_path = _paths(path)
-    # One metadata key only: safetensors writes metadata in hash-map order, so two keys would make
-    # the bytes, and with them the sha256, differ from save to save.
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write(weights_path, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+    state = _state(model)
+    atomic_write(weights_path, lambda tmp: save_file(state, tmp, metadata=_WEIGHTS_METADATA))
     model.card.weights_sha256 = sha256_file(weights_path)
     atomic_write_text(card_path, model.card.to_json())
     return weights_path

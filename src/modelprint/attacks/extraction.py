@@ -1,0 +1,151 @@
+"""Model extraction: a new network of any registered architecture learns the victim's
+function.
+
+``distill`` (Hinton et al. 2015): the thief holds the victim and unlabelled data of the
+same distribution (the ``attacker`` split); the student minimises
+``T^2 * KL(softmax(teacher(x)/T) || softmax(student(x)/T))`` on augmented batches.
+
+``knockoff`` (Orekondy et al. 2019, Knockoff Nets): the victim is a black box queried once
+on a transfer set from another distribution; the student trains on the returned
+probabilities (``output="probs"``) or top-1 labels (``output="label"``). ``classes`` keeps
+only the images of those classes in the transfer set (a class shift: the thief's data
+need not cover the victim's classes evenly); ``budget`` caps the number of queries.
+
+Parameters (both):
+    arch (str): student architecture (``modelprint list``); arch_args (dict): its arguments.
+    epochs, lr, batch_size, optimizer, augment: the student's training run.
+Distill only: T (float) temperature. Knockoff only: budget (int, 0 = all), output, classes.
+
+Example::
+
+    student = Distill(arch="vgg11", arch_args={"width": 16}).apply(victim, attacker_data, seed=1)
+    thief = Knockoff(arch="resnet18", classes=[0, 1, 2, 3, 4, 5]).apply(victim, other_data)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..data import Dataset
+from ..errors import ParameterError
+from ..models import ARCHITECTURES, ModelprintModel, create_model
+from ..train import train
+from .base import Attack, register_attack
+from .finetune import TrainingSettings
+
+
+def _student(victim: ModelprintModel, arch: str, arch_args: dict[str, Any], g: torch.Generator) -> ModelprintModel:
+    card = victim.card
+    return create_model(
+        arch,
+        num_classes=card.num_classes,
+        input_shape=card.input_shape,
+        mean=card.mean,
+        std=card.std,
+        seed=int(torch.randint(0, 2**31 - 1, (1,), generator=g)),
+        **arch_args,
+    )
+
+
+def _check_arch(arch: str) -> None:
+    ARCHITECTURES.get(arch)  # unknown names fail here, with the list of known ones
+
+
+@register_attack("distill")
+@dataclass(kw_only=True)
+class Distill(TrainingSettings, Attack):
+    arch: str = "cnn"
+    arch_args: dict[str, Any] = field(default_factory=dict)
+    T: float = 4.0
+    epochs: int = 30
+    lr: float = 0.05
+
+    needs_data = True
+    default_split = "attacker"
+    id_params = ("arch",)
+
+    def __post_init__(self) -> None:
+        _check_arch(self.arch)
+        if not self.T > 0:
+            raise ParameterError(f"T must be > 0, got {self.T}")
+        self.train_config()
+
+    def _apply(self, model: ModelprintModel, data: Dataset | None, g: torch.Generator, device: str) -> ModelprintModel:
+        teacher = model.to(device).eval()
+        student = _student(model, self.arch, self.arch_args, g)
+        T = self.T
+
+        def loss(logits: torch.Tensor, _: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                soft = F.softmax(teacher(x) / T, 1)
+            return F.kl_div(F.log_softmax(logits / T, 1), soft, reduction="batchmean") * T * T
+
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=g))
+        return train(
+            student, data, self.train_config(), seed=seed, device=device, progress=False, record=False, loss_fn=loss
+        )
+
+
+@register_attack("knockoff")
+@dataclass(kw_only=True)
+class Knockoff(TrainingSettings, Attack):
+    arch: str = "cnn"
+    arch_args: dict[str, Any] = field(default_factory=dict)
+    budget: int = 0
+    output: str = "probs"
+    classes: list[int] | None = None
+    epochs: int = 30
+    lr: float = 0.05
+    augment: str = "none"  # the answers belong to the exact images queried
+
+    needs_data = True
+    default_split = "attacker"
+    id_params = ("arch",)
+
+    def __post_init__(self) -> None:
+        _check_arch(self.arch)
+        if self.output not in ("probs", "label"):
+            raise ParameterError(f"output must be probs or label, got {self.output!r}")
+        if self.budget < 0:
+            raise ParameterError(f"budget must be >= 0 (0 = the whole transfer set), got {self.budget}")
+        self.train_config()
+
+    def _apply(self, model: ModelprintModel, data: Dataset | None, g: torch.Generator, device: str) -> ModelprintModel:
+        transfer = data
+        if self.classes is not None:
+            keep = torch.isin(data.y, torch.tensor(self.classes, dtype=data.y.dtype))
+            transfer = data.subset(torch.nonzero(keep).flatten(), data.split)
+        order = torch.randperm(len(transfer), generator=g)
+        if self.budget:
+            order = order[: self.budget]
+        transfer = transfer.subset(order, transfer.split)
+        if len(transfer) < 2:
+            raise ParameterError(f"knockoff: the transfer set has {len(transfer)} images; widen classes or budget")
+        model.to(device).eval()
+        with torch.no_grad():  # the only thing the thief sees: one answer per query
+            answers = torch.cat(
+                [F.softmax(model(transfer.x[i : i + 512].to(device)), 1).cpu() for i in range(0, len(transfer), 512)]
+            )
+        if self.output == "label":
+            answers = F.one_hot(answers.argmax(1), answers.shape[1]).float()
+
+        def loss(logits: torch.Tensor, target: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
+            return -(target * F.log_softmax(logits, 1)).sum(1).mean()
+
+        student = _student(model, self.arch, self.arch_args, g)
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=g))
+        return train(
+            student,
+            transfer,
+            self.train_config(),
+            seed=seed,
+            device=device,
+            progress=False,
+            record=False,
+            loss_fn=loss,
+            targets=answers,
+        )
