@@ -67,9 +67,6 @@ def test_training_attacks_need_data(name, source):
 def test_finetune_modes_change_the_layers_they_name(mode, source, splits):
     tuned = create_attack("finetune", mode=mode).apply(source, splits.tune, seed=1)
     head_before, head_after = last_layer(source), last_layer(tuned)
-    body = [
-        (n, p) for n, p in source.named_parameters() if not n.startswith("net.head") and p is not head_before.weight
-    ]
     head_ids = {id(p) for p in head_before.parameters()}
     after = dict(tuned.named_parameters())
     body_changed = any(not torch.equal(p, after[n]) for n, p in source.named_parameters() if id(p) not in head_ids)
@@ -79,7 +76,6 @@ def test_finetune_modes_change_the_layers_they_name(mode, source, splits):
         buffers = dict(tuned.named_buffers())
         assert all(torch.equal(b, buffers[n]) for n, b in source.named_buffers())
     assert accuracy(tuned, splits.test) >= source.card.accuracy - (0.15 if mode.startswith("rt") else 0.05)
-    assert body  # the network has a body apart from its head
 
 
 def test_noise_is_scaled_to_each_layer(source):
