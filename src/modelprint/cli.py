@@ -22,6 +22,8 @@ app = typer.Typer(
 )
 fingerprint_app = typer.Typer(help="Create and inspect fingerprints.", no_args_is_help=True)
 app.add_typer(fingerprint_app, name="fingerprint")
+zoo_app = typer.Typer(help="Build, list and check zoos of suspect models.", no_args_is_help=True)
+app.add_typer(zoo_app, name="zoo")
 
 
 def parse_params(items: list[str] | None) -> dict[str, Any]:
@@ -230,6 +232,68 @@ def evaluate(
         _out({k: v.to_dict() for k, v in results.items()})
     else:
         print_table(results)
+
+
+@zoo_app.command("build")
+def zoo_build(
+    spec: str = typer.Argument(..., help="Spec file (.toml) or a built-in name: mini-digits, fingerbench-cifar10."),
+    out: Path = typer.Option(..., "--out", help="Zoo folder (created; an unfinished build there is resumed)."),
+    workers: int = typer.Option(None, "--workers", help="Parallel models (default: CPU count; 0 = in process)."),
+    backend: str = typer.Option("local", "--backend", help="local (process pool) | ray"),
+    data: str = typer.Option(None, "--data", help="Override the spec's data set, e.g. cifar10:/data/cifar-10."),
+    threads: int = typer.Option(
+        1, "--threads", help="CPU threads per model (1 keeps files identical across --workers)."
+    ),
+    device: str = typer.Option("cpu", "--device"),
+) -> None:
+    """Build every model of a zoo spec; killed builds resume where they stopped."""
+    from .zoo import build_zoo
+
+    build_zoo(spec, out, workers=workers, backend=backend, device=device, data=data, threads=threads)
+    sys.stdout.write(f"{out / 'manifest.jsonl'}\n")
+
+
+@zoo_app.command("ls")
+def zoo_ls(zoo: Path = typer.Argument(..., help="Zoo folder."), as_json: bool = typer.Option(False, "--json")) -> None:
+    """Show a zoo's manifest as a table (or JSON lines)."""
+    from collections import Counter
+
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .zoo import ZooManifest
+
+    manifest = ZooManifest.read(zoo)
+    if as_json:
+        for row in manifest.rows:
+            sys.stdout.write(json.dumps(row, sort_keys=True) + "\n")
+        return
+    table = Table(title=f"{zoo} ({len(manifest.rows)} models)")
+    for col in ("id", "role", "category", "arch", "accuracy", "status"):
+        table.add_column(col, justify="right" if col == "accuracy" else "left", overflow="fold")
+    for r in manifest.rows:
+        acc = "" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
+        table.add_row(escape(r["id"]), r["role"], r["category"], r["arch"], acc, r["status"])
+    from rich.console import Console
+
+    out = Console(width=max(120, Console().width))
+    out.print(table)
+    counts = Counter((r["role"], r["category"]) for r in manifest.rows)
+    out.print(", ".join(f"{role} {cat}: {n}" for (role, cat), n in sorted(counts.items())))
+
+
+@zoo_app.command("verify")
+def zoo_verify(zoo: Path = typer.Argument(..., help="Zoo folder.")) -> None:
+    """Check every model file of a zoo against the manifest's sha256."""
+    from .zoo import ZooError, ZooManifest, verify_zoo
+
+    bad = verify_zoo(zoo)
+    total = len(ZooManifest.read(zoo).rows)
+    for row, why in bad:
+        sys.stdout.write(f"FAIL {row['file']}: {why}\n")
+    if bad:
+        raise ZooError(f"{len(bad)} of {total} model files fail verification (first: {bad[0][0]['file']})")
+    sys.stdout.write(f"ok: {total} model files match the manifest\n")
 
 
 @app.command("list")

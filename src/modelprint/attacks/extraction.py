@@ -55,6 +55,11 @@ def _check_arch(arch: str) -> None:
     ARCHITECTURES.get(arch)  # unknown names fail here, with the list of known ones
 
 
+def _student_id(attack: Any) -> str:
+    shown = ",".join(f"{k}={v}" for k, v in sorted(attack.arch_args.items()))
+    return f"{attack.name}({attack.arch}{f'[{shown}]' if shown else ''})"
+
+
 @register_attack("distill")
 @dataclass(kw_only=True)
 class Distill(TrainingSettings, Attack):
@@ -67,6 +72,9 @@ class Distill(TrainingSettings, Attack):
     needs_data = True
     default_split = "attacker"
     id_params = ("arch",)
+
+    def step_id(self) -> str:
+        return _student_id(self)
 
     def __post_init__(self) -> None:
         _check_arch(self.arch)
@@ -105,6 +113,9 @@ class Knockoff(TrainingSettings, Attack):
     needs_data = True
     default_split = "attacker"
     id_params = ("arch",)
+
+    def step_id(self) -> str:
+        return _student_id(self)
 
     def __post_init__(self) -> None:
         _check_arch(self.arch)

@@ -1,0 +1,324 @@
+"""Zoo specs: TOML data that names every model of a zoo and how it is made.
+
+A spec has top-level ``name``, ``data`` (a dataset spec), ``split_seed``, a ``[train]``
+table (training defaults for models trained from scratch, :class:`~modelprint.train.TrainConfig`
+fields) and a list of ``[[models]]`` entries. An entry either trains from scratch
+(``arch``, ``args``, ``split``, ``seed``, ``role``, ``category``, optional ``train``) or
+derives from other entries (``from = ["name", ...]``, ``category`` and ``steps``, a list of
+attacks: ``{ attack = "prune", rate = 0.5 }``; a step may name its ``data`` split or data
+set and its ``seed``). ``variants`` (a list of tables) turns one entry into several models:
+a variant's key that is an entry field replaces it, any other key fills the ``"$key"``
+placeholders of the steps. ``name`` lets later entries derive from all models of an entry.
+
+Derived models inherit the role of their parent and get readable ids that spell their
+lineage, e.g. ``cnn[width=16](owner,s0)-prune(0.5)-finetune(ftal)``.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import tomllib
+import zlib
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..attacks import ATTACKS, create_attack
+from ..data import SPLITS, parse_spec
+from ..errors import ModelprintError, ParameterError
+from ..models import ARCHITECTURES
+from ..train import TrainConfig
+
+ENTRY_FIELDS = {"name", "role", "category", "arch", "args", "split", "seed", "train", "from", "steps", "variants"}
+ROLES = ("positive", "negative")
+
+
+class SpecError(ModelprintError):
+    """A zoo spec that cannot be built; the message names the file and line."""
+
+
+@dataclass
+class ModelPlan:
+    """One model of the zoo, fully resolved: how to make it and where it sits."""
+
+    id: str
+    role: str
+    category: str
+    arch: str
+    parent: str | None = None  # id of the zoo model it derives from
+    args: dict[str, Any] = field(default_factory=dict)
+    split: str = "owner"
+    seed: int = 0
+    train: dict[str, Any] = field(default_factory=dict)  # scratch models: TrainConfig fields
+    steps: list[dict[str, Any]] = field(default_factory=list)  # derived models: attack steps
+    line: int | None = None
+
+    @property
+    def file(self) -> str:
+        """File stem under ``models/``: the id with shell-unfriendly characters replaced."""
+        return re.sub(r"[^A-Za-z0-9._+=-]+", "_", re.sub(r"[)\]]", "", self.id)).strip("_")
+
+    def recipe(self) -> list[dict[str, Any]]:
+        if self.parent is None:
+            return [{"train": self.arch, "args": self.args, "split": self.split, "seed": self.seed, **self.train}]
+        return self.steps
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ZooSpec:
+    name: str
+    data: str
+    split_seed: int
+    models: list[ModelPlan]
+    text: str  # the spec as written, stored with the zoo
+    source: str  # where it was read from
+
+    def by_id(self) -> dict[str, ModelPlan]:
+        return {m.id: m for m in self.models}
+
+
+def builtin_specs() -> list[str]:
+    return sorted(
+        p.name.removesuffix(".toml")
+        for p in resources.files(__package__).joinpath("specs").iterdir()
+        if p.name.endswith(".toml")
+    )
+
+
+def read_spec_text(spec: str | Path) -> tuple[str, str]:
+    """The text of a spec file, or of a built-in spec given by name (``mini-digits``)."""
+    path = Path(spec)
+    if path.suffix != ".toml" and str(spec) in builtin_specs():
+        return resources.files(__package__).joinpath("specs", f"{spec}.toml").read_text("utf-8"), f"{spec}.toml"
+    if not path.is_file():
+        raise SpecError(f"zoo spec not found: {spec} (a .toml file or a built-in: {', '.join(builtin_specs())})")
+    if path.stat().st_size > 1 << 20:
+        raise SpecError(f"{path}: a zoo spec over 1 MiB is refused")
+    return path.read_text("utf-8"), str(path)
+
+
+def _entry_lines(text: str) -> list[int]:
+    return [i + 1 for i, line in enumerate(text.splitlines()) if re.match(r"\s*\[\[\s*models\s*\]\]", line)]
+
+
+def _substitute(value: Any, variables: dict[str, Any], used: set[str]) -> Any:
+    if isinstance(value, str) and value.startswith("$"):
+        key = value[1:]
+        if key not in variables:
+            raise ParameterError(f"placeholder {value!r} has no value in this variant")
+        used.add(key)
+        return copy.deepcopy(variables[key])
+    if isinstance(value, dict):
+        return {k: _substitute(v, variables, used) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, variables, used) for v in value]
+    return value
+
+
+def _scratch_id(arch: str, args: dict[str, Any], split: str, seed: int) -> str:
+    shown = ",".join(f"{k}={v}" for k, v in sorted(args.items()))
+    return f"{arch}{f'[{shown}]' if shown else ''}({split},s{seed})"
+
+
+def _check_data(value: Any, where: str) -> None:
+    if not isinstance(value, str):
+        raise ParameterError(f"{where}: data must be a split name or a data set spec")
+    if value not in SPLITS:
+        parse_spec(value)
+
+
+def parse_spec_text(text: str, source: str = "zoo.toml", *, data: str | None = None) -> ZooSpec:
+    """Parse and fully validate a spec: every error names ``source`` and the line."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise SpecError(f"{source}: not valid TOML ({e})") from None
+    unknown_top = sorted(set(raw) - {"name", "description", "data", "split_seed", "train", "models"})
+    if unknown_top:
+        raise SpecError(f"{source}: unknown top-level key(s) {', '.join(unknown_top)}")
+    entries = raw.get("models")
+    if not isinstance(entries, list) or not entries:
+        raise SpecError(f"{source}: no [[models]] entries")
+    lines = _entry_lines(text)
+    train_defaults = raw.get("train", {})
+    try:
+        TrainConfig(**train_defaults)
+    except (TypeError, ParameterError) as e:
+        raise SpecError(f"{source}: [train]: {e}") from None
+    dataset = data or raw.get("data", "digits")
+    try:
+        parse_spec(dataset)
+    except ModelprintError as e:
+        raise SpecError(f"{source}: data: {e}") from None
+
+    plans: list[ModelPlan] = []
+    groups: dict[str, list[str]] = {}
+    pending: list[tuple[int, dict[str, Any], list[dict[str, Any]]]] = []  # derived entries, resolved later
+    for i, entry in enumerate(entries):
+        where = f"{source} line {lines[i]}" if i < len(lines) else f"{source} [[models]] #{i + 1}"
+        try:
+            if not isinstance(entry, dict):
+                raise ParameterError("each [[models]] entry must be a table")
+            unknown = sorted(set(entry) - ENTRY_FIELDS)
+            if unknown:
+                raise ParameterError(
+                    f"unknown field(s) {', '.join(unknown)}; fields: {', '.join(sorted(ENTRY_FIELDS))}"
+                )
+            variants = entry.get("variants", [{}])
+            if not isinstance(variants, list) or not all(isinstance(v, dict) for v in variants) or not variants:
+                raise ParameterError("variants must be a non-empty list of tables")
+            expanded = []
+            for variant in variants:
+                fields = {k: v for k, v in entry.items() if k != "variants"}
+                fields.update({k: v for k, v in variant.items() if k in ENTRY_FIELDS})
+                variables = {k: v for k, v in variant.items() if k not in ENTRY_FIELDS}
+                used: set[str] = set()
+                steps = _substitute(fields.get("steps", []), variables, used)
+                unused = sorted(set(variables) - used)
+                if unused:
+                    raise ParameterError(f"variant key(s) {', '.join(unused)} are neither fields nor used as $key")
+                expanded.append((fields, steps))
+            if "from" in entry:
+                pending.append((i, entry, expanded))
+                continue
+            ids = []
+            for fields, _ in expanded:
+                plan = _scratch_plan(fields, train_defaults, lines[i] if i < len(lines) else None)
+                plans.append(plan)
+                ids.append(plan.id)
+            if "name" in entry:
+                groups.setdefault(entry["name"], []).extend(ids)
+        except ModelprintError as e:
+            raise SpecError(f"{where}: {e}") from None
+
+    # Derived entries may name groups defined anywhere; resolve until nothing changes (a cycle never resolves).
+    while pending:
+        progressed = False
+        for item in list(pending):
+            i, entry, expanded = item
+            where = f"{source} line {lines[i]}" if i < len(lines) else f"{source} [[models]] #{i + 1}"
+            names = entry["from"] if isinstance(entry["from"], list) else [entry["from"]]
+            try:
+                missing = [n for n in names if n not in groups and not any(n == p[1].get("name") for p in pending)]
+                if missing:
+                    raise ParameterError(f"from names {', '.join(map(repr, missing))}, which no entry defines")
+            except ModelprintError as e:
+                raise SpecError(f"{where}: {e}") from None
+            if any(n not in groups for n in names):
+                continue
+            by_id = {p.id: p for p in plans}
+            ids = []
+            try:
+                for parent_id in [pid for n in names for pid in groups[n]]:
+                    for fields, steps in expanded:
+                        plan = _derived_plan(by_id[parent_id], fields, steps, lines[i] if i < len(lines) else None)
+                        plans.append(plan)
+                        by_id[plan.id] = plan
+                        ids.append(plan.id)
+            except ModelprintError as e:
+                raise SpecError(f"{where}: {e}") from None
+            if "name" in entry:
+                groups.setdefault(entry["name"], []).extend(ids)
+            pending.remove(item)
+            progressed = True
+        if not progressed:
+            i = pending[0][0]
+            cycle = ", ".join(f"line {lines[j] if j < len(lines) else j + 1}" for j, *_ in pending)
+            raise SpecError(f"{source}: entries at {cycle} derive from each other in a cycle")
+
+    plans.sort(key=lambda p: p.line or 0)  # spec order (the sort is stable within an entry)
+    seen: dict[str, ModelPlan] = {}
+    for plan in plans:
+        if plan.id in seen:
+            raise SpecError(
+                f"{source} line {plan.line}: model id {plan.id!r} already made at line {seen[plan.id].line}; "
+                "give the steps a distinguishing setting or seed"
+            )
+        seen[plan.id] = plan
+    files = {}
+    for plan in plans:
+        if plan.file in files:
+            raise SpecError(f"{source} line {plan.line}: {plan.id!r} and {files[plan.file]!r} map to one file name")
+        files[plan.file] = plan.id
+    return ZooSpec(
+        name=str(raw.get("name", Path(source).stem)),
+        data=dataset,
+        split_seed=int(raw.get("split_seed", 0)),
+        models=plans,
+        text=text,
+        source=source,
+    )
+
+
+def _scratch_plan(fields: dict[str, Any], train_defaults: dict[str, Any], line: int | None) -> ModelPlan:
+    for key in ("arch", "role", "category"):
+        if key not in fields:
+            raise ParameterError(f"a model trained from scratch needs {key!r} (or 'from' to derive it)")
+    arch, args = fields["arch"], fields.get("args", {})
+    ARCHITECTURES.get(arch)
+    if fields["role"] not in ROLES:
+        raise ParameterError(f"role must be positive or negative, got {fields['role']!r}")
+    split = fields.get("split", "owner")
+    if split not in ("owner", "attacker", "all"):
+        raise ParameterError(f"split must be owner, attacker or all, got {split!r}")
+    seed = int(fields.get("seed", 0))
+    train = {**train_defaults, **fields.get("train", {})}
+    try:
+        TrainConfig(**train)
+    except TypeError as e:
+        raise ParameterError(f"train: {e}") from None
+    return ModelPlan(
+        id=_scratch_id(arch, args, split, seed),
+        role=fields["role"],
+        category=fields["category"],
+        arch=arch,
+        args=dict(args),
+        split=split,
+        seed=seed,
+        train=train,
+        line=line,
+    )
+
+
+def _derived_plan(parent: ModelPlan, fields: dict[str, Any], steps: Any, line: int | None) -> ModelPlan:
+    for key in ("arch", "args", "split", "role", "train"):
+        if key in fields:
+            raise ParameterError(f"{key!r} belongs to models trained from scratch; a derived model takes 'steps'")
+    if "category" not in fields:
+        raise ParameterError("a derived entry needs a 'category'")
+    if not isinstance(steps, list) or not steps:
+        raise ParameterError("a derived entry needs a non-empty 'steps' list")
+    arch, labels, resolved = parent.arch, [], []
+    for step in steps:
+        if not isinstance(step, dict) or "attack" not in step:
+            raise ParameterError("each step is a table with an 'attack' name")
+        params = {k: v for k, v in step.items() if k not in ("attack", "data", "seed")}
+        attack = create_attack(step["attack"], **params)
+        cls = ATTACKS.get(step["attack"])
+        data = step.get("data", cls.default_split if cls.needs_data else None)
+        if data is not None:
+            _check_data(data, f"step {step['attack']}")
+        labels.append(attack.step_id())
+        resolved.append(
+            {"attack": step["attack"], **params, **({"data": data} if data else {}), "seed": step.get("seed")}
+        )
+        arch = getattr(attack, "arch", arch)  # extraction attacks make a network of their own
+    plan_id = "-".join([parent.id, *labels])
+    for step in resolved:  # a stable seed per model unless the spec fixes one
+        if step["seed"] is None:
+            step["seed"] = zlib.crc32(plan_id.encode()) % (2**31)
+    return ModelPlan(
+        id=plan_id,
+        role=parent.role,
+        category=fields["category"],
+        arch=arch,
+        parent=parent.id,
+        seed=int(resolved[-1]["seed"]),
+        steps=resolved,
+        line=line,
+    )

@@ -1,0 +1,134 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from modelprint.cli import main
+from modelprint.models import load_model
+from modelprint.zoo import MANIFEST, SpecError, ZooError, ZooManifest, build_zoo, verify_zoo
+
+from .conftest import TINY_SPEC
+
+
+def _shas(root):
+    return {r["id"]: r["sha256"] for r in ZooManifest.read(root).rows}
+
+
+def test_build_writes_every_model_with_lineage(reference_zoo):
+    manifest = ZooManifest.read(reference_zoo)
+    assert len(manifest.rows) == 10 and verify_zoo(reference_zoo) == []
+    rows = manifest.by_id()
+    assert [r["id"] for r in manifest.rows][:2] == ["cnn[width=8](owner,s0)", "cnn[width=8](attacker,s1)"]
+    for row in manifest.rows:
+        assert row["status"] == "done" and 0.0 <= row["accuracy"] <= 1.0
+        model = load_model(reference_zoo / row["file"])
+        if row["parent"] is None:
+            assert model.card.lineage == []
+            continue
+        parent = rows[row["parent"]]
+        assert model.card.lineage[0]["parent_sha256"] == parent["sha256"]
+        assert [s["recipe"]["attack"] for s in model.card.lineage] == [s["attack"] for s in row["recipe"]]
+        assert row["role"] == parent["role"]
+    assert (reference_zoo / "zoo.toml").read_text() == TINY_SPEC
+
+
+def test_rebuilding_a_finished_zoo_redoes_nothing(tiny_spec, tmp_path):
+    out = tmp_path / "zoo"
+    build_zoo(tiny_spec, out, workers=0, progress=False)
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "models").iterdir()}
+    build_zoo(tiny_spec, out, workers=0, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in (out / "models").iterdir()} == stamps
+
+
+def test_killed_build_resumes_to_the_same_manifest(tiny_spec, tmp_path, reference_zoo):
+    out = tmp_path / "zoo"
+    cmd = [sys.executable, "-m", "modelprint", "zoo", "build", str(tiny_spec), "--out", str(out), "--workers", "0"]
+    env = {**os.environ, "MODELPRINT_QUIET": "1"}
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        lines = (out / MANIFEST).read_text().count("\n") if (out / MANIFEST).exists() else 0
+        if lines >= 4:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    partial = ZooManifest.read(out)
+    assert 4 <= len(partial.rows) < 10, "the kill should land mid-build"
+    kept = {r["file"]: (out / r["file"]).stat().st_mtime_ns for r in partial.rows}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "already built" in done.stderr
+    assert {f: (out / f).stat().st_mtime_ns for f in kept} == kept  # finished models were not redone
+    assert not list((out / "models").glob(".*.tmp"))
+    assert verify_zoo(out) == []
+    assert (out / MANIFEST).read_text() == (reference_zoo / MANIFEST).read_text()
+
+
+def test_process_pool_build_matches_the_in_process_build(tiny_spec, tmp_path, reference_zoo):
+    out = tmp_path / "zoo"
+    build_zoo(tiny_spec, out, workers=2, progress=False)
+    assert [r["id"] for r in ZooManifest.read(out).rows] == [r["id"] for r in ZooManifest.read(reference_zoo).rows]
+    assert verify_zoo(out) == []
+    assert _shas(out) == _shas(reference_zoo)
+
+
+def test_ray_backend_builds_the_same_zoo(tiny_spec, tmp_path, reference_zoo):
+    pytest.importorskip("ray", reason="Ray is an optional dependency: pip install 'modelprint[ray]'")
+    out = tmp_path / "zoo"
+    build_zoo(tiny_spec, out, workers=2, backend="ray", progress=False)
+    assert verify_zoo(out) == []
+    assert _shas(out) == _shas(reference_zoo)
+
+
+def test_zoo_verify_finds_a_corrupt_file(reference_zoo, tmp_path, capsys):
+    import shutil
+
+    zoo = tmp_path / "copy"
+    shutil.copytree(reference_zoo, zoo)
+    victim = ZooManifest.read(zoo).rows[3]
+    data = bytearray((zoo / victim["file"]).read_bytes())
+    data[-1] ^= 0xFF
+    (zoo / victim["file"]).write_bytes(bytes(data))
+    bad = verify_zoo(zoo)
+    assert [(r["id"], why) for r, why in bad] == [(victim["id"], "sha256 differs from the manifest")]
+    assert _cli(["zoo", "verify", str(zoo)]) == 2
+    assert f"FAIL {victim['file']}" in capsys.readouterr().out
+
+
+def test_bad_spec_fails_before_anything_is_written(tmp_path):
+    spec = tmp_path / "bad.toml"
+    spec.write_text(TINY_SPEC.replace('mode = "$mode"', 'mode = "$mood"'))
+    with pytest.raises(SpecError, match=r"bad.toml line \d+: .*mood"):
+        build_zoo(spec, tmp_path / "zoo", workers=0, progress=False)
+    assert not (tmp_path / "zoo").exists()
+
+
+def test_another_spec_cannot_resume_into_a_zoo(tiny_spec, tmp_path, reference_zoo):
+    import shutil
+
+    zoo = tmp_path / "copy"
+    shutil.copytree(reference_zoo, zoo)
+    tiny_spec.write_text(TINY_SPEC.replace("epochs = 3", "epochs = 4"))
+    with pytest.raises(ZooError, match="another spec"):
+        build_zoo(tiny_spec, zoo, workers=0, progress=False)
+
+
+def _cli(args):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    return exit_info.value.code
+
+
+def test_cli_zoo_ls(reference_zoo, capsys):
+    assert _cli(["zoo", "ls", str(reference_zoo)]) == 0
+    out = capsys.readouterr().out
+    assert "cnn[width=8](owner,s0)-prune(0.5)-finetune(ftal)" in out and "positive prune: 1" in out
+    assert _cli(["zoo", "ls", str(reference_zoo), "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 10 and rows[0]["category"] == "source"

@@ -1,0 +1,78 @@
+from collections import Counter
+
+import pytest
+
+from modelprint.zoo import SpecError, builtin_specs, load_spec, parse_spec_text
+
+from .conftest import TINY_SPEC
+
+
+def test_builtin_specs_have_the_fingerbench_categories():
+    assert {"mini-digits", "fingerbench-cifar10"} <= set(builtin_specs())
+    fb = load_spec("fingerbench-cifar10", data="cifar10:/nonexistent")
+    counts = Counter((m.role, m.category) for m in fb.models)
+    assert len(fb.models) == 154
+    assert sum(n for (role, _), n in counts.items() if role == "positive") == 63
+    for category, n in {"source": 1, "finetune": 4, "prune": 9, "noise": 9, "advtrain": 10}.items():
+        assert counts["positive", category] == counts["negative", category] == n
+    assert counts["positive", "distill"] == counts["positive", "knockoff"] == 15
+    assert counts["negative", "other-arch"] == counts["negative", "other-arch-distill"] == 14
+    mini = load_spec("mini-digits")
+    mini_categories = {c for _, c in Counter((m.role, m.category) for m in mini.models)}
+    assert mini_categories == {c for _, c in counts}
+
+
+def test_ids_spell_the_lineage_and_roles_are_inherited():
+    spec = parse_spec_text(TINY_SPEC)
+    ids = {m.id: m for m in spec.models}
+    pruned = ids["cnn[width=8](owner,s0)-prune(0.5)-finetune(ftal)"]
+    assert pruned.parent == "cnn[width=8](owner,s0)" and pruned.role == "positive"
+    assert ids["cnn[width=8](attacker,s1)-distill(cnn[width=4])"].role == "negative"
+    assert ids["cnn[width=8](attacker,s1)-distill(cnn[width=4])"].arch == "cnn"
+    assert pruned.file == "cnn_width=8_owner_s0-prune_0.5-finetune_ftal"
+    assert [m.line for m in spec.models] == sorted(m.line for m in spec.models)
+    # a stable seed per model, the same on every parse
+    assert pruned.steps[0]["seed"] == parse_spec_text(TINY_SPEC).by_id()[pruned.id].steps[0]["seed"]
+
+
+def _line_of(text, needle):
+    return next(i + 1 for i, line in enumerate(text.splitlines()) if needle in line) - 1
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ('attack = "prune", rate = 0.5', 'attack = "prunee", rate = 0.5', "unknown attack 'prunee'"),
+        ('attack = "prune", rate = 0.5', 'attack = "prune", rate = 1.5', "rate must be in"),
+        ('from = ["source", "mirror"]\ncategory = "distill"', 'from = ["nobody"]\ncategory = "distill"', "'nobody'"),
+        ('arch = "cnn"\nargs = { width = 8 }\nsplit = "owner"', 'arch = "cnn9"\nargs = {}\nsplit = "owner"', "cnn9"),
+        ('variants = [{ mode = "ftll" }', 'variants = [{ mode = "ftll", typo = 1 }', "typo"),
+        ('category = "prune"', 'category = "prune"\ncolour = "red"', "unknown field"),
+    ],
+)
+def test_bad_specs_name_the_line(old, new, message):
+    assert old in TINY_SPEC
+    text = TINY_SPEC.replace(old, new, 1)
+    entry_line = max(
+        i + 1
+        for i, line in enumerate(text.splitlines()[: _line_of(text, new.splitlines()[0]) + 1])
+        if "[[models]]" in line
+    )
+    with pytest.raises(SpecError, match=message) as err:
+        parse_spec_text(text, "spec.toml")
+    assert f"spec.toml line {entry_line}:" in str(err.value)
+
+
+def test_cycles_and_duplicates_are_refused():
+    cycle = TINY_SPEC + '\n[[models]]\nname = "a"\nfrom = ["b"]\ncategory = "x"\nsteps = [{ attack = "permute" }]\n'
+    cycle += '\n[[models]]\nname = "b"\nfrom = ["a"]\ncategory = "x"\nsteps = [{ attack = "permute" }]\n'
+    with pytest.raises(SpecError, match="cycle"):
+        parse_spec_text(cycle, "spec.toml")
+    twice = (
+        TINY_SPEC + '\n[[models]]\nfrom = ["source"]\ncategory = "again"\nsteps = [{ attack = "prune", rate = 0.5 }, '
+    )
+    twice += '{ attack = "finetune", mode = "ftal", epochs = 2 }]\n'
+    with pytest.raises(SpecError, match="already made at line"):
+        parse_spec_text(twice, "spec.toml")
+    with pytest.raises(SpecError, match="not valid TOML"):
+        parse_spec_text("[[models]\n", "spec.toml")
