@@ -198,3 +198,33 @@ def test_fast_demo_runs_end_to_end(tmp_path):
     assert len(list((tmp_path / "demo" / "fingerprints").glob("*.fp.safetensors"))) == 4
     for r in summary["results"].values():
         assert r["source_rate"] == 1.0
+
+
+def test_attack_that_trains_uses_the_attack_split_and_records_accuracy(files, capsys):
+    tmp, src, _ = files
+    args = ["attack", "finetune", str(src), "--param", "mode=rtll", "--param", "epochs=2", "--data", "digits"]
+    code, _, err = run([*args, "--seed", "1", "--out", str(tmp / "ft")], capsys)
+    assert code == 0, err
+    card = json.loads((tmp / "ft.json").read_text())
+    assert card["lineage"][-1]["recipe"]["mode"] == "rtll" and card["accuracy"] is not None
+    code, _, err = run(["attack", "finetune", str(src), "--out", str(tmp / "x")], capsys)
+    assert code == 2 and "needs data" in err and not (tmp / "x.safetensors").exists()
+    code, _, err = run(["attack", "distill", str(src), "--param", "arch=nope", "--out", str(tmp / "x")], capsys)
+    assert code == 2 and "unknown architecture 'nope'" in err
+
+
+def test_evaluate_on_a_zoo(tmp_path, capsys):
+    from modelprint.zoo import build_zoo
+
+    from .zoo.conftest import TINY_SPEC
+
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(TINY_SPEC)
+    build_zoo(spec, tmp_path / "zoo", workers=0, progress=False)
+    args = ["evaluate", "--zoo", str(tmp_path / "zoo"), "--methods", "c", "--param", "c.steps=30", "--n", "10"]
+    code, out, err = run([*args, "--json"], capsys)
+    assert code == 0, err
+    res = json.loads(out)["c"]
+    assert len(res["positive_rates"]) == 4 and len(res["negative_rates"]) == 5  # no extra pruned copies
+    code, _, err = run(["evaluate", "--methods", "c"], capsys)
+    assert code == 2 and "--zoo" in err

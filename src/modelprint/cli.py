@@ -144,22 +144,28 @@ def fingerprint_show(
 def attack(
     name: str = typer.Argument(..., help="Attack name (modelprint list)."),
     model: Path = typer.Argument(..., help="Model to modify."),
-    param: list[str] = typer.Option(None, "--param", help="K=V attack parameter (repeat)."),
-    data: str = typer.Option(None, "--data", help="Data for attacks that train."),
+    param: list[str] = typer.Option(None, "--param", help="K=V attack parameter (repeat; JSON values)."),
+    data: str = typer.Option(None, "--data", help="Data set, for attacks that train (and the test accuracy)."),
+    split: str = typer.Option(None, "--split", help="Split the attack trains on (default: tune or attacker)."),
+    split_seed: int = typer.Option(0, "--split-seed"),
     seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("cpu", "--device"),
     out: Path = typer.Option(..., "--out"),
 ) -> None:
-    """Apply a model modification and write the derived model with its lineage."""
-    from .attacks import create_attack
-    from .data import load_dataset
+    """Apply a model modification or extraction and write the derived model with its lineage."""
+    from .attacks import ATTACKS, create_attack
+    from .data import load_splits
     from .models import load_model, save_model
     from .progress import console
 
+    attack_obj = create_attack(name, **parse_params(param))
     victim = load_model(model)
-    dataset = load_dataset(data, "attacker") if data else None
-    child = create_attack(name, **parse_params(param)).apply(victim, dataset, seed=seed)
+    splits = load_splits(data, split_seed=split_seed) if data else None
+    dataset = splits.get(split or ATTACKS.get(name).default_split) if splits else None
+    child = attack_obj.apply(victim, dataset, seed=seed, device=device, test=splits.test if splits else None)
     path = save_model(child, out)
-    console.print(f"wrote {path} (parent {victim.card.weights_sha256[:12]}…, {name})")
+    acc = f", test accuracy {child.card.accuracy:.4f}" if child.card.accuracy is not None else ""
+    console.print(f"wrote {path} ({attack_obj.step_id()} of {victim.card.weights_sha256[:12]}…{acc})", markup=False)
 
 
 @app.command()
@@ -186,12 +192,15 @@ def verify(
 
 @app.command()
 def evaluate(
-    model: Path = typer.Argument(..., help="Source model."),
+    model: Path = typer.Argument(None, help="Source model (or --zoo)."),
+    zoo: Path = typer.Option(None, "--zoo", help="Zoo folder: its source, positives and negatives."),
     methods: str = typer.Option("c,rc,rcgm,ltrc", "--methods", help="Comma-separated method names."),
     positives: list[Path] = typer.Option(None, "--positives", help="Derived models (should match)."),
-    negatives: list[Path] = typer.Option(..., "--negatives", help="Independent models (should not)."),
+    negatives: list[Path] = typer.Option(None, "--negatives", help="Independent models (should not)."),
     prune_rates: str = typer.Option(
-        "0.3,0.5,0.7", "--prune-rates", help="Pruned copies of the source added as positives ('' = none)."
+        None,
+        "--prune-rates",
+        help="Pruned copies of the source added as positives (default 0.3,0.5,0.7; none with --zoo).",
     ),
     prune_criterion: str = typer.Option("magnitude", "--prune-criterion", help="magnitude | random"),
     prune_repeats: int = typer.Option(5, "--prune-repeats", help="Copies per rate (random pruning)."),
@@ -212,6 +221,20 @@ def evaluate(
         if not sep:
             raise ParameterError(f"--param for evaluate is METHOD.K=V, got {key!r}")
         method_params.setdefault(method, {})[k] = value
+    if (model is None) == (zoo is None):
+        raise ParameterError("give either a source MODEL with --negatives, or --zoo DIR")
+    if zoo is not None:
+        from .zoo import ZooManifest, source_row
+
+        manifest = ZooManifest.read(zoo)
+        src = source_row(manifest)
+        model = manifest.path(src)
+        positives = [manifest.path(r) for r in manifest.rows if r["role"] == "positive" and r is not src]
+        negatives = [manifest.path(r) for r in manifest.rows if r["role"] == "negative"]
+        prune_rates = "" if prune_rates is None else prune_rates
+    if not negatives:
+        raise ParameterError("evaluate needs negatives: --negatives MODEL... or --zoo DIR")
+    prune_rates = "0.3,0.5,0.7" if prune_rates is None else prune_rates
     try:
         rates = [float(r) for r in prune_rates.split(",") if r.strip()]
     except ValueError:

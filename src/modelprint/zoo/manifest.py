@@ -85,3 +85,13 @@ class ZooManifest:
         if not isinstance(card, dict) or card.get("weights_sha256") != row["sha256"]:
             return "card's weights_sha256 differs from the manifest"
         return None
+
+
+def source_row(manifest: ZooManifest) -> dict[str, Any]:
+    """The owner's model: the positive of category ``source`` (the root of every positive)."""
+    rows = [r for r in manifest.rows if r["role"] == "positive" and r["parent"] is None]
+    if len(rows) != 1:
+        raise ZooError(
+            f"{manifest.root}: expected one positive model trained from scratch (the source), found {len(rows)}"
+        )
+    return rows[0]
