@@ -280,6 +280,7 @@ def build_zoo(
     context = {"out": str(out), "data": zoo.data, "split_seed": zoo.split_seed, "device": device, "threads": threads}
     started = time.perf_counter()
     running: dict[Any, ModelPlan] = {}
+    descendants = _descendant_counts(zoo.models)
     with (
         _backend(backend, workers, threads) as pool,
         progress_bar(len(zoo.models), f"zoo {zoo.name}", progress) as bar,
@@ -287,7 +288,9 @@ def build_zoo(
         bar.update(len(finished))
         while todo or running:
             capacity = max(workers, 1) * 2 - len(running)  # keep every worker busy, never queue the whole zoo
-            for p in [p for p in todo if p.parent is None or p.parent in finished][: max(capacity, 0)]:
+            ready = [p for p in todo if p.parent is None or p.parent in finished]
+            ready.sort(key=lambda p: -descendants[p.id])  # unblock long chains first (stable: spec order)
+            for p in ready[: max(capacity, 0)]:
                 todo.remove(p)
                 ctx = {**context, "parent_file": finished[p.parent]["file"] if p.parent else None}
                 running[pool.submit(build_model, p.to_dict(), ctx)] = p
@@ -304,13 +307,25 @@ def build_zoo(
                 manifest.append(row)
                 finished[p.id] = row
                 bar.update(1, description=f"zoo {zoo.name}: {escape(p.id)}")
-                console.print(f"[dim]{escape(p.id)}[/] acc {row['accuracy']:.3f} ({seconds:.1f}s)", highlight=False)
+                if progress:
+                    console.print(f"[dim]{escape(p.id)}[/] acc {row['accuracy']:.3f} ({seconds:.1f}s)", highlight=False)
     manifest.rewrite([p.id for p in zoo.models])
     console.print(
         f"zoo {zoo.name}: {len(manifest.rows)} models in {out} ({time.perf_counter() - started:.0f}s this run, "
         f"{workers} {backend} workers)"
     )
     return manifest
+
+
+def _descendant_counts(plans: list[ModelPlan]) -> dict[str, int]:
+    counts = {p.id: 0 for p in plans}
+    parents = {p.id: p.parent for p in plans}
+    for p in plans:
+        up = p.parent
+        while up is not None:
+            counts[up] += 1
+            up = parents.get(up)
+    return counts
 
 
 def verify_zoo(root: str | os.PathLike) -> list[tuple[dict[str, Any], str]]:
