@@ -11,6 +11,8 @@ from modelprint.errors import ParameterError
 from modelprint.models import create_model, load_model, save_model, weights_digest
 from modelprint.train import accuracy
 
+from ..models.test_architectures import SMALL_ARGS
+
 # Small settings per attack so the whole file runs in seconds; accuracy bounds are per attack.
 SETTINGS = {
     "finetune": {"mode": "ftal", "epochs": 3},
@@ -112,14 +114,7 @@ def test_knockoff_class_shift_and_budget(source, splits):
         create_attack("knockoff", classes=[99]).apply(source, splits.attacker)
 
 
-ARCHS = {
-    "cnn": {"width": 8},
-    "resnet18": {"width": 8},
-    "vgg11": {"width": 8},
-    "mobilenetv2": {"width": 0.25},
-    "densenet": {"width": 4, "depth": 2},
-    "vit-tiny": {"width": 16, "depth": 1, "heads": 2},
-}
+ARCHS = {a: SMALL_ARGS[a] for a in ("cnn", "resnet18", "vgg11", "mobilenetv2", "densenet", "vit-tiny")}
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHS))

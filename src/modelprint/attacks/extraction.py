@@ -38,53 +38,58 @@ from .base import Attack, register_attack
 from .finetune import TrainingSettings
 
 
-def _student(victim: ModelprintModel, arch: str, arch_args: dict[str, Any], g: torch.Generator) -> ModelprintModel:
-    card = victim.card
-    return create_model(
-        arch,
-        num_classes=card.num_classes,
-        input_shape=card.input_shape,
-        mean=card.mean,
-        std=card.std,
-        seed=int(torch.randint(0, 2**31 - 1, (1,), generator=g)),
-        **arch_args,
-    )
-
-
-def _check_arch(arch: str) -> None:
-    ARCHITECTURES.get(arch)  # unknown names fail here, with the list of known ones
-
-
-def _student_id(attack: Any) -> str:
-    shown = ",".join(f"{k}={v}" for k, v in sorted(attack.arch_args.items()))
-    return f"{attack.name}({attack.arch}{f'[{shown}]' if shown else ''})"
-
-
-@register_attack("distill")
 @dataclass(kw_only=True)
-class Distill(TrainingSettings, Attack):
+class _Extraction(TrainingSettings, Attack):
+    """What distillation and knockoff share: a student network and its training run."""
+
     arch: str = "cnn"
     arch_args: dict[str, Any] = field(default_factory=dict)
-    T: float = 4.0
     epochs: int = 30
     lr: float = 0.05
 
     needs_data = True
     default_split = "attacker"
-    id_params = ("arch",)
 
     def step_id(self) -> str:
-        return _student_id(self)
+        shown = ",".join(f"{k}={v}" for k, v in sorted(self.arch_args.items()))
+        return f"{self.name}({self.arch}{f'[{shown}]' if shown else ''})"
+
+    def _check(self) -> None:
+        ARCHITECTURES.get(self.arch)  # unknown names fail here, with the list of known ones
+        self.train_config()
+
+    def _train_student(
+        self, victim: ModelprintModel, data: Dataset, g: torch.Generator, device: str, loss_fn, targets=None
+    ) -> ModelprintModel:
+        card = victim.card
+        student = create_model(
+            self.arch,
+            num_classes=card.num_classes,
+            input_shape=card.input_shape,
+            mean=card.mean,
+            std=card.std,
+            seed=int(torch.randint(0, 2**31 - 1, (1,), generator=g)),
+            **self.arch_args,
+        )
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=g))
+        cfg = self.train_config()
+        return train(
+            student, data, cfg, seed=seed, device=device, progress=False, record=False, loss_fn=loss_fn, targets=targets
+        )
+
+
+@register_attack("distill")
+@dataclass(kw_only=True)
+class Distill(_Extraction):
+    T: float = 4.0
 
     def __post_init__(self) -> None:
-        _check_arch(self.arch)
+        self._check()
         if not self.T > 0:
             raise ParameterError(f"T must be > 0, got {self.T}")
-        self.train_config()
 
     def _apply(self, model: ModelprintModel, data: Dataset | None, g: torch.Generator, device: str) -> ModelprintModel:
         teacher = model.to(device).eval()
-        student = _student(model, self.arch, self.arch_args, g)
         T = self.T
 
         def loss(logits: torch.Tensor, _: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -92,38 +97,23 @@ class Distill(TrainingSettings, Attack):
                 soft = F.softmax(teacher(x) / T, 1)
             return F.kl_div(F.log_softmax(logits / T, 1), soft, reduction="batchmean") * T * T
 
-        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=g))
-        return train(
-            student, data, self.train_config(), seed=seed, device=device, progress=False, record=False, loss_fn=loss
-        )
+        return self._train_student(model, data, g, device, loss)
 
 
 @register_attack("knockoff")
 @dataclass(kw_only=True)
-class Knockoff(TrainingSettings, Attack):
-    arch: str = "cnn"
-    arch_args: dict[str, Any] = field(default_factory=dict)
+class Knockoff(_Extraction):
     budget: int = 0
     output: str = "probs"
     classes: list[int] | None = None
-    epochs: int = 30
-    lr: float = 0.05
     augment: str = "none"  # the answers belong to the exact images queried
 
-    needs_data = True
-    default_split = "attacker"
-    id_params = ("arch",)
-
-    def step_id(self) -> str:
-        return _student_id(self)
-
     def __post_init__(self) -> None:
-        _check_arch(self.arch)
+        self._check()
         if self.output not in ("probs", "label"):
             raise ParameterError(f"output must be probs or label, got {self.output!r}")
         if self.budget < 0:
             raise ParameterError(f"budget must be >= 0 (0 = the whole transfer set), got {self.budget}")
-        self.train_config()
 
     def _apply(self, model: ModelprintModel, data: Dataset | None, g: torch.Generator, device: str) -> ModelprintModel:
         transfer = data
@@ -147,16 +137,4 @@ class Knockoff(TrainingSettings, Attack):
         def loss(logits: torch.Tensor, target: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
             return -(target * F.log_softmax(logits, 1)).sum(1).mean()
 
-        student = _student(model, self.arch, self.arch_args, g)
-        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=g))
-        return train(
-            student,
-            transfer,
-            self.train_config(),
-            seed=seed,
-            device=device,
-            progress=False,
-            record=False,
-            loss_fn=loss,
-            targets=answers,
-        )
+        return self._train_student(model, transfer, g, device, loss, answers)
