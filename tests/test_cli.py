@@ -226,5 +226,9 @@ def test_evaluate_on_a_zoo(tmp_path, capsys):
     assert code == 0, err
     res = json.loads(out)["c"]
     assert len(res["positive_rates"]) == 4 and len(res["negative_rates"]) == 5  # no extra pruned copies
+    by_category = res["by_category"]
+    assert set(by_category) == {"source", "finetune", "prune", "distill"}
+    assert by_category["finetune"]["positive"] == pytest.approx(sum(res["positive_rates"][:2]) / 2)
+    assert "positive" not in by_category["source"]  # the source is not its own positive
     code, _, err = run(["evaluate", "--methods", "c"], capsys)
     assert code == 2 and "--zoo" in err

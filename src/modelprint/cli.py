@@ -251,10 +251,21 @@ def evaluate(
         seed=seed,
         method_params=method_params,
     )
+    by_category = None
+    if zoo is not None:
+        from .evaluate import rates_by_group
+
+        pos_rows = [r for r in manifest.rows if r["role"] == "positive" and r is not src]
+        neg_rows = [r for r in manifest.rows if r["role"] == "negative"]
+        by_category = rates_by_group(results, [r["category"] for r in pos_rows], [r["category"] for r in neg_rows])
     if as_json:
-        _out({k: v.to_dict() for k, v in results.items()})
-    else:
-        print_table(results)
+        _out({k: v.to_dict() | ({"by_category": by_category[k]} if by_category else {}) for k, v in results.items()})
+        return
+    print_table(results)
+    if by_category:
+        from .evaluate import print_group_table
+
+        print_group_table(by_category, f"mean matching rate by zoo category ({zoo})")
 
 
 @zoo_app.command("build")

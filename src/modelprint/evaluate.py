@@ -132,3 +132,43 @@ def print_table(results: dict[str, MethodEvaluation], title: str = "Characterist
         )
     # Results go to stdout (pipeable), wide enough not to truncate when not on a terminal.
     Console(width=max(100, console.width)).print(table)
+
+
+def rates_by_group(
+    results: dict[str, MethodEvaluation], positive_groups: list[str], negative_groups: list[str]
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Mean matching rate per group (e.g. zoo category) and role:
+    ``{method: {group: {"positive": mean, "negative": mean}}}``; a role with no model is left out.
+    ``positive_groups[i]`` names the group of the i-th positive (same for negatives)."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for method, r in results.items():
+        for role, groups, rates in (
+            ("positive", positive_groups, r.positive_rates),
+            ("negative", negative_groups, r.negative_rates),
+        ):
+            if len(groups) != len(rates):
+                raise ValueError(f"{len(groups)} {role} groups for {len(rates)} {role} rates")
+            for group in dict.fromkeys(groups):
+                chosen = [v for g, v in zip(groups, rates) if g == group]
+                out.setdefault(method, {}).setdefault(group, {})[role] = sum(chosen) / len(chosen)
+    return out
+
+
+def print_group_table(by_group: dict[str, dict[str, dict[str, float]]], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    methods = list(by_group)
+    groups = list(dict.fromkeys(g for per_method in by_group.values() for g in per_method))
+    table = Table(title=title)
+    table.add_column("category")
+    for m in methods:
+        table.add_column(f"{m} pos", justify="right")
+        table.add_column(f"{m} neg", justify="right")
+    for group in groups:
+        cells = []
+        for m in methods:
+            roles = by_group[m].get(group, {})
+            cells += [f"{roles[k]:.2f}" if k in roles else "–" for k in ("positive", "negative")]
+        table.add_row(group, *cells)
+    Console(width=max(100, console.width)).print(table)
