@@ -24,6 +24,7 @@ test: install
 bench: install
 	$(PIP) install --quiet -e ".[bench]"
 	$(PY) benchmarks/bench_generation.py
+	$(PY) benchmarks/bench_zoo.py
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache

@@ -309,9 +309,9 @@ def _derived_plan(parent: ModelPlan, fields: dict[str, Any], steps: Any, line: i
         )
         arch = getattr(attack, "arch", arch)  # extraction attacks make a network of their own
     plan_id = "-".join([parent.id, *labels])
-    for step in resolved:  # a stable seed per model unless the spec fixes one
+    for index, step in enumerate(resolved):  # a stable seed per model and step unless the spec fixes one
         if step["seed"] is None:
-            step["seed"] = zlib.crc32(plan_id.encode()) % (2**31)
+            step["seed"] = zlib.crc32(f"{plan_id}#{index}".encode()) % (2**31)
     return ModelPlan(
         id=plan_id,
         role=parent.role,
