@@ -283,7 +283,11 @@ def zoo_build(
     """Build every model of a zoo spec; killed builds resume where they stopped."""
     from .zoo import build_zoo
 
-    build_zoo(spec, out, workers=workers, backend=backend, device=device, data=data, threads=threads)
+    try:
+        build_zoo(spec, out, workers=workers, backend=backend, device=device, data=data, threads=threads)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted: finished models are kept; run the same command to resume\n")
+        raise typer.Exit(130) from None
     sys.stdout.write(f"{out / 'manifest.jsonl'}\n")
 
 

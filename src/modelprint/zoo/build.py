@@ -18,6 +18,7 @@ import concurrent.futures as cf
 import json
 import multiprocessing
 import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -178,6 +179,11 @@ class _Ray(_Backend):
             raise e.as_instanceof_cause() from None
 
 
+def _quiet_interrupt() -> None:
+    """Workers leave silently on Ctrl-C; the main process reports it (and a rerun resumes)."""
+    signal.signal(signal.SIGINT, lambda *_: os._exit(130))
+
+
 @contextmanager
 def _backend(name: str, workers: int, threads: int) -> Iterator[_Backend]:
     if name == "local":
@@ -186,7 +192,7 @@ def _backend(name: str, workers: int, threads: int) -> Iterator[_Backend]:
             return
         # spawn: forking a process that already runs torch threads can deadlock
         ctx = multiprocessing.get_context("spawn")
-        with cf.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_quiet_interrupt) as pool:
             yield _Pool(pool)
         return
     if name == "ray":
