@@ -90,9 +90,7 @@ def tnr_at(negative: ArrayLike, threshold: float) -> float:
     return float(np.mean(neg < threshold))
 
 
-def robustness_uniqueness_curve(
-    positive: ArrayLike, negative: ArrayLike
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def robustness_uniqueness_curve(positive: ArrayLike, negative: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(t, TPR(t), TNR(t))`` at every threshold where either changes, plus 0 and 1.
 
     Both are step functions of t: TPR falls just after each positive score, TNR rises just
