@@ -18,6 +18,7 @@ demo: install
 	$(VENV)/bin/modelprint demo --out demo-out
 
 test: install
+	bash scripts/system-deps.sh
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest
 

@@ -216,7 +216,7 @@ def test_attack_that_trains_uses_the_attack_split_and_records_accuracy(files, ca
 def test_evaluate_on_a_zoo(tmp_path, capsys):
     from modelprint.zoo import build_zoo
 
-    from .zoo.conftest import TINY_SPEC
+    from .conftest import TINY_SPEC
 
     spec = tmp_path / "tiny.toml"
     spec.write_text(TINY_SPEC)

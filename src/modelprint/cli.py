@@ -215,12 +215,7 @@ def evaluate(
     from .models import load_model
 
     names = [m.strip() for m in methods.split(",") if m.strip()]
-    method_params: dict[str, dict[str, Any]] = {}
-    for key, value in parse_params(param).items():
-        method, sep, k = key.partition(".")
-        if not sep:
-            raise ParameterError(f"--param for evaluate is METHOD.K=V, got {key!r}")
-        method_params.setdefault(method, {})[k] = value
+    method_params = _method_params(param)
     if (model is None) == (zoo is None):
         raise ParameterError("give either a source MODEL with --negatives, or --zoo DIR")
     if zoo is not None:
@@ -266,6 +261,67 @@ def evaluate(
         from .evaluate import print_group_table
 
         print_group_table(by_category, f"mean matching rate by zoo category ({zoo})")
+
+
+def _method_params(items: list[str] | None) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in parse_params(items).items():
+        method, sep, k = key.partition(".")
+        if not sep:
+            raise ParameterError(f"--param here is METHOD.K=V, got {key!r}")
+        out.setdefault(method, {})[k] = value
+    return out
+
+
+@app.command()
+def bench(
+    zoo: Path = typer.Argument(..., help="Zoo folder (modelprint zoo build)."),
+    methods: str = typer.Option("c,rc,rcgm,ltrc", "--methods", help="Comma-separated method names."),
+    out: Path = typer.Option(..., "--out", help="Folder for results.json, report.md, report.html, plots/."),
+    param: list[str] = typer.Option(None, "--param", help="METHOD.K=V method parameter (repeat)."),
+    n: int = typer.Option(100, "--n", help="Queries per fingerprint."),
+    budgets: str = typer.Option("10,20,50,100", "--budgets", help="Query budgets for the sweep (plus the full set)."),
+    fpr: float = typer.Option(0.01, "--fpr", help="False-positive rate for the TPR-at-FPR metric."),
+    seed: int = typer.Option(0, "--seed"),
+    workers: int = typer.Option(None, "--workers", help="Parallel suspects (default: CPU count; 0 = in process)."),
+    backend: str = typer.Option("local", "--backend", help="local | ray"),
+    device: str = typer.Option("cpu", "--device"),
+) -> None:
+    """Benchmark methods on every suspect of a zoo; writes results.json and the report."""
+    from .bench import run_bench
+    from .bench.report import write_report
+    from .progress import console
+
+    try:
+        budget_list = tuple(int(b) for b in budgets.split(",") if b.strip())
+    except ValueError:
+        raise ParameterError(f"--budgets must be comma-separated integers, got {budgets!r}") from None
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    run_bench(
+        zoo,
+        names,
+        out,
+        n=n,
+        seed=seed,
+        method_params=_method_params(param),
+        budgets=budget_list,
+        fpr=fpr,
+        workers=workers,
+        backend=backend,
+        device=device,
+    )
+    md, html_path = write_report(out)
+    console.print(f"report: {html_path} (and {md.name})")
+    sys.stdout.write(f"{html_path}\n")
+
+
+@app.command()
+def report(root: Path = typer.Argument(..., metavar="DIR", help="Benchmark folder with results.json.")) -> None:
+    """Regenerate report.md, report.html and the plots from results.json."""
+    from .bench.report import write_report
+
+    md, html_path = write_report(root)
+    sys.stdout.write(f"{html_path}\n{md}\n")
 
 
 @zoo_app.command("build")

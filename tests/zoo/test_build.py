@@ -11,7 +11,7 @@ from modelprint.cli import main
 from modelprint.models import load_model
 from modelprint.zoo import MANIFEST, SpecError, ZooError, ZooManifest, build_zoo, verify_zoo
 
-from .conftest import TINY_SPEC
+from ..conftest import TINY_SPEC
 
 
 def _shas(root):

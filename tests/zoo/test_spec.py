@@ -4,7 +4,7 @@ import pytest
 
 from modelprint.zoo import SpecError, builtin_specs, load_spec, parse_spec_text
 
-from .conftest import TINY_SPEC
+from ..conftest import TINY_SPEC
 
 
 def test_builtin_specs_have_the_fingerbench_categories():

@@ -1,0 +1,299 @@
+"""``report.md`` and a self-contained ``report.html`` (plots inlined as PNG) from a
+benchmark folder's ``results.json``; ``modelprint report DIR`` regenerates them.
+
+Plots (matplotlib, in ``DIR/plots/``): matching-rate distributions per category,
+robustness/uniqueness curves with the ARUC area shaded, ROC curves, margin against attack
+strength (as in NaturalFinger's figures) and each method's first query images.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._io import atomic_write, atomic_write_text
+from ..errors import ParameterError
+from ..metrics import robustness_uniqueness_curve
+from .runner import RESULTS
+
+COLORS = {"positive": "#1f77b4", "negative": "#ff7f0e"}
+METRIC_COLUMNS = ("robustness", "transferability", "uniqueness", "aruc", "auc", "f1", "threshold")
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> None:
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
+    _plt().close(fig)
+
+
+def _rates(results: dict[str, Any], method: str, role: str) -> np.ndarray:
+    return np.array(
+        [s["rates"][method] for s in results["suspects"] if s["role"] == role and s["id"] != results["source"]]
+    )
+
+
+def plot_distributions(results: dict[str, Any], path: Path) -> None:
+    plt = _plt()
+    methods = list(results["methods"])
+    categories = list(dict.fromkeys(s["category"] for s in results["suspects"] if s["id"] != results["source"]))
+    fig, axes = plt.subplots(
+        len(methods), 1, figsize=(max(6, 0.9 * len(categories)), 2.6 * len(methods)), squeeze=False
+    )
+    rng = np.random.default_rng(0)  # jitter only
+    for ax, m in zip(axes[:, 0], methods):
+        for role, offset in (("positive", -0.15), ("negative", 0.15)):
+            xs, ys = [], []
+            for i, c in enumerate(categories):
+                vals = [
+                    s["rates"][m]
+                    for s in results["suspects"]
+                    if s["category"] == c and s["role"] == role and s["id"] != results["source"]
+                ]
+                xs += list(i + offset + rng.uniform(-0.08, 0.08, len(vals)))
+                ys += vals
+            ax.scatter(xs, ys, s=14, color=COLORS[role], label=role, alpha=0.8)
+        ax.set_xticks(range(len(categories)), categories, rotation=30, ha="right")
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_ylabel("matching rate")
+        ax.set_title(m, loc="left")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0, 0].legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_aruc(results: dict[str, Any], path: Path) -> None:
+    plt = _plt()
+    methods = list(results["methods"])
+    fig, axes = plt.subplots(1, len(methods), figsize=(3.4 * len(methods), 3.0), squeeze=False)
+    for ax, m in zip(axes[0], methods):
+        t, tpr, tnr = robustness_uniqueness_curve(_rates(results, m, "positive"), _rates(results, m, "negative"))
+        # values hold on (t[i-1], t[i]]: draw as steps ending at each point
+        ax.step(t, tpr, where="pre", color=COLORS["positive"], label="robustness (TPR)")
+        ax.step(t, tnr, where="pre", color=COLORS["negative"], label="uniqueness (TNR)")
+        ax.fill_between(t, np.minimum(tpr, tnr), step="pre", color="grey", alpha=0.3, label="min: ARUC area")
+        ax.set_title(f"{m}: ARUC {results['methods'][m]['metrics']['aruc']:.2f}", loc="left")
+        ax.set_xlabel("threshold t")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+    axes[0, 0].legend(loc="lower left", fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_roc(results: dict[str, Any], path: Path) -> None:
+    from sklearn.metrics import roc_curve
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.2, 4.0))
+    for m, res in results["methods"].items():
+        pos, neg = _rates(results, m, "positive"), _rates(results, m, "negative")
+        fpr, tpr, _ = roc_curve(np.r_[np.ones(pos.size), np.zeros(neg.size)], np.r_[pos, neg])
+        ax.plot(fpr, tpr, label=f"{m} (AUC {res['metrics']['auc']:.2f})")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel("false-positive rate")
+    ax.set_ylabel("true-positive rate")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _strength_series(results: dict[str, Any]) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """{strength key: {method: [(numeric strength, margin)]}} for numeric strengths only."""
+    out: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for m, res in results["methods"].items():
+        for item in res["margins"]:
+            if item["strength"] and isinstance(item["strength"][1], (int, float)):
+                key, value = item["strength"]
+                out.setdefault(key, {}).setdefault(m, []).append((float(value), item["margin"]))
+    return out
+
+
+def plot_margins(results: dict[str, Any], path: Path) -> bool:
+    series = _strength_series(results)
+    if not series:
+        return False
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(series), figsize=(3.6 * len(series), 3.0), squeeze=False)
+    for ax, (key, per_method) in zip(axes[0], sorted(series.items())):
+        for m, points in per_method.items():
+            points.sort()
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, label=m)
+        ax.axhline(0, color="grey", linewidth=0.8)
+        ax.set_ylim(-1.02, 1.02)
+        ax.set_xlabel(key)
+        ax.set_title("margin: positive - mirror", loc="left", fontsize=9)
+    axes[0, 0].set_ylabel("matching-rate margin")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)
+    return True
+
+
+def plot_queries(root: Path, results: dict[str, Any], path: Path, per_method: int = 8) -> None:
+    from ..fingerprints import Fingerprint
+
+    plt = _plt()
+    methods = list(results["methods"])
+    fig, axes = plt.subplots(len(methods), per_method, figsize=(1.1 * per_method, 1.25 * len(methods)), squeeze=False)
+    for row, m in zip(axes, methods):
+        fp = Fingerprint.load(root / results["methods"][m]["fingerprint"]["file"])
+        for i, ax in enumerate(row):
+            ax.axis("off")
+            if i < len(fp):
+                img = fp.x[i].clamp(0, 1).permute(1, 2, 0).numpy()
+                ax.imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray", vmin=0, vmax=1)
+                ax.set_title(f"y={int(fp.y[i])}", fontsize=7)
+        row[0].text(-0.15, 0.5, m, transform=row[0].transAxes, ha="right", va="center", fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
+    fpr_key = next(k for k in next(iter(results["methods"].values()))["metrics"] if k.startswith("tpr_at_0"))
+    main = [
+        [
+            m,
+            *(f"{r['metrics'][c]:+.2f}" if c == "uniqueness" else f"{r['metrics'][c]:.2f}" for c in METRIC_COLUMNS),
+            f"{r['metrics'][fpr_key]:.2f}",
+        ]
+        for m, r in results["methods"].items()
+    ]
+    budget_rows = [
+        [m, str(b), f"{v['aruc']:.2f}", f"{v['auc']:.2f}", f"{v['uniqueness']:+.2f}", f"{v['f1']:.2f}"]
+        for m, r in results["methods"].items()
+        for b, v in r["budgets"].items()
+    ]
+    categories = list(dict.fromkeys(c for r in results["methods"].values() for c in r["by_category"]))
+
+    def cell(v: float | None) -> str:
+        return "–" if v is None else f"{v:.2f}"
+
+    cat_rows = [
+        [
+            c,
+            *(
+                cell(r["by_category"][c][role])
+                for r in results["methods"].values()
+                for role in ("positive", "negative")
+            ),
+        ]
+        for c in categories
+    ]
+    timing = results["timings"]
+    time_rows = [[m, f"{g['seconds']:.1f}", "yes" if g["cached"] else "no"] for m, g in timing["generation"].items()]
+    return [
+        ("Metrics over the whole zoo", ["method", *METRIC_COLUMNS, fpr_key.replace("_", " ")], main),
+        (
+            "By category: mean matching rate",
+            ["category", *(f"{m} {r}" for m in results["methods"] for r in ("pos", "neg"))],
+            cat_rows,
+        ),
+        (
+            "Query budget: metrics on the first b queries",
+            ["method", "b", "aruc", "auc", "uniqueness", "f1"],
+            budget_rows,
+        ),
+        ("Fingerprint generation", ["method", "seconds", "cached"], time_rows),
+    ]
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+# Marks the page once every image has decoded (a browser test reads these attributes).
+_IMAGE_CHECK = """<script>
+window.addEventListener('load', () => {
+  const imgs = Array.from(document.images);
+  const ok = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
+  document.body.setAttribute('data-images', imgs.length);
+  document.body.setAttribute('data-images-ok', ok);
+});
+</script>"""
+
+
+def write_report(root: str | os.PathLike) -> tuple[Path, Path]:
+    """Write ``report.md``, ``report.html`` and ``plots/*.png`` in a benchmark folder."""
+    root = Path(root)
+    path = root / RESULTS
+    if not path.is_file():
+        raise ParameterError(f"{root} has no {RESULTS}; run `modelprint bench ZOO --out {root}` first")
+    try:
+        results = json.loads(path.read_text("utf-8"))
+        results["methods"], results["suspects"]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ParameterError(f"{path} is not a modelprint results file ({e})") from None
+    plots = root / "plots"
+    figures = [
+        (
+            "distributions.png",
+            "Matching rate per zoo category: positives should sit high, negatives low",
+            plot_distributions,
+        ),
+        ("aruc.png", "Robustness and uniqueness against the threshold; the shaded minimum is the ARUC", plot_aruc),
+        ("roc.png", "ROC curves (matching rate as the score)", plot_roc),
+    ]
+    made = []
+    for name, caption, fn in figures:
+        fn(results, plots / name)
+        made.append((name, caption))
+    if plot_margins(results, plots / "margins.png"):
+        made.append(("margins.png", "Margin (positive minus its mirror negative) against attack strength"))
+    plot_queries(root, results, plots / "queries.png")
+    made.append(("queries.png", "The first query images of each fingerprint, with their expected labels"))
+
+    tables = _tables(results)
+    intro = (
+        f"Zoo `{results['zoo']}`, source `{results['source']}`, mirror `{results['mirror']}`; "
+        f"{len(results['suspects'])} suspects, {results['n']} queries per method, seed {results['seed']}, "
+        f"modelprint {results['modelprint']}. Querying took {results['timings']['querying']:.1f} s "
+        f"({results['timings']['suspects_per_second']:.1f} suspects/s)."
+    )
+    md = ["# Fingerprint benchmark", "", intro, ""]
+    for title, header, rows in tables:
+        md += [f"## {title}", "", _md_table(header, rows), ""]
+    for name, caption in made:
+        md += [f"![{caption}](plots/{name})", "", f"*{caption}*", ""]
+    md_path, html_path = root / "report.md", root / "report.html"
+    atomic_write_text(md_path, "\n".join(md))
+
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>modelprint benchmark</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+        "td:first-child,th:first-child{text-align:left}img{max-width:100%}figcaption{color:#555}</style>",
+        f"{_IMAGE_CHECK}</head><body><h1>Fingerprint benchmark</h1><p>{html.escape(intro)}</p>",
+    ]
+    for title, header, rows in tables:
+        parts.append(f"<h2>{html.escape(title)}</h2>{_html_table(header, rows)}")
+    for name, caption in made:
+        data = base64.b64encode((plots / name).read_bytes()).decode()
+        parts.append(
+            f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
+    parts.append("</body></html>")
+    atomic_write_text(html_path, "\n".join(parts) + "\n")
+    return md_path, html_path

@@ -1,0 +1,73 @@
+import json
+
+import numpy as np
+import pytest
+
+from modelprint.bench import run_bench
+from modelprint.errors import ModelprintError, ParameterError, UnknownNameError
+from modelprint.metrics import aruc
+from modelprint.zoo import ZooManifest
+
+PARAMS = {"c": {"steps": 30}, "ltrc": {"steps": 30, "k": 2}}
+
+
+@pytest.fixture(scope="module")
+def bench_dir(reference_zoo, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    run_bench(reference_zoo, ["c", "ltrc"], out, n=20, budgets=(5, 10), method_params=PARAMS, workers=0, progress=False)
+    return out
+
+
+def test_results_hold_every_suspect_and_metric(bench_dir, reference_zoo):
+    results = json.loads((bench_dir / "results.json").read_text())
+    rows = ZooManifest.read(reference_zoo).rows
+    assert [s["id"] for s in results["suspects"]] == [r["id"] for r in rows]
+    assert results["budgets"] == [5, 10, 20] and results["modelprint"]
+    for m in ("c", "ltrc"):
+        res = results["methods"][m]
+        assert res["fingerprint"]["params"]["steps"] == 30 and res["fingerprint"]["n"] == 20
+        rates = {s["id"]: s["rates"][m] for s in results["suspects"]}
+        assert rates[results["source"]] == 1.0  # the expected labels are the source's own answers
+        pos = [rates[r["id"]] for r in rows if r["role"] == "positive" and r["id"] != results["source"]]
+        neg = [rates[r["id"]] for r in rows if r["role"] == "negative"]
+        metrics = res["metrics"]
+        assert metrics["robustness"] == pytest.approx(np.mean(pos))
+        assert metrics["transferability"] == pytest.approx(np.mean(neg))
+        assert metrics["aruc"] == pytest.approx(aruc(pos, neg))
+        assert res["budgets"]["20"] == metrics
+        assert set(res["by_category"]) == {"source", "finetune", "prune", "distill"}
+        assert res["by_category"]["source"]["positive"] is None  # the source is not its own positive
+        # each positive is paired with its mirror negative: same attack, the other source
+        m_by_id = {x["id"]: x for x in res["margins"]}
+        item = m_by_id["cnn[width=8](owner,s0)-prune(0.5)-finetune(ftal)"]
+        assert item["mirror"] == "cnn[width=8](attacker,s1)-prune(0.5)-finetune(ftal)"
+        assert item["margin"] == pytest.approx(rates[item["id"]] - rates[item["mirror"]])
+        assert item["strength"] == ["prune.rate", 0.5]
+    timings = results["timings"]
+    assert set(timings["generation"]) == {"c", "ltrc"} and timings["querying"] > 0
+
+
+def test_budget_metrics_use_the_first_queries(bench_dir):
+    results = json.loads((bench_dir / "results.json").read_text())
+    small, full = results["methods"]["c"]["budgets"]["5"], results["methods"]["c"]["budgets"]["20"]
+    # each rate at 5 queries is a multiple of 1/5, so 4 positive (5 negative) rates sum to one too
+    assert all(abs(v * 5 - round(v * 5)) < 1e-9 for v in (small["robustness"] * 4, small["transferability"] * 5))
+    assert small != full
+
+
+def test_fingerprints_are_cached_and_parallel_querying_agrees(bench_dir, reference_zoo):
+    before = json.loads((bench_dir / "results.json").read_text())
+    again = run_bench(
+        reference_zoo, ["c", "ltrc"], bench_dir, n=20, budgets=(5, 10), method_params=PARAMS, workers=2, progress=False
+    )
+    assert all(g["cached"] for g in again["timings"]["generation"].values())
+    assert [s["rates"] for s in again["suspects"]] == [s["rates"] for s in before["suspects"]]
+
+
+def test_bad_requests_fail_clearly(reference_zoo, tmp_path):
+    with pytest.raises(UnknownNameError, match="unknown fingerprint method"):
+        run_bench(reference_zoo, ["nope"], tmp_path / "b", progress=False)
+    with pytest.raises(ParameterError, match="not among --methods"):
+        run_bench(reference_zoo, ["c"], tmp_path / "b", method_params={"ltrc": {"k": 2}}, progress=False)
+    with pytest.raises(ModelprintError, match="not a zoo"):
+        run_bench(tmp_path, ["c"], tmp_path / "b", progress=False)
