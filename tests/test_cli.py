@@ -198,6 +198,9 @@ def test_fast_demo_runs_end_to_end(tmp_path):
     assert len(list((tmp_path / "demo" / "fingerprints").glob("*.fp.safetensors"))) == 4
     for r in summary["results"].values():
         assert r["source_rate"] == 1.0
+    report = tmp_path / "demo" / "bench" / "report.html"
+    assert summary["zoo"]["report"] == str(report) and report.is_file()
+    assert set(summary["zoo"]["aruc"]) == {"c", "rc", "rcgm", "ltrc"}
 
 
 def test_attack_that_trains_uses_the_attack_split_and_records_accuracy(files, capsys):

@@ -1,4 +1,5 @@
-"""``modelprint demo``: the whole owner / verifier story on the bundled digits, in minutes.
+"""``modelprint demo``: the whole owner / verifier story on the bundled digits, in minutes,
+ending with a FingerBench-style zoo, a benchmark of every method on it and its report.
 
 Digits are upscaled to 16 px. LTRC uses k = 6 there: the paper's k scaled from 224 px
 gives k = 1 at 16 px, which we measured to change little (README, "What the demo shows").
@@ -11,6 +12,8 @@ import time
 from pathlib import Path
 
 from ._io import atomic_write_text
+from .bench import run_bench
+from .bench.report import write_report
 from .data import load_splits
 from .evaluate import evaluate_fingerprint, print_table, pruned_copies
 from .fingerprints import Fingerprint, create_method
@@ -18,6 +21,7 @@ from .models import ModelprintModel, save_model
 from .progress import console
 from .train import TrainConfig, accuracy, train_new
 from .verify import verify
+from .zoo import build_zoo, load_spec, parse_spec_text
 
 DATA = "digits:16"
 # (file name, architecture, split, seed, architecture arguments): independent models, none derived from the source.
@@ -31,6 +35,34 @@ INDEPENDENT = [
 ]
 METHODS = {"c": {}, "rc": {}, "rcgm": {}, "ltrc": {"k": 6}}
 PRUNE_RATES = (0.3, 0.5, 0.7)
+ZOO_SPEC = "demo-digits"  # built-in, 30 models
+# --fast: a smoke run of the same flow on a six-model zoo (8 px digits, few epochs).
+FAST_ZOO = """
+name = "demo-fast"
+data = "digits"
+[train]
+epochs = 3
+[[models]]
+name = "source"
+role = "positive"
+category = "source"
+arch = "cnn"
+args = { width = 8 }
+split = "owner"
+[[models]]
+name = "mirror"
+role = "negative"
+category = "source"
+arch = "cnn"
+args = { width = 8 }
+split = "attacker"
+seed = 1
+[[models]]
+from = ["source", "mirror"]
+category = "prune"
+variants = [{ r = 0.3 }, { r = 0.6 }]
+steps = [{ attack = "prune", rate = "$r" }, { attack = "finetune", mode = "ftal", epochs = 2 }]
+"""
 
 
 def run_demo(out: Path, *, fast: bool = False, seed: int = 0) -> dict:
@@ -39,7 +71,7 @@ def run_demo(out: Path, *, fast: bool = False, seed: int = 0) -> dict:
     splits = load_splits(DATA)
     cfg = TrainConfig(epochs=3 if fast else 15)
     independent = INDEPENDENT[:2] if fast else INDEPENDENT
-    console.rule(f"1/4  train the owner's model and {len(independent)} independent models on {DATA}")
+    console.rule(f"1/5  train the owner's model and {len(independent)} independent models on {DATA}")
     source = train_new("cnn", splits.owner, cfg, seed=seed, test=splits.test)
     save_model(source, out / "models" / "source")
     negatives: list[ModelprintModel] = []
@@ -52,13 +84,13 @@ def run_demo(out: Path, *, fast: bool = False, seed: int = 0) -> dict:
         + ", ".join(f"{n} {m.card.accuracy:.3f}" for (n, *_), m in zip(independent, negatives))
     )
 
-    console.rule("2/4  prune the source (the owner's legitimate compressed copies)")
+    console.rule("2/5  prune the source (the owner's legitimate compressed copies)")
     pruned = pruned_copies(source, PRUNE_RATES, seed=seed)
     for rate, model in pruned:
         save_model(model, out / "models" / f"source-prune{int(rate * 100)}")
         console.print(f"pruned {rate:.0%}: test accuracy {accuracy(model, splits.test):.3f}")
 
-    console.rule("3/4  fingerprint the source with every characteristic-example method")
+    console.rule("3/5  fingerprint the source with every characteristic-example method")
     results, commitments = {}, {}
     for name, params in METHODS.items():
         if fast:
@@ -69,7 +101,7 @@ def run_demo(out: Path, *, fast: bool = False, seed: int = 0) -> dict:
         fp.meta["threshold"] = results[name].threshold
         commitments[name] = fp.save(out / "fingerprints" / f"{name}.fp.safetensors")
 
-    console.rule("4/4  evaluate: pruned copies should match, independent models should not")
+    console.rule("4/5  evaluate: pruned copies should match, independent models should not")
     print_table(results, f"digits 16 px, small CNN source, {len(negatives)} independent models")
     best = max(results.values(), key=lambda r: r.uniqueness)
     c, ltrc = results["c"], results["ltrc"]
@@ -91,10 +123,25 @@ def run_demo(out: Path, *, fast: bool = False, seed: int = 0) -> dict:
         "commitments": commitments,
         "results": {k: v.to_dict() for k, v in results.items()},
     }
+    console.rule("5/5  a FingerBench-style zoo of derived and independent suspects: benchmark and report")
+    zoo_dir, bench_dir = out / "zoo", out / "bench"
+    spec = parse_spec_text(FAST_ZOO, "demo-fast.toml") if fast else load_spec(ZOO_SPEC)
+    workers = 0 if fast else None  # a six-model smoke zoo is quicker in process
+    build_zoo(spec, zoo_dir, workers=workers, progress=True)
+    bench_params = {m: params for m, params in METHODS.items() if params}
+    if fast:
+        bench_params = {m: {**p, "steps": 100, **({"q": 3} if "gm" in m else {})} for m, p in METHODS.items()}
+    report = run_bench(zoo_dir, list(METHODS), bench_dir, n=100, seed=seed, method_params=bench_params, workers=workers)
+    _, report_html = write_report(bench_dir)
+    summary["zoo"] = {"spec": spec.name, "models": len(spec.models), "report": str(report_html)}
+    summary["zoo"]["aruc"] = {m: round(r["metrics"]["aruc"], 4) for m, r in report["methods"].items()}
+    summary["seconds"] = round(time.time() - started, 1)
     atomic_write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")
     console.print(
         f"wrote {out}/results.json, models in {out}/models, fingerprints in {out}/fingerprints ({summary['seconds']} s)"
     )
+    console.print("ARUC on the zoo: " + ", ".join(f"{m} {v:.2f}" for m, v in summary["zoo"]["aruc"].items()))
+    console.print(f"report: {report_html}")
     console.print(
         f"try: modelprint verify {out}/fingerprints/ltrc.fp.safetensors {out}/models/cnn-attacker-s1.safetensors"
     )
