@@ -26,6 +26,7 @@ bench: install
 	$(PIP) install --quiet -e ".[bench]"
 	$(PY) benchmarks/bench_generation.py
 	$(PY) benchmarks/bench_zoo.py
+	$(PY) benchmarks/bench_runner.py
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache

@@ -283,7 +283,7 @@ def bench(
     budgets: str = typer.Option("10,20,50,100", "--budgets", help="Query budgets for the sweep (plus the full set)."),
     fpr: float = typer.Option(0.01, "--fpr", help="False-positive rate for the TPR-at-FPR metric."),
     seed: int = typer.Option(0, "--seed"),
-    workers: int = typer.Option(None, "--workers", help="Parallel suspects (default: CPU count; 0 = in process)."),
+    workers: int = typer.Option(0, "--workers", help="Worker processes for querying (0 = in process, fastest on CPU)."),
     backend: str = typer.Option("local", "--backend", help="local | ray"),
     device: str = typer.Option("cpu", "--device"),
 ) -> None:

@@ -71,3 +71,20 @@ def test_bad_requests_fail_clearly(reference_zoo, tmp_path):
         run_bench(reference_zoo, ["c"], tmp_path / "b", method_params={"ltrc": {"k": 2}}, progress=False)
     with pytest.raises(ModelprintError, match="not a zoo"):
         run_bench(tmp_path, ["c"], tmp_path / "b", progress=False)
+
+
+def test_ray_backend_queries_the_same(bench_dir, reference_zoo, tmp_path):
+    pytest.importorskip("ray", reason="Ray is an optional dependency: pip install 'modelprint[ray]'")
+    before = json.loads((bench_dir / "results.json").read_text())
+    again = run_bench(
+        reference_zoo,
+        ["c", "ltrc"],
+        bench_dir,
+        n=20,
+        budgets=(5, 10),
+        method_params=PARAMS,
+        workers=2,
+        backend="ray",
+        progress=False,
+    )
+    assert [s["rates"] for s in again["suspects"]] == [s["rates"] for s in before["suspects"]]

@@ -93,12 +93,16 @@ def run_bench(
     method_params: dict[str, dict[str, Any]] | None = None,
     budgets: tuple[int, ...] = DEFAULT_BUDGETS,
     fpr: float = 0.01,
-    workers: int | None = None,
+    workers: int = 0,
     backend: str = "local",
     device: str = "cpu",
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Benchmark ``methods`` on the zoo in ``zoo``; writes ``out/results.json`` and returns it."""
+    """Benchmark ``methods`` on the zoo in ``zoo``; writes ``out/results.json`` and returns it.
+
+    ``workers=0`` (default) queries in this process: on CPU a suspect answers in tens of
+    milliseconds, less than a worker process takes to start (benchmarks/BENCHMARKS.md);
+    use workers (or ``backend="ray"``) for large models or big zoos."""
     from ..fingerprints import METHODS, Fingerprint, create_method
     from ..models import load_model
 
@@ -141,7 +145,8 @@ def run_bench(
 
     # 2. every suspect answers every method's queries
     cpus = os.cpu_count() or 1
-    workers = cpus if workers is None else workers
+    if workers < 0:
+        raise ParameterError(f"workers must be >= 0, got {workers}")
     started = time.perf_counter()
     answers: dict[str, dict[str, list[int]]] = {}
     with task_backend(backend, workers) as pool, progress_bar(len(suspects), "query suspects", progress) as bar:
@@ -245,7 +250,8 @@ def run_bench(
         "timings": timings,
         "machine": {"cpus": cpus, "workers": workers, "backend": backend, "platform": platform.platform()},
     }
-    atomic_write_text(out / RESULTS, json.dumps(results, indent=2, sort_keys=True) + "\n")
+    # Insertion order (methods as asked, categories in spec order, budgets ascending) is the reading order.
+    atomic_write_text(out / RESULTS, json.dumps(results, indent=2) + "\n")
     if progress:
         console.print(f"wrote {out / RESULTS}: {len(methods)} methods x {len(suspects)} suspects")
     return results
