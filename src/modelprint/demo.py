@@ -123,7 +123,7 @@ def run_demo(out: Path, *, fast: bool = False, seed: int = 0) -> dict:
         "commitments": commitments,
         "results": {k: v.to_dict() for k, v in results.items()},
     }
-    console.rule("5/5  a FingerBench-style zoo of derived and independent suspects: benchmark and report")
+    console.rule("5/5  a zoo of derived and independent suspects: benchmark, report")
     zoo_dir, bench_dir = out / "zoo", out / "bench"
     spec = parse_spec_text(FAST_ZOO, "demo-fast.toml") if fast else load_spec(ZOO_SPEC)
     workers = 0 if fast else None  # a six-model smoke zoo is quicker in process
@@ -131,7 +131,7 @@ def run_demo(out: Path, *, fast: bool = False, seed: int = 0) -> dict:
     bench_params = {m: params for m, params in METHODS.items() if params}
     if fast:
         bench_params = {m: {**p, "steps": 100, **({"q": 3} if "gm" in m else {})} for m, p in METHODS.items()}
-    report = run_bench(zoo_dir, list(METHODS), bench_dir, n=100, seed=seed, method_params=bench_params, workers=workers)
+    report = run_bench(zoo_dir, list(METHODS), bench_dir, n=100, seed=seed, method_params=bench_params)
     _, report_html = write_report(bench_dir)
     summary["zoo"] = {"spec": spec.name, "models": len(spec.models), "report": str(report_html)}
     summary["zoo"]["aruc"] = {m: round(r["metrics"]["aruc"], 4) for m, r in report["methods"].items()}
