@@ -79,3 +79,9 @@ def test_report_renders_in_headless_chromium(report_dir):
     broken = report_dir / "broken.html"
     broken.write_text(re.sub(r"base64,[^']{40}", "base64,AAAA", (report_dir / "report.html").read_text(), count=1))
     assert render(broken)[1] == {"data-images": "5", "data-images-ok": "4"}
+
+
+def test_report_names_the_chosen_false_positive_rate(reference_zoo, tmp_path):
+    run_bench(reference_zoo, ["c"], tmp_path, n=10, fpr=1.0, method_params={"c": {"steps": 20}}, progress=False)
+    md_path, _ = write_report(tmp_path)
+    assert "tpr at 1 fpr" in md_path.read_text()

@@ -164,7 +164,9 @@ def plot_queries(root: Path, results: dict[str, Any], path: Path, per_method: in
 
 
 def _tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
-    fpr_key = next(k for k in next(iter(results["methods"].values()))["metrics"] if k.startswith("tpr_at_0"))
+    fpr_key = next(
+        k for k in next(iter(results["methods"].values()))["metrics"] if k.startswith("tpr_at_") and k.endswith("_fpr")
+    )
     main = [
         [
             m,
