@@ -156,11 +156,16 @@ def parse_spec_text(text: str, source: str = "zoo.toml", *, data: str | None = N
     except ModelprintError as e:
         raise SpecError(f"{source}: data: {e}") from None
 
+    def line_of(i: int) -> int | None:
+        return lines[i] if i < len(lines) else None
+
+    def where(i: int) -> str:
+        return f"{source} line {lines[i]}" if i < len(lines) else f"{source} [[models]] #{i + 1}"
+
     plans: list[ModelPlan] = []
     groups: dict[str, list[str]] = {}
     pending: list[tuple[int, dict[str, Any], list[dict[str, Any]]]] = []  # derived entries, resolved later
     for i, entry in enumerate(entries):
-        where = f"{source} line {lines[i]}" if i < len(lines) else f"{source} [[models]] #{i + 1}"
         try:
             if not isinstance(entry, dict):
                 raise ParameterError("each [[models]] entry must be a table")
@@ -188,27 +193,23 @@ def parse_spec_text(text: str, source: str = "zoo.toml", *, data: str | None = N
                 continue
             ids = []
             for fields, _ in expanded:
-                plan = _scratch_plan(fields, train_defaults, lines[i] if i < len(lines) else None)
+                plan = _scratch_plan(fields, train_defaults, line_of(i))
                 plans.append(plan)
                 ids.append(plan.id)
             if "name" in entry:
                 groups.setdefault(entry["name"], []).extend(ids)
         except ModelprintError as e:
-            raise SpecError(f"{where}: {e}") from None
+            raise SpecError(f"{where(i)}: {e}") from None
 
     # Derived entries may name groups defined anywhere; resolve until nothing changes (a cycle never resolves).
     while pending:
         progressed = False
         for item in list(pending):
             i, entry, expanded = item
-            where = f"{source} line {lines[i]}" if i < len(lines) else f"{source} [[models]] #{i + 1}"
             names = entry["from"] if isinstance(entry["from"], list) else [entry["from"]]
-            try:
-                missing = [n for n in names if n not in groups and not any(n == p[1].get("name") for p in pending)]
-                if missing:
-                    raise ParameterError(f"from names {', '.join(map(repr, missing))}, which no entry defines")
-            except ModelprintError as e:
-                raise SpecError(f"{where}: {e}") from None
+            missing = [n for n in names if n not in groups and not any(n == p[1].get("name") for p in pending)]
+            if missing:
+                raise SpecError(f"{where(i)}: from names {', '.join(map(repr, missing))}, which no entry defines")
             if any(n not in groups for n in names):
                 continue
             by_id = {p.id: p for p in plans}
@@ -216,19 +217,18 @@ def parse_spec_text(text: str, source: str = "zoo.toml", *, data: str | None = N
             try:
                 for parent_id in [pid for n in names for pid in groups[n]]:
                     for fields, steps in expanded:
-                        plan = _derived_plan(by_id[parent_id], fields, steps, lines[i] if i < len(lines) else None)
+                        plan = _derived_plan(by_id[parent_id], fields, steps, line_of(i))
                         plans.append(plan)
                         by_id[plan.id] = plan
                         ids.append(plan.id)
             except ModelprintError as e:
-                raise SpecError(f"{where}: {e}") from None
+                raise SpecError(f"{where(i)}: {e}") from None
             if "name" in entry:
                 groups.setdefault(entry["name"], []).extend(ids)
             pending.remove(item)
             progressed = True
         if not progressed:
-            i = pending[0][0]
-            cycle = ", ".join(f"line {lines[j] if j < len(lines) else j + 1}" for j, *_ in pending)
+            cycle = ", ".join(where(j).removeprefix(f"{source} ") for j, *_ in pending)
             raise SpecError(f"{source}: entries at {cycle} derive from each other in a cycle")
 
     plans.sort(key=lambda p: p.line or 0)  # spec order (the sort is stable within an entry)
