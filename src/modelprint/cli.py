@@ -224,8 +224,9 @@ def evaluate(
         manifest = ZooManifest.read(zoo)
         src = source_row(manifest)
         model = manifest.path(src)
-        positives = [manifest.path(r) for r in manifest.rows if r["role"] == "positive" and r is not src]
-        negatives = [manifest.path(r) for r in manifest.rows if r["role"] == "negative"]
+        pos_rows = [r for r in manifest.rows if r["role"] == "positive" and r is not src]
+        neg_rows = [r for r in manifest.rows if r["role"] == "negative"]
+        positives, negatives = [manifest.path(r) for r in pos_rows], [manifest.path(r) for r in neg_rows]
         prune_rates = "" if prune_rates is None else prune_rates
     if not negatives:
         raise ParameterError("evaluate needs negatives: --negatives MODEL... or --zoo DIR")
@@ -250,8 +251,6 @@ def evaluate(
     if zoo is not None:
         from .evaluate import rates_by_group
 
-        pos_rows = [r for r in manifest.rows if r["role"] == "positive" and r is not src]
-        neg_rows = [r for r in manifest.rows if r["role"] == "negative"]
         by_category = rates_by_group(results, [r["category"] for r in pos_rows], [r["category"] for r in neg_rows])
     if as_json:
         _out({k: v.to_dict() | ({"by_category": by_category[k]} if by_category else {}) for k, v in results.items()})
