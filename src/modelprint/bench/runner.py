@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -41,17 +42,32 @@ def _cache_key(source_sha: str, method: str, params: dict[str, Any], n: int, see
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+@functools.lru_cache(maxsize=64)
+def _fingerprint(path: str, mtime_ns: int, size: int) -> Any:
+    """One load per fingerprint file and process, not one per suspect (the stamp keys a rewrite)."""
+    from ..fingerprints import Fingerprint
+
+    return Fingerprint.load(path)
+
+
 def query_suspect(model_file: str, fingerprint_files: dict[str, str]) -> dict[str, list[int]]:
     """A suspect's answers to every method's queries (runs in a worker)."""
     import torch
 
-    from ..fingerprints import Fingerprint
     from ..models import load_model
     from ..verify import suspect_labels
 
+    threads_before = torch.get_num_threads()
     torch.set_num_threads(1)
-    model = load_model(model_file)
-    return {m: suspect_labels(Fingerprint.load(f), model).tolist() for m, f in fingerprint_files.items()}
+    try:
+        model = load_model(model_file)
+        answers = {}
+        for m, f in fingerprint_files.items():
+            stat = os.stat(f)
+            answers[m] = suspect_labels(_fingerprint(f, stat.st_mtime_ns, stat.st_size), model).tolist()
+        return answers
+    finally:
+        torch.set_num_threads(threads_before)  # in-process querying runs in the caller's process
 
 
 def _metrics(pos: np.ndarray, neg: np.ndarray, fpr: float) -> dict[str, float]:
@@ -127,6 +143,7 @@ def run_bench(
     source = load_model(manifest.path(src))
     fp_files: dict[str, str] = {}
     fp_meta: dict[str, dict[str, Any]] = {}
+    expected: dict[str, np.ndarray] = {}
     for m in methods:
         method = create_method(m, **method_params.get(m, {}))
         key = _cache_key(src["sha256"], m, method.params(), n, seed)
@@ -141,7 +158,7 @@ def run_bench(
             timings["generation"][m] = {"seconds": round(time.perf_counter() - started, 3), "cached": False}
         fp_files[m] = str(path)
         fp_meta[m] = {"params": method.params(), "file": str(path.relative_to(out)), **fp.meta}
-    expected = {m: Fingerprint.load(f).y.numpy() for m, f in fp_files.items()}
+        expected[m] = fp.y.numpy()
 
     # 2. every suspect answers every method's queries
     cpus = os.cpu_count() or 1
