@@ -10,6 +10,7 @@ os.environ.setdefault("MODELPRINT_QUIET", "1")
 
 from modelprint.data import load_splits  # noqa: E402
 from modelprint.train import TrainConfig, train_new  # noqa: E402
+from modelprint.zoo.spec import read_spec_text  # noqa: E402
 
 TINY = TrainConfig(epochs=6, batch_size=64, lr=0.05)
 
@@ -37,49 +38,9 @@ def fresh(source):
     return copy.deepcopy(source)
 
 
-# Ten tiny models (8 px digits, 8-channel CNNs, a few epochs): seconds to build.
-TINY_SPEC = """
-name = "tiny"
-data = "digits"
-split_seed = 0
+# The built-in smoke spec: ten tiny models (8 px digits, 8-channel CNNs, a few epochs), seconds to build.
+TINY_SPEC = read_spec_text("smoke-digits")[0]
 
-[train]
-epochs = 3
-
-[[models]]
-name = "source"
-role = "positive"
-category = "source"
-arch = "cnn"
-args = { width = 8 }
-split = "owner"
-seed = 0
-
-[[models]]
-name = "mirror"
-role = "negative"
-category = "source"
-arch = "cnn"
-args = { width = 8 }
-split = "attacker"
-seed = 1
-
-[[models]]
-from = ["source", "mirror"]
-category = "finetune"
-variants = [{ mode = "ftll" }, { mode = "rtal" }]
-steps = [{ attack = "finetune", mode = "$mode", epochs = 2 }]
-
-[[models]]
-from = ["source", "mirror"]
-category = "prune"
-steps = [{ attack = "prune", rate = 0.5 }, { attack = "finetune", mode = "ftal", epochs = 2 }]
-
-[[models]]
-from = ["source", "mirror"]
-category = "distill"
-steps = [{ attack = "distill", arch = "cnn", arch_args = { width = 4 }, epochs = 2 }]
-"""
 
 
 @pytest.fixture(scope="session")

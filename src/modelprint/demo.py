@@ -21,7 +21,7 @@ from .models import ModelprintModel, save_model
 from .progress import console
 from .train import TrainConfig, accuracy, train_new
 from .verify import verify
-from .zoo import build_zoo, load_spec, parse_spec_text
+from .zoo import build_zoo, load_spec
 
 DATA = "digits:16"
 # (file name, architecture, split, seed, architecture arguments): independent models, none derived from the source.
@@ -36,33 +36,7 @@ INDEPENDENT = [
 METHODS = {"c": {}, "rc": {}, "rcgm": {}, "ltrc": {"k": 6}}
 PRUNE_RATES = (0.3, 0.5, 0.7)
 ZOO_SPEC = "demo-digits"  # built-in, 30 models
-# --fast: a smoke run of the same flow on a six-model zoo (8 px digits, few epochs).
-FAST_ZOO = """
-name = "demo-fast"
-data = "digits"
-[train]
-epochs = 3
-[[models]]
-name = "source"
-role = "positive"
-category = "source"
-arch = "cnn"
-args = { width = 8 }
-split = "owner"
-[[models]]
-name = "mirror"
-role = "negative"
-category = "source"
-arch = "cnn"
-args = { width = 8 }
-split = "attacker"
-seed = 1
-[[models]]
-from = ["source", "mirror"]
-category = "prune"
-variants = [{ r = 0.3 }, { r = 0.6 }]
-steps = [{ attack = "prune", rate = "$r" }, { attack = "finetune", mode = "ftal", epochs = 2 }]
-"""
+FAST_ZOO_SPEC = "smoke-digits"  # --fast: ten tiny models, a smoke run of the same flow
 
 
 def run_demo(out: Path, *, fast: bool = False, seed: int = 0) -> dict:
@@ -125,8 +99,8 @@ def run_demo(out: Path, *, fast: bool = False, seed: int = 0) -> dict:
     }
     console.rule("5/5  a zoo of derived and independent suspects: benchmark, report")
     zoo_dir, bench_dir = out / "zoo", out / "bench"
-    spec = parse_spec_text(FAST_ZOO, "demo-fast.toml") if fast else load_spec(ZOO_SPEC)
-    workers = 0 if fast else None  # a six-model smoke zoo is quicker in process
+    spec = load_spec(FAST_ZOO_SPEC if fast else ZOO_SPEC)
+    workers = 0 if fast else None  # a ten-model smoke zoo is quicker in process
     build_zoo(spec, zoo_dir, workers=workers, progress=True)
     bench_params = {m: params for m, params in METHODS.items() if params}
     if fast:
