@@ -42,7 +42,6 @@ def fresh(source):
 TINY_SPEC = read_spec_text("smoke-digits")[0]
 
 
-
 @pytest.fixture(scope="session")
 def reference_zoo(tmp_path_factory):
     """The tiny zoo built once, in process, as the reference other builds are compared with."""
@@ -54,3 +53,20 @@ def reference_zoo(tmp_path_factory):
     out = root / "zoo"
     build_zoo(spec, out, workers=0, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def negatives(splits):
+    """Six small models trained independently of the source (other seeds, both halves, two widths)."""
+    cfg = TrainConfig(epochs=4, batch_size=64, lr=0.05)
+    return [
+        train_new("cnn", splits.get(split), cfg, seed=seed, test=splits.test, width=width)
+        for seed, split, width in [
+            (11, "attacker", 8),
+            (12, "owner", 8),
+            (13, "attacker", 4),
+            (14, "owner", 4),
+            (15, "attacker", 8),
+            (16, "attacker", 4),
+        ]
+    ]

@@ -232,6 +232,6 @@ def test_evaluate_on_a_zoo(tmp_path, capsys):
     by_category = res["by_category"]
     assert set(by_category) == {"source", "finetune", "prune", "distill"}
     assert by_category["finetune"]["positive"] == pytest.approx(sum(res["positive_rates"][:2]) / 2)
-    assert "positive" not in by_category["source"]  # the source is not its own positive
+    assert by_category["source"]["positive"] is None  # the source is not its own positive
     code, _, err = run(["evaluate", "--methods", "c"], capsys)
     assert code == 2 and "--zoo" in err

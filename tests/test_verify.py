@@ -1,7 +1,13 @@
+"""Verification: the calibrated null, the three verdicts, sequential stopping, broken suspects."""
+
+import copy
+
 import pytest
+import torch
 
 from modelprint.attacks import create_attack
-from modelprint.errors import FingerprintFileError
+from modelprint.calibrate import calibrate
+from modelprint.errors import SuspectError
 from modelprint.fingerprints import create_method
 from modelprint.models import create_model
 from modelprint.verify import verify
@@ -12,21 +18,105 @@ def ltrc_fp(source):
     return create_method("ltrc", steps=200).generate(source, n=50, seed=0, progress=False)
 
 
-def test_verify_separates_a_pruned_copy_from_an_independent_model(source, independent, ltrc_fp):
+@pytest.fixture(scope="module")
+def calibrated(ltrc_fp, negatives):
+    return calibrate(ltrc_fp, negatives[:5], origin="test negatives")
+
+
+def test_uncalibrated_fingerprint_warns_and_tests_against_chance(source, ltrc_fp, negatives):
+    res = verify(ltrc_fp, negatives[5])
+    assert not res.calibrated and "chance" in res.warning
+    assert res.null["family"] == "chance" and res.null["mean"] == pytest.approx(0.1)
+
+
+def test_calibrated_null_is_stored_and_used(calibrated, negatives):
+    null = calibrated.meta["null"]
+    assert null["family"] == "beta-binomial" and null["n_models"] == 5 and len(null["sha256"]) == 5
+    assert null["source"] == "test negatives"
+    res = verify(calibrated, negatives[5], fpr=1e-2)
+    assert res.calibrated and res.warning is None and res.null["n_models"] == 5
+
+
+def test_verdicts_pruned_copy_matches_independent_model_does_not(source, calibrated, negatives):
     pruned = create_attack("prune", rate=0.3).apply(source)
-    pos, neg = verify(ltrc_fp, pruned), verify(ltrc_fp, independent)
-    assert pos.matching_rate >= 0.9 and pos.verdict == "match"
-    assert neg.matching_rate <= pos.matching_rate - 0.3
-    assert pos.p_value < 1e-20 and pos.n == pos.queries == 50
-    assert verify(ltrc_fp, independent, threshold=0.9).verdict == "no-match"
+    pos = verify(calibrated, pruned, fpr=1e-2)
+    assert pos.verdict == "match" and pos.p_value < 1e-2 and pos.matching_rate >= 0.9
+    neg = verify(calibrated, negatives[5], fpr=1e-2)
+    assert neg.verdict == "no-match" and neg.p_value > 0.1
+    assert neg.decided_by == "p-value" and neg.queries == neg.n == 50
 
 
-def test_stored_threshold_is_the_default(source, ltrc_fp):
-    fp = type(ltrc_fp)(ltrc_fp.x, ltrc_fp.y, {**ltrc_fp.meta, "threshold": 1.01})
-    assert verify(fp, source).threshold == 1.01 and verify(fp, source).verdict == "no-match"
+def test_an_independent_model_the_chance_null_calls_a_match_is_not_one_once_calibrated(ltrc_fp, calibrated, negatives):
+    """The bug this null fixes: against chance (0.1 per query) a model agreeing at 0.3 is 'significant'."""
+    naive = [verify(ltrc_fp, m, fpr=1e-3) for m in negatives]
+    fooled = [m for m, r in zip(negatives, naive) if r.verdict == "match"]
+    assert fooled, "expected at least one independent model above chance"
+    assert all(verify(calibrated, m, fpr=1e-3).verdict != "match" for m in fooled)
+
+
+def test_inconclusive_between(calibrated, source):
+    """A suspect agreeing on about 80 % of the queries: above every reference model, not enough for 1e-3."""
+    half = create_attack("prune", rate=0.3).apply(source)
+    res = verify(calibrated, half, fpr=1e-3)
+    assert res.verdict in ("match", "inconclusive")
+    # With only a few of its queries answered, nothing can be decided.
+    few = verify(calibrated, half, fpr=1e-3, max_queries=5, batch=5)
+    assert few.verdict == "inconclusive" and few.queries == 5
+
+
+def test_threshold_overrides_the_p_value(calibrated, negatives):
+    res = verify(calibrated, negatives[5], threshold=0.0)
+    assert res.verdict == "match" and res.decided_by == "threshold" and res.p_value is not None
+
+
+def test_positives_say_how_typical_the_suspect_is(ltrc_fp, negatives, source):
+    copies = [create_attack("prune", rate=r).apply(source) for r in (0.2, 0.4)]
+    fp = calibrate(ltrc_fp, negatives[:5], copies)
+    res = verify(fp, copies[0], fpr=1e-2)
+    assert res.positives["n_models"] == 2 and res.positives["fraction_at_or_below"] == 1.0
+
+
+def test_sequential_stops_early_and_reports_queries(calibrated, negatives, source):
+    # At 1e-2 with 5 reference models theta* is about 0.98: a clear no-match decides early.
+    neg = verify(calibrated, negatives[5], fpr=1e-2, max_queries=50, batch=10)
+    assert neg.verdict == "no-match" and neg.queries < 50 and neg.decided_by == "sequential"
+    assert neg.sequential["steps"][-1]["queries"] == neg.queries
+    # theta* is near 1 here: even 50 agreeing queries cannot prove a rate above it, so no match is called.
+    pos = verify(calibrated, source, fpr=1e-2, max_queries=50)
+    assert pos.verdict in ("match", "inconclusive") and pos.queries <= 50
+
+
+def test_sequential_matches_once_the_null_is_tight(ltrc_fp, negatives, source):
+    """With a null fitted on many tightly clustered models, a perfect copy is a match within a few batches."""
+    fp = copy.copy(ltrc_fp)
+    counts = [10, 11, 12, 13, 11, 12, 10, 13, 12, 11] * 4
+    from modelprint.null import fit_count_null
+
+    fp.meta = {**ltrc_fp.meta, "null": {**fit_count_null(counts, 50), "n_models": 40, "source": "synthetic"}}
+    res = verify(fp, source, fpr=1e-3, max_queries=50, batch=10)
+    assert res.verdict == "match" and res.queries < 50
+
+
+def test_nan_model_is_an_error_not_a_verdict(calibrated, source):
+    broken = copy.deepcopy(source)
+    with torch.no_grad():
+        for p in broken.parameters():
+            p.fill_(float("nan"))
+    with pytest.raises(SuspectError, match="not finite"):
+        verify(calibrated, broken)
 
 
 def test_wrong_input_shape_is_a_clear_error(ltrc_fp):
     other = create_model("cnn", num_classes=10, input_shape=(3, 32, 32), width=4)
-    with pytest.raises(FingerprintFileError, match="input shape"):
+    with pytest.raises(SuspectError, match="input shape"):
         verify(ltrc_fp, other)
+
+
+def test_calibration_refuses_the_source_and_its_copies(ltrc_fp, negatives, source):
+    from modelprint.errors import CalibrationError
+
+    pruned = create_attack("prune", rate=0.3).apply(source)
+    with pytest.raises(CalibrationError, match="derived from it"):
+        calibrate(ltrc_fp, [*negatives[:3], pruned])
+    with pytest.raises(CalibrationError, match="twice"):
+        calibrate(ltrc_fp, [negatives[0], negatives[0], negatives[1]])

@@ -99,7 +99,6 @@ def fingerprint_create(
     param: list[str] = typer.Option(None, "--param", help="K=V method parameter (repeat)."),
     n: int = typer.Option(100, "--n", help="Number of queries."),
     seed: int = typer.Option(..., "--seed"),
-    threshold: float = typer.Option(None, "--threshold", help="Verdict threshold to store (from evaluate)."),
     device: str = typer.Option("cpu", "--device"),
     out: Path = typer.Option(..., "--out", help="Fingerprint file (.fp.safetensors)."),
 ) -> None:
@@ -110,10 +109,12 @@ def fingerprint_create(
 
     source = load_model(model)
     fp = create_method(method, **parse_params(param)).generate(source, n=n, seed=seed, device=device)
-    if threshold is not None:
-        fp.meta["threshold"] = threshold
     digest = fp.save(out)
-    console.print(f"wrote {out}: {len(fp)} queries, {fp.meta['target_hit_rate']:.0%} reached their target")
+    hit = fp.meta.get("target_hit_rate")
+    console.print(f"wrote {out}: {len(fp)} queries" + (f", {hit:.0%} reached their target" if hit is not None else ""))
+    console.print(
+        "calibrate it before publishing the commitment: modelprint fingerprint calibrate FP --reference 10 ..."
+    )
     sys.stdout.write(f"sha256 {digest}  {out}\n")
 
 
@@ -138,6 +139,75 @@ def fingerprint_show(
     for k, v in info.items():
         table.add_row(k, json.dumps(v) if isinstance(v, (dict, list)) else str(v))
     console.print(table)
+
+
+@fingerprint_app.command("calibrate")
+def fingerprint_calibrate(
+    fp_path: Path = typer.Argument(..., metavar="FP", help="Fingerprint file."),
+    negatives: list[Path] = typer.Option(None, "--negatives", help="Independent model files (several after one flag)."),
+    zoo: Path = typer.Option(None, "--zoo", help="A zoo folder: its negative models."),
+    reference: int = typer.Option(0, "--reference", help="Train N independent reference models on the owner's data."),
+    positives: list[Path] = typer.Option(None, "--positives", help="The owner's derived copies (pruned, fine-tuned)."),
+    data: str = typer.Option(None, "--data", help="Data set for --reference (default: the fingerprint's)."),
+    split_seed: int = typer.Option(0, "--split-seed", help="Split seed for --reference."),
+    reference_arch: list[str] = typer.Option(
+        None, "--reference-arch", help="NAME or NAME:K=V,... (repeat; default: the source's, cnn, resnet18, vgg11)."
+    ),
+    epochs: int = typer.Option(None, "--epochs", help="Epochs per reference model (default: the source's)."),
+    reference_dir: Path = typer.Option(None, "--reference-dir", help="Where to keep the reference models."),
+    device: str = typer.Option("cpu", "--device"),
+    out: Path = typer.Option(..., "--out", help="Calibrated fingerprint to write (may be FP itself)."),
+) -> None:
+    """Fit the statistic's null on independent models and store it in the fingerprint."""
+    from .calibrate import calibrate, null_description, parse_arch, train_reference
+    from .fingerprints import Fingerprint
+    from .models import load_model
+    from .progress import console
+
+    fp = Fingerprint.load(fp_path)
+    models, origin = [], []
+    if negatives:
+        models += [load_model(p) for p in negatives]
+        origin.append(f"{len(negatives)} files")
+    if zoo is not None:
+        from .zoo import ZooManifest
+
+        manifest = ZooManifest.read(zoo)
+        rows = [r for r in manifest.rows if r["role"] == "negative" and r["status"] == "done"]
+        models += [load_model(manifest.path(r)) for r in rows]
+        origin.append(f"{len(rows)} zoo negatives of {zoo.name}")
+    if reference:
+        folder = reference_dir or out.parent / (out.name.split(".")[0] + "-reference")
+        archs = [parse_arch(a) for a in reference_arch] if reference_arch else None
+        models += train_reference(
+            fp, reference, data=data, split_seed=split_seed, archs=archs, epochs=epochs, out_dir=folder, device=device
+        )
+        origin.append(f"{reference} reference models in {folder}")
+    if not models:
+        raise ParameterError("give independent models: --negatives MODEL..., --zoo DIR or --reference N")
+    calibrated = calibrate(fp, models, [load_model(p) for p in positives or []], origin=", ".join(origin))
+    digest = calibrated.save(out)
+    d = null_description(calibrated)
+    ref = d["reference_statistics"]
+    console.print(
+        f"null ({d['family']}) from {d['n_models']} independent models: statistic "
+        f"{ref['min']:.2f}-{ref['max']:.2f} (mean {ref['mean']:.2f}); a match needs "
+        + ", ".join(
+            f"{'-' if d[f'needed_at_{a:g}'] is None else format(d[f'needed_at_{a:g}'], '.2f')} at FPR {a:g}"
+            for a in (1e-2, 1e-3)
+        )
+    )
+    sys.stdout.write(f"sha256 {digest}  {out}\n")
+
+
+@fingerprint_app.command("commit")
+def fingerprint_commit(fp_path: Path = typer.Argument(..., metavar="FP", help="Fingerprint file.")) -> None:
+    """Print the fingerprint's commitment (its sha256) in `sha256sum` format, after checking it loads."""
+    from ._io import sha256_file
+    from .fingerprints import Fingerprint
+
+    Fingerprint.load(fp_path)
+    sys.stdout.write(f"{sha256_file(fp_path)}  {fp_path}\n")
 
 
 @app.command()
@@ -171,23 +241,74 @@ def attack(
 @app.command()
 def verify(
     fp_path: Path = typer.Argument(..., metavar="FP", help="Fingerprint file."),
-    suspect: Path = typer.Argument(..., help="Suspect model file."),
-    threshold: float = typer.Option(None, "--threshold", help="Default: stored with the fingerprint, else 0.5."),
+    suspect: Path = typer.Argument(..., help="Suspect model file (.safetensors with its .json card)."),
+    fpr: float = typer.Option(1e-3, "--fpr", help="False-positive rate alpha: 'match' needs p < alpha."),
+    max_queries: int = typer.Option(
+        None, "--max-queries", help="Sequential: query in batches, stop once decided, spend at most this many."
+    ),
+    batch: int = typer.Option(10, "--batch", help="Queries per batch in sequential verification."),
+    commitment: str = typer.Option(None, "--commitment", help="Expected sha256 of FP (the owner's published one)."),
+    threshold: float = typer.Option(None, "--threshold", help="Decide by statistic >= T instead of the p-value."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Query a suspect with a fingerprint: matching rate, p-value, verdict."""
+    """Query a suspect with a fingerprint: statistic, p-value under the calibrated null, verdict."""
+    from ._io import sha256_file
     from .fingerprints import Fingerprint
     from .models import load_model
+    from .progress import console
     from .verify import verify as _verify
 
-    result = _verify(Fingerprint.load(fp_path), load_model(suspect), threshold)
+    fp = Fingerprint.load(fp_path)
+    digest = sha256_file(fp_path)
+    if commitment is not None and commitment.strip().lower() != digest:
+        raise ParameterError(f"{fp_path} has sha256 {digest}, not the commitment {commitment}: not the committed file")
+    result = _verify(fp, load_model(suspect), fpr=fpr, max_queries=max_queries, batch=batch, threshold=threshold)
+    if result.warning:
+        console.print(f"[yellow]warning:[/] {result.warning}")
     if as_json:
-        _out(result.to_dict())
+        _out({**result.to_dict(), "fingerprint_sha256": digest})
         return
-    sys.stdout.write(
-        f"{result.verdict}: matching rate {result.matching_rate:.2f} ({result.matches}/{result.n}), "
-        f"threshold {result.threshold:.2f}, p-value vs chance {result.p_value:.3g}\n"
+    sys.stdout.write(format_verification(result) + "\n")
+
+
+def format_verification(r: Any) -> str:
+    """Two or three plain lines: the verdict with its numbers, then what it was tested against."""
+    stat = (
+        f"matching rate {r.statistic:.2f} ({r.matches}/{r.n})"
+        if r.matches is not None
+        else f"{r.statistic_name} {r.statistic:.3f} over {r.n} items"
     )
+    p = "no p-value" if r.p_value is None else f"p = {r.p_value:.3g}"
+    lines = [f"{r.verdict}: {stat}, {p} at FPR {r.fpr:g}, {r.queries} queries"]
+    null = r.null
+    if null.get("family") == "beta-binomial":
+        lines.append(
+            f"null: beta-binomial fitted on {null['n_models']} independent models ({null.get('source', '?')}), "
+            f"mean {null['mean']:.2f}, rho {null['rho']:.3f}; a match needs a rate above {r.threshold:.2f}"
+            if r.threshold is not None
+            else ""
+        )
+    elif null.get("family") == "normal":
+        lines.append(
+            f"null: normal fitted on {null['n_models']} independent models ({null.get('source', '?')}), "
+            f"mean {null['mean']:.3f}, sd {null['sd']:.3f}"
+        )
+    elif null.get("family") == "chance":
+        lines.append(f"null: chance agreement {null['mean']:.2f} per query (uncalibrated)")
+    if r.decided_by == "threshold":
+        lines.append(f"decided by the threshold {r.threshold:g}, not the p-value")
+    if r.sequential:
+        lines.append(
+            f"sequential: stopped after {r.queries} of at most {r.sequential['max_queries']} queries "
+            f"(batches of {r.sequential['batch']})"
+        )
+    if r.positives:
+        pos = r.positives
+        lines.append(
+            f"the owner's {pos['n_models']} derived copies scored {pos['min']:.2f}-{pos['max']:.2f} "
+            f"(median {pos['median']:.2f}); {pos['fraction_at_or_below']:.0%} of them at or below this suspect"
+        )
+    return "\n".join(line for line in lines if line)
 
 
 @app.command()

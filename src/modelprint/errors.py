@@ -26,3 +26,11 @@ class FingerprintFileError(ModelprintError):
 
 class ParameterError(ModelprintError, ValueError):
     """A parameter value outside its allowed range or of the wrong type."""
+
+
+class SuspectError(ModelprintError):
+    """A suspect that cannot be verified: wrong shapes, non-finite or missing outputs."""
+
+
+class CalibrationError(ModelprintError):
+    """Calibration models that cannot serve as a null (too few, derived from the source, ...)."""

@@ -15,10 +15,10 @@ import numpy as np
 
 from .attacks import create_attack
 from .fingerprints import Fingerprint, create_method
-from .metrics import best_f1, matching_rate, roc_auc, uniqueness_score
+from .metrics import best_f1, group_summary, roc_auc, uniqueness_score
 from .models import ModelprintModel
 from .progress import console
-from .verify import suspect_labels
+from .verify import suspect_statistic
 
 
 @dataclass
@@ -61,7 +61,7 @@ def evaluate_fingerprint(
     pruned: Sequence[tuple[float, ModelprintModel]] = (),
 ) -> MethodEvaluation:
     def rate(model: ModelprintModel) -> float:
-        return matching_rate(suspect_labels(fp, model).numpy(), fp.y.numpy())
+        return suspect_statistic(fp, model)
 
     by_rate: dict[str, list[float]] = {}
     for r, m in pruned:
@@ -136,21 +136,18 @@ def print_table(results: dict[str, MethodEvaluation], title: str = "Characterist
 
 def rates_by_group(
     results: dict[str, MethodEvaluation], positive_groups: list[str], negative_groups: list[str]
-) -> dict[str, dict[str, dict[str, float]]]:
-    """Mean matching rate per group (e.g. zoo category) and role:
-    ``{method: {group: {"positive": mean, "negative": mean}}}``; a role with no model is left out.
+) -> dict[str, dict[str, dict[str, float | int | None]]]:
+    """:func:`modelprint.metrics.group_summary` per method (the same summary ``bench`` writes):
     ``positive_groups[i]`` names the group of the i-th positive (same for negatives)."""
-    out: dict[str, dict[str, dict[str, float]]] = {}
+    out = {}
     for method, r in results.items():
-        for role, groups, rates in (
-            ("positive", positive_groups, r.positive_rates),
-            ("negative", negative_groups, r.negative_rates),
-        ):
-            if len(groups) != len(rates):
-                raise ValueError(f"{len(groups)} {role} groups for {len(rates)} {role} rates")
-            for group in dict.fromkeys(groups):
-                chosen = [v for g, v in zip(groups, rates) if g == group]
-                out.setdefault(method, {}).setdefault(group, {})[role] = sum(chosen) / len(chosen)
+        if len(positive_groups) != len(r.positive_rates) or len(negative_groups) != len(r.negative_rates):
+            raise ValueError("one group per positive and per negative rate is needed")
+        out[method] = group_summary(
+            r.positive_rates + r.negative_rates,
+            ["positive"] * len(r.positive_rates) + ["negative"] * len(r.negative_rates),
+            list(positive_groups) + list(negative_groups),
+        )
     return out
 
 
@@ -169,6 +166,6 @@ def print_group_table(by_group: dict[str, dict[str, dict[str, float]]], title: s
         cells = []
         for m in methods:
             roles = by_group[m].get(group, {})
-            cells += [f"{roles[k]:.2f}" if k in roles else "–" for k in ("positive", "negative")]
+            cells += [f"{roles[k]:.2f}" if roles.get(k) is not None else "–" for k in ("positive", "negative")]
         table.add_row(group, *cells)
     Console(width=max(100, console.width)).print(table)

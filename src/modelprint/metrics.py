@@ -143,3 +143,31 @@ def threshold_at_fpr(negative: ArrayLike, fpr: float = 0.01) -> float:
 def tpr_at_fpr(positive: ArrayLike, negative: ArrayLike, fpr: float = 0.01) -> float:
     """Robustness at a fixed false-positive rate: ``TPR(threshold_at_fpr(negative, fpr))``."""
     return tpr_at(positive, threshold_at_fpr(negative, fpr))
+
+
+def group_summary(
+    values: ArrayLike, roles: Sequence[str], groups: Sequence[str]
+) -> dict[str, dict[str, float | int | None]]:
+    """Per group (zoo category, architecture): the mean statistic of its positives and of
+    its negatives (``None`` when it has none), its model count, and
+    ``aruc = ARUC(positives of the group, every negative)``: whether that group's copies
+    are told apart from all independent models (``None`` without positives).
+    ``roles[i]`` / ``groups[i]`` belong to ``values[i]``; groups keep first-seen order."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if not len(v) == len(roles) == len(groups):
+        raise ParameterError(f"{len(v)} values, {len(roles)} roles and {len(groups)} groups must pair up")
+    bad = sorted(set(roles) - {"positive", "negative"})
+    if bad:
+        raise ParameterError(f"roles must be positive or negative, got {bad}")
+    role, group = np.asarray(roles), np.asarray(groups, dtype=object)
+    all_neg = v[role == "negative"]
+    out: dict[str, dict[str, float | int | None]] = {}
+    for g in dict.fromkeys(groups):
+        pos, neg = v[(group == g) & (role == "positive")], v[(group == g) & (role == "negative")]
+        out[g] = {
+            "positive": float(pos.mean()) if pos.size else None,
+            "negative": float(neg.mean()) if neg.size else None,
+            "models": int(pos.size + neg.size),
+            "aruc": aruc(pos, all_neg) if pos.size and all_neg.size else None,
+        }
+    return out

@@ -189,21 +189,56 @@ def _tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str
         [
             c,
             *(
-                cell(r["by_category"][c][role])
+                cell(r["by_category"].get(c, {}).get(key))
                 for r in results["methods"].values()
-                for role in ("positive", "negative")
+                for key in ("positive", "negative", "aruc")
             ),
         ]
         for c in categories
     ]
+    honest_rows = []
+    for m, r in results["methods"].items():
+        cal = r.get("calibrated") or {}
+        for rule in ("threshold", "null"):
+            if rule not in cal:
+                continue
+            v = cal[rule]
+            lo, hi = v["fpr_interval"]
+            honest_rows.append(
+                [
+                    m,
+                    "empirical threshold" if rule == "threshold" else f"{v['family']} null, p < FPR",
+                    f"{cal['calibration_negatives']} / {cal['evaluation_negatives']}",
+                    f"{v['false_positives']}/{cal['evaluation_negatives']} = {v['fpr']:.3f}",
+                    f"[{lo:.3f}, {hi:.3f}]",
+                    "yes" if v["fpr_within"] else "NO",
+                    f"{v['tpr']:.2f}",
+                    f"{r['metrics'][fpr_key]:.2f}",
+                ]
+            )
     timing = results["timings"]
     time_rows = [[m, f"{g['seconds']:.1f}", "yes" if g["cached"] else "no"] for m, g in timing["generation"].items()]
     return [
         ("Metrics over the whole zoo", ["method", *METRIC_COLUMNS, fpr_key.replace("_", " ")], main),
         (
-            "By category: mean matching rate",
-            ["category", *(f"{m} {r}" for m in results["methods"] for r in ("pos", "neg"))],
+            "By category: mean statistic (pos / neg) and ARUC of the category's positives against every negative",
+            ["category", *(f"{m} {r}" for m in results["methods"] for r in ("pos", "neg", "aruc"))],
             cat_rows,
+        ),
+        (
+            f"Held-out false-positive rate at nominal FPR {results['fpr']:g}: fitted on the calibration half of "
+            "the negatives, counted on the evaluation half",
+            [
+                "method",
+                "rule",
+                "negatives calib / eval",
+                "observed FPR",
+                "95% interval",
+                "nominal inside",
+                "TPR",
+                "in-sample TPR",
+            ],
+            honest_rows,
         ),
         (
             "Query budget: metrics on the first b queries",

@@ -8,6 +8,14 @@
    every metric can be recomputed at smaller query budgets (prefixes of the query set).
 3. Metrics per method, per budget, per category and per architecture go to
    ``results.json`` with the method parameters, the package version and stage timings.
+4. Honest thresholds: the negatives are split, per architecture and seeded, into a
+   calibration half and an evaluation half. The threshold (and the null, for p-values)
+   is fitted on the calibration half only, and FPR / TPR are reported on the evaluation
+   half beside the in-sample numbers, with the binomial interval of the observed FPR.
+
+Nothing here knows a method's family: each suspect returns per-item evidence
+(:meth:`~modelprint.fingerprints.FingerprintMethod.evidence`), and every number is the
+method's statistic on a prefix of it.
 """
 
 from __future__ import annotations
@@ -26,7 +34,8 @@ import numpy as np
 from .. import __version__
 from .._io import atomic_write_text
 from ..errors import ParameterError
-from ..metrics import aruc, best_f1, margin, roc_auc, tnr_at, tpr_at, tpr_at_fpr
+from ..metrics import aruc, best_f1, group_summary, margin, roc_auc, threshold_at_fpr, tnr_at, tpr_at, tpr_at_fpr
+from ..null import clopper_pearson, count_p_value, fit_count_null, fit_score_null, score_p_value
 from ..parallel import task_backend
 from ..progress import console, progress_bar
 from ..zoo import ZooManifest, source_row
@@ -50,12 +59,12 @@ def _fingerprint(path: str, mtime_ns: int, size: int) -> Any:
     return Fingerprint.load(path)
 
 
-def query_suspect(model_file: str, fingerprint_files: dict[str, str]) -> dict[str, list[int]]:
-    """A suspect's answers to every method's queries (runs in a worker)."""
+def query_suspect(model_file: str, fingerprint_files: dict[str, str]) -> dict[str, list[float]]:
+    """A suspect's evidence for every method's fingerprint, item by item (runs in a worker)."""
     import torch
 
+    from ..fingerprints import method_of
     from ..models import load_model
-    from ..verify import suspect_labels
 
     threads_before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -64,7 +73,8 @@ def query_suspect(model_file: str, fingerprint_files: dict[str, str]) -> dict[st
         answers = {}
         for m, f in fingerprint_files.items():
             stat = os.stat(f)
-            answers[m] = suspect_labels(_fingerprint(f, stat.st_mtime_ns, stat.st_size), model).tolist()
+            fp = _fingerprint(f, stat.st_mtime_ns, stat.st_size)
+            answers[m] = method_of(fp).evidence(fp, model).values.tolist()
         return answers
     finally:
         torch.set_num_threads(threads_before)  # in-process querying runs in the caller's process
@@ -85,6 +95,89 @@ def _metrics(pos: np.ndarray, neg: np.ndarray, fpr: float) -> dict[str, float]:
         "tnr_at_threshold": tnr_at(neg, threshold),
         f"tpr_at_{fpr:g}_fpr": tpr_at_fpr(pos, neg, fpr),
     }
+
+
+def split_negatives(rows: list[dict[str, Any]], seed: int) -> tuple[list[str], list[str]]:
+    """Negatives' ids cut into (calibration, evaluation) halves, per architecture: each
+    architecture's negatives are shuffled (seeded) and dealt alternately; an odd one out goes
+    to whichever half is smaller, so both halves see every architecture that has two."""
+    import random
+
+    rng = random.Random(seed)
+    calib: list[str] = []
+    evaluation: list[str] = []
+    by_arch: dict[str, list[str]] = {}
+    for r in rows:
+        if r["role"] == "negative":
+            by_arch.setdefault(r["arch"], []).append(r["id"])
+    for arch in sorted(by_arch):
+        ids = sorted(by_arch[arch])
+        rng.shuffle(ids)
+        half = len(ids) // 2
+        calib += ids[:half]
+        evaluation += ids[half : 2 * half]
+        if len(ids) % 2:
+            (calib if len(calib) <= len(evaluation) else evaluation).append(ids[-1])
+    return calib, evaluation
+
+
+def honest_thresholds(
+    method: Any, values: dict[str, list[float]], pos_ids: list[str], calib: list[str], evaluation: list[str], fpr: float
+) -> dict[str, Any]:
+    """FPR and TPR of two calibrated decision rules, fitted on ``calib`` negatives only and
+    scored on ``evaluation`` negatives (and every positive):
+
+    * ``threshold``: the empirical threshold at ``fpr`` on the calibration negatives;
+    * ``null``: the method's null fitted on the calibration negatives, verdict ``p < fpr``
+      (and ``p < 1e-3``), as ``modelprint verify`` decides.
+
+    ``fpr_interval`` is the 95 % Clopper-Pearson interval of each observed FPR;
+    ``fpr_within`` says whether the nominal ``fpr`` lies inside it."""
+    stat = {i: method.statistic(np.asarray(v)) for i, v in values.items()}
+    cal = np.array([stat[i] for i in calib])
+    ev = np.array([stat[i] for i in evaluation])
+    pos = np.array([stat[i] for i in pos_ids])
+    out: dict[str, Any] = {"calibration_negatives": len(calib), "evaluation_negatives": len(evaluation)}
+    if len(calib) < 3 or len(evaluation) < 1:
+        out["skipped"] = "fewer than 3 calibration or no evaluation negatives"
+        return out
+
+    def rates(false_pos: int, true_pos: int) -> dict[str, Any]:
+        lo, hi = clopper_pearson(false_pos, len(ev), 0.95)
+        return {
+            "fpr": false_pos / len(ev),
+            "false_positives": false_pos,
+            "fpr_interval": [lo, hi],
+            "fpr_within": bool(lo <= fpr <= hi),
+            "tpr": true_pos / max(len(pos), 1),
+        }
+
+    t = threshold_at_fpr(cal, fpr)
+    out["threshold"] = {"value": t, **rates(int(np.sum(ev >= t)), int(np.sum(pos >= t)))}
+    if method.null_family == "counts":
+        n = len(next(iter(values.values())))
+        null = fit_count_null([round(sum(values[i])) for i in calib], n)
+
+        def p_of(i: str) -> float:
+            return count_p_value(null, round(sum(values[i])), len(values[i]))
+
+        summary = {"family": null["family"], "mean": null["mean"], "rho": null["rho"]}
+    else:
+        null = fit_score_null(cal)
+
+        def p_of(i: str) -> float:
+            return score_p_value(null, stat[i])
+
+        summary = {"family": null["family"], "mean": null["mean"], "sd": null["sd"]}
+    p_ev = np.array([p_of(i) for i in evaluation])
+    p_pos = np.array([p_of(i) for i in pos_ids])
+    out["null"] = {
+        **summary,
+        **rates(int(np.sum(p_ev < fpr)), int(np.sum(p_pos < fpr))),
+        "evaluation_matches_at_0.001": int(np.sum(p_ev < 1e-3)),
+        "tpr_at_0.001": float(np.mean(p_pos < 1e-3)) if len(pos) else 0.0,
+    }
+    return out
 
 
 def _mirror_id(row_id: str, source_id: str, mirror_id: str) -> str | None:
@@ -143,9 +236,10 @@ def run_bench(
     source = load_model(manifest.path(src))
     fp_files: dict[str, str] = {}
     fp_meta: dict[str, dict[str, Any]] = {}
-    expected: dict[str, np.ndarray] = {}
+    items: dict[str, int] = {}
+    method_objs: dict[str, Any] = {}
     for m in methods:
-        method = create_method(m, **method_params.get(m, {}))
+        method = method_objs[m] = create_method(m, **method_params.get(m, {}))
         key = _cache_key(src["sha256"], m, method.params(), n, seed)
         path = out / "fingerprints" / f"{m}-{key}.fp.safetensors"
         started = time.perf_counter()
@@ -158,14 +252,14 @@ def run_bench(
             timings["generation"][m] = {"seconds": round(time.perf_counter() - started, 3), "cached": False}
         fp_files[m] = str(path)
         fp_meta[m] = {"params": method.params(), "file": str(path.relative_to(out)), **fp.meta}
-        expected[m] = fp.y.numpy()
+        items[m] = method.items(fp)
 
     # 2. every suspect answers every method's queries
     cpus = os.cpu_count() or 1
     if workers < 0:
         raise ParameterError(f"workers must be >= 0, got {workers}")
     started = time.perf_counter()
-    answers: dict[str, dict[str, list[int]]] = {}
+    answers: dict[str, dict[str, list[float]]] = {}
     with task_backend(backend, workers) as pool, progress_bar(len(suspects), "query suspects", progress) as bar:
         running = {pool.submit(query_suspect, str(manifest.path(r)), fp_files): r for r in suspects}
         while running:
@@ -179,8 +273,14 @@ def run_bench(
 
     # 3. metrics
     started = time.perf_counter()
-    full = min(len(y) for y in expected.values())
-    budget_list = sorted({b for b in budgets if 0 < b < full} | {full})
+
+    def budgets_of(m: str) -> list[int]:
+        # A query budget is a prefix of the queries; white-box evidence costs none, so it has only its full set.
+        if method_objs[m].evidence_kind == "components":
+            return [items[m]]
+        return sorted({b for b in budgets if 0 < b < items[m]} | {items[m]})
+
+    budget_list = sorted({b for m in methods for b in budgets_of(m)})
     mirror = next(
         (
             r
@@ -196,37 +296,31 @@ def run_bench(
     suspect_rows = [
         {k: r[k] for k in ("id", "role", "category", "arch", "parent", "recipe", "accuracy")} for r in suspects
     ]
+    calib_ids, eval_ids = split_negatives(suspects, seed)
+    pos_ids = [r["id"] for r in suspects if r["role"] == "positive" and r is not src]
+    if not pos_ids:
+        raise ParameterError(f"{zoo} has no positive model besides the source")
     for m in methods:
-        y = expected[m]
+        method, full = method_objs[m], items[m]
         rates_at = {
-            b: {r["id"]: float(np.mean(np.asarray(answers[r["id"]][m][:b]) == y[:b])) for r in suspects}
-            for b in budget_list
+            b: {r["id"]: method.statistic(np.asarray(answers[r["id"]][m][:b])) for r in suspects} for b in budgets_of(m)
         }
         rates = rates_at[full]
-        if not any(r["role"] == "positive" and r is not src for r in suspects):
-            raise ParameterError(f"{zoo} has no positive model besides the source")
         by_budget = {
             str(b): _metrics(
-                np.array([rates_at[b][r["id"]] for r in suspects if r["role"] == "positive" and r is not src]),
+                np.array([rates_at[b][i] for i in pos_ids]),
                 np.array([rates_at[b][r["id"]] for r in suspects if r["role"] == "negative"]),
                 fpr,
             )
-            for b in budget_list
+            for b in budgets_of(m)
         }
-        groups: dict[str, dict[str, dict[str, list[float]]]] = {"category": {}, "arch": {}}
-        for r in suspects:
-            if r is src:
-                continue
-            for kind in groups:
-                groups[kind].setdefault(r[kind], {"positive": [], "negative": []})[r["role"]].append(rates[r["id"]])
-        summary = {
-            kind: {
-                g: {role: float(np.mean(v)) if v else None for role, v in d.items()}
-                | {"models": sum(map(len, d.values()))}
-                for g, d in by_kind.items()
-            }
-            for kind, by_kind in groups.items()
-        }
+        others = [r for r in suspects if r is not src]
+        values = [rates[r["id"]] for r in others]
+        roles = [r["role"] for r in others]
+        summary = {kind: group_summary(values, roles, [r[kind] for r in others]) for kind in ("category", "arch")}
+        honest = honest_thresholds(
+            method, {r["id"]: answers[r["id"]][m][:full] for r in suspects}, pos_ids, calib_ids, eval_ids, fpr
+        )
         margins = []
         if mirror is not None:
             for r in suspects:
@@ -243,7 +337,10 @@ def run_bench(
                         }
                     )
         per_method[m] = {
+            "statistic": method.statistic_name,
+            "evidence": method.evidence_kind,
             "fingerprint": fp_meta[m],
+            "calibrated": honest,
             "metrics": by_budget[str(full)],
             "budgets": by_budget,
             "by_category": summary["category"],
@@ -262,6 +359,7 @@ def run_bench(
         "seed": seed,
         "fpr": fpr,
         "budgets": budget_list,
+        "negative_split": {"calibration": calib_ids, "evaluation": eval_ids, "seed": seed},
         "methods": per_method,
         "suspects": suspect_rows,
         "timings": timings,

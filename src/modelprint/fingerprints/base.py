@@ -1,4 +1,17 @@
-"""The fingerprint artifact and the base class every black-box method derives from."""
+"""The fingerprint artifact, the evidence contract, and the base class of every method.
+
+Every family answers two questions, so verification, calibration, evaluation, benchmarks
+and reports never special-case one (DESIGN.md, "Evidence and verdicts"):
+
+* :meth:`FingerprintMethod.evidence`: what a suspect gives back, item by item: per-query
+  label agreement (0/1) for query sets, per-query scores for score-based methods,
+  per-component similarities for white-box methods;
+* :meth:`FingerprintMethod.statistic`: one number from the evidence, larger = more like
+  the source (matching rate, verifier score, fingerprint score).
+
+``null_family`` says how the statistic's null is modelled: ``"counts"`` when every item is
+0/1 (beta-binomial over independent models), ``"scores"`` otherwise (normal).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +20,9 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
@@ -17,8 +31,9 @@ from .. import __version__
 from .._io import atomic_write, check_readable, sha256_file
 from ..data import Dataset
 from ..errors import FingerprintFileError, ParameterError
-from ..models import ModelprintModel
+from ..models import ModelprintModel, weights_digest
 from ..registry import Registry
+from ..suspects import check_compatible, query_labels
 
 FINGERPRINT_SCHEMA_VERSION = 1
 
@@ -78,14 +93,62 @@ class Fingerprint:
         return cls(x.float(), y.long(), meta, extra)
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """A suspect's answer to a fingerprint, one value per item (query or component), in item order.
+
+    ``values`` (items,) float64: 0/1 agreement for label methods, a score or similarity
+    otherwise. ``queries`` is what getting it cost (0 for white-box evidence)."""
+
+    values: np.ndarray
+    kind: str  # "labels" | "scores" | "components"
+    queries: int
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
 class FingerprintMethod:
-    """Base of black-box methods: settings in the constructor, the model at call time.
+    """Base of every method: settings in the constructor, the model at call time.
 
     Subclasses are keyword-only dataclasses (their fields are the paper's parameters)
-    and implement ``_generate``; :meth:`generate` validates, seeds and packages.
+    and implement ``_generate``; :meth:`generate` validates, seeds and packages. The
+    default evidence is label agreement on the stored queries and the statistic the
+    matching rate; score-based and white-box families override :meth:`_evidence`,
+    :meth:`statistic`, ``evidence_kind`` and ``null_family``.
     """
 
     name: str = ""
+    evidence_kind: ClassVar[str] = "labels"
+    statistic_name: ClassVar[str] = "matching_rate"
+    null_family: ClassVar[str] = "counts"
+    # Sequential verification spends items in order and stops early: only for per-item 0/1 evidence.
+    sequential: ClassVar[bool] = True
+
+    def items(self, fp: Fingerprint) -> int:
+        """How many evidence items the fingerprint holds (its queries, for query sets)."""
+        return len(fp)
+
+    def evidence(self, fp: Fingerprint, suspect: ModelprintModel, start: int = 0, stop: int | None = None) -> Evidence:
+        """Evidence from ``suspect`` for items ``start:stop`` (all by default); checks the suspect first."""
+        total = self.items(fp)
+        stop = total if stop is None else min(stop, total)
+        if not 0 <= start < stop:
+            raise ParameterError(f"no evidence items in [{start}, {stop}) of a fingerprint with {total}")
+        check_compatible(fp.input_shape, fp.meta.get("num_classes"), suspect)
+        ev = self._evidence(fp, suspect, start, stop)
+        values = np.asarray(ev.values, dtype=np.float64)
+        if values.shape != (stop - start,) or not np.isfinite(values).all():
+            raise ParameterError(f"{self.name}: evidence must be {stop - start} finite values, got {values.shape}")
+        return Evidence(values, ev.kind, ev.queries)
+
+    def _evidence(self, fp: Fingerprint, suspect: ModelprintModel, start: int, stop: int) -> Evidence:
+        labels = query_labels(suspect, fp.x[start:stop])
+        return Evidence((labels == fp.y[start:stop]).numpy().astype(np.float64), "labels", stop - start)
+
+    def statistic(self, values: np.ndarray) -> float:
+        """One number from the evidence values; the mean by default (the matching rate for labels)."""
+        return float(np.mean(values))
 
     def params(self) -> dict[str, Any]:
         return dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}
@@ -119,8 +182,10 @@ class FingerprintMethod:
             "params": self.params(),
             "n": n,
             "seed": seed,
-            "source_sha256": source.card.weights_sha256,
+            "source_sha256": weights_digest(source),
             "source_arch": source.card.arch,
+            "source_arch_args": source.card.arch_args,
+            "source_training": source.card.training,
             "dataset": source.card.dataset,
             "num_classes": source.card.num_classes,
             "input_shape": list(source.card.input_shape),
@@ -143,3 +208,20 @@ METHODS: Registry[FingerprintMethod] = Registry("fingerprint method")
 register_method = METHODS.register
 
 create_method = METHODS.create
+
+
+def method_of(fp: Fingerprint) -> FingerprintMethod:
+    """The method object that made ``fp``, with the settings it was made with."""
+    name = fp.meta.get("method")
+    if not isinstance(name, str) or name not in METHODS:
+        raise FingerprintFileError(
+            f"the fingerprint was made by method {name!r}, which this modelprint does not know "
+            f"(known: {', '.join(METHODS.names())})"
+        )
+    params = fp.meta.get("params") or {}
+    fields = (
+        {f.name for f in dataclasses.fields(METHODS.get(name))}
+        if dataclasses.is_dataclass(METHODS.get(name))
+        else set()
+    )
+    return METHODS.create(name, **{k: v for k, v in params.items() if k in fields})

@@ -140,6 +140,8 @@ def create_model(
 
 def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
     p = Path(path)
+    if p.is_dir():
+        raise ModelFileError(f"{p} is a folder; give a model file (NAME.safetensors with NAME.json beside it)")
     if p.suffix == ".json":
         p = p.with_suffix(".safetensors")
     if p.suffix != ".safetensors":

@@ -1,0 +1,214 @@
+"""Calibration: fit a fingerprint's null on models independent of its source, and store it.
+
+The null, the number of reference models and their sha256s go into the fingerprint's
+metadata, so the owner's commitment (the file's sha256) covers them: calibrate, then
+publish the commitment. Positives (the owner's own pruned / fine-tuned copies) are
+stored too, so a verdict can say how typical a suspect is of a derived copy.
+
+Reference models (``--reference N``) are trained by modelprint on the owner's split with
+seeds from :data:`CALIBRATION_SEED` on, cycling through the source's architecture and a
+few others; :mod:`modelprint.tune` uses seeds from :data:`TUNING_SEED` on, so the models
+a method's settings were chosen on never also calibrate its null.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import CalibrationError, ParameterError
+from .fingerprints import Fingerprint, method_of
+from .models import ModelprintModel, save_model, weights_digest
+from .null import fit_count_null, fit_score_null
+from .progress import console
+
+CALIBRATION_SEED = 1000
+TUNING_SEED = 2000
+# Reference architectures after the source's own: small members of other families.
+REFERENCE_ARCHS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("cnn", {}),
+    ("resnet18", {"width": 16}),
+    ("vgg11", {"width": 16}),
+)
+# Training settings an architecture needs whatever the source used (vit-tiny does not learn with SGD here).
+ARCH_TRAINING: dict[str, dict[str, Any]] = {"vit-tiny": {"optimizer": "adam", "lr": 1e-3}}
+
+
+def is_derived_from(model: ModelprintModel, source_sha256: str) -> bool:
+    """True when ``model`` is the source or its card's lineage passes through it."""
+    if not source_sha256:
+        return False
+    if weights_digest(model) == source_sha256:
+        return True
+    return any(step.get("parent_sha256") == source_sha256 for step in model.card.lineage)
+
+
+def model_evidence(fp: Fingerprint, models: Sequence[ModelprintModel]) -> list[dict[str, Any]]:
+    """Per model: its sha256, the statistic and, for count evidence, the count of agreeing items."""
+    method = method_of(fp)
+    out = []
+    for m in models:
+        values = method.evidence(fp, m).values
+        row = {"sha256": weights_digest(m), "statistic": method.statistic(values), "items": len(values)}
+        if method.null_family == "counts":
+            row["count"] = int(round(float(values.sum())))
+        out.append(row)
+    return out
+
+
+def calibrate(
+    fp: Fingerprint,
+    negatives: Sequence[ModelprintModel],
+    positives: Sequence[ModelprintModel] = (),
+    *,
+    origin: str = "models",
+) -> Fingerprint:
+    """A copy of ``fp`` whose metadata holds the null fitted on ``negatives`` (and the
+    positives' statistics). ``origin`` says where the negatives came from (files, zoo, reference)."""
+    source = str(fp.meta.get("source_sha256", ""))
+    derived = [i for i, m in enumerate(negatives) if is_derived_from(m, source)]
+    if derived:
+        raise CalibrationError(
+            f"negative #{derived[0] + 1} ({weights_digest(negatives[derived[0]])[:12]}…) is the source or derived "
+            "from it: a null needs models trained independently of the source"
+        )
+    shas = [weights_digest(m) for m in negatives]
+    if len(set(shas)) != len(shas):
+        raise CalibrationError("the same negative model is given twice: each reference model must count once")
+    method = method_of(fp)
+    rows = model_evidence(fp, negatives)
+    if method.null_family == "counts":
+        null = fit_count_null([r["count"] for r in rows], rows[0]["items"] if rows else method.items(fp))
+    else:
+        null = fit_score_null([r["statistic"] for r in rows])
+    null.update(
+        {
+            "n_models": len(rows),
+            "source": origin,
+            "sha256": shas,
+            "statistics": [r["statistic"] for r in rows],
+        }
+    )
+    meta = {**fp.meta, "null": null}
+    if positives:
+        pos = model_evidence(fp, positives)
+        meta["positives"] = {"sha256": [r["sha256"] for r in pos], "statistics": [r["statistic"] for r in pos]}
+    return Fingerprint(fp.x, fp.y, meta, dict(fp.extra))
+
+
+def parse_arch(text: str) -> tuple[str, dict[str, Any]]:
+    """``NAME`` or ``NAME:K=V,K=V`` (values as JSON where they parse)."""
+    import json
+
+    name, _, rest = text.partition(":")
+    args: dict[str, Any] = {}
+    for item in filter(None, rest.split(",")):
+        k, sep, v = item.partition("=")
+        if not sep:
+            raise ParameterError(f"architecture arguments are K=V, got {item!r} in {text!r}")
+        try:
+            args[k] = json.loads(v)
+        except json.JSONDecodeError:
+            args[k] = v
+    return name, args
+
+
+def reference_plan(
+    fp: Fingerprint, n: int, *, first_seed: int, archs: Sequence[tuple[str, dict[str, Any]]] | None = None
+) -> list[tuple[str, dict[str, Any], int]]:
+    """(architecture, arguments, seed) for ``n`` reference models: the source's architecture,
+    then ``archs`` (default :data:`REFERENCE_ARCHS`), in turn; seeds count up from ``first_seed``,
+    skipping the source's own."""
+    if n < 1:
+        raise ParameterError(f"--reference needs at least 1 model, got {n}")
+    if archs is None:
+        own = (str(fp.meta.get("source_arch") or "cnn"), dict(fp.meta.get("source_arch_args") or {}))
+        archs = [own] + [a for a in REFERENCE_ARCHS if a[0] != own[0]]
+    source_seed = (fp.meta.get("source_training") or {}).get("seed")
+    seeds = (s for s in range(first_seed, first_seed + 10 * n + 10) if s != source_seed)
+    return [(archs[i % len(archs)][0], archs[i % len(archs)][1], next(seeds)) for i in range(n)]
+
+
+def train_reference(
+    fp: Fingerprint,
+    n: int,
+    *,
+    data: str | None = None,
+    split_seed: int = 0,
+    first_seed: int = CALIBRATION_SEED,
+    archs: Sequence[tuple[str, dict[str, Any]]] | None = None,
+    epochs: int | None = None,
+    out_dir: str | Path | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+) -> list[ModelprintModel]:
+    """Train ``n`` models independent of the source on the owner's split, as the owner always
+    can: same data set, other seeds and architectures, the source's training settings."""
+    from .data import load_splits
+    from .train import TrainConfig, train_new
+
+    spec = data or fp.meta.get("dataset")
+    if not spec:
+        raise ParameterError("the fingerprint does not name its data set: give --data")
+    splits = load_splits(spec, split_seed=split_seed)
+    if tuple(splits.owner.input_shape) != fp.input_shape:
+        raise ParameterError(
+            f"{spec} gives {'x'.join(map(str, splits.owner.input_shape))} inputs but the fingerprint's are "
+            f"{'x'.join(map(str, fp.input_shape))}; give the source's --data (e.g. digits:16)"
+        )
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    base = {k: v for k, v in (fp.meta.get("source_training") or {}).items() if k in fields}
+    if epochs is not None:
+        base["epochs"] = epochs
+    models = []
+    for i, (arch, args, seed) in enumerate(reference_plan(fp, n, first_seed=first_seed, archs=archs)):
+        cfg = TrainConfig(**{**base, **ARCH_TRAINING.get(arch, {})})
+        model = train_new(
+            arch, splits.owner, cfg, seed=seed, test=splits.test, device=device, progress=progress, **args
+        )
+        if out_dir is not None:
+            save_model(model, Path(out_dir) / f"reference-{i:02d}-{arch}-s{seed}")
+        if progress:
+            console.print(
+                f"reference model {i + 1}/{n}: {arch} {args or ''} seed {seed}, accuracy {model.card.accuracy:.3f}"
+            )
+        models.append(model)
+    return models
+
+
+def null_description(fp: Fingerprint, fprs: Sequence[float] = (1e-2, 1e-3)) -> dict[str, Any]:
+    """The stored null in numbers a person can check: where independent models sit and the
+    statistic a suspect needs to be called a match at each FPR."""
+    from .null import count_p_value, critical_rate
+
+    null = fp.meta.get("null")
+    if not null:
+        raise ParameterError("the fingerprint is not calibrated")
+    stats_ = np.asarray(null["statistics"])
+    out: dict[str, Any] = {
+        "family": null["family"],
+        "n_models": null["n_models"],
+        "source": null.get("source"),
+        "reference_statistics": {"min": float(stats_.min()), "mean": float(stats_.mean()), "max": float(stats_.max())},
+    }
+    if null["family"] == "beta-binomial":
+        n = null["n_queries"]
+        out.update({"mean": null["mean"], "rho": null["rho"], "n_queries": n})
+        for a in fprs:
+            needed = next((k for k in range(n + 1) if count_p_value(null, k, n) < a), None)
+            out[f"needed_at_{a:g}"] = None if needed is None else needed / n
+            out[f"theta_star_at_{a:g}"] = critical_rate(null, a)
+    else:
+        from scipy import stats
+
+        from .null import SD_FLOOR
+
+        out.update({"mean": null["mean"], "sd": null["sd"]})
+        m, sd = null["n_models"], max(null["sd"], SD_FLOOR)
+        for a in fprs:  # the score whose prediction-interval p-value is a
+            out[f"needed_at_{a:g}"] = null["mean"] + float(stats.t.isf(a, m - 1)) * sd * float(np.sqrt(1 + 1 / m))
+    return out
