@@ -191,6 +191,7 @@ def test_multi_value_options_are_expanded():
 
 def test_fast_demo_runs_end_to_end(tmp_path):
     from modelprint.demo import run_demo
+    from modelprint.fingerprints import Fingerprint
 
     summary = run_demo(tmp_path / "demo", fast=True)
     assert set(summary["results"]) == {"c", "rc", "rcgm", "ltrc"}
@@ -201,6 +202,10 @@ def test_fast_demo_runs_end_to_end(tmp_path):
     report = tmp_path / "demo" / "bench" / "report.html"
     assert summary["zoo"]["report"] == str(report) and report.is_file()
     assert set(summary["zoo"]["aruc"]) == {"c", "rc", "rcgm", "ltrc"}
+    assert summary["tuned"]["ltrc"]["k"] in (2, 6)  # chosen on the owner's references, not hand-set
+    fp = Fingerprint.load(tmp_path / "demo" / "fingerprints" / "ltrc.fp.safetensors")
+    assert fp.meta["tuning"]["table"] and fp.meta["null"]["n_models"] == 3
+    assert set(summary["verdicts"].values()) <= {"match", "no-match", "inconclusive"}
 
 
 def test_attack_that_trains_uses_the_attack_split_and_records_accuracy(files, capsys):
@@ -235,3 +240,90 @@ def test_evaluate_on_a_zoo(tmp_path, capsys):
     assert by_category["source"]["positive"] is None  # the source is not its own positive
     code, _, err = run(["evaluate", "--methods", "c"], capsys)
     assert code == 2 and "--zoo" in err
+
+
+@pytest.fixture()
+def calibrated_flow(files, negatives, capsys):
+    tmp, src, _ = files
+    negs = [str(save_model(m, tmp / f"neg{i}")) for i, m in enumerate(negatives[:5])]
+    fp = tmp / "fp.fp.safetensors"
+    args = ["fingerprint", "create", str(src), "--method", "c", "--param", "steps=100", "--n", "40"]
+    assert run([*args, "--seed", "0", "--out", str(fp)], capsys)[0] == 0
+    code, out, err = run(["fingerprint", "calibrate", str(fp), "--negatives", *negs, "--out", str(fp)], capsys)
+    assert code == 0, err
+    assert "null (beta-binomial) from 5 independent models" in err
+    return tmp, src, fp, out.split()[1]
+
+
+def test_calibrate_then_verify_json_and_commitment(calibrated_flow, negatives, capsys):
+    tmp, src, fp, digest = calibrated_flow
+    code, out, _ = run(["fingerprint", "commit", str(fp)], capsys)
+    assert code == 0 and out.split()[0] == digest
+    suspect = save_model(negatives[5], tmp / "suspect")
+    code, out, err = run(["verify", str(fp), str(suspect), "--fpr", "0.01", "--commitment", digest, "--json"], capsys)
+    assert code == 0, err
+    res = json.loads(out)
+    assert {"statistic", "matching_rate", "n", "p_value", "fpr", "threshold", "verdict", "queries", "null"} <= set(res)
+    assert res["verdict"] == "no-match" and res["fpr"] == 0.01 and res["null"]["n_models"] == 5
+    assert res["null"]["calibrated"] and res["fingerprint_sha256"] == digest
+    code, _, err = run(["verify", str(fp), str(suspect), "--commitment", "0" * 64], capsys)
+    _one_line_error(code, err)
+    assert "not the committed file" in err
+    code, out, err = run(["verify", str(fp), str(suspect), "--fpr", "0.01", "--max-queries", "40"], capsys)
+    assert code == 0 and out.startswith("no-match") and "sequential: stopped after" in out
+
+
+def test_verify_human_output_explains_the_null(calibrated_flow, capsys):
+    tmp, src, fp, _ = calibrated_flow
+    code, out, err = run(["verify", str(fp), str(src), "--fpr", "0.01"], capsys)
+    assert code == 0 and "null: beta-binomial fitted on 5 independent models" in out and "warning" not in err
+
+
+def test_uncalibrated_verify_warns(files, capsys):
+    tmp, src, _ = files
+    args = ["fingerprint", "create", str(src), "--method", "c", "--param", "steps=20", "--n", "10", "--seed", "0"]
+    run([*args, "--out", str(tmp / "u.fp")], capsys)
+    code, out, err = run(["verify", str(tmp / "u.fp"), str(src)], capsys)
+    assert code == 0 and "not calibrated" in err and "chance" in out
+
+
+def test_nan_model_and_directory_are_clear_errors(files, capsys):
+    import torch
+
+    tmp, src, neg = files
+    run(["fingerprint", "create", str(src), "--method", "c", "--param", "steps=5", "--n", "4", "--seed", "0",
+         "--out", str(tmp / "fp")], capsys)  # fmt: skip
+    from modelprint.models import load_model
+
+    broken = load_model(neg)
+    with torch.no_grad():
+        for p in broken.parameters():
+            p.fill_(float("nan"))
+    nan_path = save_model(broken, tmp / "nan")
+    code, _, err = run(["verify", str(tmp / "fp"), str(nan_path)], capsys)
+    _one_line_error(code, err)
+    assert "not finite" in err
+    for folder in (tmp, "."):
+        code, _, err = run(["verify", str(tmp / "fp"), str(folder)], capsys)
+        _one_line_error(code, err)
+        assert "is a folder" in err
+
+
+def test_calibrate_with_reference_models(files, capsys):
+    tmp, src, _ = files
+    args = ["fingerprint", "create", str(src), "--method", "c", "--param", "steps=20", "--n", "10", "--seed", "0"]
+    run([*args, "--out", str(tmp / "r.fp")], capsys)
+    code, out, err = run(
+        ["fingerprint", "calibrate", str(tmp / "r.fp"), "--reference", "3", "--reference-arch", "cnn:width=4",
+         "--epochs", "1", "--out", str(tmp / "rc.fp")],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    kept = sorted(p.name for p in (tmp / "rc-reference").glob("*.safetensors"))
+    assert len(kept) == 3 and all(name.startswith("reference-") for name in kept)
+    code, out, _ = run(["fingerprint", "show", str(tmp / "rc.fp"), "--json"], capsys)
+    null = json.loads(out)["null"]
+    assert null["n_models"] == 3 and "reference" in null["source"] and len(set(null["sha256"])) == 3
+    code, _, err = run(["fingerprint", "calibrate", str(tmp / "r.fp"), "--out", str(tmp / "x")], capsys)
+    _one_line_error(code, err)
+    assert not (tmp / "x").exists()

@@ -118,7 +118,7 @@ def parse_arch(text: str) -> tuple[str, dict[str, Any]]:
 
 
 def reference_plan(
-    fp: Fingerprint, n: int, *, first_seed: int, archs: Sequence[tuple[str, dict[str, Any]]] | None = None
+    meta: dict[str, Any], n: int, *, first_seed: int, archs: Sequence[tuple[str, dict[str, Any]]] | None = None
 ) -> list[tuple[str, dict[str, Any], int]]:
     """(architecture, arguments, seed) for ``n`` reference models: the source's architecture,
     then ``archs`` (default :data:`REFERENCE_ARCHS`), in turn; seeds count up from ``first_seed``,
@@ -126,15 +126,27 @@ def reference_plan(
     if n < 1:
         raise ParameterError(f"--reference needs at least 1 model, got {n}")
     if archs is None:
-        own = (str(fp.meta.get("source_arch") or "cnn"), dict(fp.meta.get("source_arch_args") or {}))
+        own = (str(meta.get("source_arch") or "cnn"), dict(meta.get("source_arch_args") or {}))
         archs = [own] + [a for a in REFERENCE_ARCHS if a[0] != own[0]]
-    source_seed = (fp.meta.get("source_training") or {}).get("seed")
+    source_seed = (meta.get("source_training") or {}).get("seed")
     seeds = (s for s in range(first_seed, first_seed + 10 * n + 10) if s != source_seed)
     return [(archs[i % len(archs)][0], archs[i % len(archs)][1], next(seeds)) for i in range(n)]
 
 
+def source_meta(source: ModelprintModel) -> dict[str, Any]:
+    """What reference training needs to know of a source model (a fingerprint's meta holds the same)."""
+    c = source.card
+    return {
+        "dataset": c.dataset,
+        "source_arch": c.arch,
+        "source_arch_args": c.arch_args,
+        "source_training": c.training,
+        "input_shape": list(c.input_shape),
+    }
+
+
 def train_reference(
-    fp: Fingerprint,
+    meta: dict[str, Any],
     n: int,
     *,
     data: str | None = None,
@@ -151,21 +163,22 @@ def train_reference(
     from .data import load_splits
     from .train import TrainConfig, train_new
 
-    spec = data or fp.meta.get("dataset")
+    spec = data or meta.get("dataset")
     if not spec:
         raise ParameterError("the fingerprint does not name its data set: give --data")
     splits = load_splits(spec, split_seed=split_seed)
-    if tuple(splits.owner.input_shape) != fp.input_shape:
+    shape = tuple(meta.get("input_shape") or ())
+    if tuple(splits.owner.input_shape) != shape:
         raise ParameterError(
-            f"{spec} gives {'x'.join(map(str, splits.owner.input_shape))} inputs but the fingerprint's are "
-            f"{'x'.join(map(str, fp.input_shape))}; give the source's --data (e.g. digits:16)"
+            f"{spec} gives {'x'.join(map(str, splits.owner.input_shape))} inputs but the source takes "
+            f"{'x'.join(map(str, shape))}; give the source's --data (e.g. digits:16)"
         )
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    base = {k: v for k, v in (fp.meta.get("source_training") or {}).items() if k in fields}
+    base = {k: v for k, v in (meta.get("source_training") or {}).items() if k in fields}
     if epochs is not None:
         base["epochs"] = epochs
     models = []
-    for i, (arch, args, seed) in enumerate(reference_plan(fp, n, first_seed=first_seed, archs=archs)):
+    for i, (arch, args, seed) in enumerate(reference_plan(meta, n, first_seed=first_seed, archs=archs)):
         cfg = TrainConfig(**{**base, **ARCH_TRAINING.get(arch, {})})
         model = train_new(
             arch, splits.owner, cfg, seed=seed, test=splits.test, device=device, progress=progress, **args

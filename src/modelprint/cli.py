@@ -99,6 +99,11 @@ def fingerprint_create(
     param: list[str] = typer.Option(None, "--param", help="K=V method parameter (repeat)."),
     n: int = typer.Option(100, "--n", help="Number of queries."),
     seed: int = typer.Option(..., "--seed"),
+    tune: bool = typer.Option(False, "--tune", help="Choose the method's settings on the owner's reference models."),
+    fpr: float = typer.Option(1e-2, "--fpr", help="--tune: the false-positive rate to maximise the TPR at."),
+    data: str = typer.Option(None, "--data", help="--tune: the owner's data set (default: the model card's)."),
+    tune_negatives: int = typer.Option(6, "--tune-negatives", help="--tune: reference negatives to train."),
+    epochs: int = typer.Option(None, "--epochs", help="--tune: epochs per reference negative (default: the source's)."),
     device: str = typer.Option("cpu", "--device"),
     out: Path = typer.Option(..., "--out", help="Fingerprint file (.fp.safetensors)."),
 ) -> None:
@@ -108,7 +113,19 @@ def fingerprint_create(
     from .progress import console
 
     source = load_model(model)
-    fp = create_method(method, **parse_params(param)).generate(source, n=n, seed=seed, device=device)
+    params = parse_params(param)
+    record = None
+    if tune:
+        from .tune import tune_method
+
+        params, record = tune_method(
+            source, method, params=params, n=n, seed=seed, fpr=fpr, data=data, negatives=tune_negatives,
+            epochs=epochs, device=device,
+        )  # fmt: skip
+        console.print(f"tuned {method}: " + ", ".join(f"{k}={v}" for k, v in record["chosen"].items()))
+    fp = create_method(method, **params).generate(source, n=n, seed=seed, device=device)
+    if record is not None:
+        fp.meta["tuning"] = record
     digest = fp.save(out)
     hit = fp.meta.get("target_hit_rate")
     console.print(f"wrote {out}: {len(fp)} queries" + (f", {hit:.0%} reached their target" if hit is not None else ""))
@@ -180,7 +197,14 @@ def fingerprint_calibrate(
         folder = reference_dir or out.parent / (out.name.split(".")[0] + "-reference")
         archs = [parse_arch(a) for a in reference_arch] if reference_arch else None
         models += train_reference(
-            fp, reference, data=data, split_seed=split_seed, archs=archs, epochs=epochs, out_dir=folder, device=device
+            fp.meta,
+            reference,
+            data=data,
+            split_seed=split_seed,
+            archs=archs,
+            epochs=epochs,
+            out_dir=folder,
+            device=device,
         )
         origin.append(f"{reference} reference models in {folder}")
     if not models:

@@ -1,8 +1,12 @@
 """``modelprint demo``: the whole owner / verifier story on the bundled digits, in minutes,
 ending with a FingerBench-style zoo, a benchmark of every method on it and its report.
 
-Digits are upscaled to 16 px. LTRC uses k = 6 there: the paper's k scaled from 224 px
-gives k = 1 at 16 px, which we measured to change little (README, "What the demo shows").
+Digits are upscaled to 16 px. LTRC's settings are tuned on the owner's own reference
+models (``fingerprint create --tune``), not hand-set: the paper's k scaled from 224 px gives
+k = 1 at 16 px, which we measured to change little (README, "What the demo shows"). Every
+fingerprint is calibrated on reference models modelprint trains itself (other seeds and
+architectures on the owner's data), disjoint from the models the tuning used and from
+every model the demo then scores.
 """
 
 from __future__ import annotations
@@ -14,12 +18,14 @@ from pathlib import Path
 from ._io import atomic_write_text
 from .bench import run_bench
 from .bench.report import write_report
+from .calibrate import CALIBRATION_SEED, calibrate, source_meta, train_reference
 from .data import load_splits
 from .evaluate import evaluate_fingerprint, print_table, pruned_copies
 from .fingerprints import Fingerprint, create_method
 from .models import ModelprintModel, save_model
 from .progress import console
 from .train import TrainConfig, accuracy, train_new
+from .tune import tune_method
 from .verify import verify
 from .zoo import build_zoo, load_spec
 
@@ -33,7 +39,10 @@ INDEPENDENT = [
     ("resnet18-attacker-s5", "resnet18", "attacker", 5, {"width": 16}),
     ("vgg11-attacker-s6", "vgg11", "attacker", 6, {"width": 16}),
 ]
-METHODS = {"c": {}, "rc": {}, "rcgm": {}, "ltrc": {"k": 6}}
+METHODS = {"c": {}, "rc": {}, "rcgm": {}, "ltrc": {}}
+TUNED = "ltrc"
+REFERENCE_MODELS = 8  # calibration negatives the owner trains (fast: 3)
+FAST_REFERENCE_ARCHS = [("cnn", {"width": 8})]
 PRUNE_RATES = (0.3, 0.5, 0.7)
 ZOO_SPEC = "demo-digits"  # built-in, 30 models
 FAST_ZOO_SPEC = "smoke-digits"  # --fast: ten tiny models, a smoke run of the same flow
@@ -64,18 +73,45 @@ def run_demo(out: Path, *, fast: bool = False, seed: int = 0) -> dict:
         save_model(model, out / "models" / f"source-prune{int(rate * 100)}")
         console.print(f"pruned {rate:.0%}: test accuracy {accuracy(model, splits.test):.3f}")
 
-    console.rule("3/5  fingerprint the source with every characteristic-example method")
+    console.rule("3/5  fingerprint the source (LTRC tuned on the owner's references), calibrate on reference models")
+    fast_params = {"steps": 100} if fast else {}
+    tuned, record = tune_method(
+        source,
+        TUNED,
+        params=fast_params,
+        grid={"k": [2, 6]} if fast else None,
+        n=100,
+        seed=seed,
+        data=DATA,
+        negatives=3 if fast else 6,
+        epochs=cfg.epochs,
+        archs=FAST_REFERENCE_ARCHS if fast else None,
+        positive_epochs=1 if fast else 5,
+    )
+    console.print(f"tuned {TUNED}: " + ", ".join(f"{k}={v}" for k, v in record["chosen"].items()))
+    method_params = {name: {**params, **fast_params} for name, params in METHODS.items()}
+    method_params[TUNED] = tuned
+    if fast:
+        method_params = {m: {**p, **({"q": 3} if "gm" in m else {})} for m, p in method_params.items()}
+    reference = train_reference(
+        source_meta(source),
+        3 if fast else REFERENCE_MODELS,
+        data=DATA,
+        first_seed=CALIBRATION_SEED,
+        epochs=cfg.epochs,
+        archs=FAST_REFERENCE_ARCHS if fast else None,
+        out_dir=out / "models" / "reference",
+    )
     results, commitments = {}, {}
-    for name, params in METHODS.items():
-        if fast:
-            params = {**params, "steps": 100, **({"q": 3} if "gm" in name else {})}
+    for name, params in method_params.items():
         fp = create_method(name, **params).generate(source, n=100, seed=seed)
+        if name == TUNED:
+            fp.meta["tuning"] = record
         results[name] = evaluate_fingerprint(fp, source, [], negatives, pruned)
-        # The owner stores the calibrated threshold with the fingerprint before committing to it.
-        fp.meta["threshold"] = results[name].threshold
+        fp = calibrate(fp, reference, [m for _, m in pruned], origin=f"{len(reference)} reference models")
         commitments[name] = fp.save(out / "fingerprints" / f"{name}.fp.safetensors")
 
-    console.rule("4/5  evaluate: pruned copies should match, independent models should not")
+    console.rule("4/5  evaluate and verify: pruned copies should match, independent models should not")
     print_table(results, f"digits 16 px, small CNN source, {len(negatives)} independent models")
     best = max(results.values(), key=lambda r: r.uniqueness)
     c, ltrc = results["c"], results["ltrc"]
@@ -83,11 +119,17 @@ def run_demo(out: Path, *, fast: bool = False, seed: int = 0) -> dict:
         f"LTRC transferability {ltrc.transferability:.2f} vs C {c.transferability:.2f}; uniqueness "
         f"{ltrc.uniqueness:+.2f} vs {c.uniqueness:+.2f} (best: {best.method})"
     )
-    check = verify(Fingerprint.load(out / "fingerprints" / "ltrc.fp.safetensors"), pruned[-1][1])
-    console.print(
-        f"verify ltrc on the {PRUNE_RATES[-1]:.0%}-pruned copy: {check.verdict} "
-        f"(matching {check.matching_rate:.2f}, p = {check.p_value:.2g})"
-    )
+    from .cli import format_verification
+
+    fp_ltrc = Fingerprint.load(out / "fingerprints" / "ltrc.fp.safetensors")
+    verdicts = {}
+    for label, suspect in (
+        (f"the {PRUNE_RATES[-1]:.0%}-pruned copy", pruned[-1][1]),
+        (independent[0][0], negatives[0]),
+    ):
+        check = verify(fp_ltrc, suspect, fpr=1e-3)
+        verdicts[label] = check.verdict
+        console.print(f"verify ltrc on {label}:\n" + format_verification(check), markup=False)
     summary = {
         "data": DATA,
         "fast": fast,
@@ -95,6 +137,8 @@ def run_demo(out: Path, *, fast: bool = False, seed: int = 0) -> dict:
         "source_accuracy": source.card.accuracy,
         "independent_accuracy": {n: m.card.accuracy for (n, *_), m in zip(independent, negatives)},
         "commitments": commitments,
+        "tuned": {TUNED: record["chosen"]},
+        "verdicts": verdicts,
         "results": {k: v.to_dict() for k, v in results.items()},
     }
     console.rule("5/5  a zoo of derived and independent suspects: benchmark, report")
@@ -102,9 +146,7 @@ def run_demo(out: Path, *, fast: bool = False, seed: int = 0) -> dict:
     spec = load_spec(FAST_ZOO_SPEC if fast else ZOO_SPEC)
     workers = 0 if fast else None  # a ten-model smoke zoo is quicker in process
     build_zoo(spec, zoo_dir, workers=workers, progress=True)
-    bench_params = {m: params for m, params in METHODS.items() if params}
-    if fast:
-        bench_params = {m: {**p, "steps": 100, **({"q": 3} if "gm" in m else {})} for m, p in METHODS.items()}
+    bench_params = {m: p for m, p in method_params.items() if p}
     report = run_bench(zoo_dir, list(METHODS), bench_dir, n=100, seed=seed, method_params=bench_params)
     _, report_html = write_report(bench_dir)
     summary["zoo"] = {"spec": spec.name, "models": len(spec.models), "report": str(report_html)}

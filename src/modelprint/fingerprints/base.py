@@ -146,6 +146,11 @@ class FingerprintMethod:
         labels = query_labels(suspect, fp.x[start:stop])
         return Evidence((labels == fp.y[start:stop]).numpy().astype(np.float64), "labels", stop - start)
 
+    def tuning_grid(self, input_shape: tuple[int, ...]) -> dict[str, list[Any]]:
+        """Candidate values per setting for ``fingerprint create --tune``, searched one setting at a
+        time in this order (first value = where the search starts); empty = nothing to tune."""
+        return {}
+
     def statistic(self, values: np.ndarray) -> float:
         """One number from the evidence values; the mean by default (the matching rate for labels)."""
         return float(np.mean(values))

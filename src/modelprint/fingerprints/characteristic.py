@@ -140,6 +140,19 @@ class CharacteristicExamples(FingerprintMethod):
         if self.channels_last not in ("auto", True, False):
             raise ParameterError(f"channels_last must be auto, true or false, got {self.channels_last!r}")
 
+    def tuning_grid(self, input_shape: tuple[int, ...]) -> dict[str, list[Any]]:
+        """The high-pass band k first (LTRC), as fractions of the image side, since the right band
+        depends on how much of the data's energy sits in low frequencies (README: k = 1 at 16 px
+        barely helps on digits); then the weight noise delta (RC family); then the step count."""
+        size = min(input_shape[1:])
+        grid: dict[str, list[Any]] = {}
+        if self.k != 0:
+            grid["k"] = sorted({default_k(size), *(max(1, round(size * f)) for f in (0.125, 0.25, 0.375, 0.5))})
+        if self.delta > 0:
+            grid["delta"] = [self.delta, *(d for d in (0.003, 0.03) if d != self.delta)]
+        grid["steps"] = [self.steps, *(s for s in (200, 1000) if s != self.steps)]
+        return grid
+
     def resolved_k(self, size: int) -> int:
         return default_k(size) if self.k is None else self.k
 
