@@ -27,6 +27,7 @@ bench: install
 	$(PY) benchmarks/bench_generation.py
 	$(PY) benchmarks/bench_zoo.py
 	$(PY) benchmarks/bench_runner.py
+	@echo "sequential verification needs a zoo: python benchmarks/bench_sequential.py --zoo DIR"
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache
