@@ -23,7 +23,7 @@ import numpy as np
 from .errors import CalibrationError, ParameterError
 from .fingerprints import Fingerprint, method_of
 from .models import ModelprintModel, save_model, weights_digest
-from .null import fit_count_null, fit_score_null
+from .null import fit_null
 from .progress import console
 
 CALIBRATION_SEED = 1000
@@ -48,15 +48,12 @@ def is_derived_from(model: ModelprintModel, source_sha256: str) -> bool:
 
 
 def model_evidence(fp: Fingerprint, models: Sequence[ModelprintModel]) -> list[dict[str, Any]]:
-    """Per model: its sha256, the statistic and, for count evidence, the count of agreeing items."""
+    """Per model: its sha256, its evidence values and the statistic."""
     method = method_of(fp)
     out = []
     for m in models:
         values = method.evidence(fp, m).values
-        row = {"sha256": weights_digest(m), "statistic": method.statistic(values), "items": len(values)}
-        if method.null_family == "counts":
-            row["count"] = int(round(float(values.sum())))
-        out.append(row)
+        out.append({"sha256": weights_digest(m), "statistic": method.statistic(values), "values": values})
     return out
 
 
@@ -81,10 +78,7 @@ def calibrate(
         raise CalibrationError("the same negative model is given twice: each reference model must count once")
     method = method_of(fp)
     rows = model_evidence(fp, negatives)
-    if method.null_family == "counts":
-        null = fit_count_null([r["count"] for r in rows], rows[0]["items"] if rows else method.items(fp))
-    else:
-        null = fit_score_null([r["statistic"] for r in rows])
+    null = fit_null(method.null_family, [r["values"] for r in rows], [r["statistic"] for r in rows])
     null.update(
         {
             "n_models": len(rows),

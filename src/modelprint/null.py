@@ -177,3 +177,18 @@ def mixture_log_evidence(k: int, n: int, theta: float, side: str) -> float:
     if side == "above":
         return float(special.betaln(a, b) + stats.beta.logsf(theta, a, b) - np.log1p(-theta) - log_lik_theta)
     return float(special.betaln(a, b) + stats.beta.logcdf(theta, a, b) - np.log(theta) - log_lik_theta)
+
+
+def fit_null(family: str, evidence: Sequence[np.ndarray], statistics: Sequence[float]) -> dict:
+    """The null of a method's ``null_family`` from reference models: for ``"counts"`` a
+    beta-binomial on each model's number of agreeing items, otherwise a normal on the statistics."""
+    if family == "counts":
+        return fit_count_null([round(float(np.sum(v))) for v in evidence], len(evidence[0]) if evidence else 0)
+    return fit_score_null(statistics)
+
+
+def p_value(null: dict, values: np.ndarray, statistic: float) -> float:
+    """The p-value of one model's evidence ``values`` (and its ``statistic``) under ``null``."""
+    if null["family"] == "normal":
+        return score_p_value(null, statistic)
+    return count_p_value(null, round(float(np.sum(values))), len(values))

@@ -28,7 +28,7 @@ from .errors import ParameterError
 from .fingerprints import create_method
 from .metrics import aruc
 from .models import ModelprintModel, weights_digest
-from .null import count_p_value, fit_count_null, fit_score_null, score_p_value
+from .null import fit_null, p_value
 from .progress import console
 
 
@@ -45,12 +45,8 @@ def score_candidate(fp: Any, method: Any, positives: list, negatives: list, fpr:
     neg_ev = [method.evidence(fp, m).values for m in negatives]
     pos = np.array([method.statistic(v) for v in pos_ev])
     neg = np.array([method.statistic(v) for v in neg_ev])
-    if method.null_family == "counts":
-        null = fit_count_null([round(v.sum()) for v in neg_ev], len(neg_ev[0]))
-        p = [count_p_value(null, round(v.sum()), len(v)) for v in pos_ev]
-    else:
-        null = fit_score_null(neg)
-        p = [score_p_value(null, s) for s in pos]
+    null = fit_null(method.null_family, neg_ev, neg)
+    p = [p_value(null, v, s) for v, s in zip(pos_ev, pos)]
     return {
         "tpr": float(np.mean(np.asarray(p) < fpr)),
         "aruc": aruc(pos, neg),

@@ -35,7 +35,7 @@ from .. import __version__
 from .._io import atomic_write_text
 from ..errors import ParameterError
 from ..metrics import aruc, best_f1, group_summary, margin, roc_auc, threshold_at_fpr, tnr_at, tpr_at, tpr_at_fpr
-from ..null import clopper_pearson, count_p_value, fit_count_null, fit_score_null, score_p_value
+from ..null import clopper_pearson, fit_null, p_value
 from ..parallel import task_backend
 from ..progress import console, progress_bar
 from ..zoo import ZooManifest, source_row
@@ -154,21 +154,12 @@ def honest_thresholds(
 
     t = threshold_at_fpr(cal, fpr)
     out["threshold"] = {"value": t, **rates(int(np.sum(ev >= t)), int(np.sum(pos >= t)))}
-    if method.null_family == "counts":
-        n = len(next(iter(values.values())))
-        null = fit_count_null([round(sum(values[i])) for i in calib], n)
+    null = fit_null(method.null_family, [np.asarray(values[i]) for i in calib], cal)
 
-        def p_of(i: str) -> float:
-            return count_p_value(null, round(sum(values[i])), len(values[i]))
+    def p_of(i: str) -> float:
+        return p_value(null, np.asarray(values[i]), stat[i])
 
-        summary = {"family": null["family"], "mean": null["mean"], "rho": null["rho"]}
-    else:
-        null = fit_score_null(cal)
-
-        def p_of(i: str) -> float:
-            return score_p_value(null, stat[i])
-
-        summary = {"family": null["family"], "mean": null["mean"], "sd": null["sd"]}
+    summary = {k: null[k] for k in ("family", "mean", "rho", "sd") if k in null}
     p_ev = np.array([p_of(i) for i in evaluation])
     p_pos = np.array([p_of(i) for i in pos_ids])
     out["null"] = {
