@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# The one system package a test needs: Debian's chromium, to render the benchmark report
-# headless. Installed when missing; without it that one test skips and says why.
+# The Debian packages the tests need, installed when missing:
+# - dataset-fashion-mnist: the real benchmark data set (IDX files under /usr/share/datasets/fashion-mnist);
+#   its tests fail, not skip, without it;
+# - chromium: renders the benchmark report headless; without it that one test skips and says why.
 set -uo pipefail
-command -v chromium >/dev/null 2>&1 && exit 0
+want=()
+[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || want+=(dataset-fashion-mnist)
+command -v chromium >/dev/null 2>&1 || want+=(chromium)
+[ ${#want[@]} -eq 0 ] && exit 0
 SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo "sudo")
 if command -v apt-get >/dev/null 2>&1; then
-    ($SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null) && exit 0
+    ($SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null) && exit 0
 fi
-echo "warning: could not install chromium; the browser check of the report will skip" >&2
+echo "warning: could not install ${want[*]} with apt-get; Fashion-MNIST tests will fail and the report's browser check will skip" >&2
 exit 0

@@ -34,8 +34,6 @@ REFERENCE_ARCHS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("resnet18", {"width": 16}),
     ("vgg11", {"width": 16}),
 )
-# Training settings an architecture needs whatever the source used (vit-tiny does not learn with SGD here).
-ARCH_TRAINING: dict[str, dict[str, Any]] = {"vit-tiny": {"optimizer": "adam", "lr": 1e-3}}
 
 
 def is_derived_from(model: ModelprintModel, source_sha256: str) -> bool:
@@ -155,7 +153,7 @@ def train_reference(
     """Train ``n`` models independent of the source on the owner's split, as the owner always
     can: same data set, other seeds and architectures, the source's training settings."""
     from .data import load_splits
-    from .train import TrainConfig, train_new
+    from .train import TrainConfig, train_new, training_settings
 
     spec = data or meta.get("dataset")
     if not spec:
@@ -173,7 +171,7 @@ def train_reference(
         base["epochs"] = epochs
     models = []
     for i, (arch, args, seed) in enumerate(reference_plan(meta, n, first_seed=first_seed, archs=archs)):
-        cfg = TrainConfig(**{**base, **ARCH_TRAINING.get(arch, {})})
+        cfg = TrainConfig(**training_settings(arch, base))  # the architecture's own needs over the source's
         model = train_new(
             arch, splits.owner, cfg, seed=seed, test=splits.test, device=device, progress=progress, **args
         )

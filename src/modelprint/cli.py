@@ -58,7 +58,9 @@ def demo(
 
 @app.command()
 def train(
-    data: str = typer.Option("digits", "--data", help="digits[:16|:32], cifar10:PATH, folder:PATH, npz:PATH"),
+    data: str = typer.Option(
+        "digits", "--data", help="digits[:16|:32], fashion-mnist[:32], mnist:PATH, cifar10:PATH, folder:PATH, npz:PATH"
+    ),
     arch: str = typer.Option(..., "--arch", help="Architecture name (modelprint list)."),
     arch_arg: list[str] = typer.Option(None, "--arch-arg", help="K=V architecture argument (repeat)."),
     split: str = typer.Option("owner", "--split", help="owner | attacker | all"),

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import torch
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 
 from .data import Dataset
 from .errors import ParameterError
-from .models import ModelprintModel, create_model
+from .models import ARCHITECTURES, ModelprintModel, create_model
 from .progress import progress_bar
 
 
@@ -37,6 +38,31 @@ class TrainConfig:
             raise ParameterError(f"schedule must be cosine, step or constant, got {self.schedule!r}")
         if self.augment not in ("none", "crop", "flip", "crop+flip"):
             raise ParameterError(f"augment must be none, crop, flip or crop+flip, got {self.augment!r}")
+
+
+def arch_training(arch: str) -> dict[str, Any]:
+    """An architecture's own training needs: its class attribute ``training``, a dict of
+    :class:`TrainConfig` fields plus ``epoch_factor`` (how many times the usual epochs it needs)."""
+    return dict(getattr(ARCHITECTURES.get(arch), "training", {}))
+
+
+def training_settings(arch: str, base: Mapping[str, Any] = {}, explicit: Mapping[str, Any] = {}) -> dict[str, Any]:
+    """The training settings of one ``arch`` model, from the general to the particular:
+    :class:`TrainConfig`'s defaults, then ``base`` (what holds for every architecture on this
+    data, e.g. a zoo spec's ``[train]`` table), then the architecture's needs
+    (:func:`arch_training`; ``epoch_factor`` multiplies the epochs so far), then ``explicit``
+    (what was written for this model). Returns plain TrainConfig fields, validated."""
+    names = {f.name for f in fields(TrainConfig)}
+    unknown = sorted((set(base) | set(explicit)) - names)
+    if unknown:
+        raise ParameterError(f"unknown training setting(s) {', '.join(unknown)}; settings: {', '.join(sorted(names))}")
+    settings = {**asdict(TrainConfig()), **base}
+    own = arch_training(arch)
+    factor = own.pop("epoch_factor", 1)
+    settings.update(own, epochs=max(1, round(settings["epochs"] * factor)) if settings["epochs"] else 0)
+    settings.update(explicit)
+    TrainConfig(**settings)
+    return settings
 
 
 def augment_batch(x: torch.Tensor, mode: str, g: torch.Generator) -> torch.Tensor:
@@ -99,6 +125,7 @@ def train(
         raise ParameterError(f"training needs at least 2 examples, {data.spec}:{data.split} has {len(data)}")
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
+    started = time.perf_counter()
     model.to(device).train()
     if frozen_norm:
         for m in model.modules():
@@ -141,7 +168,8 @@ def train(
         p.requires_grad_(flag)
     model.eval().cpu()
     if record:
-        model.card.training = {**asdict(cfg), "seed": seed}
+        model.card.training = {**asdict(cfg), "seed": seed, "threads": torch.get_num_threads(), "device": device}
+        model.card.train_seconds = round(time.perf_counter() - started, 2)
     if test is not None:
         model.card.accuracy = round(accuracy(model, test), 6)
     return model

@@ -7,9 +7,12 @@ from modelprint.zoo import SpecError, builtin_specs, load_spec, parse_spec_text
 from ..conftest import TINY_SPEC
 
 
-def test_builtin_specs_have_the_fingerbench_categories():
-    assert {"mini-digits", "fingerbench-cifar10"} <= set(builtin_specs())
-    fb = load_spec("fingerbench-cifar10", data="cifar10:/nonexistent")
+@pytest.mark.parametrize(
+    ("name", "data"), [("fingerbench-cifar10", "cifar10:/nonexistent"), ("fingerbench-fmnist", None)]
+)
+def test_builtin_specs_have_the_fingerbench_categories(name, data):
+    assert {"mini-digits", "mini-fmnist", "fingerbench-cifar10", "fingerbench-fmnist"} <= set(builtin_specs())
+    fb = load_spec(name, data=data)
     counts = Counter((m.role, m.category) for m in fb.models)
     assert len(fb.models) == 154
     assert sum(n for (role, _), n in counts.items() if role == "positive") == 63
@@ -17,9 +20,32 @@ def test_builtin_specs_have_the_fingerbench_categories():
         assert counts["positive", category] == counts["negative", category] == n
     assert counts["positive", "distill"] == counts["positive", "knockoff"] == 15
     assert counts["negative", "other-arch"] == counts["negative", "other-arch-distill"] == 14
-    mini = load_spec("mini-digits")
-    mini_categories = {c for _, c in Counter((m.role, m.category) for m in mini.models)}
-    assert mini_categories == {c for _, c in counts}
+    for mini in (load_spec("mini-digits"), load_spec("mini-fmnist")):
+        mini_counts = Counter((m.role, m.category) for m in mini.models)
+        assert {c for _, c in mini_counts} == {c for _, c in counts}
+        for category in ("finetune", "prune", "noise", "advtrain", "distill", "knockoff"):
+            assert mini_counts["positive", category] == mini_counts["negative", category] > 0
+        others = [m for m in mini.models if m.category == "other-arch"]
+        assert len({m.arch for m in others}) >= 5 and mini_counts["negative", "other-arch-distill"] == len(others)
+
+
+def test_mini_fmnist_trains_on_a_subset_and_takes_each_architectures_own_settings():
+    spec = load_spec("mini-fmnist")
+    assert spec.data == "fashion-mnist" and spec.train_subset == 10000
+    scratch = {m.arch: m.train for m in spec.models if m.parent is None}
+    assert scratch["cnn"]["optimizer"] == "sgd" and scratch["cnn"]["epochs"] == 10
+    # vit-tiny's defaults live beside the architecture, not in the spec: Adam, twice the epochs.
+    assert "adam" not in spec.text and scratch["vit-tiny"]["optimizer"] == "adam"
+    assert scratch["vit-tiny"]["epochs"] == 20 and scratch["vit-tiny"]["weight_decay"] == 0.0
+    knockoffs = [m for m in spec.models if m.category == "knockoff"]
+    assert all(m.steps[0]["classes"] == [0, 1, 2, 3, 4, 5, 6] for m in knockoffs)
+
+
+def test_spec_train_subset_is_validated():
+    base = TINY_SPEC.replace('data = "digits"', 'data = "digits"\ntrain_subset = 100', 1)
+    assert parse_spec_text(base).train_subset == 100
+    with pytest.raises(SpecError, match="train_subset"):
+        parse_spec_text(TINY_SPEC.replace('data = "digits"', 'data = "digits"\ntrain_subset = -3', 1))
 
 
 def test_ids_spell_the_lineage_and_roles_are_inherited():

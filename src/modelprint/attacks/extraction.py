@@ -13,7 +13,9 @@ need not cover the victim's classes evenly); ``budget`` caps the number of queri
 
 Parameters (both):
     arch (str): student architecture (``modelprint list``); arch_args (dict): its arguments.
-    epochs, lr, batch_size, optimizer, augment: the student's training run.
+    epochs, lr, batch_size, optimizer, augment: the student's training run; ``lr`` and
+        ``optimizer`` default to the student architecture's own (``modelprint.train.arch_training``)
+        and its ``epoch_factor`` scales ``epochs``.
 Distill only: T (float) temperature. Knockoff only: budget (int, 0 = all), output, classes.
 
 Example::
@@ -33,7 +35,7 @@ import torch.nn.functional as F
 from ..data import Dataset
 from ..errors import ParameterError
 from ..models import ARCHITECTURES, ModelprintModel, create_model
-from ..train import train
+from ..train import TrainConfig, train, training_settings
 from .base import Attack, register_attack
 from .finetune import TrainingSettings
 
@@ -45,7 +47,8 @@ class _Extraction(TrainingSettings, Attack):
     arch: str = "cnn"
     arch_args: dict[str, Any] = field(default_factory=dict)
     epochs: int = 30
-    lr: float = 0.05
+    lr: float | None = None  # None: the student architecture's own (0.05 with SGD for most)
+    optimizer: str | None = None
 
     needs_data = True
     default_split = "attacker"
@@ -53,6 +56,14 @@ class _Extraction(TrainingSettings, Attack):
     def step_id(self) -> str:
         shown = ",".join(f"{k}={v}" for k, v in sorted(self.arch_args.items()))
         return f"{self.name}({self.arch}{f'[{shown}]' if shown else ''})"
+
+    def train_config(self) -> TrainConfig:
+        """``epochs`` counts for a student without an ``epoch_factor`` (vit-tiny trains twice
+        as long); the optimizer and learning rate are the student architecture's unless given."""
+        base = {"epochs": self.epochs, "lr": 0.05, "optimizer": "sgd", "batch_size": self.batch_size}
+        given = {k: v for k, v in (("lr", self.lr), ("optimizer", self.optimizer)) if v is not None}
+        settings = training_settings(self.arch, {**base, "augment": self.augment, "schedule": "cosine"}, given)
+        return TrainConfig(**settings)
 
     def _check(self) -> None:
         ARCHITECTURES.get(self.arch)  # unknown names fail here, with the list of known ones

@@ -4,7 +4,10 @@ A dataset spec is a string: ``digits`` (sklearn's bundled 8x8 digits, the embedd
 default), ``digits:16`` / ``digits:32`` (upscaled so CIFAR-style networks fit),
 ``cifar10:PATH``, ``cifar100:PATH`` (the python-pickle batch format, read with a
 restricted unpickler), ``folder:PATH`` (one sub-folder per class, Pillow) and
-``npz:PATH`` (arrays ``x``/``y`` or ``x_train``/``y_train``/``x_test``/``y_test``).
+``npz:PATH`` (arrays ``x``/``y`` or ``x_train``/``y_train``/``x_test``/``y_test``),
+``fashion-mnist[:SIZE]`` (Debian's ``dataset-fashion-mnist``, 28 px; SIZE pads or resizes)
+and ``fashion-mnist:PATH[:SIZE]`` / ``mnist:PATH[:SIZE]`` (the four standard IDX files in
+any folder, gzipped or not).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import DataError
-from .sources import load_cifar, load_digits, load_folder, load_npz
+from .sources import load_cifar, load_digits, load_folder, load_idx, load_npz
 
 SPLITS = ("owner", "attacker", "all", "tune", "test")
 
@@ -99,19 +102,42 @@ def _stratified_test(y: torch.Tensor, fraction: float, seed: int) -> tuple[torch
     return torch.sort(torch.cat(train)).values, torch.sort(torch.cat(test)).values
 
 
+KINDS = ("digits", "fashion-mnist", "mnist", "cifar10", "cifar100", "folder", "npz")
+
+
+def _balanced_subset(y: torch.Tensor, limit: int, seed: int) -> torch.Tensor:
+    """At most ``limit`` indices, the same share of every class, chosen by a seeded permutation."""
+    if not limit or limit >= len(y):
+        return torch.arange(len(y))
+    g = torch.Generator().manual_seed(seed + 104729)
+    classes = torch.unique(y).tolist()
+    keep = []
+    for c in classes:
+        idx = torch.nonzero(y == c).flatten()
+        share = round(limit * len(idx) / len(y))
+        keep.append(idx[torch.randperm(len(idx), generator=g)[:share]])
+    return torch.sort(torch.cat(keep)).values
+
+
 def parse_spec(spec: str) -> tuple[str, str]:
     kind, _, arg = spec.partition(":")
-    if kind not in ("digits", "cifar10", "cifar100", "folder", "npz"):
+    if kind not in KINDS:
         raise DataError(
-            f"unknown dataset {spec!r}; use digits[:16|:32], cifar10:PATH, cifar100:PATH, folder:PATH or npz:PATH"
+            f"unknown dataset {spec!r}; use digits[:16|:32], fashion-mnist[:32], fashion-mnist:PATH, mnist:PATH, "
+            "cifar10:PATH, cifar100:PATH, folder:PATH or npz:PATH"
         )
-    if kind != "digits" and not arg:
+    if kind not in ("digits", "fashion-mnist") and not arg:
         raise DataError(f"dataset {kind!r} needs a local path: {kind}:PATH")
     return kind, arg
 
 
 def load_splits(
-    spec: str = "digits", *, split_seed: int = 0, test_fraction: float = 0.2, tune_fraction: float = 0.5
+    spec: str = "digits",
+    *,
+    split_seed: int = 0,
+    test_fraction: float = 0.2,
+    tune_fraction: float = 0.5,
+    train_subset: int = 0,
 ) -> DatasetSplits:
     """Load a dataset and cut it into owner / attacker halves, a tune set and a test set.
 
@@ -120,7 +146,11 @@ def load_splits(
     images) is cut into ``tune`` (``tune_fraction`` of it: the attacker's fine-tuning
     data) and ``test``. ``split_seed`` fixes every cut; every model of one study should
     use the same one so that the split names mean the same images for all of them.
+    ``train_subset`` (0 = all) keeps at most that many images of each half, class-balanced
+    and seeded: a cheaper zoo on a large data set, with tune and test untouched.
     """
+    if train_subset < 0:
+        raise DataError(f"train_subset must be >= 0 (0 = every image), got {train_subset}")
     if not 0.0 <= tune_fraction < 1.0 or not 0.0 < test_fraction < 1.0:
         raise DataError("test_fraction must be in (0, 1) and tune_fraction in [0, 1)")
     kind, arg = parse_spec(spec)
@@ -130,6 +160,8 @@ def load_splits(
         x, y, classes, x_test, y_test = load_cifar(arg, kind)
     elif kind == "folder":
         x, y, classes, x_test, y_test = load_folder(arg)
+    elif kind in ("fashion-mnist", "mnist"):
+        x, y, classes, x_test, y_test = load_idx(kind, arg)
     else:
         x, y, classes, x_test, y_test = load_npz(arg)
     if x_test is None:
@@ -137,6 +169,8 @@ def load_splits(
         x, y, x_test, y_test = x[train_idx], y[train_idx], x[test_idx], y[test_idx]
     full = Dataset(x, y, tuple(classes), spec)
     owner_idx, attacker_idx = _stratified_halves(y, split_seed)
+    owner_idx = owner_idx[_balanced_subset(y[owner_idx], train_subset, split_seed)]
+    attacker_idx = attacker_idx[_balanced_subset(y[attacker_idx], train_subset, split_seed + 1)]
     held_out = Dataset(x_test, y_test, tuple(classes), spec, "test")
     test_idx, tune_idx = _stratified_test(y_test, tune_fraction, split_seed + 1) if tune_fraction else (None, None)
     return DatasetSplits(
@@ -147,8 +181,8 @@ def load_splits(
     )
 
 
-def load_dataset(spec: str = "digits", split: str = "all", *, split_seed: int = 0) -> Dataset:
-    return load_splits(spec, split_seed=split_seed).get(split)
+def load_dataset(spec: str = "digits", split: str = "all", *, split_seed: int = 0, train_subset: int = 0) -> Dataset:
+    return load_splits(spec, split_seed=split_seed, train_subset=train_subset).get(split)
 
 
 __all__ = ["Dataset", "DatasetSplits", "SPLITS", "load_dataset", "load_splits", "parse_spec"]

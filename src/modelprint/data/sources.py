@@ -188,3 +188,131 @@ def load_npz(path_str: str) -> Arrays:
         y_test = torch.from_numpy(arrays[keys[3]].astype(np.int64))
     n_classes = int(y.max()) + 1 if len(y) else 0
     return x, y, [str(i) for i in range(n_classes)], x_test, y_test
+
+
+# --- IDX (the MNIST family's format) -------------------------------------------------------
+
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
+FASHION_CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+# 28x28 uint8 images: the largest official file (60,000 images) is 47 MB; anything far
+# beyond is not an MNIST-style file and is refused before it is decompressed.
+MAX_IDX_BYTES = 512 * 1024**2
+MISSING_FASHION = (
+    "Fashion-MNIST not found in {dir}: install it with `sudo apt-get install dataset-fashion-mnist` "
+    "(Debian/Ubuntu; `make test` does this), or point at a folder of the IDX files with --data fashion-mnist:PATH"
+)
+
+
+def _idx_file(folder: Path, stem: str) -> Path:
+    for name in (stem, stem + ".gz", stem.replace("-idx", ".idx")):
+        if (folder / name).is_file():
+            return folder / name
+    raise DataError(f"{folder}: no {stem} or {stem}.gz (the standard MNIST-style IDX file names)")
+
+
+def read_idx(path: str | Path, ndim: int) -> np.ndarray:
+    """An IDX file (optionally gzipped) of unsigned bytes with ``ndim`` dimensions, as a numpy array.
+
+    The format (LeCun's MNIST page): two zero bytes, a type code (0x08 = uint8), the number
+    of dimensions, each dimension as a big-endian int32, then the data. Anything else (another
+    type, a wrong dimension count, a truncated or over-long body) is refused with one line.
+    """
+    import gzip
+
+    p = check_readable(path, "IDX file", DataError)
+    try:
+        with open(p, "rb") as raw:
+            gzipped = raw.read(2) == b"\x1f\x8b"
+        opener = gzip.open if gzipped else open
+        with opener(p, "rb") as f:
+            header = f.read(4)
+            if len(header) < 4 or header[:2] != b"\0\0":
+                raise DataError(f"{p}: not an IDX file (bad magic number)")
+            if header[2] != 0x08:
+                raise DataError(f"{p}: IDX type code 0x{header[2]:02x}; only unsigned bytes (0x08) are read")
+            if header[3] != ndim:
+                raise DataError(f"{p}: IDX file with {header[3]} dimensions, expected {ndim}")
+            dims_raw = f.read(4 * ndim)
+            if len(dims_raw) < 4 * ndim:
+                raise DataError(f"{p}: truncated IDX header")
+            dims = tuple(int.from_bytes(dims_raw[4 * i : 4 * i + 4], "big") for i in range(ndim))
+            size = int(np.prod(dims, dtype=np.int64))
+            if size > MAX_IDX_BYTES:
+                raise DataError(f"{p}: IDX body of {size} bytes is over the {MAX_IDX_BYTES}-byte limit")
+            body = f.read(size + 1)  # one byte more reveals trailing data
+    except DataError:
+        raise
+    except (OSError, EOFError) as e:
+        raise DataError(f"{p}: cannot read IDX data ({e.__class__.__name__}: {e})") from None
+    if len(body) != size:
+        what = "truncated" if len(body) < size else "longer than its header says"
+        raise DataError(f"{p}: IDX body is {what} ({len(body)} bytes for dimensions {dims})")
+    return np.frombuffer(body, dtype=np.uint8).reshape(dims)
+
+
+def _idx_pair(folder: Path, part: str) -> tuple[torch.Tensor, torch.Tensor]:
+    images_path = _idx_file(folder, IDX_FILES[part][0])
+    labels_path = _idx_file(folder, IDX_FILES[part][1])
+    images, labels = read_idx(images_path, 3), read_idx(labels_path, 1)
+    if len(images) != len(labels):
+        raise DataError(f"{folder}: {len(images)} {part} images but {len(labels)} labels")
+    if images.shape[1:] != (28, 28):
+        raise DataError(f"{images_path}: images are {images.shape[1]}x{images.shape[2]}, expected 28x28")
+    if len(labels) and labels.max() > 9:
+        raise DataError(f"{labels_path}: label {int(labels.max())} outside 0-9")
+    x = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
+    return x, torch.from_numpy(labels.astype(np.int64))
+
+
+def _resize(x: torch.Tensor, px: int) -> torch.Tensor:
+    """28 px to ``px``: zero padding when it grows by an even number of pixels up to 8 (the
+    LeNet convention for 32 px: every pixel unchanged), bilinear resizing otherwise."""
+    size = x.shape[-1]
+    if px == size:
+        return x
+    grow = px - size
+    if 0 < grow <= 8 and grow % 2 == 0:
+        return F.pad(x, (grow // 2,) * 4)
+    return F.interpolate(x, size=(px, px), mode="bilinear", align_corners=False).clamp(0, 1)
+
+
+def parse_idx_arg(kind: str, arg: str) -> tuple[Path, int]:
+    """``fashion-mnist``, ``fashion-mnist:32``, ``mnist:PATH`` or ``fashion-mnist:PATH[:32]`` -> (folder, px)."""
+    path, px = arg, 28
+    head, sep, tail = arg.rpartition(":")
+    if tail.isdigit():
+        path, px = (head if sep else ""), int(tail)
+    if not 8 <= px <= 256:
+        raise DataError(f"{kind} size must be between 8 and 256 pixels, got {px}")
+    if not path:
+        if kind != "fashion-mnist":
+            raise DataError(f"{kind} needs the folder of its IDX files: {kind}:PATH")
+        path = FASHION_MNIST_DIR
+    return Path(path), px
+
+
+def load_idx(kind: str, arg: str) -> Arrays:
+    folder, px = parse_idx_arg(kind, arg)
+    if not folder.is_dir():
+        if str(folder) == FASHION_MNIST_DIR:
+            raise DataError(MISSING_FASHION.format(dir=folder))
+        raise DataError(f"{kind} folder not found: {folder} (the folder holding the four IDX files)")
+    x, y = _idx_pair(folder, "train")
+    x_test, y_test = _idx_pair(folder, "test")
+    classes = FASHION_CLASSES if kind == "fashion-mnist" else [str(c) for c in range(10)]
+    return _resize(x, px).contiguous(), y, list(classes), _resize(x_test, px).contiguous(), y_test

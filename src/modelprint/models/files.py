@@ -36,6 +36,9 @@ class ModelCard:
     dataset: str = ""
     split: str = ""
     accuracy: float | None = None
+    # Wall-clock seconds it took to make this model (training, or every attack step of a
+    # derived one), on the threads noted in ``training`` / the zoo's build.json.
+    train_seconds: float | None = None
     seed: int | None = None
     training: dict[str, Any] = field(default_factory=dict)
     # Oldest first: each step is {"parent_sha256": ..., "recipe": {"attack": name, ...}}.
@@ -108,6 +111,7 @@ class ModelprintModel(nn.Module):
         child.card.lineage.append({"parent_sha256": weights_digest(self), "recipe": recipe})
         child.card.weights_sha256 = ""
         child.card.accuracy = None
+        child.card.train_seconds = None
         return child
 
 

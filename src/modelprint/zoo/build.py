@@ -33,15 +33,15 @@ from .spec import ModelPlan, ZooSpec, parse_spec_text, read_spec_text
 SPEC_FILE = "zoo.toml"
 BUILD_FILE = "build.json"
 
-_SPLITS_CACHE: dict[tuple[str, int], Any] = {}
+_SPLITS_CACHE: dict[tuple[str, int, int], Any] = {}
 
 
-def _splits(data: str, split_seed: int) -> Any:
+def _splits(data: str, split_seed: int, train_subset: int = 0) -> Any:
     from ..data import load_splits
 
-    key = (data, split_seed)
+    key = (data, split_seed, train_subset)
     if key not in _SPLITS_CACHE:
-        _SPLITS_CACHE[key] = load_splits(data, split_seed=split_seed)
+        _SPLITS_CACHE[key] = load_splits(data, split_seed=split_seed, train_subset=train_subset)
     return _SPLITS_CACHE[key]
 
 
@@ -74,7 +74,7 @@ def _build_model(plan: dict[str, Any], context: dict[str, Any]) -> dict[str, Any
     started = time.perf_counter()
     p = ModelPlan(**plan)
     root = Path(context["out"])
-    splits = _splits(context["data"], context["split_seed"])
+    splits = _splits(context["data"], context["split_seed"], context.get("train_subset", 0))
     if p.parent is None:
         model = train_new(
             p.arch,
@@ -94,6 +94,7 @@ def _build_model(plan: dict[str, Any], context: dict[str, Any]) -> dict[str, Any
             model = create_attack(step["attack"], **params).apply(
                 model, data, seed=step["seed"], device=context["device"], test=splits.test
             )
+    model.card.train_seconds = round(time.perf_counter() - started, 2)
     path = save_model(model, root / "models" / p.file)
     return {
         "id": p.id,
@@ -119,6 +120,8 @@ def _prepare(spec: ZooSpec, out: Path) -> None:
     """Claim ``out`` for this spec, or check that it already belongs to it."""
     out.mkdir(parents=True, exist_ok=True)
     build_info = {"name": spec.name, "data": spec.data, "split_seed": spec.split_seed}
+    if spec.train_subset:
+        build_info["train_subset"] = spec.train_subset
     spec_path, info_path = out / SPEC_FILE, out / BUILD_FILE
     if spec_path.exists():
         same_spec = spec_path.read_text("utf-8") == spec.text
@@ -165,7 +168,9 @@ def build_zoo(
         raise ParameterError(f"--workers must be >= 0, got {workers}")
     if threads < 1:
         raise ParameterError(f"--threads must be >= 1, got {threads}")
-    _splits(zoo.data, zoo.split_seed)  # a missing or unreadable data set fails here, before any training
+    _splits(
+        zoo.data, zoo.split_seed, zoo.train_subset
+    )  # a missing or unreadable data set fails here, before any training
     _prepare(zoo, out)
     manifest = ZooManifest.read(out, missing_ok=True)
     plans = zoo.by_id()
@@ -178,7 +183,14 @@ def build_zoo(
     todo = [p for p in zoo.models if p.id not in finished]
     if finished:
         console.print(f"resuming {zoo.name}: {len(finished)} of {len(zoo.models)} models already built")
-    context = {"out": str(out), "data": zoo.data, "split_seed": zoo.split_seed, "device": device, "threads": threads}
+    context = {
+        "out": str(out),
+        "data": zoo.data,
+        "split_seed": zoo.split_seed,
+        "train_subset": zoo.train_subset,
+        "device": device,
+        "threads": threads,
+    }
     started = time.perf_counter()
     running: dict[Any, ModelPlan] = {}
     descendants = _descendant_counts(zoo.models)

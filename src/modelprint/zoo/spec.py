@@ -1,6 +1,7 @@
 """Zoo specs: TOML data that names every model of a zoo and how it is made.
 
-A spec has top-level ``name``, ``data`` (a dataset spec), ``split_seed``, a ``[train]``
+A spec has top-level ``name``, ``data`` (a dataset spec), ``split_seed``, ``train_subset``
+(images kept of each training half, class-balanced and seeded; 0 = all), a ``[train]``
 table (training defaults for models trained from scratch, :class:`~modelprint.train.TrainConfig`
 fields) and a list of ``[[models]]`` entries. An entry either trains from scratch
 (``arch``, ``args``, ``split``, ``seed``, ``role``, ``category``, optional ``train``) or
@@ -29,7 +30,7 @@ from ..attacks import ATTACKS, create_attack
 from ..data import SPLITS, parse_spec
 from ..errors import ModelprintError, ParameterError
 from ..models import ARCHITECTURES
-from ..train import TrainConfig
+from ..train import TrainConfig, training_settings
 
 ENTRY_FIELDS = {"name", "role", "category", "arch", "args", "split", "seed", "train", "from", "steps", "variants"}
 ROLES = ("positive", "negative")
@@ -77,6 +78,7 @@ class ZooSpec:
     models: list[ModelPlan]
     text: str  # the spec as written, stored with the zoo
     source: str  # where it was read from
+    train_subset: int = 0
 
     def by_id(self) -> dict[str, ModelPlan]:
         return {m.id: m for m in self.models}
@@ -138,13 +140,16 @@ def parse_spec_text(text: str, source: str = "zoo.toml", *, data: str | None = N
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise SpecError(f"{source}: not valid TOML ({e})") from None
-    unknown_top = sorted(set(raw) - {"name", "description", "data", "split_seed", "train", "models"})
+    unknown_top = sorted(set(raw) - {"name", "description", "data", "split_seed", "train_subset", "train", "models"})
     if unknown_top:
         raise SpecError(f"{source}: unknown top-level key(s) {', '.join(unknown_top)}")
     entries = raw.get("models")
     if not isinstance(entries, list) or not entries:
         raise SpecError(f"{source}: no [[models]] entries")
     lines = _entry_lines(text)
+    train_subset = raw.get("train_subset", 0)
+    if not isinstance(train_subset, int) or isinstance(train_subset, bool) or train_subset < 0:
+        raise SpecError(f"{source}: train_subset must be a whole number >= 0 (0 = every image), got {train_subset!r}")
     train_defaults = raw.get("train", {})
     try:
         TrainConfig(**train_defaults)
@@ -252,6 +257,7 @@ def parse_spec_text(text: str, source: str = "zoo.toml", *, data: str | None = N
         models=plans,
         text=text,
         source=source,
+        train_subset=train_subset,
     )
 
 
@@ -267,11 +273,10 @@ def _scratch_plan(fields: dict[str, Any], train_defaults: dict[str, Any], line: 
     if split not in ("owner", "attacker", "all"):
         raise ParameterError(f"split must be owner, attacker or all, got {split!r}")
     seed = int(fields.get("seed", 0))
-    train = {**train_defaults, **fields.get("train", {})}
-    try:
-        TrainConfig(**train)
-    except TypeError as e:
-        raise ParameterError(f"train: {e}") from None
+    explicit = fields.get("train", {})
+    if not isinstance(explicit, dict):
+        raise ParameterError("train must be a table of training settings")
+    train = training_settings(arch, train_defaults, explicit)
     return ModelPlan(
         id=_scratch_id(arch, args, split, seed),
         role=fields["role"],
