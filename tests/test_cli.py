@@ -110,6 +110,19 @@ def test_train_writes_a_model(tmp_path, capsys):
     )
     card = json.loads((tmp_path / "m.json").read_text())
     assert code == 0 and card["arch_args"] == {"width": 4} and card["split"] == "owner"
+    assert card["train_seconds"] > 0 and card["training"]["optimizer"] == "sgd"
+
+
+def test_train_takes_the_architectures_defaults_unless_told(tmp_path, capsys):
+    common = ["train", "--data", "digits", "--arch", "vit-tiny", "--arch-arg", "width=8", "--arch-arg", "depth=1"]
+    common += ["--epochs", "1", "--seed", "0", "--train-subset", "200"]
+    code, _, err = run([*common, "--out", str(tmp_path / "v")], capsys)
+    card = json.loads((tmp_path / "v.json").read_text())
+    assert code == 0, err
+    assert (card["training"]["optimizer"], card["training"]["epochs"], card["training"]["lr"]) == ("adam", 2, 0.002)
+    code, _, err = run([*common, "--optimizer", "sgd", "--lr", "0.01", "--out", str(tmp_path / "s")], capsys)
+    card = json.loads((tmp_path / "s.json").read_text())
+    assert code == 0 and (card["training"]["optimizer"], card["training"]["lr"]) == ("sgd", 0.01)
 
 
 def _one_line_error(code, err):

@@ -125,6 +125,11 @@ def reference_plan(
     return [(archs[i % len(archs)][0], archs[i % len(archs)][1], next(seeds)) for i in range(n)]
 
 
+def source_subset(meta: dict[str, Any]) -> int:
+    """How many images of its split the source trained on (0: all); reference models use as many."""
+    return int((meta.get("source_training") or {}).get("train_subset") or 0)
+
+
 def source_meta(source: ModelprintModel) -> dict[str, Any]:
     """What reference training needs to know of a source model (a fingerprint's meta holds the same)."""
     c = source.card
@@ -158,7 +163,7 @@ def train_reference(
     spec = data or meta.get("dataset")
     if not spec:
         raise ParameterError("the fingerprint does not name its data set: give --data")
-    splits = load_splits(spec, split_seed=split_seed)
+    splits = load_splits(spec, split_seed=split_seed, train_subset=source_subset(meta))
     shape = tuple(meta.get("input_shape") or ())
     if tuple(splits.owner.input_shape) != shape:
         raise ParameterError(

@@ -64,13 +64,14 @@ def train(
     arch: str = typer.Option(..., "--arch", help="Architecture name (modelprint list)."),
     arch_arg: list[str] = typer.Option(None, "--arch-arg", help="K=V architecture argument (repeat)."),
     split: str = typer.Option("owner", "--split", help="owner | attacker | all"),
-    epochs: int = typer.Option(30, "--epochs"),
-    lr: float = typer.Option(0.05, "--lr"),
-    optimizer: str = typer.Option("sgd", "--optimizer", help="sgd | adam"),
+    epochs: int = typer.Option(30, "--epochs", help="Scaled by the architecture's epoch_factor (vit-tiny: 2x)."),
+    lr: float = typer.Option(None, "--lr", help="Default: the architecture's own (0.05 for SGD families)."),
+    optimizer: str = typer.Option(None, "--optimizer", help="sgd | adam (default: the architecture's own)"),
     schedule: str = typer.Option("cosine", "--schedule", help="cosine | step | constant"),
     augment: str = typer.Option("crop", "--augment", help="none | crop | flip | crop+flip"),
     batch_size: int = typer.Option(64, "--batch-size"),
     split_seed: int = typer.Option(0, "--split-seed", help="Seed of the owner/attacker/test cut."),
+    train_subset: int = typer.Option(0, "--train-subset", help="Keep N class-balanced images of the split (0: all)."),
     seed: int = typer.Option(..., "--seed"),
     device: str = typer.Option("cpu", "--device"),
     out: Path = typer.Option(..., "--out", help="Model file to write (.safetensors + .json)."),
@@ -79,17 +80,19 @@ def train(
     from .data import load_splits
     from .models import save_model
     from .progress import console
-    from .train import TrainConfig, train_new
+    from .train import TrainConfig, train_new, training_settings
 
     if split not in ("owner", "attacker", "all"):
         raise ParameterError(f"--split must be owner, attacker or all, got {split!r}")
-    splits = load_splits(data, split_seed=split_seed)
-    cfg = TrainConfig(
-        epochs=epochs, lr=lr, optimizer=optimizer, schedule=schedule, augment=augment, batch_size=batch_size
-    )
+    splits = load_splits(data, split_seed=split_seed, train_subset=train_subset)
+    general = {"epochs": epochs, "lr": 0.05, "schedule": schedule, "augment": augment, "batch_size": batch_size}
+    given = {k: v for k, v in (("lr", lr), ("optimizer", optimizer)) if v is not None}
+    cfg = TrainConfig(**training_settings(arch, general, given))
     model = train_new(
         arch, splits.get(split), cfg, seed=seed, test=splits.test, device=device, **parse_params(arch_arg)
     )
+    if train_subset:
+        model.card.training["train_subset"] = train_subset
     path = save_model(model, out)
     console.print(f"wrote {path} (test accuracy {model.card.accuracy:.4f}, sha256 {model.card.weights_sha256[:16]}…)")
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .attacks import create_attack
-from .calibrate import TUNING_SEED, source_meta, train_reference
+from .calibrate import TUNING_SEED, source_meta, source_subset, train_reference
 from .errors import ParameterError
 from .fingerprints import create_method
 from .metrics import aruc
@@ -91,7 +91,7 @@ def tune_method(
     spec = data or meta["dataset"]
     if not spec:
         raise ParameterError("the source model's card names no data set: give --data")
-    splits = load_splits(spec, split_seed=split_seed)
+    splits = load_splits(spec, split_seed=split_seed, train_subset=source_subset(meta))
     if progress:
         console.print(
             f"tune {method_name}: {negatives} reference negatives and 4 reference positives on {spec} (owner split)"

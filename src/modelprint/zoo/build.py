@@ -86,6 +86,8 @@ def _build_model(plan: dict[str, Any], context: dict[str, Any]) -> dict[str, Any
             progress=False,
             **p.args,
         )
+        if context.get("train_subset"):  # reference models of this source train on the same amount of data
+            model.card.training["train_subset"] = context["train_subset"]
     else:
         model = load_model(root / context["parent_file"])
         for step in p.steps:
