@@ -26,6 +26,7 @@ def test_build_writes_every_model_with_lineage(reference_zoo):
     for row in manifest.rows:
         assert row["status"] == "done" and 0.0 <= row["accuracy"] <= 1.0
         model = load_model(reference_zoo / row["file"])
+        assert model.card.train_seconds > 0  # what each model cost, in its card
         if row["parent"] is None:
             assert model.card.lineage == []
             continue
@@ -36,12 +37,18 @@ def test_build_writes_every_model_with_lineage(reference_zoo):
     assert (reference_zoo / "zoo.toml").read_text() == TINY_SPEC
 
 
-def test_rebuilding_a_finished_zoo_redoes_nothing(tiny_spec, tmp_path):
+def test_rebuilding_a_finished_zoo_redoes_nothing(tmp_path, reference_zoo):
+    spec = tmp_path / "subset.toml"  # on a training subset: the cards say so, for reference models to match
+    spec.write_text(TINY_SPEC.replace('data = "digits"', 'data = "digits"\ntrain_subset = 300', 1))
     out = tmp_path / "zoo"
-    build_zoo(tiny_spec, out, workers=0, progress=False)
+    build_zoo(spec, out, workers=0, progress=False)
     stamps = {p: p.stat().st_mtime_ns for p in (out / "models").iterdir()}
-    build_zoo(tiny_spec, out, workers=0, progress=False)
+    build_zoo(spec, out, workers=0, progress=False)
     assert {p: p.stat().st_mtime_ns for p in (out / "models").iterdir()} == stamps
+    assert json.loads((out / "build.json").read_text())["train_subset"] == 300
+    source = load_model(out / ZooManifest.read(out).rows[0]["file"])
+    assert source.card.training["train_subset"] == 300
+    assert _shas(out)["cnn[width=8](owner,s0)"] != _shas(reference_zoo)["cnn[width=8](owner,s0)"]
 
 
 def test_killed_build_resumes_to_the_same_manifest(tiny_spec, tmp_path, reference_zoo):
