@@ -24,6 +24,8 @@ fingerprint_app = typer.Typer(help="Create and inspect fingerprints.", no_args_i
 app.add_typer(fingerprint_app, name="fingerprint")
 zoo_app = typer.Typer(help="Build, list and check zoos of suspect models.", no_args_is_help=True)
 app.add_typer(zoo_app, name="zoo")
+gan_app = typer.Typer(help="Train the GAN that NaturalFinger draws its queries from.", no_args_is_help=True)
+app.add_typer(gan_app, name="gan")
 
 
 def parse_params(items: list[str] | None) -> dict[str, Any]:
@@ -95,6 +97,44 @@ def train(
         model.card.training["train_subset"] = train_subset
     path = save_model(model, out)
     console.print(f"wrote {path} (test accuracy {model.card.accuracy:.4f}, sha256 {model.card.weights_sha256[:16]}…)")
+
+
+@gan_app.command("train")
+def gan_train(
+    data: str = typer.Option("digits", "--data", help="The owner's data set, as for `modelprint train`."),
+    split: str = typer.Option("owner", "--split", help="owner (the default: the GAN sees only the owner's data) | all"),
+    split_seed: int = typer.Option(0, "--split-seed"),
+    train_subset: int = typer.Option(0, "--train-subset", help="Keep N class-balanced images of the split (0: all)."),
+    steps: int = typer.Option(3000, "--steps", help="Generator and discriminator updates."),
+    width: int = typer.Option(64, "--width", help="Channels at the lowest resolution."),
+    z_dim: int = typer.Option(64, "--z-dim"),
+    batch_size: int = typer.Option(64, "--batch-size"),
+    seed: int = typer.Option(..., "--seed"),
+    device: str = typer.Option("cpu", "--device"),
+    out: Path = typer.Option(..., "--out", help="GAN file (.safetensors; card .json and samples .png beside it)."),
+) -> None:
+    """Train a SAGAN on the owner's data; an interrupted run resumes from its checkpoint."""
+    from .data import load_splits
+    from .fingerprints.gan import GANConfig, checkpoint_path, gan_paths, save_gan, train_gan
+    from .progress import console
+
+    if split not in ("owner", "all"):
+        raise ParameterError(f"--split must be owner or all (the attacker's half is not the owner's), got {split!r}")
+    config = GANConfig(z_dim=z_dim, width=width, steps=steps, batch_size=batch_size)
+    images = load_splits(data, split_seed=split_seed, train_subset=train_subset).get(split)
+    weights, _ = gan_paths(out)
+    ckpt = checkpoint_path(weights)
+    if ckpt.is_file():
+        console.print(f"resuming from {ckpt}")
+    gan = train_gan(images, config, seed=seed, device=device, checkpoint=ckpt)
+    gan.card.update(split_seed=split_seed, train_subset=train_subset)
+    path = save_gan(gan, weights)
+    ckpt.unlink(missing_ok=True)
+    last = gan.card["history"][-1] if gan.card["history"] else {}
+    console.print(
+        f"wrote {path}, {path.with_suffix('.json').name} and {path.with_suffix('.png').name} "
+        f"({gan.card['train_seconds']:.0f} s; last losses D {last.get('d_loss')}, G {last.get('g_loss')})"
+    )
 
 
 @fingerprint_app.command("create")

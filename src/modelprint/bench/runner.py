@@ -46,8 +46,11 @@ DEFAULT_BUDGETS = (10, 20, 50, 100)
 STRENGTH_KEYS = ("rate", "sigma", "p", "mode", "arch")
 
 
-def _cache_key(source_sha: str, method: str, params: dict[str, Any], n: int, seed: int) -> str:
-    blob = json.dumps({"source": source_sha, "method": method, "params": params, "n": n, "seed": seed}, sort_keys=True)
+def _cache_key(source_sha: str, method: str, params: dict[str, Any], n: int, seed: int, inputs: str = "") -> str:
+    blob = {"source": source_sha, "method": method, "params": params, "n": n, "seed": seed}
+    if inputs:
+        blob["inputs"] = inputs
+    blob = json.dumps(blob, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -171,6 +174,21 @@ def honest_thresholds(
     return out
 
 
+def check_held_out(fp_meta: dict[str, dict[str, Any]], suspects: list[dict[str, Any]], src: dict[str, Any]) -> None:
+    """Refuse to score a suspect that a method learnt from (its sha256 is among the trained
+    models recorded in the fingerprint): its matching rate would measure memory, not
+    generalisation. The source itself is shared by design and is never scored."""
+    for m, meta in fp_meta.items():
+        trained = {r["sha256"]: r["id"] for r in meta.get("trained_models") or []}
+        shared = [r["id"] for r in suspects if r is not src and r["sha256"] in trained]
+        if shared:
+            more = f" and {len(shared) - 3} more" if len(shared) > 3 else ""
+            raise ParameterError(
+                f"{m} learnt from {len(shared)} model(s) of this zoo ({', '.join(shared[:3])}{more}); "
+                "build its training zoo with other seeds (e.g. the built-in *-train specs) so no suspect is shared"
+            )
+
+
 def _mirror_id(row_id: str, source_id: str, mirror_id: str) -> str | None:
     return mirror_id + row_id[len(source_id) :] if row_id.startswith(source_id) else None
 
@@ -231,7 +249,7 @@ def run_bench(
     method_objs: dict[str, Any] = {}
     for m in methods:
         method = method_objs[m] = create_method(m, **method_params.get(m, {}))
-        key = _cache_key(src["sha256"], m, method.params(), n, seed)
+        key = _cache_key(src["sha256"], m, method.params(), n, seed, method.inputs_digest())
         path = out / "fingerprints" / f"{m}-{key}.fp.safetensors"
         started = time.perf_counter()
         if path.is_file():
@@ -244,6 +262,8 @@ def run_bench(
         fp_files[m] = str(path)
         fp_meta[m] = {"params": method.params(), "file": str(path.relative_to(out)), **fp.meta}
         items[m] = method.items(fp)
+
+    check_held_out(fp_meta, suspects, src)
 
     # 2. every suspect answers every method's queries
     cpus = os.cpu_count() or 1

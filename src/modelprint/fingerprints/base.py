@@ -151,6 +151,11 @@ class FingerprintMethod:
         time in this order (first value = where the search starts); empty = nothing to tune."""
         return {}
 
+    def inputs_digest(self) -> str:
+        """sha256 of the files the settings name (a GAN, a training zoo), so that a cache keyed
+        on the settings notices when those files change; empty when the settings name none."""
+        return ""
+
     def statistic(self, values: np.ndarray) -> float:
         """One number from the evidence values; the mean by default (the matching rate for labels)."""
         return float(np.mean(values))

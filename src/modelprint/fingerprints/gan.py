@@ -1,0 +1,412 @@
+"""A small SAGAN (self-attention GAN) whose generator NaturalFinger searches for natural queries.
+
+Zhang, Goodfellow, Metaxas, Odena, "Self-Attention Generative Adversarial Networks"
+(ICML 2019), scaled down for 16-32 px and 1 or 3 channels: spectral normalisation in
+both networks, one self-attention block in each (at half the image side), the hinge
+loss and two time-scale learning rates (G 1e-4, D 4e-4, Adam betas (0, 0.9)).
+
+Generator: z (z_dim) -> linear -> (width, s/4, s/4) -> [up x2, conv3, BN, ReLU] -> attention
+at s/2 -> [up x2, conv3, BN, ReLU] -> conv3 -> sigmoid: images (N, C, s, s) in [0, 1], so
+its samples live in the input space every modelprint model takes.
+Discriminator: conv3 -> conv4/2 -> attention -> conv4/2 -> conv3 -> sum over positions ->
+linear: one realness score per image (hinge: real >= 1, fake <= -1).
+
+Training is seeded per step (the batch and the latents of step t come from ``seed`` and t
+alone), so a run interrupted and resumed from its checkpoint gives the same bytes as an
+uninterrupted one. Files: ``GAN.safetensors`` (``generator.*`` and ``discriminator.*``)
+with its card ``GAN.json`` (data set and its sha256, settings, loss history, time), a
+sample grid ``GAN.png``, and while training ``GAN.ckpt.safetensors`` (removed at the end).
+
+Example::
+
+    gan = train_gan(load_dataset("digits:16", "owner"), GANConfig(steps=2000), seed=0)
+    save_gan(gan, "owner-gan.safetensors")
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from .. import __version__
+from .._io import atomic_write, atomic_write_text, check_readable, sha256_file
+from ..data import Dataset
+from ..errors import ModelFileError, ParameterError
+from ..progress import progress_bar
+
+GAN_KIND = "modelprint-gan"
+
+
+@dataclass(frozen=True)
+class GANConfig:
+    """Settings of a GAN and its training (SAGAN's defaults where they fit small images)."""
+
+    z_dim: int = 64
+    width: int = 64  # channels at the lowest resolution; halved at each upsampling
+    steps: int = 3000
+    batch_size: int = 64
+    lr_g: float = 1e-4
+    lr_d: float = 4e-4
+    beta1: float = 0.0
+    beta2: float = 0.9
+    checkpoint_every: int = 250
+
+    def __post_init__(self) -> None:
+        if self.z_dim < 1 or self.width < 8 or self.steps < 0 or self.batch_size < 2:
+            raise ParameterError("GAN: z_dim >= 1, width >= 8, steps >= 0 and batch_size >= 2 are required")
+        if self.lr_g <= 0 or self.lr_d <= 0 or self.checkpoint_every < 1:
+            raise ParameterError("GAN: learning rates must be > 0 and checkpoint_every >= 1")
+
+
+class SelfAttention(nn.Module):
+    """SAGAN's attention over positions: x + gamma * (softmax(f(x)^T g(x)) applied to h(x)), gamma from 0."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        inner = max(1, channels // 8)
+        self.f = spectral_norm(nn.Conv2d(channels, inner, 1, bias=False))
+        self.g = spectral_norm(nn.Conv2d(channels, inner, 1, bias=False))
+        self.h = spectral_norm(nn.Conv2d(channels, max(1, channels // 2), 1, bias=False))
+        self.out = spectral_norm(nn.Conv2d(max(1, channels // 2), channels, 1, bias=False))
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, hh, ww = x.shape
+        q = self.f(x).flatten(2)  # (n, c', hw)
+        k = self.g(x).flatten(2)
+        v = self.h(x).flatten(2)  # (n, c/2, hw)
+        attn = torch.softmax(q.transpose(1, 2) @ k, dim=-1)  # (n, hw, hw): query position -> key positions
+        o = (v @ attn.transpose(1, 2)).view(n, -1, hh, ww)
+        return x + self.gamma * self.out(o)
+
+
+class Generator(nn.Module):
+    def __init__(self, z_dim: int, channels: int, size: int, width: int) -> None:
+        super().__init__()
+        self.z_dim, self.s0, self.width = z_dim, size // 4, width
+        self.fc = spectral_norm(nn.Linear(z_dim, width * self.s0 * self.s0))
+        self.block1 = nn.Sequential(
+            nn.Upsample(scale_factor=2),
+            spectral_norm(nn.Conv2d(width, width // 2, 3, padding=1)),
+            nn.BatchNorm2d(width // 2),
+            nn.ReLU(),
+        )
+        self.attn = SelfAttention(width // 2)
+        self.block2 = nn.Sequential(
+            nn.Upsample(scale_factor=2),
+            spectral_norm(nn.Conv2d(width // 2, width // 4, 3, padding=1)),
+            nn.BatchNorm2d(width // 4),
+            nn.ReLU(),
+        )
+        self.to_image = spectral_norm(nn.Conv2d(width // 4, channels, 3, padding=1))
+        self.bn0 = nn.BatchNorm2d(width)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.bn0(self.fc(z).view(len(z), self.width, self.s0, self.s0)))
+        h = self.block2(self.attn(self.block1(h)))
+        return torch.sigmoid(self.to_image(h))
+
+
+class Discriminator(nn.Module):
+    def __init__(self, channels: int, width: int) -> None:
+        super().__init__()
+        w4, w2 = width // 4, width // 2
+        self.features = nn.Sequential(
+            spectral_norm(nn.Conv2d(channels, w4, 3, padding=1)),
+            nn.LeakyReLU(0.1),
+            spectral_norm(nn.Conv2d(w4, w2, 4, stride=2, padding=1)),
+            nn.LeakyReLU(0.1),
+            SelfAttention(w2),
+            spectral_norm(nn.Conv2d(w2, width, 4, stride=2, padding=1)),
+            nn.LeakyReLU(0.1),
+            spectral_norm(nn.Conv2d(width, width, 3, padding=1)),
+            nn.LeakyReLU(0.1),
+        )
+        self.head = spectral_norm(nn.Linear(width, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Realness scores (N,) of images in [0, 1]."""
+        return self.head(self.features(x * 2 - 1).sum(dim=(2, 3))).squeeze(1)
+
+
+@dataclass
+class GAN:
+    """A generator, its discriminator and the card that says what they were trained on."""
+
+    generator: Generator
+    discriminator: Discriminator
+    card: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def z_dim(self) -> int:
+        return self.generator.z_dim
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.card["input_shape"])  # type: ignore[return-value]
+
+    def sample(self, z: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.generator.eval()(z)
+
+
+def build_gan(input_shape: tuple[int, int, int], config: GANConfig) -> GAN:
+    c, h, w = input_shape
+    if h != w or h % 4 or not 8 <= h <= 64:
+        raise ParameterError(f"the GAN needs square images with a side in 8-64 divisible by 4, got {h}x{w}")
+    if c not in (1, 3):
+        raise ParameterError(f"the GAN needs 1 or 3 channels, got {c}")
+    return GAN(Generator(config.z_dim, c, h, config.width), Discriminator(c, config.width))
+
+
+def data_digest(data: Dataset) -> str:
+    """sha256 of the training images' float32 bytes and labels: which data a GAN has seen."""
+    h = hashlib.sha256()
+    h.update(data.x.float().contiguous().numpy().tobytes())
+    h.update(data.y.long().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def hinge_losses(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+    """Discriminator hinge loss: mean(relu(1 - D(x))) + mean(relu(1 + D(G(z))))."""
+    return F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+
+
+def _optimizers(gan: GAN, config: GANConfig) -> tuple[torch.optim.Adam, torch.optim.Adam]:
+    betas = (config.beta1, config.beta2)
+    return (
+        torch.optim.Adam(gan.generator.parameters(), lr=config.lr_g, betas=betas),
+        torch.optim.Adam(gan.discriminator.parameters(), lr=config.lr_d, betas=betas),
+    )
+
+
+def gan_step(
+    gan: GAN, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, real: torch.Tensor, g: torch.Generator
+) -> tuple[float, float]:
+    """One discriminator and one generator update; returns (d_loss, g_loss) before the updates."""
+    device = real.device
+    gan.generator.train()
+    gan.discriminator.train()
+    z = torch.randn(len(real), gan.z_dim, generator=g).to(device)
+    fake = gan.generator(z)
+    d_loss = hinge_losses(gan.discriminator(real), gan.discriminator(fake.detach()))
+    opt_d.zero_grad(set_to_none=True)
+    d_loss.backward()
+    opt_d.step()
+    g_loss = -gan.discriminator(fake).mean()  # the generator's hinge loss
+    opt_g.zero_grad(set_to_none=True)
+    g_loss.backward()
+    opt_g.step()
+    return d_loss.item(), g_loss.item()
+
+
+def _step_generator(seed: int, step: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+def checkpoint_path(out: Path) -> Path:
+    return out.with_name(out.name.removesuffix(".safetensors") + ".ckpt.safetensors")
+
+
+def _save_checkpoint(path: Path, gan: GAN, opts: tuple[torch.optim.Optimizer, ...], state: dict[str, Any]) -> None:
+    tensors = {f"generator.{k}": v for k, v in gan.generator.state_dict().items()}
+    tensors |= {f"discriminator.{k}": v for k, v in gan.discriminator.state_dict().items()}
+    for name, opt in zip(("opt_g", "opt_d"), opts):
+        for i, s in opt.state_dict()["state"].items():
+            for k, v in s.items():
+                tensors[f"{name}.{i}.{k}"] = torch.as_tensor(v).clone()
+    tensors = {k: v.contiguous().clone() for k, v in tensors.items()}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"modelprint": json.dumps(state, sort_keys=True)}))
+
+
+def _load_checkpoint(path: Path, gan: GAN, opts: tuple[torch.optim.Optimizer, ...]) -> dict[str, Any]:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            state = json.loads((f.metadata() or {})["modelprint"])
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no items())
+    except (SafetensorError, OSError, KeyError, json.JSONDecodeError) as e:
+        raise ModelFileError(f"{path}: unreadable GAN checkpoint ({e}); delete it to start over") from None
+    _load_weights(gan, tensors, path)
+    for name, opt in zip(("opt_g", "opt_d"), opts):
+        sd = opt.state_dict()
+        per_param: dict[int, dict[str, torch.Tensor]] = {}
+        for key, v in tensors.items():
+            if key.startswith(name + "."):
+                _, i, k = key.split(".", 2)
+                per_param.setdefault(int(i), {})[k] = v
+        sd["state"] = per_param
+        opt.load_state_dict(sd)
+    return state
+
+
+def _load_weights(gan: GAN, tensors: dict[str, torch.Tensor], path: Path) -> None:
+    for prefix, net in (("generator.", gan.generator), ("discriminator.", gan.discriminator)):
+        part = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        try:
+            net.load_state_dict(part)
+        except RuntimeError as e:
+            first = str(e).splitlines()[0]
+            raise ModelFileError(f"{path}: GAN weights do not fit the architecture in its card ({first})") from None
+
+
+def train_gan(
+    data: Dataset,
+    config: GANConfig = GANConfig(),
+    *,
+    seed: int = 0,
+    device: str = "cpu",
+    checkpoint: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> GAN:
+    """Train a GAN on ``data`` (the owner's split). With ``checkpoint`` the state is saved every
+    ``config.checkpoint_every`` steps and a matching checkpoint found there is resumed."""
+    if len(data) < config.batch_size:
+        raise ParameterError(f"the GAN needs at least batch_size={config.batch_size} images, got {len(data)}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ParameterError("device 'cuda' asked for but no CUDA device is available")
+    digest = data_digest(data)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        gan = build_gan(data.input_shape, config)
+    gan.generator.to(device)
+    gan.discriminator.to(device)
+    opts = _optimizers(gan, config)
+    # steps and checkpoint_every are left out: a finished run's checkpoint can be extended to more steps.
+    settings = {k: v for k, v in asdict(config).items() if k not in ("steps", "checkpoint_every")}
+    identity = {"config": settings, "seed": seed, "data_sha256": digest}
+    start, history, seconds = 0, [], 0.0
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    if ckpt is not None and ckpt.is_file():
+        state = _load_checkpoint(ckpt, gan, opts)
+        if state.get("identity") != identity:
+            raise ParameterError(f"{ckpt} is a checkpoint of another GAN run (settings, seed or data); delete it")
+        start, history, seconds = state["step"], state["history"], state["seconds"]
+    x = data.x.to(device)
+    started = time.perf_counter()
+    window: list[tuple[float, float]] = []
+    with progress_bar(config.steps, "GAN training", progress) as bar:
+        bar.update(start)
+        for step in range(start, config.steps):
+            g = _step_generator(seed, step)
+            real = x[torch.randint(0, len(x), (config.batch_size,), generator=g).to(device)]
+            window.append(gan_step(gan, *opts, real, g))
+            if (step + 1) % 100 == 0 or step + 1 == config.steps:
+                d, gl = (sum(v) / len(window) for v in zip(*window))
+                history.append({"step": step + 1, "d_loss": round(d, 4), "g_loss": round(gl, 4)})
+                window = []
+                bar.update(0, description=f"GAN training (D {d:.3f}, G {gl:.3f})")
+            if ckpt is not None and (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
+                elapsed = seconds + time.perf_counter() - started
+                state = {"identity": identity, "step": step + 1, "history": history, "seconds": elapsed}
+                _save_checkpoint(ckpt, gan, opts, state)
+            bar.update(1)
+    gan.generator.cpu().eval()
+    gan.discriminator.cpu().eval()
+    gan.card = {
+        "kind": GAN_KIND,
+        "arch": "sagan",
+        "config": asdict(config),
+        "seed": seed,
+        "input_shape": list(data.input_shape),
+        "num_classes": data.num_classes,
+        "dataset": data.spec,
+        "split": data.split,
+        "data_images": len(data),
+        "data_sha256": digest,
+        "history": history,
+        "train_seconds": round(seconds + time.perf_counter() - started, 2),
+        "threads": torch.get_num_threads(),
+        "device": device,
+        "modelprint_version": __version__,
+    }
+    return gan
+
+
+def gan_paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    p = Path(path)
+    if p.suffix != ".safetensors":
+        p = p.with_name(p.name + ".safetensors")
+    return p, p.with_suffix(".json")
+
+
+def save_gan(gan: GAN, path: str | os.PathLike, *, grid: bool = True) -> Path:
+    """Write weights, card (with the weights' sha256) and, with ``grid``, an 8x8 sample PNG."""
+    weights, card_path = gan_paths(path)
+    tensors = {f"generator.{k}": v for k, v in gan.generator.state_dict().items()}
+    tensors |= {f"discriminator.{k}": v for k, v in gan.discriminator.state_dict().items()}
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+    atomic_write(weights, lambda tmp: save_file(tensors, tmp))
+    gan.card["weights_sha256"] = sha256_file(weights)
+    atomic_write_text(card_path, json.dumps(gan.card, indent=2, sort_keys=True) + "\n")
+    if grid:
+        save_sample_grid(gan, weights.with_suffix(".png"))
+    return weights
+
+
+def load_gan(path: str | os.PathLike) -> GAN:
+    """Load a GAN file written by :func:`save_gan` (safetensors + JSON card; no code runs)."""
+    weights, card_path = gan_paths(path)
+    check_readable(weights, "GAN file", ModelFileError)
+    check_readable(card_path, "GAN card", ModelFileError)
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+        if card.get("kind") != GAN_KIND:
+            raise KeyError("kind")
+        names = {f.name for f in fields(GANConfig)}
+        config = GANConfig(**{k: v for k, v in card["config"].items() if k in names})
+        shape = tuple(int(v) for v in card["input_shape"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise ModelFileError(
+            f"{card_path}: not a modelprint GAN card ({e}); make one with `modelprint gan train`"
+        ) from None
+    if len(shape) != 3:
+        raise ModelFileError(f"{card_path}: input_shape must be [C, H, W], got {list(shape)}")
+    gan = build_gan(shape, config)  # type: ignore[arg-type]
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no items())
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ModelFileError(f"{weights} is not a readable safetensors file ({e})") from None
+    _load_weights(gan, tensors, weights)
+    gan.card = card
+    gan.generator.eval()
+    gan.discriminator.eval()
+    return gan
+
+
+def save_sample_grid(gan: GAN, path: str | os.PathLike, *, rows: int = 8, seed: int = 0) -> None:
+    """An rows x rows grid of samples from fixed latents (the same picture for the same GAN)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    z = torch.randn(rows * rows, gan.z_dim, generator=torch.Generator().manual_seed(seed))
+    x = gan.sample(z)
+    c, s = x.shape[1], x.shape[2]
+    pad = 1
+    canvas = torch.ones(c, rows * (s + pad) + pad, rows * (s + pad) + pad)
+    for i in range(rows * rows):
+        r, q = divmod(i, rows)
+        canvas[:, pad + r * (s + pad) : pad + r * (s + pad) + s, pad + q * (s + pad) : pad + q * (s + pad) + s] = x[i]
+    image = canvas.permute(1, 2, 0).numpy()
+
+    def write(tmp: str) -> None:
+        if c == 1:
+            plt.imsave(tmp, image[..., 0], cmap="gray", vmin=0, vmax=1, format="png")
+        else:
+            plt.imsave(tmp, image.clip(0, 1), format="png")
+
+    atomic_write(path, write)

@@ -1,0 +1,358 @@
+"""NaturalFinger: natural queries from a GAN that positive and negative models label differently.
+
+Paper: Yang, Wang, Wang, "NaturalFinger: Generating Natural Fingerprint with Generative
+Adversarial Networks" (``papers/002_…`` beside DESIGN.md), Algorithm 1:
+
+1. **Screen** ``candidates x n'`` latents z ~ N(0, I): keep those whose image G(z) every
+   positive trained model labels alike (the paper: "correctly classified by all positive
+   models"); ``n' = oversample x n`` are optimised.
+2. **Labels**: the original label y_o is the positives' majority; the adversarial label
+   y_a is the negatives' majority label on their own untargeted FGSM examples (step
+   ``fgsm_eps``), the class most often different from y_o. Off (ablation): a random
+   label other than y_o.
+3. **Optimise** the latents with SGD (``lr`` 0.5, ``iterations`` 1000) on::
+
+       L = mean_pos CW(f(T(G(z))), y_o) + mean_neg CW(f(T(G(z))), y_a) + lambda * L_D(G(z))
+       CW(Z, t) = max(max_{j != t} Z_j - Z_t, -kappa)
+
+   with T a random input transformation drawn every step (horizontal flip where the data
+   allows it, Gaussian noise, translation, shear) and L_D the hinge loss of the GAN's
+   own discriminator, relu(1 - D(G(z))): the image should pass as real. With more
+   trained models than ``model_batch``, each iteration updates z once per mini-batch of
+   models (a seeded shuffle), as the paper does to save memory.
+4. **Screen again**: keep the images on which every trained model gives its label under
+   ``screen_draws`` random transformations and none; the ``n`` best (all successes
+   first) are the queries, labelled by the source model.
+
+Trained models come from a training zoo (``trained``: a folder built by ``modelprint zoo
+build`` from a ``*-train`` spec, with other seeds than any zoo it is scored on); its source
+must be the model being fingerprinted. Their sha256s are recorded in the fingerprint so
+that ``bench`` can refuse to score a suspect the method has learnt from.
+
+Parameters (paper symbols where the paper has them):
+    gan (str): GAN file from ``modelprint gan train`` on the owner's data.
+    trained (str): training zoo folder (positives: the source and models derived from it;
+        negatives: independent models and their students).
+    iterations (int): latent-optimisation iterations, 1000.
+    lr (float): SGD learning rate on the latents, 0.5.
+    kappa (float): CW confidence kappa, 1.0 (the paper gives none).
+    lam (float): weight lambda of the discriminator loss, 0.5.
+    fgsm_eps (float): FGSM step for the adversarial labels, 0.03 (8/255-ish; not given).
+    candidates (int): latents screened per optimised latent, 4.
+    oversample (float): latents optimised per query kept, 2.0.
+    model_batch (int): trained models per update, 16 (the paper's 16 models in one batch).
+    adversarial_label, input_transform, discriminator_loss (bool): the paper's three
+        tricks, each switchable for the ablation.
+    flip (bool | None): horizontal flips in T; None = from the GAN's data (not for digits or
+        MNIST, whose classes are not mirror-symmetric).
+    translate (float): largest shift as a fraction of the side, 0.1.
+    shear (float): largest shear factor, 0.1.
+    noise (float): Gaussian noise standard deviation in [0, 1] pixel units, 0.03.
+    screen_draws (int): random transformations each query must survive, 4.
+
+Shapes: queries (n, C, H, W) in [0, 1] (the GAN's sigmoid output); labels (n,) int64.
+
+Example::
+
+    nf = create_method("naturalfinger", gan="owner-gan.safetensors", trained="train-zoo")
+    fp = nf.generate(load_model("train-zoo/models/source.safetensors"), n=100, seed=0)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .._io import sha256_file
+from ..data import Dataset
+from ..errors import ParameterError
+from ..models import ModelprintModel, load_model, weights_digest
+from ..progress import progress_bar
+from .base import FingerprintMethod, register_method
+
+# Data whose classes change under a mirror image (a mirrored 2 is no digit): no flips in T.
+NO_FLIP_DATA = ("digits", "mnist")
+
+
+def cw_loss(logits: torch.Tensor, target: torch.Tensor, kappa: float) -> torch.Tensor:
+    """Carlini-Wagner margin per example: max(max_{j != t} Z_j - Z_t, -kappa), shape (N,)."""
+    true = logits.gather(1, target[:, None]).squeeze(1)
+    other = logits.masked_fill(F.one_hot(target, logits.shape[1]).bool(), float("-inf")).amax(1)
+    return (other - true).clamp(min=-kappa)
+
+
+def random_transform(
+    x: torch.Tensor, g: torch.Generator, *, flip: bool, translate: float, shear: float, noise: float
+) -> torch.Tensor:
+    """A differentiable random affine map per image (shift up to ``translate`` of the side,
+    shear up to ``shear``, mirror with probability 1/2 when ``flip``), then Gaussian noise;
+    zero padding, clipped to [0, 1]."""
+    n = len(x)
+
+    def u(lo: float, hi: float) -> torch.Tensor:
+        return torch.rand(n, generator=g) * (hi - lo) + lo
+
+    sx = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0) if flip else torch.ones(n)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = sx
+    theta[:, 0, 1] = u(-shear, shear)
+    theta[:, 1, 0] = u(-shear, shear)
+    theta[:, 1, 1] = 1.0
+    theta[:, 0, 2] = u(-2 * translate, 2 * translate)  # normalised coordinates span 2 per side
+    theta[:, 1, 2] = u(-2 * translate, 2 * translate)
+    theta = theta.to(x.device, x.dtype)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    out = F.grid_sample(x, grid, padding_mode="zeros", align_corners=False)
+    if noise > 0:
+        out = out + noise * torch.randn(out.shape, generator=g).to(x.device, x.dtype)
+    return out.clamp(0, 1)
+
+
+@dataclass
+class TrainedModels:
+    """The positive and negative models a method learns from, with where they came from."""
+
+    positives: list[ModelprintModel]
+    negatives: list[ModelprintModel]
+    records: list[dict[str, Any]]  # id, role, arch, sha256 of each, for the fingerprint's meta
+
+
+def load_trained(zoo: str, source: ModelprintModel) -> TrainedModels:
+    """Trained models from a training zoo whose source is ``source``: positives = the source
+    and every positive derived from it, negatives = every negative model."""
+    from ..zoo import ZooManifest, source_row
+
+    manifest = ZooManifest.read(zoo)
+    src = source_row(manifest)
+    digest = weights_digest(source)
+    if src["sha256"] != digest:
+        raise ParameterError(
+            f"the training zoo {zoo} was built from another source (sha256 {src['sha256'][:12]}…, the model "
+            f"fingerprinted has {digest[:12]}…): build the training spec with the same source recipe and data"
+        )
+    positives: list[ModelprintModel] = [source]
+    negatives: list[ModelprintModel] = []
+    records = [{"id": src["id"], "role": "positive", "arch": src["arch"], "sha256": src["sha256"]}]
+    for row in manifest.rows:
+        if row["status"] != "done" or row is src:
+            continue
+        model = load_model(manifest.path(row))
+        (positives if row["role"] == "positive" else negatives).append(model)
+        records.append({k: row[k] for k in ("id", "role", "arch", "sha256")})
+    if len(positives) < 1 or len(negatives) < 1:
+        raise ParameterError(f"the training zoo {zoo} needs at least one negative model")
+    return TrainedModels(positives, negatives, records)
+
+
+def _predict(models: list[ModelprintModel], x: torch.Tensor) -> torch.Tensor:
+    """Labels (models, N)."""
+    with torch.no_grad():
+        return torch.stack([m.predict(x) for m in models])
+
+
+def _majority(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Most frequent label per column of (models, N); ties go to the smaller class."""
+    counts = F.one_hot(labels, num_classes).sum(0)
+    return counts.argmax(1)
+
+
+@register_method("naturalfinger")
+@dataclass(kw_only=True)
+class NaturalFinger(FingerprintMethod):
+    gan: str | None = None
+    trained: str | None = None
+    iterations: int = 1000
+    lr: float = 0.5
+    kappa: float = 1.0
+    lam: float = 0.5
+    fgsm_eps: float = 0.03
+    candidates: int = 4
+    oversample: float = 2.0
+    model_batch: int = 16
+    adversarial_label: bool = True
+    input_transform: bool = True
+    discriminator_loss: bool = True
+    flip: bool | None = None
+    translate: float = 0.1
+    shear: float = 0.1
+    noise: float = 0.03
+    screen_draws: int = 4
+
+    def __post_init__(self) -> None:
+        if self.iterations < 0 or self.lr <= 0 or self.kappa < 0 or self.lam < 0:
+            raise ParameterError("iterations >= 0, lr > 0, kappa >= 0 and lam >= 0 are required")
+        if self.candidates < 1 or self.oversample < 1 or self.model_batch < 1 or self.screen_draws < 0:
+            raise ParameterError(
+                "candidates >= 1, oversample >= 1, model_batch >= 1 and screen_draws >= 0 are required"
+            )
+        if not 0 <= self.translate <= 0.5 or not 0 <= self.shear <= 1 or not 0 <= self.noise <= 1:
+            raise ParameterError("translate must be in [0, 0.5], shear and noise in [0, 1]")
+        if not 0 <= self.fgsm_eps <= 1:
+            raise ParameterError(f"fgsm_eps must be in [0, 1], got {self.fgsm_eps}")
+
+    def _inputs(self, model: ModelprintModel) -> tuple[Any, TrainedModels]:
+        from .gan import load_gan
+
+        if not self.gan or not self.trained:
+            raise ParameterError(
+                "naturalfinger needs a GAN and trained models: --param gan=GAN.safetensors (modelprint gan train "
+                "--data DATA --split owner) and --param trained=ZOO (modelprint zoo build SPEC-train)"
+            )
+        gan = load_gan(self.gan)
+        if tuple(gan.input_shape) != tuple(model.card.input_shape):
+            raise ParameterError(
+                f"the GAN makes {list(gan.input_shape)} images, the model takes {list(model.card.input_shape)}"
+            )
+        return gan, load_trained(self.trained, model)
+
+    def inputs_digest(self) -> str:
+        import hashlib
+
+        from .gan import gan_paths
+
+        h = hashlib.sha256()
+        files = [gan_paths(self.gan)[0]] if self.gan else []
+        files += [Path(self.trained) / "manifest.jsonl"] if self.trained else []
+        for path in files:
+            if path.is_file():
+                h.update(sha256_file(path).encode())
+        return h.hexdigest()
+
+    def _flip(self, gan: Any) -> bool:
+        if self.flip is not None:
+            return bool(self.flip)
+        return not str(gan.card.get("dataset", "")).startswith(NO_FLIP_DATA)
+
+    def _generate(
+        self, model: ModelprintModel, data: Dataset | None, *, n: int, seed: int, device: str, progress: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
+        gan, trained = self._inputs(model)
+        flip = self._flip(gan)
+        num_classes = model.card.num_classes
+        generator, disc = gan.generator.to(device).eval(), gan.discriminator.to(device).eval()
+        nets = trained.positives + trained.negatives
+        for net in [*nets, generator, disc]:
+            net.to(device).eval()
+            net.requires_grad_(False)
+        n_pos = len(trained.positives)
+        g = torch.Generator().manual_seed(seed)
+
+        def transform(x: torch.Tensor) -> torch.Tensor:
+            return random_transform(x, g, flip=flip, translate=self.translate, shear=self.shear, noise=self.noise)
+
+        # 1. screening of initial latents
+        n_opt = math.ceil(self.oversample * n)
+        z_all = torch.randn(n_opt * self.candidates, gan.z_dim, generator=g).to(device)
+        with torch.no_grad():
+            x_all = torch.cat([generator(chunk) for chunk in z_all.split(256)])
+        pos_labels = _predict(trained.positives, x_all)
+        agreement = (pos_labels == _majority(pos_labels, num_classes)).float().mean(0)
+        order = sorted(range(len(z_all)), key=lambda i: (-agreement[i].item(), i))[:n_opt]
+        z = z_all[order].clone()
+        screened = int((agreement == 1).sum())
+
+        # 2. labels: original (positives' majority) and adversarial (FGSM on the negatives)
+        x0 = x_all[order]
+        y_o = _majority(pos_labels[:, order], num_classes)
+        y_a = self._adversarial_labels(trained.negatives, x0, y_o, num_classes, g)
+
+        # 3. latent optimisation
+        z.requires_grad_(True)
+        opt = torch.optim.SGD([z], lr=self.lr)
+        targets = [y_o] * n_pos + [y_a] * len(trained.negatives)
+        with progress_bar(self.iterations, f"{self.name} latents", progress) as bar:
+            for _ in range(self.iterations):
+                perm = torch.randperm(len(nets), generator=g).tolist()
+                for start in range(0, len(nets), self.model_batch):
+                    batch = perm[start : start + self.model_batch]
+                    loss = self._loss(generator, disc, z, [nets[i] for i in batch], [targets[i] for i in batch],
+                                      [i < n_pos for i in batch], transform)  # fmt: skip
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                bar.update(1)
+        z = z.detach()
+
+        # 4. final screening under transformations
+        with torch.no_grad():
+            x = torch.cat([generator(chunk) for chunk in z.split(256)])
+            views = [x] + [transform(x) for _ in range(self.screen_draws)]
+            hits = torch.zeros(len(x))
+            ok = torch.ones(len(x), dtype=torch.bool)
+            for view in views:
+                for net, t in zip(nets, targets):
+                    right = net.predict(view).cpu() == t.cpu()
+                    hits += right.float()
+                    ok &= right
+            score = hits / (len(views) * len(nets))
+        keep = sorted(range(len(x)), key=lambda i: (-int(ok[i]), -score[i].item(), i))[:n]
+        x = x[keep].cpu()
+        expected = model.predict(x.to(device)).cpu()
+        pos_rate = (_predict(trained.positives, x) == expected).float().mean().item()
+        neg_rate = (_predict(trained.negatives, x) == expected).float().mean().item()
+        info = {
+            "gan_sha256": gan.card.get("weights_sha256"),
+            "gan_data_sha256": gan.card.get("data_sha256"),
+            "trained_models": trained.records,
+            "flip": flip,
+            "screened_latents": f"{screened} of {len(z_all)} agreed on all positives",
+            "final_successes": int(ok.sum()),
+            "optimised": n_opt,
+            "kept_successes": int(ok[keep].sum()),
+            "trained_positive_match": round(pos_rate, 4),
+            "trained_negative_match": round(neg_rate, 4),
+        }
+        for net in nets:
+            net.requires_grad_(True)
+        return x, expected, {"original": y_o[keep].cpu(), "adversarial": y_a[keep].cpu(), "latent": z[keep].cpu()}, info
+
+    def _adversarial_labels(
+        self,
+        negatives: list[ModelprintModel],
+        x: torch.Tensor,
+        y_o: torch.Tensor,
+        num_classes: int,
+        g: torch.Generator,
+    ) -> torch.Tensor:
+        if not self.adversarial_label:
+            shift = torch.randint(1, num_classes, (len(x),), generator=g).to(y_o.device)
+            return (y_o + shift) % num_classes
+        votes = torch.zeros(len(x), num_classes, device=x.device)
+        soft = torch.zeros(len(x), num_classes, device=x.device)
+        for net in negatives:
+            xa = x.detach().clone().requires_grad_(True)
+            logits = net(xa)
+            (grad,) = torch.autograd.grad(F.cross_entropy(logits, y_o, reduction="sum"), xa)
+            with torch.no_grad():
+                adv_logits = net((x + self.fgsm_eps * grad.sign()).clamp(0, 1))
+                votes += F.one_hot(adv_logits.argmax(1), num_classes).float()
+                soft += adv_logits.softmax(1)
+        # The class most negatives move to; where none leaves y_o, their most likely other class.
+        votes.scatter_(1, y_o[:, None], 0)
+        soft.scatter_(1, y_o[:, None], -1)
+        return torch.where(votes.amax(1) > 0, votes.argmax(1), soft.argmax(1))
+
+    def _loss(
+        self,
+        generator: torch.nn.Module,
+        disc: torch.nn.Module,
+        z: torch.Tensor,
+        nets: list[ModelprintModel],
+        targets: list[torch.Tensor],
+        positive: list[bool],
+        transform: Any,
+    ) -> torch.Tensor:
+        x = generator(z)
+        xt = transform(x) if self.input_transform else x
+        pos = [cw_loss(net(xt), t, self.kappa) for net, t, p in zip(nets, targets, positive) if p]
+        neg = [cw_loss(net(xt), t, self.kappa) for net, t, p in zip(nets, targets, positive) if not p]
+        # Per-image sums: each latent's gradient is its own image's loss, whatever n is.
+        loss = sum((torch.stack(part).mean(0).sum() for part in (pos, neg) if part), torch.zeros((), device=z.device))
+        if self.discriminator_loss and self.lam > 0:
+            loss = loss + self.lam * F.relu(1 - disc(x)).sum()
+        return loss

@@ -1,0 +1,140 @@
+import numpy as np
+import pytest
+import torch
+
+from modelprint.attacks import create_attack
+from modelprint.bench.runner import check_held_out
+from modelprint.errors import ParameterError
+from modelprint.fingerprints import Fingerprint, create_method
+from modelprint.fingerprints.gan import GANConfig, save_gan, train_gan
+from modelprint.fingerprints.naturalfinger import cw_loss, random_transform
+from modelprint.metrics import roc_auc
+from modelprint.models import load_model
+from modelprint.zoo import ZooManifest, build_zoo, source_row
+
+# A training zoo at test scale: the source, 3 positives derived from it, 4 negatives.
+TRAIN_SPEC = """
+name = "tiny-train"
+data = "digits"
+[train]
+epochs = 6
+lr = 0.05
+[[models]]
+name = "source"
+role = "positive"
+category = "source"
+arch = "cnn"
+args = { width = 8 }
+seed = 0
+[[models]]
+from = ["source"]
+category = "modified"
+steps = [{ attack = "finetune", mode = "ftal", epochs = 2, seed = 901 }]
+[[models]]
+from = ["source"]
+category = "extracted"
+variants = [{ w = 8, s = 902 }, { w = 4, s = 903 }]
+steps = [{ attack = "distill", arch = "cnn", arch_args = { width = "$w" }, epochs = 4, seed = "$s" }]
+[[models]]
+name = "independent"
+role = "negative"
+category = "independent"
+arch = "cnn"
+split = "attacker"
+variants = [{ args = { width = 8 }, seed = 101 }, { args = { width = 4 }, seed = 102 }]
+[[models]]
+from = ["independent"]
+category = "independent-distill"
+steps = [{ attack = "distill", arch = "cnn", arch_args = { width = 8 }, epochs = 4, seed = 904 }]
+"""
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, splits):
+    root = tmp_path_factory.mktemp("nf")
+    spec = root / "tiny-train.toml"
+    spec.write_text(TRAIN_SPEC)
+    build_zoo(spec, root / "zoo", workers=0, progress=False)
+    gan = train_gan(splits.owner, GANConfig(width=32, z_dim=16, steps=300), seed=0, progress=False)
+    gan_path = save_gan(gan, root / "gan.safetensors", grid=False)
+    manifest = ZooManifest.read(root / "zoo")
+    source = load_model(manifest.path(source_row(manifest)))
+    return {"zoo": str(root / "zoo"), "gan": str(gan_path), "source": source, "manifest": manifest}
+
+
+def _method(trained, **kw):
+    settings = {"gan": trained["gan"], "trained": trained["zoo"], "iterations": 40, "screen_draws": 2, **kw}
+    return create_method("naturalfinger", **settings)
+
+
+def test_queries_are_images_with_the_sources_labels_and_deterministic(trained, tmp_path):
+    fp = _method(trained).generate(trained["source"], n=20, seed=0, progress=False)
+    again = _method(trained).generate(trained["source"], n=20, seed=0, progress=False)
+    other = _method(trained).generate(trained["source"], n=20, seed=1, progress=False)
+    assert fp.x.shape == (20, 1, 8, 8) and fp.x.min() >= 0 and fp.x.max() <= 1
+    assert torch.equal(fp.x, again.x) and torch.equal(fp.y, again.y)
+    assert not torch.equal(fp.x, other.x)
+    assert torch.equal(trained["source"].predict(fp.x), fp.y)
+    assert len(fp.meta["trained_models"]) == 8 and fp.meta["flip"] is False  # digits are not mirrored
+    # Where the optimisation worked, the trained negatives give the adversarial label, not the source's.
+    assert fp.meta["trained_positive_match"] > fp.meta["trained_negative_match"]
+    fp.save(tmp_path / "nf.fp.safetensors")
+    loaded = Fingerprint.load(tmp_path / "nf.fp.safetensors")
+    assert torch.equal(loaded.extra["adversarial"], fp.extra["adversarial"])
+
+
+def test_separates_held_out_positives_from_independent_models(trained, splits, negatives):
+    """Scored on models the method never saw: copies of the source modified and distilled
+    with other seeds, against independently trained models."""
+    source = trained["source"]
+    fp = _method(trained, iterations=60).generate(source, n=50, seed=0, progress=False)
+    positives = [
+        create_attack("finetune", mode="ftal", epochs=2).apply(source, splits.tune, seed=71),
+        create_attack("prune", rate=0.3).apply(source, None, seed=72),
+        create_attack("distill", arch="cnn", arch_args={"width": 8}, epochs=4).apply(source, splits.attacker, seed=73),
+    ]
+
+    def rate(model):
+        return (model.predict(fp.x) == fp.y).float().mean().item()
+
+    pos = np.array([rate(m) for m in positives])
+    neg = np.array([rate(m) for m in negatives])
+    assert roc_auc(pos, neg) > 0.5 and pos.mean() > neg.mean() + 0.1, (pos, neg)
+
+
+def test_switching_the_tricks_off_changes_the_queries(trained):
+    full = _method(trained, iterations=5).generate(trained["source"], n=10, seed=0, progress=False)
+    for trick in ("adversarial_label", "input_transform", "discriminator_loss"):
+        fp = _method(trained, iterations=5, **{trick: False}).generate(trained["source"], n=10, seed=0, progress=False)
+        assert fp.meta["params"][trick] is False
+        assert not torch.equal(fp.x, full.x), trick
+
+
+def test_needs_a_gan_and_a_training_zoo_of_the_same_source(trained, source):
+    with pytest.raises(ParameterError, match="needs a GAN and trained models"):
+        create_method("naturalfinger").generate(trained["source"], n=5, seed=0, progress=False)
+    with pytest.raises(ParameterError, match="built from another source"):
+        _method(trained).generate(source, n=5, seed=0, progress=False)
+
+
+def test_bench_refuses_a_suspect_the_method_learnt_from(trained):
+    rows = trained["manifest"].rows
+    src = source_row(trained["manifest"])
+    meta = {"naturalfinger": {"trained_models": [{"id": r["id"], "sha256": r["sha256"]} for r in rows]}}
+    with pytest.raises(ParameterError, match="learnt from 7 model"):
+        check_held_out(meta, rows, src)
+    check_held_out(meta, [src], src)  # the source is shared by design and never scored
+    check_held_out({"c": {}}, rows, src)
+
+
+def test_cw_loss_and_transforms():
+    logits = torch.tensor([[3.0, 1.0, 0.0], [0.0, 2.0, 5.0]])
+    assert torch.allclose(cw_loss(logits, torch.tensor([0, 0]), kappa=1.0), torch.tensor([-1.0, 5.0]))
+    x = torch.rand(6, 1, 8, 8, requires_grad=True)
+    g = torch.Generator().manual_seed(0)
+    out = random_transform(x, g, flip=True, translate=0.1, shear=0.1, noise=0.05)
+    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
+    out.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    same = random_transform(x, torch.Generator(), flip=False, translate=0, shear=0, noise=0)
+    assert torch.allclose(same, x, atol=1e-5)
