@@ -471,6 +471,12 @@ def bench(
     n: int = typer.Option(100, "--n", help="Queries per fingerprint."),
     budgets: str = typer.Option("10,20,50,100", "--budgets", help="Query budgets for the sweep (plus the full set)."),
     fpr: float = typer.Option(0.01, "--fpr", help="False-positive rate for the TPR-at-FPR metric."),
+    ablation: bool = typer.Option(
+        False, "--ablation", help="Also run every combination of each method's tricks (naturalfinger: AL, IT, DL)."
+    ),
+    stealth: bool = typer.Option(
+        False, "--stealth", help="Also measure each method's detection rate (detectors trained on the zoo's data)."
+    ),
     seed: int = typer.Option(0, "--seed"),
     workers: int = typer.Option(0, "--workers", help="Worker processes for querying (0 = in process, fastest on CPU)."),
     backend: str = typer.Option("local", "--backend", help="local | ray"),
@@ -486,6 +492,16 @@ def bench(
     except ValueError:
         raise ParameterError(f"--budgets must be comma-separated integers, got {budgets!r}") from None
     names = [m.strip() for m in methods.split(",") if m.strip()]
+    variants: dict[str, Any] = {}
+    if ablation:
+        from .fingerprints import ablation_variants
+
+        for m in list(names):
+            extra = {k: v for k, v in ablation_variants(m).items() if k != m}
+            variants.update(extra)
+            names += list(extra)
+        if not variants:
+            raise ParameterError("--ablation: none of --methods has tricks to remove (naturalfinger has)")
     run_bench(
         zoo,
         names,
@@ -495,6 +511,8 @@ def bench(
         method_params=_method_params(param),
         budgets=budget_list,
         fpr=fpr,
+        variants=variants,
+        stealth=stealth,
         workers=workers,
         backend=backend,
         device=device,
@@ -502,6 +520,43 @@ def bench(
     md, html_path = write_report(out)
     console.print(f"report: {html_path} (and {md.name})")
     sys.stdout.write(f"{html_path}\n")
+
+
+@app.command()
+def stealth(
+    inputs: list[Path] = typer.Argument(..., metavar="FP_OR_BENCH...", help="Fingerprint files or bench folders."),
+    model: Path = typer.Option(..., "--model", help="The model the attacker holds (FGSM examples are made on it)."),
+    data: str = typer.Option(None, "--data", help="The attacker's data set (default: the model card's)."),
+    split_seed: int = typer.Option(0, "--split-seed"),
+    clean: int = typer.Option(5000, "--clean", help="Clean images from the attacker's split."),
+    seeds: int = typer.Option(3, "--seeds", help="Detectors trained with seeds 0..N-1; the rate is their mean."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Detection rate of fingerprint queries under a detector trained on clean vs noise/FGSM images."""
+    from .data import load_splits
+    from .fingerprints import Fingerprint
+    from .models import load_model
+    from .progress import console
+    from .stealth import StealthConfig, detection_rates
+
+    files: dict[str, Path] = {}
+    for p in inputs:
+        found = sorted((p / "fingerprints").glob("*.fp.safetensors")) if p.is_dir() else [p]
+        if p.is_dir() and not found:
+            raise ParameterError(f"{p} has no fingerprints/*.fp.safetensors (a `modelprint bench` folder has)")
+        files.update({f.name.removesuffix(".fp.safetensors"): f for f in found})
+    holder = load_model(model)
+    splits = load_splits(data or holder.card.dataset, split_seed=split_seed)
+    queries = {name: Fingerprint.load(f).x for name, f in files.items()}
+    config = StealthConfig(clean=clean, seeds=tuple(range(seeds)))
+    result = detection_rates(queries, splits.attacker, holder=holder, test=splits.test, config=config)
+    if as_json:
+        _out(result)
+        return
+    for name, r in result["methods"].items():
+        sys.stdout.write(f"{name}\t{r['mean']:.3f}\t(per seed {', '.join(f'{v:.3f}' for v in r['per_seed'])})\n")
+    alarm = result["false_alarm"]
+    console.print(f"false alarms on clean test images: {alarm['mean']:.3f}" if alarm else "no test images")
 
 
 @app.command()

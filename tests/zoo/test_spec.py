@@ -1,3 +1,4 @@
+import json
 from collections import Counter
 
 import pytest
@@ -102,3 +103,19 @@ def test_cycles_and_duplicates_are_refused():
         parse_spec_text(twice, "spec.toml")
     with pytest.raises(SpecError, match="not valid TOML"):
         parse_spec_text("[[models]\n", "spec.toml")
+
+
+@pytest.mark.parametrize("evaluation", ["mini-digits", "mini-fmnist"])
+def test_training_specs_share_only_the_source_with_their_evaluation_spec(evaluation):
+    """A method's trained models must not be suspects it is scored on: the training spec has the
+    evaluation spec's source recipe (so the same source bytes) and no other model recipe of it."""
+    ev, tr = load_spec(evaluation), load_spec(f"{evaluation}-train")
+    assert (ev.data, ev.split_seed, ev.train_subset) == (tr.data, tr.split_seed, tr.train_subset)
+    ev_src = next(p for p in ev.models if p.category == "source" and p.role == "positive")
+    tr_src = next(p for p in tr.models if p.category == "source" and p.role == "positive")
+    assert ev_src.recipe() == tr_src.recipe() and ev_src.id == tr_src.id
+    recipes = {(p.parent, json.dumps(p.recipe(), sort_keys=True)) for p in ev.models}
+    others = [p for p in tr.models if p is not tr_src]
+    assert len(others) == 15 and sum(p.role == "positive" for p in others) == 7
+    assert not {(p.parent, json.dumps(p.recipe(), sort_keys=True)) for p in others} & recipes
+    assert {p.seed for p in others if p.parent is None}.isdisjoint({p.seed for p in ev.models if p.parent is None})

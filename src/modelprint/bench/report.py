@@ -144,6 +144,23 @@ def plot_margins(results: dict[str, Any], path: Path) -> bool:
     return True
 
 
+def plot_detection(results: dict[str, Any], path: Path) -> bool:
+    rates = {m: r["detection_rate"] for m, r in results["methods"].items() if r.get("detection_rate")}
+    if not rates:
+        return False
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(4, 0.8 * len(rates)), 3))
+    names = list(rates)
+    ax.bar(names, [rates[m]["mean"] for m in names], color="#7f7f7f")
+    for i, m in enumerate(names):
+        ax.scatter([i] * len(rates[m]["per_seed"]), rates[m]["per_seed"], color="k", s=8, zorder=3)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("detection rate")
+    ax.tick_params(axis="x", labelrotation=30)
+    _save(fig, path)
+    return True
+
+
 def plot_queries(root: Path, results: dict[str, Any], path: Path, per_method: int = 8) -> None:
     from ..fingerprints import Fingerprint
 
@@ -216,9 +233,23 @@ def _tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str
                     f"{r['metrics'][fpr_key]:.2f}",
                 ]
             )
+    ablation_rows = []
+    for m, r in results["methods"].items():
+        ab = r["fingerprint"].get("ablation")
+        if ab:
+            paper = ab.get("paper_aruc")
+            ablation_rows.append(
+                [m, *("✓" if on else "–" for on in ab["kept"].values()), f"{r['metrics']['aruc']:.2f}",
+                 "–" if paper is None else f"{paper:.2f}"]
+            )  # fmt: skip
+    stealth_rows = [
+        [m, f"{r['detection_rate']['mean']:.3f}", ", ".join(f"{v:.3f}" for v in r["detection_rate"]["per_seed"])]
+        for m, r in results["methods"].items()
+        if r.get("detection_rate")
+    ]
     timing = results["timings"]
     time_rows = [[m, f"{g['seconds']:.1f}", "yes" if g["cached"] else "no"] for m, g in timing["generation"].items()]
-    return [
+    tables = [
         ("Metrics over the whole zoo", ["method", *METRIC_COLUMNS, fpr_key.replace("_", " ")], main),
         (
             "By category: mean statistic (pos / neg) and ARUC of the category's positives against every negative",
@@ -247,6 +278,28 @@ def _tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str
         ),
         ("Fingerprint generation", ["method", "seconds", "cached"], time_rows),
     ]
+    if stealth_rows:
+        alarm = (results.get("stealth") or {}).get("false_alarm")
+        note = f"; the detectors flag {alarm['mean']:.3f} of clean test images" if alarm else ""
+        tables.append(
+            (
+                "Stealthiness: share of the queries a detector trained on clean vs noise/FGSM images flags" + note,
+                ["method", "detection rate (mean)", "per seed"],
+                stealth_rows,
+            )
+        )
+    if len(ablation_rows) > 1:
+        tricks = next(
+            r["fingerprint"]["ablation"]["kept"] for r in results["methods"].values() if "ablation" in r["fingerprint"]
+        )
+        tables.append(
+            (
+                "Ablation: the method's tricks kept (✓) or removed, ARUC here and in the paper",
+                ["variant", *tricks, "aruc", "paper aruc"],
+                ablation_rows,
+            )
+        )
+    return tables
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
@@ -298,6 +351,8 @@ def write_report(root: str | os.PathLike) -> tuple[Path, Path]:
         made.append((name, caption))
     if plot_margins(results, plots / "margins.png"):
         made.append(("margins.png", "Margin (positive minus its mirror negative) against attack strength"))
+    if plot_detection(results, plots / "detection.png"):
+        made.append(("detection.png", "Detection rate of each method's queries (mean over detector seeds)"))
     plot_queries(root, results, plots / "queries.png")
     made.append(("queries.png", "The first query images of each fingerprint, with their expected labels"))
 

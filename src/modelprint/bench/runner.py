@@ -189,6 +189,23 @@ def check_held_out(fp_meta: dict[str, dict[str, Any]], suspects: list[dict[str, 
             )
 
 
+def _stealth(manifest: Any, source: Any, fp_files: dict[str, str], progress: bool) -> dict[str, Any]:
+    """Detection rates of every method's queries, on the data the zoo was built from."""
+    from ..data import load_splits
+    from ..fingerprints import Fingerprint
+    from ..stealth import detection_rates
+    from ..zoo.build import BUILD_FILE
+
+    try:
+        info = json.loads((manifest.root / BUILD_FILE).read_text("utf-8"))
+        data, split_seed, subset = info["data"], int(info.get("split_seed", 0)), int(info.get("train_subset", 0))
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+        raise ParameterError(f"--stealth needs the zoo's {BUILD_FILE} (which data it was built from)") from None
+    splits = load_splits(data, split_seed=split_seed, train_subset=subset)
+    queries = {m: Fingerprint.load(f).x for m, f in fp_files.items()}
+    return detection_rates(queries, splits.attacker, holder=source, test=splits.test, progress=progress)
+
+
 def _mirror_id(row_id: str, source_id: str, mirror_id: str) -> str | None:
     return mirror_id + row_id[len(source_id) :] if row_id.startswith(source_id) else None
 
@@ -211,6 +228,8 @@ def run_bench(
     method_params: dict[str, dict[str, Any]] | None = None,
     budgets: tuple[int, ...] = DEFAULT_BUDGETS,
     fpr: float = 0.01,
+    variants: dict[str, tuple[str, dict[str, Any]]] | None = None,
+    stealth: bool = False,
     workers: int = 0,
     backend: str = "local",
     device: str = "cpu",
@@ -220,16 +239,25 @@ def run_bench(
 
     ``workers=0`` (default) queries in this process: on CPU a suspect answers in tens of
     milliseconds, less than a worker process takes to start (benchmarks/BENCHMARKS.md);
-    use workers (or ``backend="ray"``) for large models or big zoos."""
+    use workers (or ``backend="ray"``) for large models or big zoos.
+
+    ``variants`` names further entries of ``methods`` as ``{label: (method, settings)}`` (an
+    ablation: :func:`~modelprint.fingerprints.ablation_variants`); a variant takes its
+    method's ``method_params`` too, with its own settings on top.
+
+    ``stealth`` adds each method's detection rate (:mod:`modelprint.stealth`): detectors
+    trained on the zoo's attacker split against noise and FGSM on the zoo's source."""
     from ..fingerprints import METHODS, Fingerprint, create_method
     from ..models import load_model
 
     if not methods:
         raise ParameterError("give at least one method, e.g. --methods c,ltrc")
+    variants = variants or {}
+    base_of = {m: variants[m][0] if m in variants else m for m in methods}
     for m in methods:
-        METHODS.get(m)
+        METHODS.get(base_of[m])
     method_params = method_params or {}
-    unknown = sorted(set(method_params) - set(methods))
+    unknown = sorted(set(method_params) - set(base_of.values()))
     if unknown:
         raise ParameterError(f"parameters given for {', '.join(unknown)}, which is not among --methods")
     manifest = ZooManifest.read(zoo)
@@ -248,9 +276,11 @@ def run_bench(
     items: dict[str, int] = {}
     method_objs: dict[str, Any] = {}
     for m in methods:
-        method = method_objs[m] = create_method(m, **method_params.get(m, {}))
-        key = _cache_key(src["sha256"], m, method.params(), n, seed, method.inputs_digest())
-        path = out / "fingerprints" / f"{m}-{key}.fp.safetensors"
+        name = base_of[m]
+        settings = {**method_params.get(name, {}), **(variants[m][1] if m in variants else {})}
+        method = method_objs[m] = create_method(name, **settings)
+        key = _cache_key(src["sha256"], name, method.params(), n, seed, method.inputs_digest())
+        path = out / "fingerprints" / f"{name}-{key}.fp.safetensors"
         started = time.perf_counter()
         if path.is_file():
             fp = Fingerprint.load(path)
@@ -261,9 +291,19 @@ def run_bench(
             timings["generation"][m] = {"seconds": round(time.perf_counter() - started, 3), "cached": False}
         fp_files[m] = str(path)
         fp_meta[m] = {"params": method.params(), "file": str(path.relative_to(out)), **fp.meta}
+        if method.ablation:
+            kept = {short: bool(getattr(method, k)) for short, k in method.ablation.items()}
+            label = "+".join(short for short, on in kept.items() if on) or "none"
+            paper = getattr(method, "paper_ablation", {}).get(label)
+            fp_meta[m]["ablation"] = {"kept": kept, "label": label, "paper_aruc": paper}
         items[m] = method.items(fp)
 
     check_held_out(fp_meta, suspects, src)
+    stealth_result = None
+    if stealth:
+        started = time.perf_counter()
+        stealth_result = _stealth(manifest, source, fp_files, progress)
+        timings["stealth"] = round(time.perf_counter() - started, 3)
 
     # 2. every suspect answers every method's queries
     cpus = os.cpu_count() or 1
@@ -358,6 +398,8 @@ def run_bench(
             "by_architecture": summary["arch"],
             "margins": margins,
         }
+        if stealth_result is not None:
+            per_method[m]["detection_rate"] = stealth_result["methods"][m]
         for row in suspect_rows:
             row.setdefault("rates", {})[m] = rates[row["id"]]
     timings["metrics"] = round(time.perf_counter() - started, 3)
@@ -372,6 +414,7 @@ def run_bench(
         "budgets": budget_list,
         "negative_split": {"calibration": calib_ids, "evaluation": eval_ids, "seed": seed},
         "methods": per_method,
+        "stealth": None if stealth_result is None else {k: stealth_result[k] for k in ("false_alarm", "settings")},
         "suspects": suspect_rows,
         "timings": timings,
         "machine": {"cpus": cpus, "workers": workers, "backend": backend, "platform": platform.platform()},

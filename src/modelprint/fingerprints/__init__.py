@@ -1,6 +1,24 @@
 """Fingerprinting methods behind one registry, and the fingerprint artifact."""
 
 from . import characteristic, naturalfinger  # noqa: F401  (register c, rc, rcgm, ltrc, ltrcgm, naturalfinger)
-from .base import METHODS, Evidence, Fingerprint, FingerprintMethod, create_method, method_of, register_method
+from .base import (
+    METHODS,
+    Evidence,
+    Fingerprint,
+    FingerprintMethod,
+    ablation_variants,
+    create_method,
+    method_of,
+    register_method,
+)
 
-__all__ = ["METHODS", "Evidence", "Fingerprint", "FingerprintMethod", "create_method", "method_of", "register_method"]
+__all__ = [
+    "METHODS",
+    "Evidence",
+    "ablation_variants",
+    "Fingerprint",
+    "FingerprintMethod",
+    "create_method",
+    "method_of",
+    "register_method",
+]

@@ -124,6 +124,8 @@ class FingerprintMethod:
     null_family: ClassVar[str] = "counts"
     # Sequential verification spends items in order and stops early: only for per-item 0/1 evidence.
     sequential: ClassVar[bool] = True
+    # Boolean settings that switch a paper's tricks on and off, for `bench --ablation` (short name -> setting).
+    ablation: ClassVar[dict[str, str]] = {}
 
     def items(self, fp: Fingerprint) -> int:
         """How many evidence items the fingerprint holds (its queries, for query sets)."""
@@ -218,6 +220,20 @@ METHODS: Registry[FingerprintMethod] = Registry("fingerprint method")
 register_method = METHODS.register
 
 create_method = METHODS.create
+
+
+def ablation_variants(name: str) -> dict[str, tuple[str, dict[str, bool]]]:
+    """Every combination of the method's tricks, as ``{label: (name, settings)}``: the label
+    lists the tricks kept, e.g. ``naturalfinger[AL+IT]``; all kept is the plain ``name``."""
+    import itertools
+
+    tricks = METHODS.get(name).ablation
+    out: dict[str, tuple[str, dict[str, bool]]] = {}
+    for kept in itertools.product((False, True), repeat=len(tricks)):
+        on = [short for short, k in zip(tricks, kept) if k]
+        label = name if all(kept) else f"{name}[{'+'.join(on) or 'none'}]"
+        out[label] = (name, {setting: k for setting, k in zip(tricks.values(), kept)})
+    return out
 
 
 def method_of(fp: Fingerprint) -> FingerprintMethod:
