@@ -401,7 +401,7 @@ def save_sample_grid(gan: GAN, path: str | os.PathLike, *, rows: int = 8, seed: 
     for i in range(rows * rows):
         r, q = divmod(i, rows)
         canvas[:, pad + r * (s + pad) : pad + r * (s + pad) + s, pad + q * (s + pad) : pad + q * (s + pad) + s] = x[i]
-    scale = max(1, 48 // s)  # small images drawn large enough to see
+    scale = -(-56 // s)  # small images drawn at least 56 px wide, to be seen
     canvas = canvas.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
     image = canvas.permute(1, 2, 0).numpy()
 
