@@ -340,3 +340,30 @@ def test_calibrate_with_reference_models(files, capsys):
     code, _, err = run(["fingerprint", "calibrate", str(tmp / "r.fp"), "--out", str(tmp / "x")], capsys)
     _one_line_error(code, err)
     assert not (tmp / "x").exists()
+
+
+def test_gan_train_writes_weights_card_and_grid_and_no_checkpoint(tmp_path, capsys):
+    out = tmp_path / "gan"
+    code, _, err = run(
+        ["gan", "train", "--data", "digits", "--steps", "3", "--width", "16", "--batch-size", "8",
+         "--seed", "0", "--out", str(out)], capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    assert {p.name for p in tmp_path.iterdir()} == {"gan.safetensors", "gan.json", "gan.png"}
+    card = json.loads((tmp_path / "gan.json").read_text())
+    assert card["split"] == "owner" and card["config"]["steps"] == 3
+    code, _, err = run(["gan", "train", "--split", "attacker", "--seed", "0", "--out", str(out)], capsys)
+    assert code == 2 and "owner" in err
+
+
+def test_stealth_reports_a_rate_per_fingerprint(files, capsys):
+    tmp, src, _ = files
+    fp = tmp / "c.fp.safetensors"
+    assert run(["fingerprint", "create", str(src), "--method", "c", "--param", "steps=20", "--n", "10",
+                "--seed", "0", "--out", str(fp)], capsys)[0] == 0  # fmt: skip
+    code, out, err = run(["stealth", str(fp), "--model", str(src), "--clean", "100", "--seeds", "1", "--json"], capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert set(result["methods"]) == {"c"} and 0 <= result["methods"]["c"]["mean"] <= 1
+    code, _, err = run(["stealth", str(tmp), "--model", str(src)], capsys)
+    assert code == 2 and "fingerprints" in err
