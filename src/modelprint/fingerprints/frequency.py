@@ -1,0 +1,143 @@
+"""White-box fingerprint in the frequency domain of convolution filters: the module and its invariance.
+
+Construction (DESIGN.md, "Method (white-box)"; paper ``papers/001_…``): a K x K convolution
+M with circular padding runs in parallel to a host layer, behind a fixed low-pass
+projection P of the host's input::
+
+    out = host(x) + M(P(x))
+
+P keeps only the spatial frequencies that are multiples of 1/K cycles per pixel with
+|index| <= ``cutoff`` (so P(x) is K-periodic: the grid side must be a multiple of K). The
+per-filter K-point DFT of M's weights::
+
+    F^(u,v)[o, c] = sum_{m,n} W[o, c, m, n] exp(-2 pi i (u m + v n) / K)
+
+then splits into the components P lets through (|u|, |v| <= cutoff, modulo K) and the
+rest, which never touch the output: the gradient of any loss is exactly zero there, so
+plain SGD (momentum and weight decay included) changes them by a common scale at most.
+The fingerprint lives in those **invariant** components.
+
+This file holds the module, the transform and the invariant set; injection, verification
+and the attacks build on them (issue 12, in progress).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ParameterError
+
+
+def passband(k: int, cutoff: int) -> torch.Tensor:
+    """(k, k) bool: the K-point frequencies (u, v) that P lets through, |u|, |v| <= cutoff mod k."""
+    if k < 2 or not 0 <= cutoff < k // 2:
+        raise ParameterError(f"need K >= 2 and 0 <= cutoff < K/2, got K={k}, cutoff={cutoff}")
+    idx = torch.arange(k)
+    near = torch.minimum(idx, k - idx) <= cutoff
+    return near[:, None] & near[None, :]
+
+
+def invariant_mask(k: int, cutoff: int) -> torch.Tensor:
+    """(k, k) bool: the components of M's spectrum that no gradient reaches."""
+    return ~passband(k, cutoff)
+
+
+def lowpass_projection(x: torch.Tensor, k: int, cutoff: int) -> torch.Tensor:
+    """P(x): keep the DFT bins (j H/K, l W/K) with |j|, |l| <= cutoff of each channel of
+    ``x`` (N, C, H, W); H and W must be multiples of K. The result is real and K-periodic."""
+    h, w = x.shape[-2:]
+    if h % k or w % k:
+        raise ParameterError(f"a {h}x{w} input cannot host a K={k} frequency module: the side must be a multiple of K")
+    keep = torch.zeros(h, w, dtype=torch.bool, device=x.device)
+    band = passband(k, cutoff).to(x.device)
+    rows = torch.arange(k, device=x.device) * (h // k)
+    cols = torch.arange(k, device=x.device) * (w // k)
+    keep[rows[:, None], cols[None, :]] = band
+    spectrum = torch.fft.fft2(x.double()) * keep
+    return torch.fft.ifft2(spectrum).real.to(x.dtype)
+
+
+def spectrum(weight: torch.Tensor) -> torch.Tensor:
+    """Per-filter K-point DFT of (O, C, K, K) weights: complex (O, C, K, K), F[..., u, v]."""
+    return torch.fft.fft2(weight.double())
+
+
+def inverse_spectrum(spec: torch.Tensor) -> torch.Tensor:
+    """Weights (O, C, K, K) from a spectrum; the real part (a real filter's spectrum is Hermitian)."""
+    return torch.fft.ifft2(spec).real
+
+
+class FrequencyBranch(nn.Module):
+    """M(P(x)): a bias-free K x K circular convolution behind the fixed low-pass projection."""
+
+    def __init__(self, in_channels: int, out_channels: int, k: int = 8, cutoff: int = 1) -> None:
+        super().__init__()
+        passband(k, cutoff)
+        self.k, self.cutoff = k, cutoff
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, k, k))
+        nn.init.kaiming_uniform_(self.weight, a=5**0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = lowpass_projection(x, self.k, self.cutoff)
+        lo, hi = self.k // 2, self.k - 1 - self.k // 2
+        return F.conv2d(F.pad(p, (lo, hi, lo, hi), mode="circular"), self.weight)
+
+
+class HostedLayer(nn.Module):
+    """``host(x) + branch(x)``: the host layer with the frequency module beside it."""
+
+    def __init__(self, host: nn.Module, branch: FrequencyBranch) -> None:
+        super().__init__()
+        self.host, self.branch = host, branch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.host(x) + self.branch(x)
+
+
+def hostable_layers(model: nn.Module, input_shape: tuple[int, int, int], k: int = 8) -> dict[str, tuple[int, int]]:
+    """Conv layers whose output keeps the input's grid (stride 1, same padding) on a side that
+    is a multiple of ``k``: ``{name: (in_channels, out_channels)}``, found with one probe forward."""
+    found: dict[str, tuple[int, int]] = {}
+    hooks = []
+
+    def probe(name: str):
+        def hook(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
+            x = args[0]
+            if x.dim() == 4 and out.shape[-2:] == x.shape[-2:] and x.shape[-1] % k == 0 and x.shape[-2] % k == 0:
+                found[name] = (x.shape[1], out.shape[1])
+
+        return hook
+
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d) and module.groups == 1:
+            hooks.append(module.register_forward_hook(probe(name)))
+    try:
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape))
+        model.train(was_training)
+    finally:
+        for h in hooks:
+            h.remove()
+    return found
+
+
+def attach(
+    model: nn.Module, host: str, input_shape: tuple[int, int, int], *, k: int = 8, cutoff: int = 1, seed: int = 0
+) -> FrequencyBranch:
+    """Replace the layer named ``host`` by host + frequency branch (in place); returns the branch."""
+    layers = hostable_layers(model, input_shape, k)
+    if host not in layers:
+        options = ", ".join(layers) or "none"
+        raise ParameterError(f"layer {host!r} cannot host a K={k} frequency module; layers that can: {options}")
+    c_in, c_out = layers[host]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        branch = FrequencyBranch(c_in, c_out, k, cutoff)
+    parent_name, _, leaf = host.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, leaf, HostedLayer(getattr(parent, leaf), branch))
+    return branch

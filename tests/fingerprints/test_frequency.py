@@ -1,0 +1,94 @@
+"""The frequency module's invariance: what no gradient reaches, SGD cannot change (DESIGN, white-box)."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from modelprint.errors import ParameterError
+from modelprint.fingerprints.frequency import (
+    attach,
+    hostable_layers,
+    invariant_mask,
+    inverse_spectrum,
+    lowpass_projection,
+    spectrum,
+)
+from modelprint.models import create_model
+
+SHAPE = (1, 16, 16)
+
+
+def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.flatten(), b.flatten()
+    return float((torch.vdot(a, b).real / (a.abs().norm() * b.abs().norm())).item())
+
+
+def test_projection_is_k_periodic_idempotent_and_low_pass():
+    x = torch.rand(2, 3, 16, 16, dtype=torch.float64)
+    p = lowpass_projection(x, 8, 1)
+    assert torch.allclose(p, torch.roll(p, 8, dims=-1)) and torch.allclose(p, torch.roll(p, 8, dims=-2))
+    assert torch.allclose(lowpass_projection(p, 8, 1), p)
+    with pytest.raises(ParameterError, match="multiple of K"):
+        lowpass_projection(torch.rand(1, 1, 12, 12), 8, 1)
+
+
+def test_transform_round_trip_and_mask():
+    w = torch.randn(4, 3, 8, 8, dtype=torch.float64)
+    assert torch.allclose(inverse_spectrum(spectrum(w)), w)
+    mask = invariant_mask(8, 1)
+    assert mask.sum() == 64 - 9 and not mask[0, 0] and not mask[7, 1] and mask[2, 0]
+
+
+def _finetune(model, branch, splits, optimizer: str, steps: int = 150):
+    params = list(model.parameters())
+    opt = (
+        torch.optim.SGD(params, lr=0.05, momentum=0.9, weight_decay=5e-4)
+        if optimizer == "sgd"
+        else getattr(torch.optim, optimizer)(params, lr=1e-3)
+    )
+    g = torch.Generator().manual_seed(0)
+    x, y = splits.attacker.x, splits.attacker.y
+    x = F.interpolate(x, size=SHAPE[1:], mode="bilinear", align_corners=False)
+    model.train()
+    for _ in range(steps):
+        idx = torch.randint(0, len(x), (64,), generator=g)
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+@pytest.mark.parametrize("host", ["net.features.0", "net.features.4"])
+def test_sgd_fine_tuning_keeps_the_invariant_components(host, splits):
+    torch.manual_seed(0)
+    model = create_model("cnn", num_classes=10, input_shape=SHAPE, width=8)
+    k = 8 if host.endswith(".0") else 4
+    branch = attach(model, host, SHAPE, k=k, cutoff=1, seed=3)
+    before = spectrum(branch.weight.detach().clone())
+    _finetune(model, branch, splits, "sgd")
+    after = spectrum(branch.weight.detach())
+    inv = invariant_mask(k, 1)
+    assert _cos(before[..., inv], after[..., inv]) >= 0.9999
+    assert _cos(before[..., ~inv], after[..., ~inv]) < 0.99  # the components that matter did move
+
+
+def test_adam_breaks_the_invariance(splits):
+    """Adam's per-weight normalisation mixes the components: the guarantee is SGD's only."""
+    torch.manual_seed(0)
+    model = create_model("cnn", num_classes=10, input_shape=SHAPE, width=8)
+    branch = attach(model, "net.features.0", SHAPE, k=8, cutoff=1, seed=3)
+    before = spectrum(branch.weight.detach().clone())
+    _finetune(model, branch, splits, "Adam")
+    inv = invariant_mask(8, 1)
+    assert _cos(before[..., inv], spectrum(branch.weight.detach())[..., inv]) < 0.9999
+
+
+def test_hostable_layers_and_clear_errors():
+    model = create_model("cnn", num_classes=10, input_shape=SHAPE, width=8)
+    layers = hostable_layers(model, SHAPE, k=8)
+    # 16x16 and 8x8 grids take K = 8; the third conv runs on 4x4, which K = 8 does not divide.
+    assert set(layers) == {"net.features.0", "net.features.4"} and layers["net.features.4"] == (8, 16)
+    with pytest.raises(ParameterError, match="cannot host"):
+        attach(copy.deepcopy(model), "net.classifier", SHAPE)
