@@ -367,3 +367,10 @@ def test_stealth_reports_a_rate_per_fingerprint(files, capsys):
     assert set(result["methods"]) == {"c"} and 0 <= result["methods"]["c"]["mean"] <= 1
     code, _, err = run(["stealth", str(tmp), "--model", str(src)], capsys)
     assert code == 2 and "fingerprints" in err
+
+
+def test_list_shows_the_layers_that_can_host_the_frequency_module(capsys):
+    code, out, _ = run(["list", "--hosts", "cnn", "--input-shape", "1,16,16"], capsys)
+    assert code == 0 and out.splitlines() == ["features.0\t1 -> 32 channels", "features.4\t32 -> 64 channels"]
+    code, _, err = run(["list", "--hosts", "cnn", "--input-shape", "16"], capsys)
+    assert code == 2 and "C,H,W" in err

@@ -635,14 +635,36 @@ def zoo_verify(zoo: Path = typer.Argument(..., help="Zoo folder.")) -> None:
 
 
 @app.command("list")
-def list_registered() -> None:
+def list_registered(
+    hosts: str = typer.Option(
+        None, "--hosts", help="Show every layer of this architecture that can host the white-box frequency module."
+    ),  # fmt: skip
+    input_shape: str = typer.Option("3,32,32", "--input-shape", help="C,H,W for --hosts."),
+    k: int = typer.Option(8, "--k", help="Module size K for --hosts (the grid side must be a multiple of K)."),
+) -> None:
     """List registered architectures, fingerprint methods and attacks."""
     from .attacks import ATTACKS
     from .fingerprints import METHODS
-    from .models import ARCHITECTURES
+    from .fingerprints.frequency import hostable_layers
+    from .models import ARCHITECTURES, create_model
 
-    for title, reg in (("architectures", ARCHITECTURES), ("methods", METHODS), ("attacks", ATTACKS)):
-        sys.stdout.write(f"{title}: {', '.join(reg.names())}\n")
+    if hosts is None:
+        for title, reg in (("architectures", ARCHITECTURES), ("methods", METHODS), ("attacks", ATTACKS)):
+            sys.stdout.write(f"{title}: {', '.join(reg.names())}\n")
+        sys.stdout.write("frequency-module hosts: modelprint list --hosts ARCH [--input-shape 3,32,32] [--k 8]\n")
+        return
+    try:
+        shape = tuple(int(v) for v in input_shape.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3:
+        raise ParameterError(f"--input-shape must be C,H,W, e.g. 3,32,32; got {input_shape!r}")
+    net = create_model(hosts, num_classes=10, input_shape=shape).net  # type: ignore[arg-type]
+    layers = hostable_layers(net, shape, k)  # type: ignore[arg-type]
+    if not layers:
+        sys.stdout.write(f"{hosts} at {input_shape} has no layer that can host a K={k} module\n")
+    for name, (c_in, c_out) in layers.items():
+        sys.stdout.write(f"{name}\t{c_in} -> {c_out} channels\n")
 
 
 # Options that take several values after one flag (`--positives A B C`), as DESIGN.md writes them.

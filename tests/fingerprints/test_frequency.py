@@ -92,3 +92,45 @@ def test_hostable_layers_and_clear_errors():
     assert set(layers) == {"net.features.0", "net.features.4"} and layers["net.features.4"] == (8, 16)
     with pytest.raises(ParameterError, match="cannot host"):
         attach(copy.deepcopy(model), "net.classifier", SHAPE)
+
+
+@pytest.mark.parametrize(
+    "arch, args",
+    [
+        ("cnn", {"width": 8}),
+        ("resnet18", {"width": 4}),
+        ("vgg11", {"width": 4}),
+        ("mobilenetv2", {"width": 0.25}),
+        ("densenet", {"width": 4, "depth": 2}),
+        ("vit-tiny", {"width": 16, "depth": 1}),
+    ],
+)
+def test_every_family_hosts_the_module_and_the_model_file_keeps_it(arch, args, tmp_path):
+    from modelprint.models import load_model, save_model
+
+    shape = (1, 16, 16)
+    plain = create_model(arch, num_classes=10, input_shape=shape, **args)
+    host = next(iter(hostable_layers(plain.net, shape, k=8)))
+    model = create_model(arch, num_classes=10, input_shape=shape, frequency={"host": host, "k": 8}, **args)
+    branch = model.net.get_submodule(host).branch
+    torch.nn.init.normal_(branch.weight)
+    x = torch.rand(4, *shape)
+    model.eval()
+    with torch.no_grad():
+        out = model(x)
+    loaded = load_model(save_model(model, tmp_path / arch)).eval()
+    assert loaded.card.arch_args["frequency"] == {"host": host, "k": 8}
+    assert torch.equal(loaded.net.get_submodule(host).branch.weight, branch.weight)
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), out, atol=1e-6)
+        torch.nn.init.zeros_(branch.weight)  # without the branch's weights: the plain network's function
+        plain.load_state_dict({k.replace(f"{host}.host.", f"{host}."): v for k, v in model.state_dict().items()
+                               if ".branch." not in k})  # fmt: skip
+        assert torch.allclose(model(x), plain.eval()(x), atol=1e-5)
+
+
+def test_bad_frequency_settings_are_one_clear_error():
+    with pytest.raises(ParameterError, match="unknown setting"):
+        create_model("cnn", num_classes=10, input_shape=SHAPE, frequency={"host": "features.0", "size": 8})
+    with pytest.raises(ParameterError, match="cannot host"):
+        create_model("cnn", num_classes=10, input_shape=SHAPE, frequency={"host": "features.8"})

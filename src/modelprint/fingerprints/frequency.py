@@ -23,6 +23,8 @@ and the attacks build on them (issue 12, in progress).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -96,22 +98,58 @@ class HostedLayer(nn.Module):
         return self.host(x) + self.branch(x)
 
 
+class HostedBlock(nn.Module):
+    """A transformer block with the module beside it: the block's input patch tokens (B, N, D),
+    the class token first, are seen as a D x sqrt(N) x sqrt(N) image; the branch's output
+    is added back to the patch tokens as a residual."""
+
+    def __init__(self, host: nn.Module, branch: FrequencyBranch) -> None:
+        super().__init__()
+        self.host, self.branch = host, branch
+
+    @property
+    def self_attn(self) -> nn.Module:  # nn.TransformerEncoder reads its first layer's attention settings
+        return self.host.self_attn
+
+    def forward(self, src: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        out = self.host(src, *args, **kwargs)
+        patches = src[:, 1:]
+        b, n, d = patches.shape
+        side = math.isqrt(n)
+        grid = patches.transpose(1, 2).reshape(b, d, side, side)
+        extra = self.branch(grid).reshape(b, -1, n).transpose(1, 2)
+        return torch.cat([out[:, :1], out[:, 1:] + extra], 1)
+
+
+def _token_grid(tokens: torch.Tensor) -> int:
+    """Side of the square grid of patch tokens behind a class token; 0 when there is none."""
+    if tokens.dim() != 3:
+        return 0
+    side = math.isqrt(tokens.shape[1] - 1)
+    return side if side > 0 and side * side == tokens.shape[1] - 1 else 0
+
+
 def hostable_layers(model: nn.Module, input_shape: tuple[int, int, int], k: int = 8) -> dict[str, tuple[int, int]]:
-    """Conv layers whose output keeps the input's grid (stride 1, same padding) on a side that
-    is a multiple of ``k``: ``{name: (in_channels, out_channels)}``, found with one probe forward."""
+    """Layers that can host a K = ``k`` module, ``{name: (in_channels, out_channels)}``, found
+    with one probe forward: convolutions whose output keeps the input's grid (stride 1, same
+    padding) and transformer blocks over a square grid of patch tokens, the side a multiple of k."""
     found: dict[str, tuple[int, int]] = {}
     hooks = []
 
     def probe(name: str):
         def hook(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
             x = args[0]
-            if x.dim() == 4 and out.shape[-2:] == x.shape[-2:] and x.shape[-1] % k == 0 and x.shape[-2] % k == 0:
+            if isinstance(module, nn.TransformerEncoderLayer):
+                side = _token_grid(x)
+                if side and side % k == 0 and out.shape == x.shape:
+                    found[name] = (x.shape[2], x.shape[2])
+            elif x.dim() == 4 and out.shape[-2:] == x.shape[-2:] and x.shape[-1] % k == 0 and x.shape[-2] % k == 0:
                 found[name] = (x.shape[1], out.shape[1])
 
         return hook
 
     for name, module in model.named_modules():
-        if isinstance(module, nn.Conv2d) and module.groups == 1:
+        if (isinstance(module, nn.Conv2d) and module.groups == 1) or isinstance(module, nn.TransformerEncoderLayer):
             hooks.append(module.register_forward_hook(probe(name)))
     try:
         was_training = model.training
@@ -139,5 +177,7 @@ def attach(
         branch = FrequencyBranch(c_in, c_out, k, cutoff)
     parent_name, _, leaf = host.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, leaf, HostedLayer(getattr(parent, leaf), branch))
+    layer = getattr(parent, leaf)
+    wrapper = HostedBlock if isinstance(layer, nn.TransformerEncoderLayer) else HostedLayer
+    setattr(parent, leaf, wrapper(layer, branch))
     return branch
