@@ -134,3 +134,84 @@ def test_bad_frequency_settings_are_one_clear_error():
         create_model("cnn", num_classes=10, input_shape=SHAPE, frequency={"host": "features.0", "size": 8})
     with pytest.raises(ParameterError, match="cannot host"):
         create_model("cnn", num_classes=10, input_shape=SHAPE, frequency={"host": "features.8"})
+
+
+# --- the mark: injection, score, equivariance, overwriting, spectral reset ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def marked(splits):
+    from modelprint.fingerprints.frequency import inject
+    from modelprint.train import TrainConfig, train_new
+
+    src = train_new("cnn", splits.owner, TrainConfig(epochs=6), seed=0, test=splits.test, width=8)
+    with_attack = inject(src, splits.owner, host="features.0", key=7, epochs=5, test=splits.test, progress=False)
+    plain = inject(src, splits.owner, host="features.0", key=7, aux_class=False, epochs=5, test=splits.test,
+                   progress=False)  # fmt: skip
+    other_key = inject(src, splits.owner, host="features.0", key=8, epochs=1, progress=False)
+    return {"source": src, "marked": with_attack, "plain": plain, "other": other_key}
+
+
+def _score(fp, model):
+    from modelprint.fingerprints import create_method
+
+    method = create_method("frequency")
+    return method.statistic(method.evidence(fp, model).values)
+
+
+def test_score_is_one_for_the_mark_and_its_sgd_fine_tuned_copy_and_zero_otherwise(marked, splits):
+    from modelprint.attacks import create_attack
+    from modelprint.fingerprints import create_method
+
+    fp = create_method("frequency").generate(marked["marked"], n=12, seed=7, progress=False)
+    assert len(fp.extra["freqs"]) == 12 and fp.meta["host"] == "features.0" and len(fp.x) == 0
+    tuned = create_attack("finetune", mode="ftal", epochs=3, lr=0.01).apply(marked["marked"], splits.tune, seed=3)
+    assert _score(fp, marked["marked"]) == 1.0 and _score(fp, tuned) == 1.0
+    assert _score(fp, marked["other"]) == 0.0  # another owner's key
+    assert _score(fp, marked["source"]) == 0.0  # no module at all: similarity 0, no error
+
+
+def test_score_is_equivariant_to_channel_permutation_and_scaling(marked):
+    from modelprint.fingerprints import create_method
+    from modelprint.fingerprints.frequency import branch_of
+
+    fp = create_method("frequency").generate(marked["marked"], n=12, seed=7, progress=False)
+    attacked = copy.deepcopy(marked["marked"])
+    w = branch_of(attacked, "features.0").weight
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        out_perm = torch.randperm(w.shape[0], generator=g)
+        w.copy_(3.7 * w[out_perm])
+    assert _score(fp, attacked) == 1.0
+    sims = create_method("frequency").evidence(fp, attacked).values
+    assert sims.min() > 0.9999
+
+
+def test_overwriting_costs_accuracy_with_l_attack_and_spectral_reset_costs_nothing(marked, splits):
+    from modelprint.fingerprints import create_method
+    from modelprint.fingerprints.frequency import branch_of, invariant_mask, overwritten_weight
+    from modelprint.train import accuracy
+
+    def overwritten(model, how):
+        m = copy.deepcopy(model)
+        b = branch_of(m, "features.0")
+        with torch.no_grad():
+            b.weight.copy_(overwritten_weight(b.weight, how, torch.Generator().manual_seed(1)))
+        return m
+
+    attacked = overwritten(marked["marked"], "replace")
+    aux = marked["source"].card.num_classes  # the auxiliary class's index
+    pushed = (attacked.predict(splits.test.x) == aux).float().mean().item()
+    assert pushed > 0.5 and accuracy(attacked, splits.test) < marked["marked"].card.accuracy - 0.3
+    assert (overwritten(marked["plain"], "replace").predict(splits.test.x) < aux).all()  # no such class without it
+    # The adaptive attack: zero exactly the components no output depends on.
+    fp = create_method("frequency").generate(marked["marked"], n=12, seed=7, progress=False)
+    reset = copy.deepcopy(marked["marked"])
+    b = branch_of(reset, "features.0")
+    with torch.no_grad():
+        spec = spectrum(b.weight)
+        spec[..., invariant_mask(8, 1)] = 0
+        b.weight.copy_(inverse_spectrum(spec))
+        x = splits.test.x[:100]
+        assert torch.allclose(reset.eval()(x), marked["marked"].eval()(x), atol=1e-5)
+    assert _score(fp, reset) == 0.0

@@ -24,12 +24,16 @@ and the attacks build on them (issue 12, in progress).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ParameterError
+from .base import Evidence, Fingerprint, FingerprintMethod, register_method
 
 
 def passband(k: int, cutoff: int) -> torch.Tensor:
@@ -181,3 +185,248 @@ def attach(
     wrapper = HostedBlock if isinstance(layer, nn.TransformerEncoderLayer) else HostedLayer
     setattr(parent, leaf, wrapper(layer, branch))
     return branch
+
+
+# --- injection -----------------------------------------------------------------------------------------------
+
+
+def unique_invariant_frequencies(k: int, cutoff: int) -> list[tuple[int, int]]:
+    """One (u, v) per conjugate pair {(u, v), (-u, -v)} of the invariant set (a real filter's
+    spectrum at (-u, -v) is the conjugate of (u, v), so it carries nothing new), in a fixed order."""
+    inv = invariant_mask(k, cutoff)
+    out = []
+    for u in range(k):
+        for v in range(k):
+            if inv[u, v] and (u, v) <= ((-u) % k, (-v) % k):
+                out.append((u, v))
+    return out
+
+
+def key_frequencies(key: int, k: int, cutoff: int, count: int) -> list[tuple[int, int]]:
+    """S': ``count`` invariant frequencies chosen by the owner's key (all of them when fewer)."""
+    freqs = unique_invariant_frequencies(k, cutoff)
+    order = torch.randperm(len(freqs), generator=torch.Generator().manual_seed(key)).tolist()
+    return sorted(freqs[i] for i in order[: min(count, len(freqs))])
+
+
+def branch_of(model: nn.Module, host: str) -> FrequencyBranch | None:
+    """The frequency branch beside ``host`` in ``model`` (a ModelprintModel or its net), or None."""
+    for prefix in ("net.", ""):
+        try:
+            layer = model.get_submodule(prefix + host)
+        except AttributeError:
+            continue
+        branch = getattr(layer, "branch", None)
+        if isinstance(branch, FrequencyBranch):
+            return branch
+    return None
+
+
+def overwritten_weight(weight: torch.Tensor, how: str, g: torch.Generator) -> torch.Tensor:
+    """What an attacker may put in the module's place: ``replace`` (fresh random weights of the
+    same norm), ``spectrum-noise`` (complex noise on every frequency, half the spectrum's norm) or
+    ``weight-noise`` (Gaussian noise at 0.5x the weights' norm)."""
+    w = weight.detach()
+    noise = torch.randn(w.shape, generator=g).to(w)
+    if how == "replace":
+        return noise * (w.norm() / noise.norm())
+    if how == "weight-noise":
+        return w + noise * (0.5 * w.norm() / noise.norm())
+    if how == "spectrum-noise":
+        spec = spectrum(w)
+        cn = torch.complex(torch.randn(spec.shape, generator=g), torch.randn(spec.shape, generator=g)).to(spec)
+        noisy = spec + cn * (0.5 * spec.abs().norm() / cn.abs().norm())
+        return inverse_spectrum(noisy).to(w)
+    raise ParameterError(f"overwrite must be replace, spectrum-noise or weight-noise, got {how!r}")
+
+
+OVERWRITES = ("replace", "spectrum-noise", "weight-noise")
+
+
+def _transfer_weights(source: nn.Module, marked: nn.Module, host: str) -> None:
+    """Copy the source's weights into the marked network: the hosted layer's under ``host.host``,
+    and the first rows of a classifier that grew an auxiliary class."""
+    own = marked.state_dict()
+    prefix = f"net.{host}."
+    for name, value in source.state_dict().items():
+        target = prefix + "host." + name[len(prefix) :] if name.startswith(prefix) else name
+        if target not in own:
+            raise ParameterError(f"cannot place the source's {name} in the marked model")
+        if own[target].shape == value.shape:
+            own[target] = value.clone()
+        elif own[target].shape[1:] == value.shape[1:] and own[target].shape[0] == value.shape[0] + 1:
+            own[target][: len(value)] = value  # the auxiliary class keeps its fresh row
+        else:
+            raise ParameterError(f"{name}: shape {tuple(value.shape)} does not fit {tuple(own[target].shape)}")
+    marked.load_state_dict(own)
+
+
+def inject(
+    source: Any,
+    data: Any,
+    *,
+    host: str,
+    key: int,
+    k: int = 8,
+    cutoff: int = 1,
+    aux_class: bool = True,
+    beta: float = 1.0,
+    epochs: int = 5,
+    lr: float = 0.01,
+    batch_size: int = 64,
+    test: Any = None,
+    progress: bool = True,
+) -> Any:
+    """The source with a key-initialised frequency module beside ``host``, trained with SGD
+    (momentum 0.9, weight decay 5e-4) on ``data`` with CE + beta * L_attack: with
+    ``aux_class`` the network gets a (C+1)-th class and predictions made with an overwritten
+    module (the 3 :data:`OVERWRITES` in turn) are pushed into it, so overwriting costs accuracy."""
+    import time
+
+    from torch.func import functional_call
+
+    from ..models import create_model
+    from ..progress import progress_bar
+
+    card = source.card
+    if "frequency" in card.arch_args:
+        raise ParameterError("the model already carries a frequency module; mark the unmarked model")
+    settings = {"host": host, "k": k, "cutoff": cutoff, "aux_class": aux_class}
+    classes = card.num_classes + (1 if aux_class else 0)
+    marked = create_model(card.arch, num_classes=classes, input_shape=card.input_shape, mean=card.mean, std=card.std,
+                          seed=key, **{**card.arch_args, "frequency": settings})  # fmt: skip
+    _transfer_weights(source, marked, host)
+    branch = branch_of(marked, host)
+    g = torch.Generator().manual_seed(key)
+    with torch.no_grad():  # the key's filters; their invariant components are the mark
+        fan_in = branch.weight.shape[1] * k * k
+        branch.weight.copy_(torch.randn(branch.weight.shape, generator=g) / math.sqrt(fan_in))
+    marked.card.classes = (*card.classes, "overwritten-module") if aux_class and card.classes else card.classes
+    marked.card.dataset, marked.card.split = card.dataset, card.split
+    opt = torch.optim.SGD(marked.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    weight_name = next(n for n, p in marked.named_parameters() if p is branch.weight)
+    aux = torch.full((batch_size,), card.num_classes, dtype=torch.long)
+    started = time.perf_counter()
+    marked.train()
+    with progress_bar(epochs, "frequency mark", progress) as bar:
+        for epoch in range(epochs):
+            for step, idx in enumerate(torch.randperm(len(data), generator=g).split(batch_size)):
+                x, y = data.x[idx], data.y[idx]
+                loss = F.cross_entropy(marked(x), y)
+                if aux_class and beta > 0:
+                    how = OVERWRITES[(epoch + step) % len(OVERWRITES)]
+                    fake = overwritten_weight(branch.weight, how, g)
+                    # The overwritten pass must not leak into BatchNorm's running statistics: at test
+                    # time the network sees its real module, and those statistics describe it.
+                    scratch = {name: b.detach().clone() for name, b in marked.named_buffers()}
+                    logits = functional_call(marked, {**scratch, weight_name: fake}, (x,))
+                    loss = loss + beta * F.cross_entropy(logits, aux[: len(x)])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            bar.update(1)
+    marked.eval()
+    marked.card.lineage = [*card.lineage, {"parent_sha256": card.weights_sha256, "recipe": {"mark": "frequency",
+                           **settings, "key": key, "beta": beta, "epochs": epochs, "lr": lr}}]  # fmt: skip
+    marked.card.train_seconds = round(time.perf_counter() - started, 2)
+    if test is not None:
+        from ..train import accuracy
+
+        marked.card.accuracy = round(accuracy(marked, test), 6)
+    return marked
+
+
+# --- verification --------------------------------------------------------------------------------------------
+
+
+def _unit(z: torch.Tensor) -> torch.Tensor:
+    return z / z.abs().pow(2).sum(-1, keepdim=True).sqrt().clamp_min(1e-12)
+
+
+def align_channels(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``b`` (F, O, C) complex with its output and input channels permuted to best match ``a``
+    (Hungarian matching, scipy): input channels on permutation-invariant magnitude profiles
+    first, then output channels on complex cosine. Undoes a channel-permutation attack."""
+    from scipy.optimize import linear_sum_assignment
+
+    def profile(z: torch.Tensor) -> torch.Tensor:  # per input channel, sorted over output channels
+        m = z.abs().permute(2, 0, 1).sort(-1).values.flatten(1)
+        return m / m.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    cost = torch.cdist(profile(a).double(), profile(b).double())
+    _, cols = linear_sum_assignment(cost.numpy())
+    b = b[:, :, torch.as_tensor(cols)]
+    fa, fb = _unit(a.permute(1, 0, 2).flatten(1)), _unit(b.permute(1, 0, 2).flatten(1))
+    _, cols = linear_sum_assignment(-(fa @ fb.conj().T).real.numpy())
+    return b[:, torch.as_tensor(cols), :]
+
+
+def per_frequency_similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(F,) mean over filters o of Re<a[f, o], b[f, o]> / (|a[f, o]| |b[f, o]|): scale cancels."""
+    return (_unit(a) * _unit(b).conj()).sum(-1).real.mean(-1)
+
+
+@register_method("frequency")
+@dataclass(kw_only=True)
+class FrequencyFingerprint(FingerprintMethod):
+    """White-box fingerprint: the key's spectra at S' in a marked model's frequency module.
+
+    ``generate`` reads the mark from a model :func:`inject` made (``n`` = |S'|, at most the
+    invariant frequencies up to conjugation; the ``seed`` is the owner's key). Evidence is
+    the per-frequency similarity after channel alignment; the statistic, the fingerprint
+    score, is the fraction above ``tau``. A suspect without the module gives similarity 0.
+
+    Parameters: tau (float): similarity threshold per frequency, 0.98 (DESIGN).
+
+    Example::
+
+        marked = inject(load_model("owner.safetensors"), owner_data, host="features.0", key=7)
+        fp = create_method("frequency").generate(marked, n=16, seed=7)
+    """
+
+    tau: float = 0.98
+    evidence_kind: ClassVar[str] = "components"
+    statistic_name: ClassVar[str] = "fingerprint_score"
+    null_family: ClassVar[str] = "scores"
+    sequential: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        if not -1 <= self.tau <= 1:
+            raise ParameterError(f"tau must be in [-1, 1], got {self.tau}")
+
+    def items(self, fp: Fingerprint) -> int:
+        return len(fp.extra["freqs"])
+
+    def statistic(self, values: np.ndarray) -> float:
+        return float(np.mean(np.asarray(values) > self.tau))
+
+    def _generate(
+        self, model: Any, data: Any, *, n: int, seed: int, device: str, progress: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
+        settings = model.card.arch_args.get("frequency")
+        if not settings:
+            raise ParameterError(
+                "this model carries no frequency module: mark it first with "
+                "`modelprint fingerprint create MODEL --method frequency --param host=LAYER --seed KEY` "
+                "(which trains the mark in; `modelprint list --hosts ARCH` shows the layers)"
+            )
+        k, cutoff = int(settings.get("k", 8)), int(settings.get("cutoff", 1))
+        freqs = key_frequencies(seed, k, cutoff, n)
+        spec = spectrum(branch_of(model, settings["host"]).weight.detach().cpu())
+        at = torch.stack([spec[..., u, v] for u, v in freqs])  # (F, O, C)
+        empty = torch.zeros((0, *model.card.input_shape))
+        extra = {"freqs": torch.tensor(freqs), "spectrum_real": at.real.float(), "spectrum_imag": at.imag.float()}
+        # num_classes None: weights are compared, not outputs, so a suspect's class count is no obstacle.
+        info = {"host": settings["host"], "k": k, "cutoff": cutoff, "frequencies": len(freqs), "num_classes": None}
+        return empty, torch.zeros(0, dtype=torch.long), extra, info
+
+    def _evidence(self, fp: Fingerprint, suspect: Any, start: int, stop: int) -> Evidence:
+        freqs = fp.extra["freqs"].tolist()
+        a = torch.complex(fp.extra["spectrum_real"].double(), fp.extra["spectrum_imag"].double())
+        branch = branch_of(suspect, fp.meta["host"])
+        if branch is None or tuple(branch.weight.shape[:2]) != tuple(a.shape[1:]) or branch.k != fp.meta["k"]:
+            return Evidence(np.zeros(stop - start), "components", 0)  # nothing of the mark to compare
+        spec = spectrum(branch.weight.detach().cpu())
+        b = torch.stack([spec[..., u, v] for u, v in freqs])
+        sims = per_frequency_similarity(a, align_channels(a, b))
+        return Evidence(sims[start:stop].numpy(), "components", 0)

@@ -29,9 +29,11 @@ def create_arch(name: str, *, num_classes: int, input_shape: tuple[int, int, int
 
         if not isinstance(frequency, dict) or not isinstance(frequency.get("host"), str):
             raise ParameterError(f"frequency must be a table with a 'host' layer name, got {frequency!r}")
-        unknown = sorted(set(frequency) - {"host", "k", "cutoff"})
+        unknown = sorted(set(frequency) - {"host", "k", "cutoff", "aux_class"})
         if unknown:
-            raise ParameterError(f"frequency: unknown setting(s) {', '.join(unknown)}; settings: host, k, cutoff")
+            raise ParameterError(
+                f"frequency: unknown setting(s) {', '.join(unknown)}; settings: host, k, cutoff, aux_class"
+            )
         attach(net, frequency["host"], tuple(input_shape), k=int(frequency.get("k", 8)),
                cutoff=int(frequency.get("cutoff", 1)))  # fmt: skip
     return net
