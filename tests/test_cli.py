@@ -374,3 +374,24 @@ def test_list_shows_the_layers_that_can_host_the_frequency_module(capsys):
     assert code == 0 and out.splitlines() == ["features.0\t1 -> 32 channels", "features.4\t32 -> 64 channels"]
     code, _, err = run(["list", "--hosts", "cnn", "--input-shape", "16"], capsys)
     assert code == 2 and "C,H,W" in err
+
+
+def test_frequency_fingerprint_create_marks_the_model_and_verify_reads_it(files, capsys):
+    tmp, src, _ = files
+    fp = tmp / "owner.fq.fp.safetensors"
+    code, _, err = run(["fingerprint", "create", str(src), "--method", "frequency", "--seed", "7", "--out", str(fp)],
+                       capsys)  # fmt: skip
+    assert code == 2 and "--host" in err
+    code, out, err = run(
+        ["fingerprint", "create", str(src), "--method", "frequency", "--host", "features.0", "--mark", "epochs=1",
+         "--mark", "aux_class=false", "--n", "8", "--seed", "7", "--out", str(fp)], capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    marked = tmp / "owner.marked.safetensors"
+    assert marked.is_file() and json.loads(marked.with_suffix(".json").read_text())["arch_args"]["frequency"]
+    code, out, err = run(["verify", str(fp), str(marked), "--json"], capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["statistic"] == 1.0 and result["queries"] == 0
+    code, out, _ = run(["verify", str(fp), str(src), "--json"], capsys)
+    assert code == 0 and json.loads(out)["statistic"] == 0.0

@@ -140,7 +140,7 @@ def gan_train(
 @fingerprint_app.command("create")
 def fingerprint_create(
     model: Path = typer.Argument(..., help="Source model (.safetensors)."),
-    method: str = typer.Option(..., "--method", help="c | rc | rcgm | ltrc | ltrcgm"),
+    method: str = typer.Option(..., "--method", help="c | rc | rcgm | ltrc | ltrcgm | naturalfinger | frequency"),
     param: list[str] = typer.Option(None, "--param", help="K=V method parameter (repeat)."),
     n: int = typer.Option(100, "--n", help="Number of queries."),
     seed: int = typer.Option(..., "--seed"),
@@ -150,9 +150,17 @@ def fingerprint_create(
     tune_negatives: int = typer.Option(6, "--tune-negatives", help="--tune: reference negatives to train."),
     epochs: int = typer.Option(None, "--epochs", help="--tune: epochs per reference negative (default: the source's)."),
     device: str = typer.Option("cpu", "--device"),
+    host: str = typer.Option(None, "--host", help="frequency: the layer to mark (modelprint list --hosts ARCH)."),
+    mark: list[str] = typer.Option(
+        None, "--mark", help="frequency: K=V injection setting (k, cutoff, aux_class, beta, epochs, lr)."
+    ),
+    marked_out: Path = typer.Option(None, "--marked-out", help="frequency: where the marked model goes."),
     out: Path = typer.Option(..., "--out", help="Fingerprint file (.fp.safetensors)."),
 ) -> None:
-    """Generate a fingerprint from a model; prints its sha256 commitment."""
+    """Generate a fingerprint from a model; prints its sha256 commitment.
+
+    For the white-box ``frequency`` method, an unmarked model is marked first (the seed is the
+    owner's key): the marked model is written to --marked-out and the fingerprint reads it."""
     from .fingerprints import create_method
     from .models import load_model
     from .progress import console
@@ -160,6 +168,8 @@ def fingerprint_create(
     source = load_model(model)
     params = parse_params(param)
     record = None
+    if method == "frequency" and "frequency" not in source.card.arch_args:
+        source = _mark(source, host, parse_params(mark), seed, data, marked_out, out)
     if tune:
         from .tune import tune_method
 
@@ -173,11 +183,41 @@ def fingerprint_create(
         fp.meta["tuning"] = record
     digest = fp.save(out)
     hit = fp.meta.get("target_hit_rate")
-    console.print(f"wrote {out}: {len(fp)} queries" + (f", {hit:.0%} reached their target" if hit is not None else ""))
+    what = f"{fp.meta['frequencies']} frequencies" if "frequencies" in fp.meta else f"{len(fp)} queries"
+    console.print(f"wrote {out}: {what}" + (f", {hit:.0%} reached their target" if hit is not None else ""))
     console.print(
         "calibrate it before publishing the commitment: modelprint fingerprint calibrate FP --reference 10 ..."
     )
     sys.stdout.write(f"sha256 {digest}  {out}\n")
+
+
+def _mark(source: Any, host: str | None, settings: dict[str, Any], key: int, data: str | None,
+          marked_out: Path | None, out: Path) -> Any:  # fmt: skip
+    """Train the frequency mark into ``source`` on the owner's split and write the marked model."""
+    from .data import load_splits
+    from .fingerprints.frequency import inject
+    from .models import save_model
+    from .progress import console
+    from .train import accuracy
+
+    if host is None:
+        raise ParameterError(
+            f"the frequency method marks a layer of the model: give --host LAYER "
+            f"(modelprint list --hosts {source.card.arch} shows the layers that can host the module)"
+        )
+    unknown = sorted(set(settings) - {"k", "cutoff", "aux_class", "beta", "epochs", "lr"})
+    if unknown:
+        raise ParameterError(f"--mark: unknown setting(s) {', '.join(unknown)}; settings: k, cutoff, aux_class, beta, "
+                             "epochs, lr")  # fmt: skip
+    splits = load_splits(data or source.card.dataset)
+    marked = inject(source, splits.owner, host=host, key=key, test=splits.test, **settings)
+    target = marked_out or out.with_name(out.name.split(".")[0] + ".marked.safetensors")
+    path = save_model(marked, target)
+    console.print(
+        f"marked {host} with key {key}: {path} (test accuracy {marked.card.accuracy:.4f}, "
+        f"unmarked {accuracy(source, splits.test):.4f})"
+    )
+    return marked
 
 
 @fingerprint_app.command("show")
