@@ -24,9 +24,21 @@ SETTINGS = {
     "quantize": {},
     "permute": {},
     "scale": {},
+    "overwrite": {"how": "weight-noise"},
+    "spectral-reset": {},
 }
+# Attacks on the white-box frequency mark run on a marked copy of the source.
+WHITE_BOX = {"overwrite", "spectral-reset"}
 # How much test accuracy each attack may cost the tiny source (extraction trains from scratch).
-MAX_DROP = {"distill": 0.25, "knockoff": 0.3, "advtrain": 0.15, "noise": 0.1}
+MAX_DROP = {"distill": 0.25, "knockoff": 0.3, "advtrain": 0.15, "noise": 0.1, "overwrite": 0.5}
+
+
+@pytest.fixture(scope="module")
+def marked_source(source, splits):
+    from modelprint.fingerprints.frequency import inject
+
+    return inject(source, splits.owner, host="features.0", key=7, aux_class=False, epochs=2, test=splits.test,
+                  progress=False)  # fmt: skip
 
 
 def _data_for(name, splits):
@@ -38,7 +50,8 @@ def test_every_registered_attack_has_settings_here():
 
 
 @pytest.mark.parametrize("name", sorted(SETTINGS))
-def test_attack_contract(name, source, splits, tmp_path):
+def test_attack_contract(name, source, marked_source, splits, tmp_path):
+    source = marked_source if name in WHITE_BOX else source
     attack = create_attack(name, **SETTINGS[name])
     data = _data_for(name, splits)
     before = {k: v.clone() for k, v in source.state_dict().items()}
@@ -156,3 +169,20 @@ def test_int8_quantisation_rounds_to_255_levels(source, splits, granularity):
     assert accuracy(q, splits.test) >= source.card.accuracy - 0.02
     half = create_attack("quantize", dtype="fp16").apply(source)
     assert all(torch.equal(p, p.half().float()) for p in half.parameters())
+
+
+def test_white_box_attacks_refuse_unmarked_models_and_spectral_reset_keeps_the_function(source, marked_source, splits):
+    from modelprint.fingerprints import create_method
+
+    for name in sorted(WHITE_BOX):
+        with pytest.raises(ParameterError, match="no frequency module"):
+            create_attack(name).apply(source)
+    reset = create_attack("spectral-reset").apply(marked_source, seed=0)
+    x = splits.test.x[:64]
+    assert torch.allclose(reset.eval()(x), marked_source.eval()(x), atol=1e-5)
+    fp = create_method("frequency").generate(marked_source, n=8, seed=7, progress=False)
+    method = create_method("frequency")
+    assert method.statistic(method.evidence(fp, marked_source).values) == 1.0
+    assert method.statistic(method.evidence(fp, reset).values) == 0.0
+    replaced = create_attack("overwrite", how="replace").apply(marked_source, seed=0)
+    assert method.statistic(method.evidence(fp, replaced).values) == 0.0
