@@ -152,7 +152,7 @@ def fingerprint_create(
     device: str = typer.Option("cpu", "--device"),
     host: str = typer.Option(None, "--host", help="frequency: the layer to mark (modelprint list --hosts ARCH)."),
     mark: list[str] = typer.Option(
-        None, "--mark", help="frequency: K=V injection setting (k, cutoff, aux_class, beta, epochs, lr)."
+        None, "--mark", help="frequency: K=V injection setting (k, cutoff, aux_class, beta, overwrites, epochs, lr)."
     ),
     marked_out: Path = typer.Option(None, "--marked-out", help="frequency: where the marked model goes."),
     out: Path = typer.Option(..., "--out", help="Fingerprint file (.fp.safetensors)."),
@@ -205,10 +205,10 @@ def _mark(source: Any, host: str | None, settings: dict[str, Any], key: int, dat
             f"the frequency method marks a layer of the model: give --host LAYER "
             f"(modelprint list --hosts {source.card.arch} shows the layers that can host the module)"
         )
-    unknown = sorted(set(settings) - {"k", "cutoff", "aux_class", "beta", "epochs", "lr"})
+    unknown = sorted(set(settings) - {"k", "cutoff", "aux_class", "beta", "overwrites", "epochs", "lr"})
     if unknown:
         raise ParameterError(f"--mark: unknown setting(s) {', '.join(unknown)}; settings: k, cutoff, aux_class, beta, "
-                             "epochs, lr")  # fmt: skip
+                             "overwrites, epochs, lr")  # fmt: skip
     splits = load_splits(data or source.card.dataset)
     marked = inject(source, splits.owner, host=host, key=key, test=splits.test, **settings)
     target = marked_out or out.with_name(out.name.split(".")[0] + ".marked.safetensors")
