@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, ClassVar
 
 import numpy as np
@@ -56,18 +57,28 @@ def lowpass_projection(x: torch.Tensor, k: int, cutoff: int) -> torch.Tensor:
     h, w = x.shape[-2:]
     if h % k or w % k:
         raise ParameterError(f"a {h}x{w} input cannot host a K={k} frequency module: the side must be a multiple of K")
-    keep = torch.zeros(h, w, dtype=torch.bool, device=x.device)
-    band = passband(k, cutoff).to(x.device)
-    rows = torch.arange(k, device=x.device) * (h // k)
-    cols = torch.arange(k, device=x.device) * (w // k)
-    keep[rows[:, None], cols[None, :]] = band
-    spectrum = torch.fft.fft2(x.double()) * keep
+    spectrum = torch.fft.fft2(x.double()) * _lowpass_mask(h, w, k, cutoff, str(x.device))
     return torch.fft.ifft2(spectrum).real.to(x.dtype)
+
+
+@lru_cache(maxsize=32)
+def _lowpass_mask(h: int, w: int, k: int, cutoff: int, device: str) -> torch.Tensor:
+    """(h, w) bool: the DFT bins P keeps; made once per shape (every forward of a marked model needs it)."""
+    keep = torch.zeros(h, w, dtype=torch.bool)
+    rows, cols = torch.arange(k) * (h // k), torch.arange(k) * (w // k)
+    keep[rows[:, None], cols[None, :]] = passband(k, cutoff)
+    return keep.to(device)
 
 
 def spectrum(weight: torch.Tensor) -> torch.Tensor:
     """Per-filter K-point DFT of (O, C, K, K) weights: complex (O, C, K, K), F[..., u, v]."""
     return torch.fft.fft2(weight.double())
+
+
+def spectrum_at(weight: torch.Tensor, freqs: list[tuple[int, int]]) -> torch.Tensor:
+    """The spectrum of (O, C, K, K) weights at ``freqs``: complex (F, O, C)."""
+    spec = spectrum(weight.detach().cpu())
+    return torch.stack([spec[..., u, v] for u, v in freqs])
 
 
 def inverse_spectrum(spec: torch.Tensor) -> torch.Tensor:
@@ -420,8 +431,7 @@ class FrequencyFingerprint(FingerprintMethod):
             )
         k, cutoff = int(settings.get("k", 8)), int(settings.get("cutoff", 1))
         freqs = key_frequencies(seed, k, cutoff, n)
-        spec = spectrum(branch_of(model, settings["host"]).weight.detach().cpu())
-        at = torch.stack([spec[..., u, v] for u, v in freqs])  # (F, O, C)
+        at = spectrum_at(branch_of(model, settings["host"]).weight, freqs)
         empty = torch.zeros((0, *model.card.input_shape))
         extra = {"freqs": torch.tensor(freqs), "spectrum_real": at.real.float(), "spectrum_imag": at.imag.float()}
         # num_classes None: weights are compared, not outputs, so a suspect's class count is no obstacle.
@@ -434,7 +444,6 @@ class FrequencyFingerprint(FingerprintMethod):
         branch = branch_of(suspect, fp.meta["host"])
         if branch is None or tuple(branch.weight.shape[:2]) != tuple(a.shape[1:]) or branch.k != fp.meta["k"]:
             return Evidence(np.zeros(stop - start), "components", 0)  # nothing of the mark to compare
-        spec = spectrum(branch.weight.detach().cpu())
-        b = torch.stack([spec[..., u, v] for u, v in freqs])
+        b = spectrum_at(branch.weight, freqs)
         sims = per_frequency_similarity(a, align_channels(a, b))
         return Evidence(sims[start:stop].numpy(), "components", 0)

@@ -220,14 +220,19 @@ def checkpoint_path(out: Path) -> Path:
     return out.with_name(out.name.removesuffix(".safetensors") + ".ckpt.safetensors")
 
 
-def _save_checkpoint(path: Path, gan: GAN, opts: tuple[torch.optim.Optimizer, ...], state: dict[str, Any]) -> None:
+def _weight_tensors(gan: GAN) -> dict[str, torch.Tensor]:
+    """Both networks' state under ``generator.*`` / ``discriminator.*``, as safetensors wants it."""
     tensors = {f"generator.{k}": v for k, v in gan.generator.state_dict().items()}
     tensors |= {f"discriminator.{k}": v for k, v in gan.discriminator.state_dict().items()}
+    return {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+
+
+def _save_checkpoint(path: Path, gan: GAN, opts: tuple[torch.optim.Optimizer, ...], state: dict[str, Any]) -> None:
+    tensors = _weight_tensors(gan)
     for name, opt in zip(("opt_g", "opt_d"), opts):
         for i, s in opt.state_dict()["state"].items():
             for k, v in s.items():
-                tensors[f"{name}.{i}.{k}"] = torch.as_tensor(v).clone()
-    tensors = {k: v.contiguous().clone() for k, v in tensors.items()}
+                tensors[f"{name}.{i}.{k}"] = torch.as_tensor(v).contiguous().clone()
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"modelprint": json.dumps(state, sort_keys=True)}))
 
 
@@ -344,9 +349,7 @@ def gan_paths(path: str | os.PathLike) -> tuple[Path, Path]:
 def save_gan(gan: GAN, path: str | os.PathLike, *, grid: bool = True) -> Path:
     """Write weights, card (with the weights' sha256) and, with ``grid``, an 8x8 sample PNG."""
     weights, card_path = gan_paths(path)
-    tensors = {f"generator.{k}": v for k, v in gan.generator.state_dict().items()}
-    tensors |= {f"discriminator.{k}": v for k, v in gan.discriminator.state_dict().items()}
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+    tensors = _weight_tensors(gan)
     atomic_write(weights, lambda tmp: save_file(tensors, tmp))
     gan.card["weights_sha256"] = sha256_file(weights)
     atomic_write_text(card_path, json.dumps(gan.card, indent=2, sort_keys=True) + "\n")

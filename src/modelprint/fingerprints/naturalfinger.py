@@ -242,6 +242,17 @@ class NaturalFinger(FingerprintMethod):
         self, model: ModelprintModel, data: Dataset | None, *, n: int, seed: int, device: str, progress: bool
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
         gan, trained = self._inputs(model)
+        requires = [p.requires_grad for p in model.parameters()]
+        try:
+            return self._search(model, gan, trained, n=n, seed=seed, device=device, progress=progress)
+        finally:  # the source is the caller's model; the trained models are loaded for this call only
+            for p, r in zip(model.parameters(), requires):
+                p.requires_grad_(r)
+
+    def _search(
+        self, model: ModelprintModel, gan: Any, trained: TrainedModels, *, n: int, seed: int, device: str,
+        progress: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:  # fmt: skip
         flip = self._flip(gan)
         num_classes = model.card.num_classes
         generator, disc = gan.generator.to(device).eval(), gan.discriminator.to(device).eval()
@@ -317,8 +328,6 @@ class NaturalFinger(FingerprintMethod):
             "trained_positive_match": round(pos_rate, 4),
             "trained_negative_match": round(neg_rate, 4),
         }
-        for net in nets:
-            net.requires_grad_(True)
         return x, expected, {"original": y_o[keep].cpu(), "adversarial": y_a[keep].cpu(), "latent": z[keep].cpu()}, info
 
     def _adversarial_labels(
