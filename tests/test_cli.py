@@ -395,3 +395,19 @@ def test_frequency_fingerprint_create_marks_the_model_and_verify_reads_it(files,
     assert result["statistic"] == 1.0 and result["queries"] == 0
     code, out, _ = run(["verify", str(fp), str(src), "--json"], capsys)
     assert code == 0 and json.loads(out)["statistic"] == 0.0
+    # Calibration: reference models get their own owner's output-neutral mark (other keys), so the
+    # null describes independent marked models; the marked model is then a match with a p-value.
+    code, out, err = run(
+        ["fingerprint", "calibrate", str(fp), "--reference", "3", "--reference-arch", "cnn:width=8", "--epochs", "1",
+         "--out", str(fp)], capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    refs = [json.loads(p.read_text()) for p in sorted((tmp / "owner-reference").glob("*.json"))]
+    keys = [r["lineage"][-1]["recipe"]["key"] for r in refs]
+    assert len(refs) == 3 and len(set(keys)) == 3 and 7 not in keys
+    assert all(r["arch_args"]["frequency"]["host"] == "features.0" for r in refs)
+    code, out, err = run(["verify", str(fp), str(marked), "--json"], capsys)
+    result = json.loads(out)
+    assert code == 0 and result["verdict"] == "match" and result["p_value"] < 1e-3 and result["null"]["calibrated"]
+    code, out, _ = run(["verify", str(fp), str(src), "--json"], capsys)
+    assert json.loads(out)["verdict"] == "no-match"

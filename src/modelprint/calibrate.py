@@ -14,7 +14,7 @@ a method's settings were chosen on never also calibrate its null.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -154,9 +154,12 @@ def train_reference(
     out_dir: str | Path | None = None,
     device: str = "cpu",
     progress: bool = True,
+    prepare: Callable[[ModelprintModel, int], ModelprintModel] | None = None,
 ) -> list[ModelprintModel]:
     """Train ``n`` models independent of the source on the owner's split, as the owner always
-    can: same data set, other seeds and architectures, the source's training settings."""
+    can: same data set, other seeds and architectures, the source's training settings.
+    ``prepare(model, seed)``, when given, turns each into what the null should see (a
+    method's :meth:`~modelprint.fingerprints.FingerprintMethod.reference_model`) before it is kept."""
     from .data import load_splits
     from .train import TrainConfig, train_new, training_settings
 
@@ -180,6 +183,8 @@ def train_reference(
         model = train_new(
             arch, splits.owner, cfg, seed=seed, test=splits.test, device=device, progress=progress, **args
         )
+        if prepare is not None:
+            model = prepare(model, seed)
         if out_dir is not None:
             save_model(model, Path(out_dir) / f"reference-{i:02d}-{arch}-s{seed}")
         if progress:

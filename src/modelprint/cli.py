@@ -143,7 +143,7 @@ def fingerprint_create(
     method: str = typer.Option(..., "--method", help="c | rc | rcgm | ltrc | ltrcgm | naturalfinger | frequency"),
     param: list[str] = typer.Option(None, "--param", help="K=V method parameter (repeat)."),
     n: int = typer.Option(100, "--n", help="Number of queries."),
-    seed: int = typer.Option(..., "--seed"),
+    seed: int = typer.Option(..., "--seed", "--key", help="Seed of the queries; for frequency, the owner's key."),
     tune: bool = typer.Option(False, "--tune", help="Choose the method's settings on the owner's reference models."),
     fpr: float = typer.Option(1e-2, "--fpr", help="--tune: the false-positive rate to maximise the TPR at."),
     data: str = typer.Option(None, "--data", help="--tune: the owner's data set (default: the model card's)."),
@@ -262,7 +262,7 @@ def fingerprint_calibrate(
 ) -> None:
     """Fit the statistic's null on independent models and store it in the fingerprint."""
     from .calibrate import calibrate, null_description, parse_arch, train_reference
-    from .fingerprints import Fingerprint
+    from .fingerprints import Fingerprint, method_of
     from .models import load_model
     from .progress import console
 
@@ -290,6 +290,7 @@ def fingerprint_calibrate(
             epochs=epochs,
             out_dir=folder,
             device=device,
+            prepare=lambda model, s: method_of(fp).reference_model(fp, model, s),
         )
         origin.append(f"{reference} reference models in {folder}")
     if not models:

@@ -212,3 +212,25 @@ def test_overwriting_costs_accuracy_with_l_attack_and_spectral_reset_costs_nothi
         x = splits.test.x[:100]
         assert torch.allclose(reset.eval()(x), marked["marked"].eval()(x), atol=1e-5)
     assert _score(fp, reset) == 0.0
+
+
+def test_reference_models_carry_an_output_neutral_mark_of_their_own_key(marked, splits):
+    from modelprint.fingerprints import create_method
+    from modelprint.fingerprints.frequency import branch_of, neutral_mark, passband, spectrum
+
+    method = create_method("frequency")
+    fp = method.generate(marked["marked"], n=12, seed=7, progress=False)
+    ref = method.reference_model(fp, marked["source"], seed=1000)
+    branch = branch_of(ref, "features.0")
+    assert branch is not None and ref.card.lineage[-1]["recipe"]["key"] == 1000
+    assert spectrum(branch.weight)[..., passband(8, 1)].abs().max() < 1e-6  # nothing reaches the output
+    with torch.no_grad():
+        x = splits.test.x[:100]
+        assert torch.allclose(ref.eval()(x), marked["source"].eval()(x), atol=1e-5)
+    assert _score(fp, ref) == 0.0
+    # The fingerprint's own key is never used for a reference model.
+    assert method.reference_model(fp, marked["source"], seed=7).card.lineage[-1]["recipe"]["key"] == 8
+    # A neutral mark with the owner's key holds the owner's invariant components: score 1.
+    assert _score(fp, neutral_mark(marked["source"], "features.0", 7)) == 1.0
+    # Models that cannot host the module, or already carry one, are left as they are.
+    assert method.reference_model(fp, marked["other"], seed=1000) is marked["other"]

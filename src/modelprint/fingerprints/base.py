@@ -148,6 +148,11 @@ class FingerprintMethod:
         labels = query_labels(suspect, fp.x[start:stop])
         return Evidence((labels == fp.y[start:stop]).numpy().astype(np.float64), "labels", stop - start)
 
+    def reference_model(self, fp: Fingerprint, model: ModelprintModel, seed: int) -> ModelprintModel:
+        """What an independent reference model trained with ``seed`` looks like to this method's
+        null; the model itself for black-box methods (white-box ones give it its own owner's mark)."""
+        return model
+
     def tuning_grid(self, input_shape: tuple[int, ...]) -> dict[str, list[Any]]:
         """Candidate values per setting for ``fingerprint create --tune``, searched one setting at a
         time in this order (first value = where the search starts); empty = nothing to tune."""

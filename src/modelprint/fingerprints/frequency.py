@@ -272,6 +272,41 @@ def _transfer_weights(source: nn.Module, marked: nn.Module, host: str) -> None:
     marked.load_state_dict(own)
 
 
+def _key_filters(shape: torch.Size, g: torch.Generator) -> torch.Tensor:
+    """The key's filters (O, C, K, K): Gaussian, scaled by 1/sqrt(fan-in), drawn from ``g``."""
+    return torch.randn(shape, generator=g) / math.sqrt(shape[1] * shape[2] * shape[3])
+
+
+def neutral_mark(model: Any, host: str, key: int, *, k: int = 8, cutoff: int = 1) -> Any:
+    """A copy of the unmarked ``model`` with a frequency module beside ``host`` that holds
+    ``key``'s filters with the passband zeroed: its output is exactly zero, so the copy computes
+    what ``model`` computes, and its invariant components are those :func:`inject` would leave
+    after any amount of SGD training (up to the common scale the similarity cancels).
+
+    It stands for an independent owner who marked their own model with another key: the
+    calibration null of the frequency fingerprint is fitted on such models."""
+    from ..models import create_model
+
+    card = model.card
+    if "frequency" in card.arch_args:
+        raise ParameterError("the model already carries a frequency module")
+    settings = {"host": host, "k": k, "cutoff": cutoff, "aux_class": False}
+    marked = create_model(card.arch, num_classes=card.num_classes, input_shape=card.input_shape, mean=card.mean,
+                          std=card.std, seed=key, **{**card.arch_args, "frequency": settings})  # fmt: skip
+    _transfer_weights(model, marked, host)
+    branch = branch_of(marked, host)
+    with torch.no_grad():
+        spec = spectrum(_key_filters(branch.weight.shape, torch.Generator().manual_seed(key)))
+        spec[..., passband(k, cutoff)] = 0
+        branch.weight.copy_(inverse_spectrum(spec).to(branch.weight))
+    for attr in ("classes", "dataset", "split", "training", "accuracy"):
+        setattr(marked.card, attr, getattr(card, attr))
+    recipe = {"mark": "frequency-neutral", **settings, "key": key}
+    marked.card.lineage = [*card.lineage, {"parent_sha256": card.weights_sha256, "recipe": recipe}]
+    marked.eval()
+    return marked
+
+
 def inject(
     source: Any,
     data: Any,
@@ -317,8 +352,7 @@ def inject(
     branch = branch_of(marked, host)
     g = torch.Generator().manual_seed(key)
     with torch.no_grad():  # the key's filters; their invariant components are the mark
-        fan_in = branch.weight.shape[1] * k * k
-        branch.weight.copy_(torch.randn(branch.weight.shape, generator=g) / math.sqrt(fan_in))
+        branch.weight.copy_(_key_filters(branch.weight.shape, g))
     marked.card.classes = (*card.classes, "overwritten-module") if aux_class and card.classes else card.classes
     marked.card.dataset, marked.card.split = card.dataset, card.split
     opt = torch.optim.SGD(marked.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
@@ -418,6 +452,18 @@ class FrequencyFingerprint(FingerprintMethod):
 
     def statistic(self, values: np.ndarray) -> float:
         return float(np.mean(np.asarray(values) > self.tau))
+
+    def reference_model(self, fp: Fingerprint, model: Any, seed: int) -> Any:
+        """An independent model marked by an independent owner: an output-neutral module with key
+        ``seed`` (never the fingerprint's own) beside the same host, where the model has it
+        (:func:`neutral_mark`); an unmarked model of another architecture stays as it is."""
+        host, k, cutoff = fp.meta["host"], int(fp.meta["k"]), int(fp.meta["cutoff"])
+        if "frequency" in model.card.arch_args:
+            return model
+        if host not in hostable_layers(model.net, tuple(model.card.input_shape), k):
+            return model
+        key = seed if seed != fp.meta.get("seed") else seed + 1
+        return neutral_mark(model, host, key, k=k, cutoff=cutoff)
 
     def _generate(
         self, model: Any, data: Any, *, n: int, seed: int, device: str, progress: bool
