@@ -209,7 +209,7 @@ def test_fast_demo_runs_end_to_end(tmp_path):
     summary = run_demo(tmp_path / "demo", fast=True)
     assert set(summary["results"]) == {"c", "rc", "rcgm", "ltrc"}
     assert (tmp_path / "demo" / "results.json").exists()
-    assert len(list((tmp_path / "demo" / "fingerprints").glob("*.fp.safetensors"))) == 4
+    assert len(list((tmp_path / "demo" / "fingerprints").glob("*.fp.safetensors"))) == 5
     for r in summary["results"].values():
         assert r["source_rate"] == 1.0
     report = tmp_path / "demo" / "bench" / "report.html"
@@ -219,6 +219,11 @@ def test_fast_demo_runs_end_to_end(tmp_path):
     fp = Fingerprint.load(tmp_path / "demo" / "fingerprints" / "ltrc.fp.safetensors")
     assert fp.meta["tuning"]["table"] and fp.meta["null"]["n_models"] == 3
     assert set(summary["verdicts"].values()) <= {"match", "no-match", "inconclusive"}
+    white = summary["whitebox"]["suspects"]  # the white-box mark: kept by fine-tuning, erased by an overwrite
+    assert white["the marked model"]["verdict"] == "match" and white["an SGD fine-tuned copy"]["verdict"] == "match"
+    assert white["an independent model"]["verdict"] == "no-match"
+    assert white["a copy after spectral-reset (the adaptive attack)"]["score"] == 0.0
+    assert Fingerprint.load(tmp_path / "demo" / "fingerprints" / "frequency.fp.safetensors").meta["null"]
 
 
 def test_attack_that_trains_uses_the_attack_split_and_records_accuracy(files, capsys):

@@ -383,6 +383,8 @@ def verify(
 
 def format_verification(r: Any) -> str:
     """Two or three plain lines: the verdict with its numbers, then what it was tested against."""
+    from .null import SD_FLOOR
+
     stat = (
         f"matching rate {r.statistic:.2f} ({r.matches}/{r.n})"
         if r.matches is not None
@@ -402,6 +404,7 @@ def format_verification(r: Any) -> str:
         lines.append(
             f"null: normal fitted on {null['n_models']} independent models ({null.get('source', '?')}), "
             f"mean {null['mean']:.3f}, sd {null['sd']:.3f}"
+            + (f" (floored at {SD_FLOOR:g}: the models all scored alike)" if null["sd"] < SD_FLOOR else "")
         )
     elif null.get("family") == "chance":
         lines.append(f"null: chance agreement {null['mean']:.2f} per query (uncalibrated)")

@@ -46,6 +46,7 @@ FAST_REFERENCE_ARCHS = [("cnn", {"width": 8})]
 PRUNE_RATES = (0.3, 0.5, 0.7)
 ZOO_SPEC = "demo-digits"  # built-in, 30 models
 FAST_ZOO_SPEC = "smoke-digits"  # --fast: ten tiny models, a smoke run of the same flow
+WHITEBOX_HOST, WHITEBOX_KEY = "features.0", 7  # the first convolution; the owner's key
 
 
 def run_demo(out: Path, *, fast: bool = False, seed: int = 0) -> dict:
@@ -54,7 +55,7 @@ def run_demo(out: Path, *, fast: bool = False, seed: int = 0) -> dict:
     splits = load_splits(DATA)
     cfg = TrainConfig(epochs=3 if fast else 15)
     independent = INDEPENDENT[:2] if fast else INDEPENDENT
-    console.rule(f"1/5  train the owner's model and {len(independent)} independent models on {DATA}")
+    console.rule(f"1/6  train the owner's model and {len(independent)} independent models on {DATA}")
     source = train_new("cnn", splits.owner, cfg, seed=seed, test=splits.test)
     save_model(source, out / "models" / "source")
     negatives: list[ModelprintModel] = []
@@ -67,13 +68,13 @@ def run_demo(out: Path, *, fast: bool = False, seed: int = 0) -> dict:
         + ", ".join(f"{n} {m.card.accuracy:.3f}" for (n, *_), m in zip(independent, negatives))
     )
 
-    console.rule("2/5  prune the source (the owner's legitimate compressed copies)")
+    console.rule("2/6  prune the source (the owner's legitimate compressed copies)")
     pruned = pruned_copies(source, PRUNE_RATES, seed=seed)
     for rate, model in pruned:
         save_model(model, out / "models" / f"source-prune{int(rate * 100)}")
         console.print(f"pruned {rate:.0%}: test accuracy {accuracy(model, splits.test):.3f}")
 
-    console.rule("3/5  fingerprint the source (LTRC tuned on the owner's references), calibrate on reference models")
+    console.rule("3/6  fingerprint the source (LTRC tuned on the owner's references), calibrate on reference models")
     fast_params = {"steps": 100} if fast else {}
     tuned, record = tune_method(
         source,
@@ -111,7 +112,7 @@ def run_demo(out: Path, *, fast: bool = False, seed: int = 0) -> dict:
         fp = calibrate(fp, reference, [m for _, m in pruned], origin=f"{len(reference)} reference models")
         commitments[name] = fp.save(out / "fingerprints" / f"{name}.fp.safetensors")
 
-    console.rule("4/5  evaluate and verify: pruned copies should match, independent models should not")
+    console.rule("4/6  evaluate and verify: pruned copies should match, independent models should not")
     print_table(results, f"digits 16 px, small CNN source, {len(negatives)} independent models")
     best = max(results.values(), key=lambda r: r.uniqueness)
     c, ltrc = results["c"], results["ltrc"]
@@ -130,6 +131,7 @@ def run_demo(out: Path, *, fast: bool = False, seed: int = 0) -> dict:
         check = verify(fp_ltrc, suspect, fpr=1e-3)
         verdicts[label] = check.verdict
         console.print(f"verify ltrc on {label}:\n" + format_verification(check), markup=False)
+    whitebox = _whitebox(out, source, splits, reference, negatives[0], fast=fast, seed=seed)
     summary = {
         "data": DATA,
         "fast": fast,
@@ -139,9 +141,10 @@ def run_demo(out: Path, *, fast: bool = False, seed: int = 0) -> dict:
         "commitments": commitments,
         "tuned": {TUNED: record["chosen"]},
         "verdicts": verdicts,
+        "whitebox": whitebox,
         "results": {k: v.to_dict() for k, v in results.items()},
     }
-    console.rule("5/5  a zoo of derived and independent suspects: benchmark, report")
+    console.rule("6/6  a zoo of derived and independent suspects: benchmark, report")
     zoo_dir, bench_dir = out / "zoo", out / "bench"
     spec = load_spec(FAST_ZOO_SPEC if fast else ZOO_SPEC)
     workers = 0 if fast else None  # a ten-model smoke zoo is quicker in process
@@ -162,3 +165,56 @@ def run_demo(out: Path, *, fast: bool = False, seed: int = 0) -> dict:
         f"try: modelprint verify {out}/fingerprints/ltrc.fp.safetensors {out}/models/cnn-attacker-s1.safetensors"
     )
     return summary
+
+
+def _whitebox(
+    out: Path, source: ModelprintModel, splits, reference: list[ModelprintModel], independent: ModelprintModel,
+    *, fast: bool, seed: int,
+) -> dict:  # fmt: skip
+    """The white-box story: mark the source's first convolution with the owner's key, read the
+    fingerprint, calibrate on the reference models (each carrying its own owner's mark), and
+    verify the marked model, copies an attacker made of it and an independent model."""
+    from .attacks import create_attack
+    from .cli import format_verification
+    from .fingerprints.frequency import inject
+
+    console.rule(f"5/6  white-box: mark {WHITEBOX_HOST} with key {WHITEBOX_KEY}, fingerprint its spectrum, verify")
+    marked = inject(source, splits.owner, host=WHITEBOX_HOST, key=WHITEBOX_KEY, epochs=3 if fast else 20,
+                    test=splits.test)  # fmt: skip
+    save_model(marked, out / "models" / "source-marked")
+    method = create_method("frequency")
+    fp = method.generate(marked, n=16, seed=WHITEBOX_KEY)
+    refs = [method.reference_model(fp, m, int(m.card.seed)) for m in reference]
+    fp = calibrate(fp, refs, origin=f"{len(refs)} reference models, each marked with its own key")
+    commitment = fp.save(out / "fingerprints" / "frequency.fp.safetensors")
+    console.print(
+        f"marked model: test accuracy {marked.card.accuracy:.3f} (unmarked {source.card.accuracy:.3f}), "
+        f"{len(fp.extra['freqs'])} key frequencies; commitment {commitment[:16]}…"
+    )
+    attacks = {
+        "an SGD fine-tuned copy": [("finetune", {"mode": "ftal", "epochs": 1 if fast else 5}, splits.tune)],
+        "a copy with the module replaced": [("overwrite", {"how": "replace"}, None)],
+        "a copy after spectral-reset (the adaptive attack)": [("spectral-reset", {}, None)],
+    }
+    suspects = {"the marked model": marked}
+    for label, steps in attacks.items():
+        model = marked
+        for name, params, data in steps:
+            model = create_attack(name, **params).apply(model, data, seed=seed, test=splits.test)
+        suspects[label] = model
+    suspects["an independent model"] = independent
+    rows = {}
+    for label, suspect in suspects.items():
+        check = verify(fp, suspect, fpr=1e-3)
+        acc = accuracy(suspect, splits.test)
+        rows[label] = {"verdict": check.verdict, "score": check.statistic, "p_value": check.p_value, "accuracy": acc}
+        console.print(f"verify frequency on {label} (test accuracy {acc:.3f}):\n" + format_verification(check),
+                      markup=False)  # fmt: skip
+    return {
+        "host": WHITEBOX_HOST,
+        "key": WHITEBOX_KEY,
+        "marked_accuracy": marked.card.accuracy,
+        "unmarked_accuracy": source.card.accuracy,
+        "commitment": commitment,
+        "suspects": rows,
+    }

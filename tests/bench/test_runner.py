@@ -88,3 +88,61 @@ def test_ray_backend_queries_the_same(bench_dir, reference_zoo, tmp_path):
         progress=False,
     )
     assert [s["rates"] for s in again["suspects"]] == [s["rates"] for s in before["suspects"]]
+
+
+WHITEBOX_SPEC = """
+name = "tiny-whitebox"
+data = "digits"
+[train]
+epochs = 3
+[[models]]
+name = "source"
+role = "positive"
+category = "source"
+arch = "cnn"
+args = { width = 8 }
+seed = 0
+mark = { host = "features.0", key = 7, aux_class = false, epochs = 2 }
+[[models]]
+name = "mirror"
+role = "negative"
+category = "source"
+arch = "cnn"
+args = { width = 8 }
+split = "attacker"
+seed = 1
+mark = { host = "features.0", key = 8, aux_class = false, epochs = 2 }
+[[models]]
+from = ["source", "mirror"]
+category = "finetune"
+steps = [{ attack = "finetune", mode = "ftal", epochs = 2 }]
+[[models]]
+from = ["source", "mirror"]
+category = "spectral-reset"
+steps = [{ attack = "spectral-reset" }]
+[[models]]
+role = "negative"
+category = "other-arch"
+arch = "vgg11"
+args = { width = 4 }
+split = "attacker"
+seed = 3
+"""
+
+
+def test_bench_reports_the_white_box_family_beside_black_box_ones(tmp_path):
+    from modelprint.zoo import build_zoo
+
+    spec = tmp_path / "wb.toml"
+    spec.write_text(WHITEBOX_SPEC)
+    build_zoo(spec, tmp_path / "zoo", workers=0, progress=False)
+    params = {"c": {"steps": 30}}
+    zoo, out = tmp_path / "zoo", tmp_path / "bench"
+    report = run_bench(zoo, ["c", "frequency"], out, n=20, method_params=params, progress=False)
+    freq = report["methods"]["frequency"]
+    assert freq["evidence"] == "components" and list(freq["budgets"]) == ["20"] and "c" in report["methods"]
+    stat = {(r["role"], r["category"]): r["rates"]["frequency"] for r in report["suspects"]}
+    assert stat["positive", "finetune"] == 1.0  # SGD fine-tuning leaves the mark
+    assert stat["positive", "spectral-reset"] == 0.0  # the adaptive attack erases it
+    assert all(r["rates"]["frequency"] == 0.0 for r in report["suspects"] if r["role"] == "negative")
+    assert freq["by_category"]["finetune"]

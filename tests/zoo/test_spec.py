@@ -75,6 +75,8 @@ def _line_of(text, needle):
         ('arch = "cnn"\nargs = { width = 8 }\nsplit = "owner"', 'arch = "cnn9"\nargs = {}\nsplit = "owner"', "cnn9"),
         ('variants = [{ mode = "ftll" }', 'variants = [{ mode = "ftll", typo = 1 }', "typo"),
         ('category = "prune"', 'category = "prune"\ncolour = "red"', "unknown field"),
+        ('split = "owner"\nseed = 0', 'split = "owner"\nmark = { host = "features.0" }', "mark needs host"),
+        ('split = "owner"\nseed = 0', 'split = "owner"\nmark = { host = "x", key = 1, colour = 2 }', "unknown setting"),
     ],
 )
 def test_bad_specs_name_the_line(old, new, message):
@@ -119,3 +121,15 @@ def test_training_specs_share_only_the_source_with_their_evaluation_spec(evaluat
     assert len(others) == 15 and sum(p.role == "positive" for p in others) == 7
     assert not {(p.parent, json.dumps(p.recipe(), sort_keys=True)) for p in others} & recipes
     assert {p.seed for p in others if p.parent is None}.isdisjoint({p.seed for p in ev.models if p.parent is None})
+
+
+def test_whitebox_spec_marks_source_and_mirror_with_their_own_keys():
+    spec = load_spec("whitebox-digits")
+    source, mirror = spec.models[:2]
+    assert (source.mark["key"], mirror.mark["key"]) == (7, 8) and source.id.endswith("+mark(key=7)")
+    assert source.recipe()[-1] == {"mark": "frequency", "host": "features.0", "key": 7, "aux_class": False}
+    cats = Counter((m.role, m.category) for m in spec.models)
+    for category in ("finetune-sgd", "finetune-adam", "overwrite", "spectral-reset", "distill"):
+        assert cats["positive", category] == cats["negative", category] > 0
+    # fine-tunes that differ in optimiser or learning rate get ids of their own
+    assert len({m.id for m in spec.models if m.category.startswith("finetune")}) == 10

@@ -74,6 +74,13 @@ class Finetune(TrainingSettings, Attack):
     default_split = "tune"
     id_params = ("mode",)
 
+    def step_id(self) -> str:
+        """``finetune(ftal)``; the optimiser and learning rate join the name when they are not the
+        defaults (``finetune(ftal,adam,lr=0.001)``), so a spec can sweep them."""
+        extra = [self.optimizer] if self.optimizer != "sgd" else []
+        extra += [f"lr={self.lr:g}"] if self.lr != 0.01 else []
+        return f"{self.name}({','.join([self.mode, *extra])})"
+
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ParameterError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")

@@ -88,6 +88,10 @@ def _build_model(plan: dict[str, Any], context: dict[str, Any]) -> dict[str, Any
         )
         if context.get("train_subset"):  # reference models of this source train on the same amount of data
             model.card.training["train_subset"] = context["train_subset"]
+        if p.mark:  # the owner marks the model it trained, on the same data
+            from ..fingerprints.frequency import inject
+
+            model = inject(model, splits.get(p.split), test=splits.test, progress=False, **p.mark)
     else:
         model = load_model(root / context["parent_file"])
         for step in p.steps:

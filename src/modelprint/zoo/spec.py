@@ -4,7 +4,9 @@ A spec has top-level ``name``, ``data`` (a dataset spec), ``split_seed``, ``trai
 (images kept of each training half, class-balanced and seeded; 0 = all), a ``[train]``
 table (training defaults for models trained from scratch, :class:`~modelprint.train.TrainConfig`
 fields) and a list of ``[[models]]`` entries. An entry either trains from scratch
-(``arch``, ``args``, ``split``, ``seed``, ``role``, ``category``, optional ``train``) or
+(``arch``, ``args``, ``split``, ``seed``, ``role``, ``category``, optional ``train``, and
+optional ``mark = { host = LAYER, key = SEED, ... }``: the white-box frequency mark trained
+in on the same split after training, with :func:`~modelprint.fingerprints.frequency.inject`'s settings) or
 derives from other entries (``from = ["name", ...]``, ``category`` and ``steps``, a list of
 attacks: ``{ attack = "prune", rate = 0.5 }``; a step may name its ``data`` split or data
 set and its ``seed``). ``variants`` (a list of tables) turns one entry into several models:
@@ -32,7 +34,11 @@ from ..errors import ModelprintError, ParameterError
 from ..models import ARCHITECTURES
 from ..train import TrainConfig, training_settings
 
-ENTRY_FIELDS = {"name", "role", "category", "arch", "args", "split", "seed", "train", "from", "steps", "variants"}
+ENTRY_FIELDS = {
+    *("name", "role", "category", "arch", "args", "split", "seed", "train", "mark", "from", "steps", "variants")
+}
+# A scratch model's ``mark`` table: the white-box frequency mark trained in after training (inject's settings).
+MARK_FIELDS = {"host", "key", "k", "cutoff", "aux_class", "beta", "overwrites", "epochs", "lr"}
 ROLES = ("positive", "negative")
 
 
@@ -53,6 +59,7 @@ class ModelPlan:
     split: str = "owner"
     seed: int = 0
     train: dict[str, Any] = field(default_factory=dict)  # scratch models: TrainConfig fields
+    mark: dict[str, Any] = field(default_factory=dict)  # scratch models: the frequency mark, after training
     steps: list[dict[str, Any]] = field(default_factory=list)  # derived models: attack steps
     line: int | None = None
 
@@ -63,7 +70,8 @@ class ModelPlan:
 
     def recipe(self) -> list[dict[str, Any]]:
         if self.parent is None:
-            return [{"train": self.arch, "args": self.args, "split": self.split, "seed": self.seed, **self.train}]
+            trained = {"train": self.arch, "args": self.args, "split": self.split, "seed": self.seed, **self.train}
+            return [trained, {"mark": "frequency", **self.mark}] if self.mark else [trained]
         return self.steps
 
     def to_dict(self) -> dict[str, Any]:
@@ -277,8 +285,9 @@ def _scratch_plan(fields: dict[str, Any], train_defaults: dict[str, Any], line: 
     if not isinstance(explicit, dict):
         raise ParameterError("train must be a table of training settings")
     train = training_settings(arch, train_defaults, explicit)
+    mark = _check_mark(fields.get("mark", {}))
     return ModelPlan(
-        id=_scratch_id(arch, args, split, seed),
+        id=_scratch_id(arch, args, split, seed) + (f"+mark(key={mark['key']})" if mark else ""),
         role=fields["role"],
         category=fields["category"],
         arch=arch,
@@ -286,8 +295,24 @@ def _scratch_plan(fields: dict[str, Any], train_defaults: dict[str, Any], line: 
         split=split,
         seed=seed,
         train=train,
+        mark=mark,
         line=line,
     )
+
+
+def _check_mark(mark: Any) -> dict[str, Any]:
+    """A scratch entry's ``mark`` table, checked: ``host`` and ``key`` at least (empty: no mark)."""
+    if not isinstance(mark, dict):
+        raise ParameterError("mark must be a table: { host = LAYER, key = SEED, ... }")
+    if not mark:
+        return {}
+    unknown = sorted(set(mark) - MARK_FIELDS)
+    if unknown:
+        known = ", ".join(sorted(MARK_FIELDS))
+        raise ParameterError(f"mark: unknown setting(s) {', '.join(unknown)}; settings: {known}")
+    if not isinstance(mark.get("host"), str) or not isinstance(mark.get("key"), int):
+        raise ParameterError("mark needs host (a layer name: modelprint list --hosts ARCH) and key (an integer)")
+    return dict(mark)
 
 
 def _derived_plan(parent: ModelPlan, fields: dict[str, Any], steps: Any, line: int | None) -> ModelPlan:
