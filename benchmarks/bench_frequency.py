@@ -1,11 +1,15 @@
 """The white-box frequency mark under attack: fingerprint score and accuracy per attack,
-for a model marked with and without L_attack (the table of the paper's kind).
+for a model marked with and without L_attack (the table of the paper's kind), beside the
+two baselines on the same attacked models: direct weight cosine and CKA of penultimate
+features (REEF-style).
 
-Marks the source of a zoo (default: a CNN trained here on digits at 16 px) at ``--host``,
-reads a 16-frequency fingerprint with the key, runs every attack on the marked model and
-records score (fraction of frequencies with similarity > 0.98) and test accuracy.
+Trains a CNN on digits at 16 px, marks it at ``--host``, reads a 16-frequency fingerprint
+with the key, runs every attack on the marked model and records the score (fraction of
+frequencies with similarity > 0.98), the baselines' statistics and test accuracy. Two
+independent CNNs (one marked with another key, one unmarked) give the baselines' floor, and
+the source trained for as many more epochs without the module gives the marking's cost.
 
-Run:  python benchmarks/bench_frequency.py [--data digits:16] [--host features.0] [--out FILE]
+Run:  python benchmarks/bench_frequency.py [--data digits:16] [--train-subset N] [--host features.0] [--out FILE]
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ ATTACKS += [
     ("prune 50 % + fine-tune", [("prune", {"rate": 0.5}, None), FT]),
     ("noise 0.5 + fine-tune", [("noise", {"sigma": 0.5}, None), FT]),
 ]
+ATTACKS += [("permute channels", [("permute", {}, None)]), ("rescale channels (ReLU)", [("scale", {}, None)])]
 ATTACKS += [
     (f"overwrite ({h})", [("overwrite", {"how": h}, None)]) for h in ("replace", "spectrum-noise", "weight-noise")
 ]
@@ -49,36 +54,79 @@ ATTACKS += [
 ]
 
 
+def continue_training(source, data, *, epochs: int, lr: float, seed: int, batch_size: int = 64):
+    """The source trained on as inject() trains the marked model (SGD momentum 0.9, weight decay
+    5e-4, constant lr, same batches), without the module: what the marking's epochs alone do."""
+    import copy
+
+    import torch.nn.functional as F
+
+    model = copy.deepcopy(source)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    g = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(data), generator=g).split(batch_size):
+            loss = F.cross_entropy(model(data.x[idx]), data.y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return model.eval()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="digits:16")
     ap.add_argument("--host", default="features.0")
     ap.add_argument("--key", type=int, default=7)
+    ap.add_argument("--train-subset", type=int, default=0, help="images kept of each training half (0: all)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    splits = load_splits(args.data)
+    splits = load_splits(args.data, train_subset=args.train_subset)
     source = train_new("cnn", splits.owner, TrainConfig(epochs=15), seed=0, test=splits.test, width=16)
     method = create_method("frequency")
+    baselines = {name: create_method(name) for name in ("weight-cosine", "cka")}
     rows = []
+    other = train_new("cnn", splits.attacker, TrainConfig(epochs=15), seed=1, test=splits.test, width=16)
+    independent = {
+        "independent CNN, marked with another key": inject(
+            other, splits.attacker, host=args.host, key=args.key + 1, test=splits.test, progress=False
+        ),  # fmt: skip
+        "independent CNN, unmarked": other,
+    }
+    rows.append({"l_attack": None, "attack": "(source, unmarked)", "score": None, "accuracy": source.card.accuracy})
+    plain = continue_training(source, splits.owner, epochs=20, lr=0.01, seed=args.key)
+    rows.append({"l_attack": None, "attack": "(source, 20 more epochs without the module)", "score": None,
+                 "accuracy": round(accuracy(plain, splits.test), 4)})  # fmt: skip
     for aux in (True, False):
         started = time.perf_counter()
         marked = inject(source, splits.owner, host=args.host, key=args.key, aux_class=aux, test=splits.test,
                         progress=False)  # fmt: skip
         fp = method.generate(marked, n=16, seed=args.key, progress=False)
         mark_s = time.perf_counter() - started
+        base_fps = {name: m.generate(marked, n=200, seed=0, progress=False) for name, m in baselines.items()}
+        suspects = []
         for name, steps in ATTACKS:
             model = marked
             for i, (attack, settings, split) in enumerate(steps):
                 data = splits.get(split) if split else None
                 model = create_attack(attack, **settings).apply(model, data, seed=100 + i)
-            score = method.statistic(method.evidence(fp, model).values)
-            rows.append(
-                {"l_attack": aux, "attack": name, "score": score, "accuracy": round(accuracy(model, splits.test), 4)}
-            )
+            suspects.append((name, model))
+        for name, model in suspects + list(independent.items()):
+            row = {"l_attack": aux, "attack": name, "score": method.statistic(method.evidence(fp, model).values)}
+            for b, m in baselines.items():
+                row[b] = round(m.statistic(m.evidence(base_fps[b], model).values), 4)
+            rows.append({**row, "accuracy": round(accuracy(model, splits.test), 4)})
             print(json.dumps(rows[-1]), flush=True)
         rows.append({"l_attack": aux, "attack": "(marking seconds)", "score": None, "accuracy": round(mark_s, 1)})
-    result = {"data": args.data, "host": args.host, "source_accuracy": source.card.accuracy, "rows": rows}
+    result = {
+        "data": args.data,
+        "train_subset": args.train_subset,
+        "host": args.host,
+        "source_accuracy": source.card.accuracy,
+        "rows": rows,
+    }
     if args.out:
         with open(args.out, "w") as f:
             json.dump(result, f, indent=2)

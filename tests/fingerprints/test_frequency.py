@@ -234,3 +234,20 @@ def test_reference_models_carry_an_output_neutral_mark_of_their_own_key(marked, 
     assert _score(fp, neutral_mark(marked["source"], "features.0", 7)) == 1.0
     # Models that cannot host the module, or already carry one, are left as they are.
     assert method.reference_model(fp, marked["other"], seed=1000) is marked["other"]
+
+
+@pytest.mark.parametrize("attack", ["permute", "scale"])
+def test_function_preserving_reparametrisations_move_the_module_with_its_host(marked, splits, attack):
+    from modelprint.attacks import create_attack
+    from modelprint.fingerprints import create_method
+    from modelprint.fingerprints.frequency import branch_of
+
+    fp = create_method("frequency").generate(marked["marked"], n=12, seed=7, progress=False)
+    twin = create_attack(attack).apply(marked["marked"], seed=1)
+    before, after = branch_of(marked["marked"], "features.0").weight, branch_of(twin, "features.0").weight
+    if attack == "permute":  # (scaling goes into the batch norm after the host here, not the module)
+        assert not torch.allclose(before, after)  # the module's channels moved with the host's
+    with torch.no_grad():
+        x = splits.test.x[:100]
+        assert torch.allclose(twin.eval()(x), marked["marked"].eval()(x), atol=1e-4)
+    assert _score(fp, twin) == 1.0

@@ -53,8 +53,28 @@ class LayerPair:
     scale_target: nn.Module | None = None  # where a positive factor goes in (None: cannot scale)
 
 
+def _hosted_layer() -> type:
+    from ..fingerprints.frequency import HostedLayer
+
+    return HostedLayer
+
+
+def _weight(m: nn.Module) -> torch.Tensor:
+    """The dense weight of a layer; of its host for a layer carrying the frequency module."""
+    return m.host.weight if isinstance(m, _hosted_layer()) else m.weight
+
+
 def _is_dense(m: nn.Module) -> bool:
+    if isinstance(m, _hosted_layer()):
+        return _is_dense(m.host)
     return isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.groups == 1)
+
+
+class _Tracer(fx.Tracer):
+    """Sees a layer that carries the frequency module as one layer: host and module change together."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return isinstance(m, _hosted_layer()) or super().is_leaf_module(m, qualname)
 
 
 def _is_depthwise(m: nn.Module) -> bool:
@@ -106,12 +126,12 @@ def _follow(gm: fx.GraphModule, start: fx.Node, calls: dict[str, int]) -> LayerP
             return None
         if flattened and node.op == "call_module" and not isinstance(modules[node.target], nn.Linear):
             return None
-    channels = producer.weight.shape[0]
+    channels = _weight(producer).shape[0]
     if flattened:
         if not isinstance(pair.consumer, nn.Linear) or pair.consumer.in_features % channels:
             return None
         pair.block = pair.consumer.in_features // channels
-    elif pair.consumer.weight.shape[1] != channels:
+    elif _weight(pair.consumer).shape[1] != channels:
         return None
     if homogeneous and activated:
         pair.scale_target = first_norm or producer
@@ -122,7 +142,7 @@ def layer_pairs(net: nn.Module) -> list[LayerPair]:
     """Every producer/consumer pair whose shared channels can be reordered."""
     pairs: list[LayerPair] = []
     try:
-        gm = fx.symbolic_trace(net)
+        gm = fx.GraphModule(net, _Tracer().trace(net))
     except Exception:  # not traceable (e.g. data-dependent control flow): type-based pairs only
         gm = None
     if gm is not None:
@@ -143,33 +163,40 @@ def layer_pairs(net: nn.Module) -> list[LayerPair]:
     return pairs
 
 
+def _parts(m: nn.Module) -> list[nn.Module]:
+    """The modules whose channels move together: a hosted layer's host and its frequency module."""
+    return [m.host, m.branch] if isinstance(m, _hosted_layer()) else [m]
+
+
 def _permute_pair(pair: LayerPair, perm: torch.Tensor) -> None:
-    for m in (pair.producer, *pair.channelwise):
+    for m in (*_parts(pair.producer), *pair.channelwise):
         for name in ("weight", "bias", "running_mean", "running_var"):
             t = getattr(m, name, None)
             if isinstance(t, torch.Tensor) and t.ndim >= 1:
                 t.copy_(t[perm])
-    w = pair.consumer.weight
-    out = w.shape[0]
-    if pair.block > 1:
-        w.copy_(w.view(out, -1, pair.block)[:, perm].reshape(out, -1))
-    else:
-        w.copy_(w[:, perm])
+    for part in _parts(pair.consumer):
+        w = part.weight
+        out = w.shape[0]
+        if pair.block > 1:
+            w.copy_(w.view(out, -1, pair.block)[:, perm].reshape(out, -1))
+        else:
+            w.copy_(w[:, perm])
 
 
 def _scale_pair(pair: LayerPair, s: torch.Tensor) -> None:
-    target = pair.scale_target
-    for name in ("weight", "bias"):
-        t = getattr(target, name, None)
-        if isinstance(t, torch.Tensor):
-            t.mul_(s.view(-1, *([1] * (t.ndim - 1))))
-    w = pair.consumer.weight
-    out = w.shape[0]
-    inv = (1.0 / s).view(1, -1, *([1] * (w.ndim - 2)))
-    if pair.block > 1:
-        w.copy_((w.view(out, -1, pair.block) / s.view(1, -1, 1)).reshape(out, -1))
-    else:
-        w.mul_(inv)
+    for target in _parts(pair.scale_target):
+        for name in ("weight", "bias"):
+            t = getattr(target, name, None)
+            if isinstance(t, torch.Tensor):
+                t.mul_(s.view(-1, *([1] * (t.ndim - 1))))
+    for part in _parts(pair.consumer):
+        w = part.weight
+        out = w.shape[0]
+        inv = (1.0 / s).view(1, -1, *([1] * (w.ndim - 2)))
+        if pair.block > 1:
+            w.copy_((w.view(out, -1, pair.block) / s.view(1, -1, 1)).reshape(out, -1))
+        else:
+            w.mul_(inv)
 
 
 @register_attack("permute")
@@ -181,7 +208,7 @@ class ChannelPermute(Attack):
         if not pairs:
             raise ParameterError(f"permute: found no layer pair to permute in {model.card.arch}")
         for pair in pairs:
-            _permute_pair(pair, torch.randperm(pair.producer.weight.shape[0], generator=g))
+            _permute_pair(pair, torch.randperm(_weight(pair.producer).shape[0], generator=g))
 
 
 @register_attack("scale")
@@ -202,5 +229,5 @@ class ReluScale(Attack):
             raise ParameterError(f"scale: {model.card.arch} has no ReLU-separated layer pair to rescale")
         log_spread = torch.log(torch.tensor(self.spread))
         for pair in pairs:
-            u = torch.rand(pair.producer.weight.shape[0], generator=g) * 2 - 1
+            u = torch.rand(_weight(pair.producer).shape[0], generator=g) * 2 - 1
             _scale_pair(pair, torch.exp(u * log_spread))

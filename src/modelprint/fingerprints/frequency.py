@@ -472,7 +472,7 @@ class FrequencyFingerprint(FingerprintMethod):
         if not settings:
             raise ParameterError(
                 "this model carries no frequency module: mark it first with "
-                "`modelprint fingerprint create MODEL --method frequency --param host=LAYER --seed KEY` "
+                "`modelprint fingerprint create MODEL --method frequency --host LAYER --key KEY` "
                 "(which trains the mark in; `modelprint list --hosts ARCH` shows the layers)"
             )
         k, cutoff = int(settings.get("k", 8)), int(settings.get("cutoff", 1))
