@@ -40,7 +40,9 @@ ATTACKS += [
 ]
 ATTACKS += [
     ("prune 50 % + fine-tune", [("prune", {"rate": 0.5}, None), FT]),
+    ("noise 0.1 + fine-tune", [("noise", {"sigma": 0.1}, None), FT]),
     ("noise 0.5 + fine-tune", [("noise", {"sigma": 0.5}, None), FT]),
+    ("quantise int8", [("quantize", {}, None)]),
 ]
 ATTACKS += [("permute channels", [("permute", {}, None)]), ("rescale channels (ReLU)", [("scale", {}, None)])]
 ATTACKS += [
@@ -50,6 +52,7 @@ ATTACKS += [
     ("overwrite (replace) then fine-tune", [REPLACE, FT]),
     ("fine-tune then overwrite (replace)", [FT, REPLACE]),
     ("spectral-reset (adaptive)", [("spectral-reset", {}, None)]),
+    ("nullspace-reset (adaptive, blind)", [("nullspace-reset", {}, "attacker")]),
     ("distill into a fresh CNN", [("distill", {"arch": "cnn", "arch_args": {"width": 16}, "epochs": 15}, "attacker")]),
 ]
 
@@ -74,6 +77,24 @@ def continue_training(source, data, *, epochs: int, lr: float, seed: int, batch_
     return model.eval()
 
 
+def markdown_table(result: dict) -> str:
+    """The README's table from a results file: score and accuracy with and without L_attack,
+    the baselines on the model marked with L_attack."""
+    rows = [r for r in result["rows"] if r["l_attack"] is not None and not r["attack"].startswith("(")]
+    by = {(r["attack"], r["l_attack"]): r for r in rows}
+    lines = [
+        "| attack | score, with L_attack | accuracy | score, without | accuracy | weight cosine | CKA |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in dict.fromkeys(r["attack"] for r in rows):
+        a, b = by[name, True], by[name, False]
+        lines.append(
+            f"| {name} | {a['score']:.2f} | {a['accuracy']:.3f} | {b['score']:.2f} | {b['accuracy']:.3f} "
+            f"| {a['weight-cosine']:.2f} | {a['cka']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="digits:16")
@@ -81,7 +102,12 @@ def main() -> None:
     ap.add_argument("--key", type=int, default=7)
     ap.add_argument("--train-subset", type=int, default=0, help="images kept of each training half (0: all)")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--table", default=None, help="print the Markdown table of a results file and stop")
     args = ap.parse_args()
+    if args.table:
+        with open(args.table) as f:
+            print(markdown_table(json.load(f)))
+        return
     torch.set_num_threads(1)
     splits = load_splits(args.data, train_subset=args.train_subset)
     source = train_new("cnn", splits.owner, TrainConfig(epochs=15), seed=0, test=splits.test, width=16)

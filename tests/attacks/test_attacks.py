@@ -26,9 +26,10 @@ SETTINGS = {
     "scale": {},
     "overwrite": {"how": "weight-noise"},
     "spectral-reset": {},
+    "nullspace-reset": {},
 }
 # Attacks on the white-box frequency mark run on a marked copy of the source.
-WHITE_BOX = {"overwrite", "spectral-reset"}
+WHITE_BOX = {"overwrite", "spectral-reset", "nullspace-reset"}
 # How much test accuracy each attack may cost the tiny source (extraction trains from scratch).
 MAX_DROP = {"distill": 0.25, "knockoff": 0.3, "advtrain": 0.15, "noise": 0.1, "overwrite": 0.5}
 
@@ -176,7 +177,7 @@ def test_white_box_attacks_refuse_unmarked_models_and_spectral_reset_keeps_the_f
 
     for name in sorted(WHITE_BOX):
         with pytest.raises(ParameterError, match="no frequency module"):
-            create_attack(name).apply(source)
+            create_attack(name).apply(source, _data_for(name, splits))
     reset = create_attack("spectral-reset").apply(marked_source, seed=0)
     x = splits.test.x[:64]
     assert torch.allclose(reset.eval()(x), marked_source.eval()(x), atol=1e-5)
@@ -186,3 +187,7 @@ def test_white_box_attacks_refuse_unmarked_models_and_spectral_reset_keeps_the_f
     assert method.statistic(method.evidence(fp, reset).values) == 0.0
     replaced = create_attack("overwrite", how="replace").apply(marked_source, seed=0)
     assert method.statistic(method.evidence(fp, replaced).values) == 0.0
+    # The same erasure found with gradients alone, knowing neither P nor K: a secret projection would not help.
+    blind = create_attack("nullspace-reset").apply(marked_source, splits.attacker, seed=0)
+    assert torch.allclose(blind.eval()(x), marked_source.eval()(x), atol=1e-5)
+    assert method.statistic(method.evidence(fp, blind).values) == 0.0

@@ -110,7 +110,10 @@ def test_same_seed_gives_the_same_file_bytes(source, tmp_path, monkeypatch):
 def test_every_registered_method_is_covered_by_the_contract_test():
     # naturalfinger needs a GAN and a training zoo: its contract is tests/fingerprints/test_naturalfinger.py
     # frequency is white-box (it needs a marked model): its contract is tests/fingerprints/test_frequency.py
-    assert set(METHODS.names()) == {"c", "rc", "rcgm", "ltrc", "ltrcgm", "naturalfinger", "frequency"}
+    # weight-cosine and cka, its baselines: tests/fingerprints/test_baselines.py
+    assert set(METHODS.names()) == {
+        *("c", "rc", "rcgm", "ltrc", "ltrcgm", "naturalfinger", "frequency", "weight-cosine", "cka")
+    }
 
 
 def test_bad_parameters_are_rejected():

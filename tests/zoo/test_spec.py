@@ -129,7 +129,7 @@ def test_whitebox_spec_marks_source_and_mirror_with_their_own_keys():
     assert (source.mark["key"], mirror.mark["key"]) == (7, 8) and source.id.endswith("+mark(key=7)")
     assert source.recipe()[-1] == {"mark": "frequency", "host": "features.0", "key": 7, "aux_class": False}
     cats = Counter((m.role, m.category) for m in spec.models)
-    for category in ("finetune-sgd", "finetune-adam", "overwrite", "spectral-reset", "distill"):
+    for category in ("finetune-sgd", "finetune-adam", "reparametrise", "overwrite", "adaptive-reset", "distill"):
         assert cats["positive", category] == cats["negative", category] > 0
     # fine-tunes that differ in optimiser or learning rate get ids of their own
     assert len({m.id for m in spec.models if m.category.startswith("finetune")}) == 10

@@ -28,8 +28,11 @@ from .base import Attack, register_attack
 
 
 def prunable_weights(model: nn.Module) -> list[torch.Tensor]:
-    """Weights of conv and linear layers (biases and norm layers are left alone)."""
-    return [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    """Weights of conv and linear layers (biases and norm layers are left alone), the white-box
+    frequency module's convolution included: an attacker prunes or noises every layer."""
+    from ..fingerprints.frequency import FrequencyBranch
+
+    return [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear, FrequencyBranch))]
 
 
 def _zero_smallest(scores: torch.Tensor, count: int) -> torch.Tensor:

@@ -203,12 +203,16 @@ def attach(
 
 def unique_invariant_frequencies(k: int, cutoff: int) -> list[tuple[int, int]]:
     """One (u, v) per conjugate pair {(u, v), (-u, -v)} of the invariant set (a real filter's
-    spectrum at (-u, -v) is the conjugate of (u, v), so it carries nothing new), in a fixed order."""
+    spectrum at (-u, -v) is the conjugate of (u, v), so it carries nothing new), in a fixed order.
+
+    Self-conjugate frequencies ((u, v) = (-u, -v), components 0 and K/2) are left out: there
+    the spectrum is real, so a filter of a one-channel host carries one sign, which weight noise
+    near zero flips (measured: 2 of 16 filters at noise 0.05 x rms, similarity 0.875)."""
     inv = invariant_mask(k, cutoff)
     out = []
     for u in range(k):
         for v in range(k):
-            if inv[u, v] and (u, v) <= ((-u) % k, (-v) % k):
+            if inv[u, v] and (u, v) < ((-u) % k, (-v) % k):
                 out.append((u, v))
     return out
 
