@@ -3,13 +3,14 @@ for a model marked with and without L_attack (the table of the paper's kind), be
 two baselines on the same attacked models: direct weight cosine and CKA of penultimate
 features (REEF-style).
 
-Trains a CNN on digits at 16 px, marks it at ``--host``, reads a 16-frequency fingerprint
+Trains a model (default: a CNN on digits at 16 px), marks it at ``--host``, reads a 16-frequency fingerprint
 with the key, runs every attack on the marked model and records the score (fraction of
 frequencies with similarity > 0.98), the baselines' statistics and test accuracy. Two
-independent CNNs (one marked with another key, one unmarked) give the baselines' floor, and
+independent models of the same architecture (one marked with another key, one unmarked) give the baselines' floor, and
 the source trained for as many more epochs without the module gives the marking's cost.
 
-Run:  python benchmarks/bench_frequency.py [--data digits:16] [--train-subset N] [--host features.0] [--out FILE]
+Run:  python benchmarks/bench_frequency.py [--data digits:16] [--train-subset N] [--arch cnn]
+          [--arch-args '{"width": 16}'] [--host features.0] [--out FILE]
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from modelprint.attacks import create_attack  # noqa: E402
 from modelprint.data import load_splits  # noqa: E402
 from modelprint.fingerprints import create_method  # noqa: E402
 from modelprint.fingerprints.frequency import inject  # noqa: E402
-from modelprint.train import TrainConfig, accuracy, train_new  # noqa: E402
+from modelprint.train import TrainConfig, accuracy, train_new, training_settings  # noqa: E402
 
 # (row name, [(attack, settings, data split or None), ...]); fine-tuning runs on the tune split.
 FT = ("finetune", {"mode": "ftal", "epochs": 10}, "tune")
@@ -98,6 +99,8 @@ def markdown_table(result: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="digits:16")
+    ap.add_argument("--arch", default="cnn")
+    ap.add_argument("--arch-args", default='{"width": 16}', help="JSON")
     ap.add_argument("--host", default="features.0")
     ap.add_argument("--key", type=int, default=7)
     ap.add_argument("--train-subset", type=int, default=0, help="images kept of each training half (0: all)")
@@ -110,16 +113,19 @@ def main() -> None:
         return
     torch.set_num_threads(1)
     splits = load_splits(args.data, train_subset=args.train_subset)
-    source = train_new("cnn", splits.owner, TrainConfig(epochs=15), seed=0, test=splits.test, width=16)
+    arch_args = json.loads(args.arch_args)
+    cfg = TrainConfig(**training_settings(args.arch, {"epochs": 15}))  # the architecture's own optimiser
+    source = train_new(args.arch, splits.owner, cfg, seed=0, test=splits.test, **arch_args)
     method = create_method("frequency")
     baselines = {name: create_method(name) for name in ("weight-cosine", "cka")}
     rows = []
-    other = train_new("cnn", splits.attacker, TrainConfig(epochs=15), seed=1, test=splits.test, width=16)
+    other = train_new(args.arch, splits.attacker, cfg, seed=1, test=splits.test, **arch_args)
+    who = "CNN" if args.arch == "cnn" else args.arch
     independent = {
-        "independent CNN, marked with another key": inject(
+        f"independent {who}, marked with another key": inject(
             other, splits.attacker, host=args.host, key=args.key + 1, test=splits.test, progress=False
         ),  # fmt: skip
-        "independent CNN, unmarked": other,
+        f"independent {who}, unmarked": other,
     }
     rows.append({"l_attack": None, "attack": "(source, unmarked)", "score": None, "accuracy": source.card.accuracy})
     plain = continue_training(source, splits.owner, epochs=20, lr=0.01, seed=args.key)
@@ -149,6 +155,8 @@ def main() -> None:
     result = {
         "data": args.data,
         "train_subset": args.train_subset,
+        "arch": args.arch,
+        "arch_args": arch_args,
         "host": args.host,
         "source_accuracy": source.card.accuracy,
         "rows": rows,

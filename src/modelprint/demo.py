@@ -1,5 +1,7 @@
-"""``modelprint demo``: the whole owner / verifier story on the bundled digits, in minutes,
-ending with a FingerBench-style zoo, a benchmark of every method on it and its report.
+"""``modelprint demo``: the whole owner / verifier story on the bundled digits, in minutes:
+black-box fingerprints, the white-box frequency mark (marked, calibrated, verified against
+fine-tuning, an overwrite and the adaptive reset), then a FingerBench-style zoo, a benchmark
+of every black-box method on it and its report.
 
 Digits are upscaled to 16 px. LTRC's settings are tuned on the owner's own reference
 models (``fingerprint create --tune``), not hand-set: the paper's k scaled from 224 px gives
