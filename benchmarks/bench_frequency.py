@@ -26,6 +26,7 @@ os.environ.setdefault("MODELPRINT_QUIET", "1")
 
 from modelprint.attacks import create_attack  # noqa: E402
 from modelprint.data import load_splits  # noqa: E402
+from modelprint.errors import ParameterError  # noqa: E402
 from modelprint.fingerprints import create_method  # noqa: E402
 from modelprint.fingerprints.frequency import inject  # noqa: E402
 from modelprint.train import TrainConfig, accuracy, train_new, training_settings  # noqa: E402
@@ -87,8 +88,12 @@ def markdown_table(result: dict) -> str:
         "| attack | score, with L_attack | accuracy | score, without | accuracy | weight cosine | CKA |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name in dict.fromkeys(r["attack"] for r in rows):
+    order = {name: i for i, (name, _) in enumerate(ATTACKS)}  # the attacks in their list's order, then the rest
+    for name in sorted(dict.fromkeys(r["attack"] for r in rows), key=lambda n: order.get(n, len(order))):
         a, b = by[name, True], by[name, False]
+        if a["score"] is None:
+            lines.append(f"| {name} | not applicable: {a['not_applicable']} | | | | | |")
+            continue
         lines.append(
             f"| {name} | {a['score']:.2f} | {a['accuracy']:.3f} | {b['score']:.2f} | {b['accuracy']:.3f} "
             f"| {a['weight-cosine']:.2f} | {a['cka']:.2f} |"
@@ -141,9 +146,13 @@ def main() -> None:
         suspects = []
         for name, steps in ATTACKS:
             model = marked
-            for i, (attack, settings, split) in enumerate(steps):
-                data = splits.get(split) if split else None
-                model = create_attack(attack, **settings).apply(model, data, seed=100 + i)
+            try:
+                for i, (attack, settings, split) in enumerate(steps):
+                    data = splits.get(split) if split else None
+                    model = create_attack(attack, **settings).apply(model, data, seed=100 + i)
+            except ParameterError as e:  # e.g. scale on a GELU network: the attack does not apply
+                rows.append({"l_attack": aux, "attack": name, "score": None, "not_applicable": str(e)})
+                continue
             suspects.append((name, model))
         for name, model in suspects + list(independent.items()):
             row = {"l_attack": aux, "attack": name, "score": method.statistic(method.evidence(fp, model).values)}
