@@ -112,7 +112,8 @@ def test_every_registered_method_is_covered_by_the_contract_test():
     # frequency is white-box (it needs a marked model): its contract is tests/fingerprints/test_frequency.py
     # weight-cosine and cka, its baselines: tests/fingerprints/test_baselines.py
     assert set(METHODS.names()) == {
-        *("c", "rc", "rcgm", "ltrc", "ltrcgm", "naturalfinger", "frequency", "weight-cosine", "cka")
+        *("c", "rc", "rcgm", "ltrc", "ltrcgm", "naturalfinger", "frequency", "weight-cosine", "cka"),
+        *("ipguard", "sensitive"),  # tests/fingerprints/test_ipguard.py, test_sensitive.py
     }
 
 

@@ -108,6 +108,21 @@ class Evidence:
         return len(self.values)
 
 
+def owner_images(model: ModelprintModel, data: Dataset | None, n: int, seed: int) -> torch.Tensor:
+    """``n`` images drawn with ``seed`` from ``data``, or from the owner's split of the data set
+    the model card names when no data is given (for methods that start from the owner's data)."""
+    if data is None:
+        from ..data import load_splits
+
+        if not model.card.dataset:
+            raise ParameterError("the model card names no data set: pass the owner's data")
+        data = load_splits(model.card.dataset).owner
+    if len(data) < n:
+        raise ParameterError(f"need {n} owner images, the data holds {len(data)}")
+    idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]
+    return data.x[idx]
+
+
 class FingerprintMethod:
     """Base of every method: settings in the constructor, the model at call time.
 

@@ -39,7 +39,7 @@ from torch import nn
 from ..data import Dataset
 from ..errors import ParameterError
 from ..models import ModelprintModel
-from .base import Evidence, Fingerprint, FingerprintMethod, register_method
+from .base import Evidence, Fingerprint, FingerprintMethod, owner_images, register_method
 
 
 def comparable_weights(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -136,14 +136,7 @@ class CKASimilarity(FingerprintMethod):
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
         if n < 2:
             raise ParameterError(f"cka needs at least 2 probe images, got n={n}")
-        if data is None:
-            from ..data import load_splits
-
-            if not model.card.dataset:
-                raise ParameterError("the model card names no data set: pass the owner's data")
-            data = load_splits(model.card.dataset).owner
-        idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]
-        x = data.x[idx].to(device)
+        x = owner_images(model, data, n, seed).to(device)
         feats = penultimate_features(model, x).float().cpu()
         return x.cpu(), model.predict(x).cpu(), {"features": feats}, {"num_classes": None}
 
