@@ -113,7 +113,7 @@ def test_every_registered_method_is_covered_by_the_contract_test():
     # weight-cosine and cka, its baselines: tests/fingerprints/test_baselines.py
     assert set(METHODS.names()) == {
         *("c", "rc", "rcgm", "ltrc", "ltrcgm", "naturalfinger", "frequency", "weight-cosine", "cka"),
-        *("ipguard", "sensitive"),  # tests/fingerprints/test_ipguard.py, test_sensitive.py
+        *("ipguard", "sensitive", "metafinger", "metav"),  # tests/fingerprints/test_ipguard.py, test_metav.py, ...
     }
 
 

@@ -10,56 +10,17 @@ from modelprint.fingerprints.gan import GANConfig, save_gan, train_gan
 from modelprint.fingerprints.naturalfinger import cw_loss, random_transform
 from modelprint.metrics import roc_auc
 from modelprint.models import load_model
-from modelprint.zoo import ZooManifest, build_zoo, source_row
-
-# A training zoo at test scale: the source, 3 positives derived from it, 4 negatives.
-TRAIN_SPEC = """
-name = "tiny-train"
-data = "digits"
-[train]
-epochs = 6
-lr = 0.05
-[[models]]
-name = "source"
-role = "positive"
-category = "source"
-arch = "cnn"
-args = { width = 8 }
-seed = 0
-[[models]]
-from = ["source"]
-category = "modified"
-steps = [{ attack = "finetune", mode = "ftal", epochs = 2, seed = 901 }]
-[[models]]
-from = ["source"]
-category = "extracted"
-variants = [{ w = 8, s = 902 }, { w = 4, s = 903 }]
-steps = [{ attack = "distill", arch = "cnn", arch_args = { width = "$w" }, epochs = 4, seed = "$s" }]
-[[models]]
-name = "independent"
-role = "negative"
-category = "independent"
-arch = "cnn"
-split = "attacker"
-variants = [{ args = { width = 8 }, seed = 101 }, { args = { width = 4 }, seed = 102 }]
-[[models]]
-from = ["independent"]
-category = "independent-distill"
-steps = [{ attack = "distill", arch = "cnn", arch_args = { width = 8 }, epochs = 4, seed = 904 }]
-"""
+from modelprint.zoo import ZooManifest, source_row
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, splits):
+def trained(tmp_path_factory, splits, training_zoo):
     root = tmp_path_factory.mktemp("nf")
-    spec = root / "tiny-train.toml"
-    spec.write_text(TRAIN_SPEC)
-    build_zoo(spec, root / "zoo", workers=0, progress=False)
     gan = train_gan(splits.owner, GANConfig(width=32, z_dim=16, steps=300), seed=0, progress=False)
     gan_path = save_gan(gan, root / "gan.safetensors", grid=False)
-    manifest = ZooManifest.read(root / "zoo")
+    manifest = ZooManifest.read(training_zoo)
     source = load_model(manifest.path(source_row(manifest)))
-    return {"zoo": str(root / "zoo"), "gan": str(gan_path), "source": source, "manifest": manifest}
+    return {"zoo": str(training_zoo), "gan": str(gan_path), "source": source, "manifest": manifest}
 
 
 def _method(trained, **kw):

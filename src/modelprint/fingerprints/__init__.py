@@ -1,6 +1,6 @@
 """Fingerprinting methods behind one registry, and the fingerprint artifact."""
 
-from . import baselines, characteristic, frequency, ipguard, naturalfinger, sensitive  # noqa: F401  (register every method)
+from . import baselines, characteristic, frequency, ipguard, metafinger, metav, naturalfinger, sensitive  # noqa: F401  (register every method)
 from .base import (
     METHODS,
     Evidence,

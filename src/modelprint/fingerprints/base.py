@@ -139,6 +139,8 @@ class FingerprintMethod:
     null_family: ClassVar[str] = "counts"
     # Sequential verification spends items in order and stops early: only for per-item 0/1 evidence.
     sequential: ClassVar[bool] = True
+    # Evidence needs the suspect's scores (probabilities), not only its labels: a label-only suspect is refused.
+    needs_scores: ClassVar[bool] = False
     # Boolean settings that switch a paper's tricks on and off, for `bench --ablation` (short name -> setting).
     ablation: ClassVar[dict[str, str]] = {}
 

@@ -1,0 +1,148 @@
+"""MetaV (Pan, Yan, Zhang and Yang, KDD 2022): queries and a meta-verifier learnt together.
+
+The queries X (n images) and a small MLP V are optimised jointly (Adam) so that V, reading a
+model's softmax outputs on X laid end to end, says 1 for models derived from the source and
+0 for independent ones::
+
+    min_{X, V}  mean_{f in P} BCE(V(softmax f(X)), 1) + mean_{f in N} BCE(V(softmax f(X)), 0)
+
+P is the training zoo's positives plus ``augmented`` copies of the source made afresh every
+iteration (pruned or noised, as for MetaFinger); N is its negatives. The evidence is V's
+score on the suspect's outputs, one number in [0, 1]: the score path of the evidence
+contract, with a normal null fitted on independent models. MetaV needs the suspect's scores
+(probabilities), not only its labels: a label-only suspect is refused (``needs_scores``).
+The fingerprint stores X, V's weights and the trained models' sha256s, so ``bench`` refuses
+to score a model MetaV learnt from.
+
+What we chose where our sources are silent (they hold NaturalFinger's summary of MetaV):
+queries start as uniform noise, V has two hidden layers of ``hidden`` units (ReLU), both use
+Adam with learning rate ``lr`` for ``iterations`` steps, positives and negatives weigh alike.
+
+Parameters:
+    trained (str): training zoo folder (``modelprint zoo build SPEC-train``).
+    iterations (int): 500; lr (float): 0.01 for the queries, a tenth of it for V.
+    hidden (int): 64; augmented (int): 2; prune_max (float): 0.5; noise_max (float): 0.1.
+
+Example::
+
+    fp = create_method("metav", trained="train-zoo").generate(source, n=100, seed=0)
+    create_method("metav").evidence(fp, suspect).values  # array([0.97])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._io import sha256_file
+from ..data import Dataset
+from ..errors import ParameterError
+from ..models import ModelprintModel
+from ..progress import progress_bar
+from ..suspects import query_logits
+from .base import Evidence, Fingerprint, FingerprintMethod, register_method
+from .metafinger import augmented_copy
+from .naturalfinger import load_trained
+
+
+def meta_verifier(inputs: int, hidden: int) -> nn.Sequential:
+    """V: outputs laid end to end (n x classes) -> one logit."""
+    layers = [nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1)]
+    return nn.Sequential(*layers)
+
+
+def _verifier_from(extra: dict[str, torch.Tensor]) -> nn.Sequential:
+    weights = {k.removeprefix("v."): v for k, v in extra.items() if k.startswith("v.")}
+    v = meta_verifier(weights["0.weight"].shape[1], weights["0.weight"].shape[0])
+    v.load_state_dict(weights)
+    return v.eval()
+
+
+@register_method("metav")
+@dataclass(kw_only=True)
+class MetaV(FingerprintMethod):
+    trained: str | None = None
+    iterations: int = 500
+    lr: float = 0.01
+    hidden: int = 64
+    augmented: int = 2
+    prune_max: float = 0.5
+    noise_max: float = 0.1
+
+    evidence_kind: ClassVar[str] = "scores"
+    statistic_name: ClassVar[str] = "verifier_score"
+    null_family: ClassVar[str] = "scores"
+    sequential: ClassVar[bool] = False
+    needs_scores: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        if self.iterations < 0 or self.lr <= 0 or self.hidden < 1 or self.augmented < 0:
+            raise ParameterError("iterations >= 0, lr > 0, hidden >= 1 and augmented >= 0 are required")
+
+    def items(self, fp: Fingerprint) -> int:
+        return 1  # one verifier score over all the queries
+
+    def inputs_digest(self) -> str:
+        path = Path(self.trained or "") / "manifest.jsonl"
+        return sha256_file(path) if self.trained and path.is_file() else ""
+
+    def _generate(
+        self, model: ModelprintModel, data: Dataset | None, *, n: int, seed: int, device: str, progress: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
+        if not self.trained:
+            raise ParameterError("metav learns from trained models: --param trained=ZOO (modelprint zoo build "
+                                 "SPEC-train, e.g. mini-digits-train)")  # fmt: skip
+        trained = load_trained(self.trained, model)
+        requires = [p.requires_grad for p in model.parameters()]
+        g = torch.Generator().manual_seed(seed)
+        classes = model.card.num_classes
+        x = torch.rand((n, *model.card.input_shape), generator=g).to(device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            v = meta_verifier(n * classes, self.hidden).to(device)
+        x.requires_grad_(True)
+        opt = torch.optim.Adam([{"params": [x], "lr": self.lr}, {"params": v.parameters(), "lr": self.lr / 10}])
+        try:  # the source is among the positives: its requires_grad is restored below
+            for net in trained.positives + trained.negatives:
+                net.to(device).eval().requires_grad_(False)
+            with progress_bar(self.iterations, "metav queries + verifier", progress) as bar:
+                for _ in range(self.iterations):
+                    extra = [augmented_copy(model, g, self.prune_max, self.noise_max) for _ in range(self.augmented)]
+                    pos = torch.cat([v(f(x).softmax(1).reshape(1, -1)) for f in trained.positives + extra])
+                    neg = torch.cat([v(f(x).softmax(1).reshape(1, -1)) for f in trained.negatives])
+                    loss = F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos)) + \
+                        F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg))  # fmt: skip
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    with torch.no_grad():
+                        x.clamp_(0, 1)
+                    bar.update(1, description=f"metav queries + verifier (loss {loss.item():.3f})")
+            x = x.detach()
+            v.eval()
+            with torch.no_grad():
+                score = lambda f: torch.sigmoid(v(f(x).softmax(1).reshape(1, -1))).item()  # noqa: E731
+                pos_scores = [score(f) for f in trained.positives]
+                neg_scores = [score(f) for f in trained.negatives]
+        finally:
+            for p, r in zip(model.parameters(), requires):
+                p.requires_grad_(r)
+        extra_tensors = {f"v.{k}": t.detach().cpu() for k, t in v.state_dict().items()}
+        info = {
+            "trained_models": trained.records,
+            "trained_positive_score": round(float(np.mean(pos_scores)), 4),
+            "trained_negative_score": round(float(np.mean(neg_scores)), 4),
+        }
+        return x.cpu(), model.predict(x).cpu(), extra_tensors, info
+
+    def _evidence(self, fp: Fingerprint, suspect: ModelprintModel, start: int, stop: int) -> Evidence:
+        probs = query_logits(suspect, fp.x).softmax(1)
+        with torch.no_grad():
+            s = torch.sigmoid(_verifier_from(fp.extra)(probs.reshape(1, -1))).item()
+        return Evidence(np.asarray([s]), "scores", len(fp.x))
