@@ -1,11 +1,13 @@
 """MetaV: queries and a meta-verifier learnt together on trained models, scored on held-out ones."""
 
+import copy
+
 import pytest
 import torch
 
 from modelprint.attacks import create_attack
 from modelprint.calibrate import calibrate
-from modelprint.errors import ParameterError
+from modelprint.errors import ParameterError, SuspectError
 from modelprint.fingerprints import Fingerprint, create_method
 from modelprint.metrics import roc_auc
 from modelprint.models import load_model
@@ -46,6 +48,13 @@ def test_metav_verifier_separates_held_out_models_better_than_chance(zoo_source,
     )
     again = method.generate(zoo_source, n=20, seed=0, progress=False)
     assert torch.equal(again.x, fp.x)
+    # a suspect that answers with labels only (a label-only API) is refused, by MetaV only
+    api = copy.deepcopy(copies[0])
+    api.labels_only = True
+    with pytest.raises(SuspectError, match="labels only"):
+        method.evidence(fp, api)
+    c = create_method("c", steps=20).generate(zoo_source, n=5, seed=0, progress=False)
+    assert len(create_method("c").evidence(c, api).values) == 5
 
 
 def test_metav_needs_a_training_zoo(zoo_source):

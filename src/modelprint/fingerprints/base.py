@@ -30,10 +30,10 @@ from safetensors.torch import save_file
 from .. import __version__
 from .._io import atomic_write, check_readable, sha256_file
 from ..data import Dataset
-from ..errors import FingerprintFileError, ParameterError
+from ..errors import FingerprintFileError, ParameterError, SuspectError
 from ..models import ModelprintModel, weights_digest
 from ..registry import Registry
-from ..suspects import check_compatible, query_labels
+from ..suspects import check_compatible, labels_only, query_labels
 
 FINGERPRINT_SCHEMA_VERSION = 1
 
@@ -155,6 +155,11 @@ class FingerprintMethod:
         if not 0 <= start < stop:
             raise ParameterError(f"no evidence items in [{start}, {stop}) of a fingerprint with {total}")
         check_compatible(fp.input_shape, fp.meta.get("num_classes"), suspect)
+        if self.needs_scores and labels_only(suspect):
+            raise SuspectError(
+                f"{self.name} reads the suspect's scores (probabilities) and this suspect answers with labels "
+                "only: verify it with a label method (c, ltrc, naturalfinger, ipguard, metafinger, ...)"
+            )
         ev = self._evidence(fp, suspect, start, stop)
         values = np.asarray(ev.values, dtype=np.float64)
         if values.shape != (stop - start,) or not np.isfinite(values).all():

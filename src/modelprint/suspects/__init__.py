@@ -13,6 +13,11 @@ from ..errors import SuspectError
 from ..models import ModelprintModel
 
 
+def labels_only(suspect: object) -> bool:
+    """Whether a suspect answers with labels alone (a label-only API); model files give scores."""
+    return bool(getattr(suspect, "labels_only", False))
+
+
 def check_compatible(input_shape: tuple[int, ...], num_classes: int | None, suspect: ModelprintModel) -> None:
     """Refuse a suspect whose input shape or class count differs from the fingerprint's."""
     if not isinstance(suspect, ModelprintModel):
