@@ -75,37 +75,54 @@ def augmented_copy(source: ModelprintModel, g: torch.Generator, prune_max: float
     return model.eval().requires_grad_(False)
 
 
-@register_method("metafinger")
 @dataclass(kw_only=True)
-class MetaFinger(FingerprintMethod):
+class LearnsFromTrainedModels:
+    """Settings shared by the methods that learn from a training zoo (``trained``) and from
+    ``augmented`` fresh copies of the source per iteration (pruned up to ``prune_max`` or
+    noised up to ``noise_max``): MetaFinger and MetaV."""
+
     trained: str | None = None
-    iterations: int = 300
-    alpha: float = 0.005
-    kappa: float = 1.0
     augmented: int = 2
     prune_max: float = 0.5
     noise_max: float = 0.1
-    translate: float = 0.1
-    shear: float = 0.1
-    noise: float = 0.03
 
-    def __post_init__(self) -> None:
-        if self.iterations < 0 or self.alpha <= 0 or self.kappa < 0 or self.augmented < 0:
-            raise ParameterError("iterations >= 0, alpha > 0, kappa >= 0 and augmented >= 0 are required")
-        if not 0 <= self.prune_max < 1 or self.noise_max < 0:
-            raise ParameterError("prune_max must be in [0, 1) and noise_max >= 0")
+    def _check_augmentation(self) -> None:
+        if self.augmented < 0 or not 0 <= self.prune_max < 1 or self.noise_max < 0:
+            raise ParameterError("augmented >= 0, prune_max in [0, 1) and noise_max >= 0 are required")
 
     def inputs_digest(self) -> str:
         path = Path(self.trained or "") / "manifest.jsonl"
         return sha256_file(path) if self.trained and path.is_file() else ""
 
+    def _load_trained(self, model: ModelprintModel) -> Any:
+        if not self.trained:
+            raise ParameterError(f"{self.name} learns from trained models: --param trained=ZOO (modelprint zoo "
+                                 "build SPEC-train, e.g. mini-digits-train)")  # fmt: skip
+        return load_trained(self.trained, model)
+
+    def _augmented_copies(self, model: ModelprintModel, g: torch.Generator) -> list[ModelprintModel]:
+        return [augmented_copy(model, g, self.prune_max, self.noise_max) for _ in range(self.augmented)]
+
+
+@register_method("metafinger")
+@dataclass(kw_only=True)
+class MetaFinger(LearnsFromTrainedModels, FingerprintMethod):
+    iterations: int = 300
+    alpha: float = 0.005
+    kappa: float = 1.0
+    translate: float = 0.1
+    shear: float = 0.1
+    noise: float = 0.03
+
+    def __post_init__(self) -> None:
+        if self.iterations < 0 or self.alpha <= 0 or self.kappa < 0:
+            raise ParameterError("iterations >= 0, alpha > 0 and kappa >= 0 are required")
+        self._check_augmentation()
+
     def _generate(
         self, model: ModelprintModel, data: Dataset | None, *, n: int, seed: int, device: str, progress: bool
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
-        if not self.trained:
-            raise ParameterError("metafinger learns from trained models: --param trained=ZOO (modelprint zoo build "
-                                 "SPEC-train, e.g. mini-digits-train)")  # fmt: skip
-        trained = load_trained(self.trained, model)
+        trained = self._load_trained(model)
         requires = [p.requires_grad for p in model.parameters()]
         g = torch.Generator().manual_seed(seed)
         flip = not str(model.card.dataset).startswith(NO_FLIP_DATA)
@@ -116,7 +133,7 @@ class MetaFinger(FingerprintMethod):
                 net.to(device).eval().requires_grad_(False)
             with progress_bar(self.iterations, "metafinger queries", progress) as bar:
                 for _ in range(self.iterations):
-                    extra = [augmented_copy(model, g, self.prune_max, self.noise_max) for _ in range(self.augmented)]
+                    extra = self._augmented_copies(model, g)
                     x.requires_grad_(True)
                     xt = random_transform(x, g, flip=flip, translate=self.translate, shear=self.shear,
                                           noise=self.noise)  # fmt: skip

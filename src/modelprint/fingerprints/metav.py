@@ -32,7 +32,6 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -40,15 +39,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._io import sha256_file
 from ..data import Dataset
 from ..errors import ParameterError
 from ..models import ModelprintModel
 from ..progress import progress_bar
 from ..suspects import query_logits
 from .base import Evidence, Fingerprint, FingerprintMethod, register_method
-from .metafinger import augmented_copy
-from .naturalfinger import load_trained
+from .metafinger import LearnsFromTrainedModels
 
 
 def meta_verifier(inputs: int, hidden: int) -> nn.Sequential:
@@ -66,14 +63,10 @@ def _verifier_from(extra: dict[str, torch.Tensor]) -> nn.Sequential:
 
 @register_method("metav")
 @dataclass(kw_only=True)
-class MetaV(FingerprintMethod):
-    trained: str | None = None
+class MetaV(LearnsFromTrainedModels, FingerprintMethod):
     iterations: int = 500
     lr: float = 0.01
     hidden: int = 64
-    augmented: int = 2
-    prune_max: float = 0.5
-    noise_max: float = 0.1
 
     evidence_kind: ClassVar[str] = "scores"
     statistic_name: ClassVar[str] = "verifier_score"
@@ -82,23 +75,17 @@ class MetaV(FingerprintMethod):
     needs_scores: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        if self.iterations < 0 or self.lr <= 0 or self.hidden < 1 or self.augmented < 0:
-            raise ParameterError("iterations >= 0, lr > 0, hidden >= 1 and augmented >= 0 are required")
+        if self.iterations < 0 or self.lr <= 0 or self.hidden < 1:
+            raise ParameterError("iterations >= 0, lr > 0 and hidden >= 1 are required")
+        self._check_augmentation()
 
     def items(self, fp: Fingerprint) -> int:
         return 1  # one verifier score over all the queries
 
-    def inputs_digest(self) -> str:
-        path = Path(self.trained or "") / "manifest.jsonl"
-        return sha256_file(path) if self.trained and path.is_file() else ""
-
     def _generate(
         self, model: ModelprintModel, data: Dataset | None, *, n: int, seed: int, device: str, progress: bool
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
-        if not self.trained:
-            raise ParameterError("metav learns from trained models: --param trained=ZOO (modelprint zoo build "
-                                 "SPEC-train, e.g. mini-digits-train)")  # fmt: skip
-        trained = load_trained(self.trained, model)
+        trained = self._load_trained(model)
         requires = [p.requires_grad for p in model.parameters()]
         g = torch.Generator().manual_seed(seed)
         classes = model.card.num_classes
@@ -113,7 +100,7 @@ class MetaV(FingerprintMethod):
                 net.to(device).eval().requires_grad_(False)
             with progress_bar(self.iterations, "metav queries + verifier", progress) as bar:
                 for _ in range(self.iterations):
-                    extra = [augmented_copy(model, g, self.prune_max, self.noise_max) for _ in range(self.augmented)]
+                    extra = self._augmented_copies(model, g)
                     pos = torch.cat([v(f(x).softmax(1).reshape(1, -1)) for f in trained.positives + extra])
                     neg = torch.cat([v(f(x).softmax(1).reshape(1, -1)) for f in trained.negatives])
                     loss = F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos)) + \
