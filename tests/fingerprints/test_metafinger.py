@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from modelprint.bench.runner import check_held_out
 from modelprint.errors import ParameterError
 from modelprint.fingerprints import create_method
 from modelprint.fingerprints.metafinger import augmented_copy
@@ -33,6 +34,11 @@ def test_metafinger_separates_its_trained_models_and_is_deterministic(source, tr
     assert torch.equal(again.x, fp.x) and torch.equal(again.y, fp.y)
     assert all(p.requires_grad for p in source.parameters())  # the caller's source is left as it was
     assert method.statistic(method.evidence(fp, source).values) == 1.0
+    # bench refuses to score a model MetaFinger learnt from, as for NaturalFinger
+    manifest = ZooManifest.read(training_zoo)
+    rows, src = manifest.rows, source_row(manifest)
+    with pytest.raises(ParameterError, match="metafinger learnt from 7 model"):
+        check_held_out({"metafinger": fp.meta}, rows, src)
 
 
 def test_augmented_copies_prune_or_noise_the_source(source):
