@@ -138,7 +138,7 @@ def test_bench_reports_the_white_box_family_beside_black_box_ones(tmp_path):
     build_zoo(spec, tmp_path / "zoo", workers=0, progress=False)
     params = {"c": {"steps": 30}}
     zoo, out = tmp_path / "zoo", tmp_path / "bench"
-    report = run_bench(zoo, ["c", "frequency"], out, n=20, method_params=params, progress=False)
+    report = run_bench(zoo, ["c", "frequency"], out, n=20, method_params=params, stealth=True, progress=False)
     freq = report["methods"]["frequency"]
     assert freq["evidence"] == "components" and list(freq["budgets"]) == ["20"] and "c" in report["methods"]
     stat = {(r["role"], r["category"]): r["rates"]["frequency"] for r in report["suspects"]}
@@ -146,3 +146,8 @@ def test_bench_reports_the_white_box_family_beside_black_box_ones(tmp_path):
     assert stat["positive", "spectral-reset"] == 0.0  # the adaptive attack erases it
     assert all(r["rates"]["frequency"] == 0.0 for r in report["suspects"] if r["role"] == "negative")
     assert freq["by_category"]["finetune"]
+    # --stealth: a white-box fingerprint sends no queries, so it has no detection rate (and the report still renders)
+    assert freq["detection_rate"] is None and 0 <= report["methods"]["c"]["detection_rate"]["mean"] <= 1
+    from modelprint.bench.report import write_report
+
+    assert write_report(out)[1].is_file()

@@ -203,6 +203,8 @@ def _stealth(manifest: Any, source: Any, fp_files: dict[str, str], progress: boo
         raise ParameterError(f"--stealth needs the zoo's {BUILD_FILE} (which data it was built from)") from None
     splits = load_splits(data, split_seed=split_seed, train_subset=subset)
     queries = {m: Fingerprint.load(f).x for m, f in fp_files.items()}
+    # White-box fingerprints send no queries: there is nothing to detect (their rate stays None).
+    queries = {m: x for m, x in queries.items() if len(x)}
     return detection_rates(queries, splits.attacker, holder=source, test=splits.test, progress=progress)
 
 
@@ -399,7 +401,7 @@ def run_bench(
             "margins": margins,
         }
         if stealth_result is not None:
-            per_method[m]["detection_rate"] = stealth_result["methods"][m]
+            per_method[m]["detection_rate"] = stealth_result["methods"].get(m)
         for row in suspect_rows:
             row.setdefault("rates", {})[m] = rates[row["id"]]
     timings["metrics"] = round(time.perf_counter() - started, 3)
