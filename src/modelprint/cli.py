@@ -140,7 +140,9 @@ def gan_train(
 @fingerprint_app.command("create")
 def fingerprint_create(
     model: Path = typer.Argument(..., help="Source model (.safetensors)."),
-    method: str = typer.Option(..., "--method", help="c | rc | rcgm | ltrc | ltrcgm | naturalfinger | frequency"),
+    method: str = typer.Option(
+        ..., "--method", help="A registered method (modelprint list): c, ltrc, naturalfinger, metav, frequency, ..."
+    ),
     param: list[str] = typer.Option(None, "--param", help="K=V method parameter (repeat)."),
     n: int = typer.Option(100, "--n", help="Number of queries."),
     seed: int = typer.Option(..., "--seed", "--key", help="Seed of the queries; for frequency, the owner's key."),
