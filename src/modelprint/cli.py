@@ -323,6 +323,21 @@ def fingerprint_commit(fp_path: Path = typer.Argument(..., metavar="FP", help="F
 
 
 @app.command()
+def export(
+    model: Path = typer.Argument(..., help="Model file (.safetensors)."),
+    fmt: str = typer.Option("onnx", "--format", help="onnx (runs with onnxruntime) or torchscript."),
+    out: Path = typer.Option(..., "--out", help="File to write (.onnx or .pt)."),
+) -> None:
+    """Export a model to ONNX or TorchScript (inputs in [0, 1], N x C x H x W; logits out; dynamic batch)."""
+    from .export import export_model
+    from .models import load_model
+    from .progress import console
+
+    path = export_model(load_model(model), out, fmt)
+    console.print(f"wrote {path} ({fmt}, {path.stat().st_size / 1e6:.2f} MB)")
+
+
+@app.command()
 def attack(
     name: str = typer.Argument(..., help="Attack name (modelprint list)."),
     model: Path = typer.Argument(..., help="Model to modify."),

@@ -1,0 +1,46 @@
+"""Export: onnxruntime and torch give the same answers on a fingerprint's queries."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from modelprint.cli import main
+from modelprint.errors import ParameterError
+from modelprint.export import export_model
+from modelprint.fingerprints import create_method
+from modelprint.models import save_model
+
+
+def test_onnx_and_torchscript_exports_answer_like_the_model(source, tmp_path):
+    import onnxruntime as ort
+
+    fp = create_method("c", steps=30).generate(source, n=16, seed=0, progress=False)
+    with torch.no_grad():
+        logits = source.eval()(fp.x)
+    onnx_path = export_model(source, tmp_path / "m.onnx", "onnx")
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    out = session.run(None, {"input": fp.x.numpy()})[0]  # 16 queries: the batch is dynamic (traced with 2)
+    assert out.shape == (16, source.card.num_classes)
+    assert np.array_equal(out.argmax(1), fp.y.numpy()) and np.abs(out - logits.numpy()).max() < 1e-4
+    ts = torch.jit.load(str(export_model(source, tmp_path / "m.pt", "torchscript")))
+    assert torch.equal(ts(fp.x).argmax(1), fp.y)
+    assert not list(tmp_path.glob(".*.tmp"))  # nothing half-written left behind
+    with pytest.raises(ParameterError, match="format"):
+        export_model(source, tmp_path / "m.x", "tflite")
+
+
+def _run(args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    return exc.value.code, *capsys.readouterr()
+
+
+def test_cli_export(source, tmp_path, capsys):
+    src = save_model(source, tmp_path / "src")
+    code, out, err = _run(["export", str(src), "--format", "onnx", "--out", str(tmp_path / "s.onnx")], capsys)
+    assert code == 0 and (tmp_path / "s.onnx").stat().st_size > 0 and "s.onnx" in out + err
+    code, _, err = _run(["export", str(src), "--format", "tflite", "--out", str(tmp_path / "s.x")], capsys)
+    assert code == 2 and "format" in err and not (tmp_path / "s.x").exists()
+    assert json.loads((tmp_path / "src.json").read_text())["arch"] == "cnn"
