@@ -34,7 +34,6 @@ Example::
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,26 +51,15 @@ from .naturalfinger import NO_FLIP_DATA, cw_loss, load_trained, random_transform
 
 
 def augmented_copy(source: ModelprintModel, g: torch.Generator, prune_max: float, noise_max: float):
-    """The source pruned (global magnitude, rate uniform in [0, prune_max]) or noised (each
-    conv / linear weight += sigma * rms * N(0, 1), sigma uniform in [0, noise_max]), at random."""
-    from torch import nn
+    """The source pruned (the registered ``prune`` attack: global magnitude, rate uniform in
+    [0, prune_max]) or noised (the ``noise`` attack: sigma uniform in [0, noise_max]), at random."""
+    from ..attacks import create_attack
 
-    model = copy.deepcopy(source)
-    weights = [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    with torch.no_grad():
-        if torch.rand((), generator=g) < 0.5:
-            rate = float(torch.rand((), generator=g)) * prune_max
-            flat = torch.cat([w.abs().flatten() for w in weights])
-            k = int(rate * flat.numel())
-            if k > 0:
-                cut = flat.kthvalue(k).values
-                for w in weights:
-                    w.mul_(w.abs() > cut)
-        else:
-            sigma = float(torch.rand((), generator=g)) * noise_max
-            for w in weights:
-                rms = w.norm() / w.numel() ** 0.5
-                w.add_(torch.randn(w.shape, generator=g).to(w) * sigma * rms)
+    if torch.rand((), generator=g) < 0.5:
+        attack = create_attack("prune", rate=float(torch.rand((), generator=g)) * prune_max)
+    else:
+        attack = create_attack("noise", sigma=float(torch.rand((), generator=g)) * noise_max)
+    model = attack.apply(source, seed=int(torch.randint(0, 2**31 - 1, (), generator=g)))
     return model.eval().requires_grad_(False)
 
 
