@@ -211,9 +211,15 @@ class FingerprintMethod:
             raise ParameterError("device 'cuda' asked for but no CUDA device is available")
         model = source.to(device).eval()
         started = time.time()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            x, y, extra, info = self._generate(model, data, n=n, seed=seed, device=device, progress=progress)
+        # Methods may freeze or unfreeze the source's weights while they search; the caller gets them back as lent.
+        requires = [p.requires_grad for p in source.parameters()]
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                x, y, extra, info = self._generate(model, data, n=n, seed=seed, device=device, progress=progress)
+        finally:
+            for p, r in zip(source.parameters(), requires):
+                p.requires_grad_(r)
         source.cpu()
         created = os.environ.get("SOURCE_DATE_EPOCH")
         meta = {

@@ -17,8 +17,8 @@ rest, which never touch the output: the gradient of any loss is exactly zero the
 plain SGD (momentum and weight decay included) changes them by a common scale at most.
 The fingerprint lives in those **invariant** components.
 
-This file holds the module, the transform and the invariant set; injection, verification
-and the attacks build on them (issue 12, in progress).
+This file holds the module, the transform, the invariant set, injection (:func:`inject`)
+and verification (the ``frequency`` method); the attacks on the mark are in ``attacks/overwrite.py``.
 """
 
 from __future__ import annotations
@@ -281,6 +281,21 @@ def _key_filters(shape: torch.Size, g: torch.Generator) -> torch.Tensor:
     return torch.randn(shape, generator=g) / math.sqrt(shape[1] * shape[2] * shape[3])
 
 
+def _hosting_copy(model: Any, settings: dict[str, Any], key: int) -> tuple[Any, FrequencyBranch]:
+    """The unmarked ``model``'s weights in a network that carries a module beside ``settings["host"]``
+    (a (C+1)-th class when ``settings["aux_class"]``); returns it and the module."""
+    from ..models import create_model
+
+    card = model.card
+    if "frequency" in card.arch_args:
+        raise ParameterError("the model already carries a frequency module; mark the unmarked model")
+    classes = card.num_classes + (1 if settings["aux_class"] else 0)
+    marked = create_model(card.arch, num_classes=classes, input_shape=card.input_shape, mean=card.mean, std=card.std,
+                          seed=key, **{**card.arch_args, "frequency": settings})  # fmt: skip
+    _transfer_weights(model, marked, settings["host"])
+    return marked, branch_of(marked, settings["host"])
+
+
 def neutral_mark(model: Any, host: str, key: int, *, k: int = 8, cutoff: int = 1) -> Any:
     """A copy of the unmarked ``model`` with a frequency module beside ``host`` that holds
     ``key``'s filters with the passband zeroed: its output is exactly zero, so the copy computes
@@ -289,16 +304,10 @@ def neutral_mark(model: Any, host: str, key: int, *, k: int = 8, cutoff: int = 1
 
     It stands for an independent owner who marked their own model with another key: the
     calibration null of the frequency fingerprint is fitted on such models."""
-    from ..models import create_model
 
     card = model.card
-    if "frequency" in card.arch_args:
-        raise ParameterError("the model already carries a frequency module")
     settings = {"host": host, "k": k, "cutoff": cutoff, "aux_class": False}
-    marked = create_model(card.arch, num_classes=card.num_classes, input_shape=card.input_shape, mean=card.mean,
-                          std=card.std, seed=key, **{**card.arch_args, "frequency": settings})  # fmt: skip
-    _transfer_weights(model, marked, host)
-    branch = branch_of(marked, host)
+    marked, branch = _hosting_copy(model, settings, key)
     with torch.no_grad():
         spec = spectrum(_key_filters(branch.weight.shape, torch.Generator().manual_seed(key)))
         spec[..., passband(k, cutoff)] = 0
@@ -339,21 +348,14 @@ def inject(
 
     from torch.func import functional_call
 
-    from ..models import create_model
     from ..progress import progress_bar
 
     card = source.card
     overwrites = tuple(overwrites)
     if not overwrites or any(o not in OVERWRITES for o in overwrites):
         raise ParameterError(f"overwrites must be a non-empty subset of {', '.join(OVERWRITES)}, got {overwrites!r}")
-    if "frequency" in card.arch_args:
-        raise ParameterError("the model already carries a frequency module; mark the unmarked model")
     settings = {"host": host, "k": k, "cutoff": cutoff, "aux_class": aux_class}
-    classes = card.num_classes + (1 if aux_class else 0)
-    marked = create_model(card.arch, num_classes=classes, input_shape=card.input_shape, mean=card.mean, std=card.std,
-                          seed=key, **{**card.arch_args, "frequency": settings})  # fmt: skip
-    _transfer_weights(source, marked, host)
-    branch = branch_of(marked, host)
+    marked, branch = _hosting_copy(source, settings, key)
     g = torch.Generator().manual_seed(key)
     with torch.no_grad():  # the key's filters; their invariant components are the mark
         branch.weight.copy_(_key_filters(branch.weight.shape, g))

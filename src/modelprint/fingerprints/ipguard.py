@@ -69,24 +69,18 @@ class IPGuard(FingerprintMethod):
         i = torch.randint(0, classes, (n,), generator=g)
         j = (i + torch.randint(1, classes, (n,), generator=g)) % classes  # j != i
         i, j = i.to(device), j.to(device)
-        requires = [p.requires_grad for p in model.parameters()]
-        for p in model.parameters():
-            p.requires_grad_(False)
-        try:
-            with progress_bar(self.steps, "ipguard points", progress) as bar:
-                for _ in range(self.steps):
-                    x.requires_grad_(True)
-                    loss = boundary_loss(model(x), i, j, self.k)
-                    (grad,) = torch.autograd.grad(loss.sum(), x)
-                    x = x.detach()
-                    active = loss.detach() > 0  # a point that meets the objective stays where it is
-                    if not active.any():
-                        break
-                    x[active] = (x[active] - self.alpha * grad[active].sign()).clamp_(0, 1)
-                    bar.update(1)
-        finally:
-            for p, r in zip(model.parameters(), requires):
-                p.requires_grad_(r)
+        model.requires_grad_(False)  # input gradients only (generate gives the flags back)
+        with progress_bar(self.steps, "ipguard points", progress) as bar:
+            for _ in range(self.steps):
+                x.requires_grad_(True)
+                loss = boundary_loss(model(x), i, j, self.k)
+                (grad,) = torch.autograd.grad(loss.sum(), x)
+                x = x.detach()
+                active = loss.detach() > 0  # a point that meets the objective stays where it is
+                if not active.any():
+                    break
+                x[active] = (x[active] - self.alpha * grad[active].sign()).clamp_(0, 1)
+                bar.update(1)
         x = x.detach()
         with torch.no_grad():
             final = boundary_loss(model(x), i, j, self.k)

@@ -111,28 +111,23 @@ class MetaFinger(LearnsFromTrainedModels, FingerprintMethod):
         self, model: ModelprintModel, data: Dataset | None, *, n: int, seed: int, device: str, progress: bool
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
         trained = self._load_trained(model)
-        requires = [p.requires_grad for p in model.parameters()]
         g = torch.Generator().manual_seed(seed)
         flip = not str(model.card.dataset).startswith(NO_FLIP_DATA)
         x = owner_images(model, data, n, seed).clone().to(device)
         y = model.predict(x).to(device)
-        try:  # the source is among the positives: its requires_grad is restored below
-            for net in trained.positives + trained.negatives:
-                net.to(device).eval().requires_grad_(False)
-            with progress_bar(self.iterations, "metafinger queries", progress) as bar:
-                for _ in range(self.iterations):
-                    extra = self._augmented_copies(model, g)
-                    x.requires_grad_(True)
-                    xt = random_transform(x, g, flip=flip, translate=self.translate, shear=self.shear,
-                                          noise=self.noise)  # fmt: skip
-                    pos = torch.stack([cw_loss(f(xt), y, self.kappa) for f in trained.positives + extra]).mean(0)
-                    neg = torch.stack([_leave(f(xt), y, self.kappa) for f in trained.negatives]).mean(0)
-                    (grad,) = torch.autograd.grad((pos + neg).sum(), x)
-                    x = (x.detach() - self.alpha * grad.sign()).clamp_(0, 1)
-                    bar.update(1)
-        finally:
-            for p, r in zip(model.parameters(), requires):
-                p.requires_grad_(r)
+        for net in trained.positives + trained.negatives:
+            net.to(device).eval().requires_grad_(False)
+        with progress_bar(self.iterations, "metafinger queries", progress) as bar:
+            for _ in range(self.iterations):
+                extra = self._augmented_copies(model, g)
+                x.requires_grad_(True)
+                xt = random_transform(x, g, flip=flip, translate=self.translate, shear=self.shear,
+                                      noise=self.noise)  # fmt: skip
+                pos = torch.stack([cw_loss(f(xt), y, self.kappa) for f in trained.positives + extra]).mean(0)
+                neg = torch.stack([_leave(f(xt), y, self.kappa) for f in trained.negatives]).mean(0)
+                (grad,) = torch.autograd.grad((pos + neg).sum(), x)
+                x = (x.detach() - self.alpha * grad.sign()).clamp_(0, 1)
+                bar.update(1)
         with torch.no_grad():
             expected = model.predict(x)
             pos_rate = torch.stack([f.predict(x) == expected for f in trained.positives]).float().mean().item()

@@ -86,7 +86,6 @@ class MetaV(LearnsFromTrainedModels, FingerprintMethod):
         self, model: ModelprintModel, data: Dataset | None, *, n: int, seed: int, device: str, progress: bool
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
         trained = self._load_trained(model)
-        requires = [p.requires_grad for p in model.parameters()]
         g = torch.Generator().manual_seed(seed)
         classes = model.card.num_classes
         x = torch.rand((n, *model.card.input_shape), generator=g).to(device)
@@ -95,31 +94,27 @@ class MetaV(LearnsFromTrainedModels, FingerprintMethod):
             v = meta_verifier(n * classes, self.hidden).to(device)
         x.requires_grad_(True)
         opt = torch.optim.Adam([{"params": [x], "lr": self.lr}, {"params": v.parameters(), "lr": self.lr / 10}])
-        try:  # the source is among the positives: its requires_grad is restored below
-            for net in trained.positives + trained.negatives:
-                net.to(device).eval().requires_grad_(False)
-            with progress_bar(self.iterations, "metav queries + verifier", progress) as bar:
-                for _ in range(self.iterations):
-                    extra = self._augmented_copies(model, g)
-                    pos = torch.cat([v(f(x).softmax(1).reshape(1, -1)) for f in trained.positives + extra])
-                    neg = torch.cat([v(f(x).softmax(1).reshape(1, -1)) for f in trained.negatives])
-                    loss = F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos)) + \
-                        F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg))  # fmt: skip
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    with torch.no_grad():
-                        x.clamp_(0, 1)
-                    bar.update(1, description=f"metav queries + verifier (loss {loss.item():.3f})")
-            x = x.detach()
-            v.eval()
-            with torch.no_grad():
-                score = lambda f: torch.sigmoid(v(f(x).softmax(1).reshape(1, -1))).item()  # noqa: E731
-                pos_scores = [score(f) for f in trained.positives]
-                neg_scores = [score(f) for f in trained.negatives]
-        finally:
-            for p, r in zip(model.parameters(), requires):
-                p.requires_grad_(r)
+        for net in trained.positives + trained.negatives:
+            net.to(device).eval().requires_grad_(False)
+        with progress_bar(self.iterations, "metav queries + verifier", progress) as bar:
+            for _ in range(self.iterations):
+                extra = self._augmented_copies(model, g)
+                pos = torch.cat([v(f(x).softmax(1).reshape(1, -1)) for f in trained.positives + extra])
+                neg = torch.cat([v(f(x).softmax(1).reshape(1, -1)) for f in trained.negatives])
+                loss = F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos)) + \
+                    F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg))  # fmt: skip
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                with torch.no_grad():
+                    x.clamp_(0, 1)
+                bar.update(1, description=f"metav queries + verifier (loss {loss.item():.3f})")
+        x = x.detach()
+        v.eval()
+        with torch.no_grad():
+            score = lambda f: torch.sigmoid(v(f(x).softmax(1).reshape(1, -1))).item()  # noqa: E731
+            pos_scores = [score(f) for f in trained.positives]
+            neg_scores = [score(f) for f in trained.negatives]
         extra_tensors = {f"v.{k}": t.detach().cpu() for k, t in v.state_dict().items()}
         info = {
             "trained_models": trained.records,

@@ -242,12 +242,7 @@ class NaturalFinger(FingerprintMethod):
         self, model: ModelprintModel, data: Dataset | None, *, n: int, seed: int, device: str, progress: bool
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
         gan, trained = self._inputs(model)
-        requires = [p.requires_grad for p in model.parameters()]
-        try:
-            return self._search(model, gan, trained, n=n, seed=seed, device=device, progress=progress)
-        finally:  # the source is the caller's model; the trained models are loaded for this call only
-            for p, r in zip(model.parameters(), requires):
-                p.requires_grad_(r)
+        return self._search(model, gan, trained, n=n, seed=seed, device=device, progress=progress)
 
     def _search(
         self, model: ModelprintModel, gan: Any, trained: TrainedModels, *, n: int, seed: int, device: str,

@@ -62,22 +62,16 @@ class SensitiveSamples(FingerprintMethod):
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
         x = owner_images(model, data, n, seed).clone().to(device)
         c = model.predict(x).to(device)
-        requires = [p.requires_grad for p in model.parameters()]
-        for p in model.parameters():
-            p.requires_grad_(True)
-        try:
-            start = weight_sensitivity(model, x, c).detach()
-            with progress_bar(self.steps, "sensitive samples", progress) as bar:
-                for _ in range(self.steps):
-                    x.requires_grad_(True)
-                    s = weight_sensitivity(model, x, c, create_graph=True)
-                    (grad,) = torch.autograd.grad(s.sum(), x)
-                    x = (x.detach() + self.alpha * grad.sign()).clamp_(0, 1)
-                    bar.update(1)
-            final = weight_sensitivity(model, x, c).detach()
-        finally:
-            for p, r in zip(model.parameters(), requires):
-                p.requires_grad_(r)
+        model.requires_grad_(True)  # the sensitivity is a gradient with respect to every weight
+        start = weight_sensitivity(model, x, c).detach()
+        with progress_bar(self.steps, "sensitive samples", progress) as bar:
+            for _ in range(self.steps):
+                x.requires_grad_(True)
+                s = weight_sensitivity(model, x, c, create_graph=True)
+                (grad,) = torch.autograd.grad(s.sum(), x)
+                x = (x.detach() + self.alpha * grad.sign()).clamp_(0, 1)
+                bar.update(1)
+        final = weight_sensitivity(model, x, c).detach()
         info = {
             "sensitivity_start": round(float(start.mean()), 6),
             "sensitivity_final": round(float(final.mean()), 6),
