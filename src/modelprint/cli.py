@@ -368,34 +368,92 @@ def attack(
 @app.command()
 def verify(
     fp_path: Path = typer.Argument(..., metavar="FP", help="Fingerprint file."),
-    suspect: Path = typer.Argument(..., help="Suspect model file (.safetensors with its .json card)."),
+    suspect: str = typer.Argument(
+        ..., help="Suspect: a model file (.safetensors), .onnx, TorchScript (.pt) or an http(s):// prediction API."
+    ),
+    suspect_type: str = typer.Option(
+        "auto", "--suspect-type", help="auto (from the suffix or URL), model, onnx, torchscript or http."
+    ),
     fpr: float = typer.Option(1e-3, "--fpr", help="False-positive rate alpha: 'match' needs p < alpha."),
     max_queries: int = typer.Option(
-        None, "--max-queries", help="Sequential: query in batches, stop once decided, spend at most this many."
+        None, "--max-queries", help="Query budget, spent sequentially: batches until decided, at most this many."
     ),
     batch: int = typer.Option(10, "--batch", help="Queries per batch in sequential verification."),
     commitment: str = typer.Option(None, "--commitment", help="Expected sha256 of FP (the owner's published one)."),
     threshold: float = typer.Option(None, "--threshold", help="Decide by statistic >= T instead of the p-value."),
+    token: str = typer.Option(
+        None, "--token", envvar="MODELPRINT_TOKEN", help="Bearer token for an HTTP suspect (or $MODELPRINT_TOKEN)."
+    ),
+    timeout: float = typer.Option(10.0, "--timeout", help="HTTP: seconds per request, in all."),
+    retries: int = typer.Option(3, "--retries", help="HTTP: further tries after a timeout, 429 or 5xx."),
+    batch_size: int = typer.Option(None, "--batch-size", help="HTTP: most queries per request."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Query a suspect with a fingerprint: statistic, p-value under the calibrated null, verdict."""
     from ._io import sha256_file
     from .fingerprints import Fingerprint
-    from .models import load_model
     from .progress import console
+    from .suspects import open_suspect
+    from .suspects import suspect_type as guess_type
     from .verify import verify as _verify
 
     fp = Fingerprint.load(fp_path)
     digest = sha256_file(fp_path)
     if commitment is not None and commitment.strip().lower() != digest:
         raise ParameterError(f"{fp_path} has sha256 {digest}, not the commitment {commitment}: not the committed file")
-    result = _verify(fp, load_model(suspect), fpr=fpr, max_queries=max_queries, batch=batch, threshold=threshold)
+    kind = guess_type(suspect) if suspect_type == "auto" else suspect_type
+    options: dict[str, Any] = {}
+    if kind == "http":
+        options = {"token": token, "timeout": timeout, "retries": retries, "batch_size": batch_size}
+        options["max_queries"] = max_queries
+    adapter = open_suspect(suspect, kind, **options)
+    result = _verify(fp, adapter, fpr=fpr, max_queries=max_queries, batch=batch, threshold=threshold)
     if result.warning:
         console.print(f"[yellow]warning:[/] {result.warning}")
     if as_json:
         _out({**result.to_dict(), "fingerprint_sha256": digest})
         return
     sys.stdout.write(format_verification(result) + "\n")
+
+
+@app.command()
+def serve(
+    model: Path = typer.Argument(..., help="Model file (.safetensors) to answer for."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (loopback by default)."),
+    port: int = typer.Option(8000, "--port"),
+    labels_only: bool = typer.Option(False, "--labels-only", help="Answer top-1 labels only, like many paid APIs."),
+    token: str = typer.Option(
+        None, "--token", envvar="MODELPRINT_SERVE_TOKEN", help="Require this bearer token ($MODELPRINT_SERVE_TOKEN)."
+    ),
+    max_batch: int = typer.Option(256, "--max-batch", help="Most images per request."),
+    max_request_mb: float = typer.Option(16.0, "--max-request-mb", help="Largest request body, in MB."),
+    disclose_sha256: bool = typer.Option(False, "--disclose-sha256", help="Tell clients the weights' sha256."),
+) -> None:
+    """Serve a model as an HTTP prediction API (OpenAPI at /openapi.json, docs at /docs)."""
+    from .models import load_model
+    from .progress import console
+    from .serve import serve as _serve
+
+    if max_batch < 1 or max_request_mb <= 0 or not 0 < port < 65536:
+        raise ParameterError("--max-batch and --max-request-mb must be positive and --port in 1..65535")
+    m = load_model(model)
+    mode = "labels only" if labels_only else "labels and probabilities"
+    auth = ", bearer token required" if token else ""
+    console.print(
+        f"serving {model} ({m.card.arch}, {'x'.join(map(str, m.card.input_shape))} -> {m.card.num_classes} classes; "
+        f"{mode}{auth}) at http://{host}:{port}/v1/predict  (docs: /docs, Ctrl-C stops)",
+        markup=False,
+    )
+    _serve(
+        m,
+        host=host,
+        port=port,
+        labels_only=labels_only,
+        token=token,
+        max_batch=max_batch,
+        max_request_bytes=int(max_request_mb * 1024**2),
+        disclose_sha256=disclose_sha256,
+    )
 
 
 def format_verification(r: Any) -> str:
@@ -432,6 +490,13 @@ def format_verification(r: Any) -> str:
             f"sequential: stopped after {r.queries} of at most {r.sequential['max_queries']} queries "
             f"(batches of {r.sequential['batch']})"
         )
+    sus = r.suspect or {}
+    if sus.get("type") in ("onnx", "torchscript", "http"):
+        what = "labels only" if sus["labels_only"] else "labels and probabilities"
+        cost = f"{sus['queries_sent']} queries sent in {sus['requests']} requests"
+        if sus.get("retries"):
+            cost += f" ({sus['retries']} retried)"
+        lines.append(f"suspect: {sus['type']} {sus['location']} ({what}); {cost}")
     if r.positives:
         pos = r.positives
         lines.append(

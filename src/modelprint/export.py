@@ -1,7 +1,8 @@
 """Export a model file to the formats suspects are found in: ONNX (run with onnxruntime, no
 torch needed) and TorchScript. The graph takes inputs in [0, 1] (N, C, H, W) and returns
 logits (N, classes); the model's normalisation is inside it, as in the model file. The batch
-dimension is dynamic. Files are written to a temporary name and renamed.
+dimension is dynamic. Each is one self-contained file (no side file of weights) holding the
+model card, written to a temporary name and renamed.
 
 Example::
 
@@ -14,58 +15,61 @@ import contextlib
 import io
 import logging
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 
+from ._io import atomic_write
 from .errors import ParameterError
 from .models import ModelprintModel
 
 FORMATS = ("onnx", "torchscript")
 
 
+# Where the exported file carries the model card: ONNX metadata_props key / TorchScript extra file.
+CARD_KEY = "modelprint.card"
+
+
 def export_model(model: ModelprintModel, path: str | os.PathLike, fmt: str) -> Path:
-    """Write ``model`` as ONNX (opset chosen by torch's exporter) or TorchScript (traced); returns the path."""
+    """Write ``model`` as one self-contained file, ONNX (opset chosen by torch's exporter) or
+    TorchScript (traced), with its card embedded; returns the path."""
     if fmt not in FORMATS:
         raise ParameterError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     path = Path(path)
     model = model.eval()
     example = torch.zeros(2, *model.card.input_shape)
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    card = model.card.to_json()
     try:
-        if fmt == "onnx":
-            _export_onnx(model, example, tmp)
-        else:
-            with torch.no_grad():
-                traced = torch.jit.trace(model, example)
-            traced.save(tmp)
-        os.replace(tmp, path)
-    except ParameterError:
-        raise
+        data = _onnx_bytes(model, example, card) if fmt == "onnx" else _torchscript_bytes(model, example, card)
     except Exception as e:  # an operator the exporter cannot translate, for instance
         raise ParameterError(f"cannot export {model.card.arch} to {fmt}: {str(e).splitlines()[0][:300]}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
     return path
 
 
-def _export_onnx(model: ModelprintModel, example: torch.Tensor, target: str) -> None:
+def _torchscript_bytes(model: ModelprintModel, example: torch.Tensor, card: str) -> bytes:
+    with torch.no_grad():
+        traced = torch.jit.trace(model, example)
+    buf = io.BytesIO()
+    torch.jit.save(traced, buf, _extra_files={CARD_KEY: card})
+    return buf.getvalue()
+
+
+def _onnx_bytes(model: ModelprintModel, example: torch.Tensor, card: str) -> bytes:
     quiet = io.StringIO()
     loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(quiet):
+        with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
             warnings.simplefilter("ignore")
-            torch.onnx.export(
+            # No file argument: the program stays in memory, so the weights are not split into a
+            # side file named after a temporary path; the proto is written whole, atomically.
+            program = torch.onnx.export(
                 model,
                 (example,),
-                target,
                 input_names=["input"],
                 output_names=["logits"],
                 dynamic_shapes=({0: torch.export.Dim("batch")},),
@@ -75,3 +79,7 @@ def _export_onnx(model: ModelprintModel, example: torch.Tensor, target: str) -> 
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
+    proto = program.model_proto
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = CARD_KEY, card
+    return proto.SerializeToString()

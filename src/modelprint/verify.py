@@ -35,6 +35,7 @@ from .null import (
     score_p_value,
     upper_bound,
 )
+from .suspects import Suspect, as_suspect
 
 DEFAULT_FPR = 1e-3
 DEFAULT_BATCH = 10
@@ -61,12 +62,13 @@ class Verification:
     null: dict[str, Any]
     method: str
     source_sha256: str
-    suspect_sha256: str
+    suspect_sha256: str  # the weights' or the file's sha256; the URL for an API
     matching_rate: float | None = None  # label methods
     matches: int | None = None
     positives: dict[str, Any] | None = None  # how typical the suspect is of the owner's derived copies
     sequential: dict[str, Any] | None = None
     warning: str | None = None
+    suspect: dict[str, Any] | None = None  # adapter, location, labels-only, queries sent, requests, retries
     evidence: list[float] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -106,7 +108,7 @@ def _count_decision(null: dict[str, Any], k: int, n: int, fpr: float) -> tuple[s
 
 def verify(
     fp: Fingerprint,
-    suspect: ModelprintModel,
+    suspect: ModelprintModel | Suspect,
     *,
     fpr: float = DEFAULT_FPR,
     max_queries: int | None = None,
@@ -138,6 +140,7 @@ def verify(
     if batch < 1:
         raise ParameterError(f"batch must be at least 1, got {batch}")
     method = method_of(fp)
+    suspect = as_suspect(suspect)
     total = method.items(fp)
     if total < 1:
         raise ParameterError("the fingerprint holds no evidence items")
@@ -147,7 +150,10 @@ def verify(
         if (null.get("family") == "normal") != (method.null_family == "scores"):
             raise ParameterError(f"the stored null ({null.get('family')}) does not fit method {method.name}'s evidence")
     elif method.null_family == "counts":
-        null = chance_null(int(fp.meta.get("num_classes") or suspect.card.num_classes))
+        classes = int(fp.meta.get("num_classes") or suspect.num_classes or 0)
+        if classes < 2:
+            raise ParameterError("neither the fingerprint nor the suspect says how many classes there are")
+        null = chance_null(classes)
     else:
         null = {"family": "none"}
     seq_info = None
@@ -226,17 +232,18 @@ def verify(
         null={**_null_summary(null), "calibrated": calibrated},
         method=method.name,
         source_sha256=str(fp.meta.get("source_sha256", "")),
-        suspect_sha256=suspect.card.weights_sha256,
+        suspect_sha256=suspect.identity,
         matching_rate=stat if labels else None,
         matches=int(round(float(evidence.sum()))) if labels else None,
         positives=_positives(fp, stat),
         sequential=seq_info,
         warning=warning,
+        suspect=suspect.describe(),
         evidence=evidence.tolist(),
     )
 
 
-def suspect_statistic(fp: Fingerprint, suspect: ModelprintModel) -> float:
+def suspect_statistic(fp: Fingerprint, suspect: ModelprintModel | Suspect) -> float:
     """The fingerprint's statistic on ``suspect`` over all its items (no verdict)."""
     method = method_of(fp)
     return method.statistic(method.evidence(fp, suspect).values)

@@ -15,7 +15,6 @@ from modelprint.calibrate import calibrate
 from modelprint.errors import ParameterError
 from modelprint.evaluate import evaluate_fingerprint
 from modelprint.fingerprints import METHODS, Evidence, Fingerprint, FingerprintMethod
-from modelprint.suspects import query_logits
 from modelprint.verify import verify
 
 
@@ -35,7 +34,8 @@ class ToyScores(FingerprintMethod):
         return x, model.predict(x), {}, {}
 
     def _evidence(self, fp, suspect, start, stop):
-        probs = torch.softmax(query_logits(suspect, fp.x[start:stop]) / self.temperature, 1)
+        # suspect is a modelprint.suspects.Suspect: probabilities, sharpened or flattened by the temperature
+        probs = torch.softmax(suspect.predict(fp.x[start:stop]).probs.log() / self.temperature, 1)
         return Evidence(probs[torch.arange(stop - start), fp.y[start:stop]].numpy(), "scores", stop - start)
 
 

@@ -33,7 +33,7 @@ from ..data import Dataset
 from ..errors import FingerprintFileError, ParameterError, SuspectError
 from ..models import ModelprintModel, weights_digest
 from ..registry import Registry
-from ..suspects import check_compatible, labels_only, query_labels
+from ..suspects import as_suspect, check_compatible
 
 FINGERPRINT_SCHEMA_VERSION = 1
 
@@ -148,26 +148,40 @@ class FingerprintMethod:
         """How many evidence items the fingerprint holds (its queries, for query sets)."""
         return len(fp)
 
-    def evidence(self, fp: Fingerprint, suspect: ModelprintModel, start: int = 0, stop: int | None = None) -> Evidence:
-        """Evidence from ``suspect`` for items ``start:stop`` (all by default); checks the suspect first."""
+    def evidence(self, fp: Fingerprint, suspect: Any, start: int = 0, stop: int | None = None) -> Evidence:
+        """Evidence from ``suspect`` (a model, or any :class:`~modelprint.suspects.Suspect`: a file,
+        an exported graph, an API) for items ``start:stop`` (all by default); checks the suspect first.
+
+        Components evidence is read from weights: it needs a suspect whose weights can be read
+        (a model file or an in-process model) and refuses the others with one clear message."""
         total = self.items(fp)
         stop = total if stop is None else min(stop, total)
         if not 0 <= start < stop:
             raise ParameterError(f"no evidence items in [{start}, {stop}) of a fingerprint with {total}")
-        check_compatible(fp.input_shape, fp.meta.get("num_classes"), suspect)
-        if self.needs_scores and labels_only(suspect):
+        adapter = as_suspect(suspect)
+        check_compatible(fp.input_shape, fp.meta.get("num_classes"), adapter)
+        if self.needs_scores and adapter.labels_only:
             raise SuspectError(
                 f"{self.name} reads the suspect's scores (probabilities) and this suspect answers with labels "
                 "only: verify it with a label method (c, ltrc, naturalfinger, ipguard, metafinger, ...)"
             )
-        ev = self._evidence(fp, suspect, start, stop)
+        if self.evidence_kind == "components":
+            if adapter.model is None:
+                raise SuspectError(
+                    f"{self.name} compares weights and this suspect ({adapter.name}) does not expose them: "
+                    "give its modelprint model file, or verify it with a black-box method"
+                )
+            ev = self._evidence(fp, adapter.model, start, stop)
+        else:
+            ev = self._evidence(fp, adapter, start, stop)
         values = np.asarray(ev.values, dtype=np.float64)
         if values.shape != (stop - start,) or not np.isfinite(values).all():
             raise ParameterError(f"{self.name}: evidence must be {stop - start} finite values, got {values.shape}")
         return Evidence(values, ev.kind, ev.queries)
 
-    def _evidence(self, fp: Fingerprint, suspect: ModelprintModel, start: int, stop: int) -> Evidence:
-        labels = query_labels(suspect, fp.x[start:stop])
+    def _evidence(self, fp: Fingerprint, suspect: Any, start: int, stop: int) -> Evidence:
+        """Label agreement on queries ``start:stop``; ``suspect`` is a Suspect (a model for components evidence)."""
+        labels = suspect.predict(fp.x[start:stop]).labels
         return Evidence((labels == fp.y[start:stop]).numpy().astype(np.float64), "labels", stop - start)
 
     def reference_model(self, fp: Fingerprint, model: ModelprintModel, seed: int) -> ModelprintModel:

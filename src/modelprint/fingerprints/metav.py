@@ -43,7 +43,7 @@ from ..data import Dataset
 from ..errors import ParameterError
 from ..models import ModelprintModel
 from ..progress import progress_bar
-from ..suspects import query_logits
+from ..suspects import Suspect
 from .base import Evidence, Fingerprint, FingerprintMethod, register_method
 from .metafinger import LearnsFromTrainedModels
 
@@ -123,8 +123,8 @@ class MetaV(LearnsFromTrainedModels, FingerprintMethod):
         }
         return x.cpu(), model.predict(x).cpu(), extra_tensors, info
 
-    def _evidence(self, fp: Fingerprint, suspect: ModelprintModel, start: int, stop: int) -> Evidence:
-        probs = query_logits(suspect, fp.x).softmax(1)
+    def _evidence(self, fp: Fingerprint, suspect: Suspect, start: int, stop: int) -> Evidence:
+        probs = suspect.predict(fp.x).probs
         with torch.no_grad():
             s = torch.sigmoid(_verifier_from(fp.extra)(probs.reshape(1, -1))).item()
         return Evidence(np.asarray([s]), "scores", len(fp.x))

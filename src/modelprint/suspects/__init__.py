@@ -1,64 +1,95 @@
-"""Suspects: what a verifier can ask of a model it does not own.
+"""Suspects: what a verifier can ask of a model it does not own, wherever the model lives.
 
-Today one kind, an in-process :class:`~modelprint.models.ModelprintModel` (a model file);
-every answer is checked before it becomes evidence: the right number of rows and classes,
-finite values. A broken suspect is an error, never a verdict.
+One contract (:class:`Suspect.predict`, checked answers) and one adapter per place, each a
+registered class in its own file: ``torch`` (an in-process module), ``model`` (a modelprint
+model file), ``torchscript``, ``onnx`` (onnxruntime) and ``http`` (a prediction API).
+:func:`open_suspect` picks the adapter from a path or URL; :func:`as_suspect` lets every
+method take a plain ``ModelprintModel`` as well.
 """
 
 from __future__ import annotations
 
-import torch
+import os
+from pathlib import Path
+from typing import Any
 
-from ..errors import SuspectError
-from ..models import ModelprintModel
+from ..errors import ParameterError, SuspectError
+from .base import SUSPECTS, Answer, Suspect, register_suspect
+from .http_api import HttpSuspect
+from .onnx_file import OnnxSuspect
+from .torch_module import ModelFileSuspect, TorchSuspect
+from .torchscript_file import TorchScriptSuspect, inspect_torchscript
+
+__all__ = [
+    "SUSPECTS",
+    "Answer",
+    "HttpSuspect",
+    "ModelFileSuspect",
+    "OnnxSuspect",
+    "Suspect",
+    "TorchScriptSuspect",
+    "TorchSuspect",
+    "as_suspect",
+    "check_compatible",
+    "inspect_torchscript",
+    "labels_only",
+    "open_suspect",
+    "register_suspect",
+    "suspect_type",
+]
+
+
+def suspect_type(location: str | os.PathLike) -> str:
+    """The adapter name for a path or URL: ``http`` for http(s) URLs, else by file suffix."""
+    text = str(location)
+    if text.startswith(("http://", "https://")):
+        return "http"
+    suffix = Path(text).suffix.lower()
+    for name in SUSPECTS.names():
+        if suffix in SUSPECTS.get(name).suffixes:
+            return name
+    if suffix == "" or not Path(text).exists():
+        return "model"  # NAME for NAME.safetensors, as every other command takes model files
+    raise ParameterError(
+        f"cannot tell what kind of suspect {text} is from its suffix {suffix!r}; "
+        f"pass --suspect-type ({', '.join(n for n in SUSPECTS.names() if n != 'torch')})"
+    )
+
+
+def open_suspect(location: str | os.PathLike, kind: str = "auto", **options: Any) -> Suspect:
+    """The suspect at ``location`` (a file path or an http(s) URL), through the adapter ``kind``
+    (``auto``: from the suffix or scheme). ``options`` go to the adapter (``token``,
+    ``timeout``, ``labels_only``, ...)."""
+    name = suspect_type(location) if kind == "auto" else kind
+    if name == "torch":
+        raise ParameterError("the torch adapter wraps a module in this process; give a file or a URL")
+    return SUSPECTS.create(name, **{"url" if name == "http" else "path": str(location), **options})
+
+
+def as_suspect(obj: Any) -> Suspect:
+    """``obj`` as a :class:`Suspect`: adapters pass through, an ``nn.Module`` is wrapped."""
+    if isinstance(obj, Suspect):
+        return obj
+    import torch
+
+    if isinstance(obj, torch.nn.Module):
+        return TorchSuspect(obj)
+    raise SuspectError(f"a suspect must be a model or a modelprint.suspects.Suspect, got {type(obj).__name__}")
 
 
 def labels_only(suspect: object) -> bool:
-    """Whether a suspect answers with labels alone (a label-only API); model files give scores."""
+    """Whether a suspect answers with labels alone (a label-only API)."""
     return bool(getattr(suspect, "labels_only", False))
 
 
-def check_compatible(input_shape: tuple[int, ...], num_classes: int | None, suspect: ModelprintModel) -> None:
+def check_compatible(input_shape: tuple[int, ...], num_classes: int | None, suspect: Suspect) -> None:
     """Refuse a suspect whose input shape or class count differs from the fingerprint's."""
-    if not isinstance(suspect, ModelprintModel):
-        raise SuspectError(f"a suspect must be a ModelprintModel (use modelprint.models.load_model), got {suspect!r}")
-    if tuple(suspect.card.input_shape) != tuple(input_shape):
+    if suspect.input_shape is not None and tuple(suspect.input_shape) != tuple(input_shape):
         raise SuspectError(
             f"the fingerprint's queries are {'x'.join(map(str, input_shape))} (C x H x W) but the suspect "
-            f"takes {'x'.join(map(str, suspect.card.input_shape))}; verify a model of the same input shape"
+            f"takes {'x'.join(map(str, suspect.input_shape))}; verify a model of the same input shape"
         )
-    if num_classes is not None and suspect.card.num_classes != num_classes:
-        raise SuspectError(
-            f"the fingerprint expects {num_classes} classes but the suspect has {suspect.card.num_classes}"
-        )
-
-
-@torch.no_grad()
-def query_logits(suspect: ModelprintModel, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """The suspect's outputs (N, classes) on ``x`` (N, C, H, W), checked: one finite row per query."""
-    if len(x) == 0:
-        raise SuspectError("no queries to send: the fingerprint holds no inputs for this range")
-    was_training = suspect.training
-    suspect.eval()
-    device = next(suspect.parameters()).device
-    try:
-        out = torch.cat([suspect(x[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)])
-    finally:
-        suspect.train(was_training)
-    classes = suspect.card.num_classes
-    if out.ndim != 2 or out.shape != (len(x), classes):
-        raise SuspectError(
-            f"the suspect answered shape {tuple(out.shape)} for {len(x)} queries; expected ({len(x)}, {classes})"
-        )
-    bad = ~torch.isfinite(out).all(1)
-    if bad.any():
-        raise SuspectError(
-            f"the suspect's outputs are not finite (NaN or inf) for {int(bad.sum())} of {len(x)} queries; "
-            "its weights are probably broken: no verdict can be drawn from it"
-        )
-    return out
-
-
-def query_labels(suspect: ModelprintModel, x: torch.Tensor) -> torch.Tensor:
-    """Top-1 labels (N,) from checked outputs."""
-    return query_logits(suspect, x).argmax(1)
+    if num_classes is not None and suspect.num_classes is not None and suspect.num_classes != num_classes:
+        raise SuspectError(f"the fingerprint expects {num_classes} classes but the suspect has {suspect.num_classes}")
+    if suspect.num_classes is None:  # a suspect that does not say is held to the fingerprint's count
+        suspect.num_classes = num_classes

@@ -1,0 +1,208 @@
+"""A prediction API over HTTP: ``modelprint serve`` or any endpoint that follows its schema.
+
+The schema (version 1; ``modelprint serve`` publishes it as OpenAPI at ``/openapi.json``):
+
+* ``GET  {base}/v1/info`` -> ``{"input_shape": [C, H, W], "num_classes": K, "labels_only": bool,
+  "max_batch": B, ...}``
+* ``POST {base}/v1/predict`` with ``{"inputs_b64": <base64 of float32 little-endian N*C*H*W>,
+  "shape": [N, C, H, W]}`` or ``{"inputs": <nested lists N x C x H x W>}``, values in [0, 1]
+  -> ``{"labels": [N ints], "probabilities": [N x K floats]}`` (no probabilities when label-only).
+* An optional bearer token: ``Authorization: Bearer <token>``.
+
+The client is careful with a server it does not trust: every request has a deadline
+(``timeout`` seconds in all, not per read, so a server that trickles bytes is cut off), a
+response size limit, bounded retries with exponential backoff on connection errors,
+timeouts, 429 and 5xx (``Retry-After`` honoured up to a cap), and a query budget
+(``max_queries``: answered queries never exceed it). Every answer goes through the suspect
+contract's checks (count, range, finiteness), so garbage is an error and never evidence.
+
+Example::
+
+    api = HttpSuspect("http://127.0.0.1:8000", token="s3cret", max_queries=200)
+    api.predict(fp.x[:10]).labels
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from ..errors import ParameterError, SuspectError
+from .base import Suspect, register_suspect
+
+API_PREFIX = "/v1"
+MAX_RESPONSE_BYTES = 64 * 1024**2
+MAX_BACKOFF_SECONDS = 30.0
+RETRY_STATUSES = {429, 500, 502, 503, 504}
+
+
+def encode_inputs(x: np.ndarray) -> dict[str, Any]:
+    """The compact request body for queries ``x`` (N, C, H, W): base64 float32 little-endian."""
+    data = np.ascontiguousarray(x, dtype="<f4").tobytes()
+    return {"inputs_b64": base64.b64encode(data).decode("ascii"), "shape": [int(s) for s in x.shape]}
+
+
+class _Retryable(Exception):
+    """A failure worth another try: connection trouble, a deadline, 429 or 5xx."""
+
+    def __init__(self, reason: str, wait: float | None = None) -> None:
+        super().__init__(reason)
+        self.wait = wait
+
+
+@register_suspect("http")
+class HttpSuspect(Suspect):
+    """A remote prediction API; see the module docstring for the schema and the safeguards.
+
+    ``url``: the base (``http://host:port``, a path prefix allowed); ``token``: bearer token;
+    ``timeout``: seconds per request, in all; ``retries``: further tries after a failure;
+    ``backoff``: first wait in seconds, doubled each retry; ``max_queries``: most queries that
+    may be answered; ``batch_size``: queries per request (at most the server's ``max_batch``);
+    ``nested``: send nested lists instead of base64."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        timeout: float = 10.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        max_queries: int | None = None,
+        batch_size: int | None = None,
+        nested: bool = False,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+    ) -> None:
+        super().__init__()
+        import httpx
+
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ParameterError(f"a suspect URL must be http(s)://host[:port][/prefix], got {url!r}")
+        if timeout <= 0 or retries < 0 or backoff < 0:
+            raise ParameterError("timeout must be positive, retries and backoff at least 0")
+        if max_queries is not None and max_queries < 1:
+            raise ParameterError(f"max_queries must be at least 1, got {max_queries}")
+        base = url.rstrip("/")
+        for suffix in (f"{API_PREFIX}/predict", f"{API_PREFIX}/info", API_PREFIX):
+            if base.endswith(suffix):
+                base = base[: -len(suffix)]
+                break
+        self.base, self.timeout, self.retries, self.backoff = base, timeout, retries, backoff
+        self.max_queries, self.nested, self.max_response_bytes = max_queries, nested, max_response_bytes
+        self.retried = 0
+        self._headers = {"Accept": "application/json"}
+        if token:
+            self._headers["Authorization"] = f"Bearer {token}"
+        self._client = httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False, trust_env=False)
+        self.location = self.identity = base
+        info = self._call("GET", f"{API_PREFIX}/info", None)
+        self._read_info(info)
+        if batch_size is not None:
+            if batch_size < 1:
+                raise ParameterError(f"batch_size must be at least 1, got {batch_size}")
+            self.max_batch = min(self.max_batch, batch_size)
+
+    def _read_info(self, info: Any) -> None:
+        try:
+            shape = tuple(int(v) for v in info["input_shape"])
+            classes = int(info["num_classes"])
+            labels_only = info.get("labels_only", False)
+            max_batch = int(info.get("max_batch", 64))
+        except (TypeError, KeyError, ValueError):
+            where = f"{self.base}{API_PREFIX}/info"
+            raise SuspectError(f"{where} did not describe the model (input_shape, num_classes)") from None
+        if len(shape) != 3 or min(shape) < 1 or classes < 2 or max_batch < 1 or not isinstance(labels_only, bool):
+            raise SuspectError(f"{self.base}{API_PREFIX}/info is malformed: {json.dumps(info)[:200]}")
+        self.input_shape, self.num_classes, self.labels_only, self.max_batch = shape, classes, labels_only, max_batch
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "retries": self.retried, "max_queries": self.max_queries}
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- one batch ------------------------------------------------------------------------------
+    def _answer(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        n = len(x)
+        if self.max_queries is not None and self.queries + n > self.max_queries:
+            raise SuspectError(
+                f"the query budget is spent: {self.queries} of {self.max_queries} queries answered, "
+                f"{n} more asked for; raise --max-queries or verify sequentially"
+            )
+        body = {"inputs": x.tolist()} if self.nested else encode_inputs(x)
+        reply = self._call("POST", f"{API_PREFIX}/predict", body, queries=n)
+        if not isinstance(reply, dict) or "labels" not in reply:
+            raise SuspectError(f"{self.base} answered without 'labels': {json.dumps(reply)[:200]}")
+        probs = None if self.labels_only else reply.get("probabilities")
+        if not self.labels_only and probs is None:
+            raise SuspectError(f"{self.base} said it answers with scores but sent no 'probabilities'")
+        return reply["labels"], probs
+
+    # -- transport: deadline, size limit, retries -------------------------------------------------
+    def _call(self, method: str, path: str, body: Any, queries: int = 0) -> Any:
+        last = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.retried += 1
+            self.requests += 1
+            self.queries_sent += queries
+            try:
+                return self._once(method, path, body)
+            except _Retryable as e:
+                last = str(e)
+                if attempt == self.retries:
+                    break
+                wait = min(MAX_BACKOFF_SECONDS, self.backoff * 2**attempt)
+                time.sleep(min(MAX_BACKOFF_SECONDS, max(wait, e.wait or 0.0)))
+        tries = self.retries + 1
+        raise SuspectError(f"{self.base}{path}: {last} (gave up after {tries} tr{'y' if tries == 1 else 'ies'})")
+
+    def _once(self, method: str, path: str, body: Any) -> Any:
+        import httpx
+
+        started = time.monotonic()
+        url = f"{self.base}{path}"
+        try:
+            with self._client.stream(method, url, json=body, headers=self._headers) as r:
+                data = bytearray()
+                for chunk in r.iter_bytes():
+                    data += chunk
+                    if len(data) > self.max_response_bytes:
+                        raise SuspectError(f"{url} sent more than {self.max_response_bytes} bytes; refused")
+                    if time.monotonic() - started > self.timeout:
+                        raise _Retryable(f"no complete answer within {self.timeout:g} s")
+                status, retry_after = r.status_code, r.headers.get("retry-after")
+        except httpx.TimeoutException:
+            raise _Retryable(f"no answer within {self.timeout:g} s") from None
+        except httpx.TransportError as e:
+            raise _Retryable(f"cannot reach the server ({type(e).__name__}: {str(e)[:120]})") from None
+        if time.monotonic() - started > self.timeout:
+            raise _Retryable(f"no complete answer within {self.timeout:g} s")
+        if status in RETRY_STATUSES:
+            wait = float(retry_after) if retry_after and retry_after.isdigit() else None
+            raise _Retryable(f"the server answered HTTP {status}", wait)
+        detail = _detail(bytes(data))
+        if status in (401, 403):
+            raise SuspectError(f"{url}: HTTP {status}, not authorised ({detail}); pass the API's token with --token")
+        if status == 413:
+            raise SuspectError(f"{url}: HTTP 413, request too large ({detail}); lower --batch-size")
+        if status != 200:
+            raise SuspectError(f"{url}: HTTP {status} ({detail})")
+        try:
+            return json.loads(bytes(data))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise SuspectError(f"{url} answered something that is not JSON: {bytes(data[:80])!r}") from None
+
+
+def _detail(data: bytes) -> str:
+    try:
+        detail = json.loads(data).get("detail", "")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        detail = ""
+    return str(detail)[:200] or data[:80].decode("utf-8", "replace") or "no detail"

@@ -1,0 +1,42 @@
+"""One source model in every form a suspect takes, and calibrated fingerprints to verify them with."""
+
+import pytest
+
+from modelprint.calibrate import calibrate
+from modelprint.export import export_model
+from modelprint.fingerprints import create_method
+from modelprint.models import load_model, save_model
+from modelprint.zoo import ZooManifest, source_row
+
+
+@pytest.fixture(scope="module")
+def zoo_source(training_zoo):
+    manifest = ZooManifest.read(training_zoo)
+    return load_model(manifest.path(source_row(manifest)))
+
+
+@pytest.fixture(scope="module")
+def forms(zoo_source, tmp_path_factory):
+    """The training zoo's source as a model file, ONNX and TorchScript: {kind: path}."""
+    root = tmp_path_factory.mktemp("forms")
+    return {
+        "model": save_model(zoo_source, root / "suspect"),
+        "onnx": export_model(zoo_source, root / "suspect.onnx", "onnx"),
+        "torchscript": export_model(zoo_source, root / "suspect.pt", "torchscript"),
+    }
+
+
+@pytest.fixture(scope="module")
+def label_fp(zoo_source, negatives):
+    """Characteristic examples, calibrated on the independent models."""
+    fp = create_method("c", steps=30).generate(zoo_source, n=40, seed=0, progress=False)
+    return calibrate(fp, negatives)
+
+
+@pytest.fixture(scope="module")
+def score_fp(zoo_source, training_zoo, negatives):
+    """A MetaV fingerprint (short training: the point is the score path, not its quality), calibrated."""
+    fp = create_method("metav", trained=str(training_zoo), iterations=30).generate(
+        zoo_source, n=10, seed=0, progress=False
+    )
+    return calibrate(fp, negatives)
