@@ -73,8 +73,9 @@ class InfoResponse(BaseModel):
 
 
 class _BodyLimit:
-    """ASGI middleware: 413 for a body over ``limit`` bytes, counted as it streams in, so a
-    missing or lying Content-Length does not get past it and nothing big is buffered."""
+    """ASGI middleware: 413 for a body over ``limit`` bytes. The body is read here, counted as
+    it streams in (a missing or lying Content-Length does not get past it), and handed to the
+    app only when complete and under the limit, so nothing beyond the limit is ever buffered."""
 
     def __init__(self, app: Any, limit: int) -> None:
         self.app, self.limit = app, limit
@@ -87,25 +88,27 @@ class _BodyLimit:
             if key == b"content-length" and (not value.isdigit() or int(value) > self.limit):
                 await _send_json(send, 413, {"detail": f"request body over {self.limit} bytes"})
                 return
-        seen = 0
-
-        async def limited() -> dict:
-            nonlocal seen
+        body = bytearray()
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge
-            return message
+            if message["type"] != "http.request":
+                return  # the client went away
+            body += message.get("body", b"")
+            if len(body) > self.limit:
+                await _send_json(send, 413, {"detail": f"request body over {self.limit} bytes"})
+                return
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await _send_json(send, 413, {"detail": f"request body over {self.limit} bytes"})
+        async def replay() -> dict:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
 
-
-class _TooLarge(Exception):
-    pass
+        await self.app(scope, replay, send)
 
 
 async def _send_json(send: Any, status: int, body: dict) -> None:

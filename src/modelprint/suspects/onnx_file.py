@@ -61,15 +61,15 @@ class OnnxSuspect(Suspect):
             proto = onnx.load_model_from_string(data)
         except (DecodeError, ValueError, RuntimeError) as e:
             raise SuspectError(f"{p} is not a readable ONNX model (corrupt or truncated?): {_first_line(e)}") from None
-        try:
-            onnx.checker.check_model(proto)
-        except Exception as e:  # onnx raises ValidationError and several others
-            raise SuspectError(f"{p} is not a valid ONNX model: {_first_line(e)}") from None
         domains = {o.domain for o in proto.opset_import} - STANDARD_DOMAINS
         if domains:
             raise SuspectError(f"{p} uses custom operator sets ({', '.join(sorted(domains))}); refused")
         if any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
             raise SuspectError(f"{p} keeps weights in side files (external data); refused: export one file")
+        try:
+            onnx.checker.check_model(proto)
+        except Exception as e:  # onnx raises ValidationError and several others
+            raise SuspectError(f"{p} is not a valid ONNX model: {_first_line(e)}") from None
         meta = {m.key: m.value for m in proto.metadata_props}
         shape, classes = card_shape(meta.get(CARD_KEY), str(p))
         options = ort.SessionOptions()

@@ -1,0 +1,297 @@
+"""Every bad input is one clear error and no result: corrupt files, pickle payloads, broken
+outputs, servers that hang, trickle, lie or send garbage, and oversized requests."""
+
+import copy
+import json
+import pickle
+import threading
+import time
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+import torch
+
+from modelprint.errors import SuspectError
+from modelprint.export import export_model
+from modelprint.models import create_model
+from modelprint.serve import create_app, serve_background
+from modelprint.suspects import HttpSuspect, OnnxSuspect, TorchScriptSuspect, open_suspect
+from modelprint.suspects.http_api import encode_inputs
+from modelprint.verify import verify
+
+# -- files ------------------------------------------------------------------------------------
+
+
+class _Payload:
+    """Unpickling this creates the marker file: proof that something was executed."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').close()",))
+
+
+@pytest.mark.parametrize("kind", ["onnx", "torchscript"])
+def test_corrupt_and_truncated_files_are_one_error(forms, kind, tmp_path):
+    good = forms[kind].read_bytes()
+    cases = {
+        "empty": b"",
+        "truncated": good[: len(good) // 2],
+        "random": np.random.default_rng(0).bytes(4096),
+        "text": b"this is not a model\n",
+    }
+    for name, data in cases.items():
+        path = tmp_path / f"{name}{forms[kind].suffix}"
+        path.write_bytes(data)
+        with pytest.raises(SuspectError) as exc:
+            open_suspect(path)
+        assert str(path) in str(exc.value) and "\n" not in str(exc.value), name
+    with pytest.raises(SuspectError, match="not found"):
+        open_suspect(tmp_path / f"missing{forms[kind].suffix}")
+
+
+def test_a_pickle_payload_posing_as_torchscript_is_refused_before_anything_runs(forms, tmp_path):
+    marker = tmp_path / "executed"
+    bare = tmp_path / "bare.pt"
+    bare.write_bytes(pickle.dumps(_Payload(marker)))
+    with pytest.raises(SuspectError, match="is a pickle"):
+        TorchScriptSuspect(bare)
+    checkpoint = tmp_path / "checkpoint.pt"
+    torch.save({"weights": _Payload(marker)}, checkpoint)  # the classic malicious torch.save file
+    with pytest.raises(SuspectError, match="torch.save checkpoint"):
+        TorchScriptSuspect(checkpoint)
+    # a real TorchScript archive whose data.pkl was swapped for the payload
+    tampered = tmp_path / "tampered.pt"
+    with zipfile.ZipFile(forms["torchscript"]) as src, zipfile.ZipFile(tampered, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename.endswith("/data.pkl"):
+                data = pickle.dumps(_Payload(marker), protocol=2)
+            dst.writestr(info, data)
+    with pytest.raises(SuspectError, match=r"__builtin__\.exec.*refused"):
+        TorchScriptSuspect(tampered)
+    assert not marker.exists()
+
+
+def test_a_flipped_byte_inside_torchscript_fails_its_checksum(forms, tmp_path):
+    data = bytearray(forms["torchscript"].read_bytes())
+    with zipfile.ZipFile(forms["torchscript"]) as z:
+        member = next(i for i in z.infolist() if i.filename.endswith("/data/2"))
+    off = member.header_offset  # the local header's own name and extra lengths (torch pads the extra to align data)
+    name_len, extra_len = (
+        int.from_bytes(data[off + 26 : off + 28], "little"),
+        int.from_bytes(data[off + 28 : off + 30], "little"),
+    )
+    at = off + 30 + name_len + extra_len + 1  # inside the stored bytes
+    data[at] ^= 0xFF
+    path = tmp_path / "flipped.pt"
+    path.write_bytes(bytes(data))
+    with pytest.raises(SuspectError, match="checksum"):
+        TorchScriptSuspect(path)
+
+
+def test_onnx_with_side_files_or_custom_operators_is_refused(forms, tmp_path):
+    import onnx
+
+    proto = onnx.load(str(forms["onnx"]))
+    onnx.save_model(proto, str(tmp_path / "ext.onnx"), save_as_external_data=True, location="w.data",
+                    size_threshold=0)  # fmt: skip
+    with pytest.raises(SuspectError, match="side files"):
+        OnnxSuspect(tmp_path / "ext.onnx")
+    custom = copy.deepcopy(proto)
+    custom.opset_import.add(domain="com.example.native", version=1)
+    (tmp_path / "custom.onnx").write_bytes(custom.SerializeToString())
+    with pytest.raises(SuspectError, match="custom operator sets"):
+        OnnxSuspect(tmp_path / "custom.onnx")
+
+
+def test_wrong_input_shape_and_class_count_are_refused_before_querying(label_fp, tmp_path):
+    big = create_model("cnn", num_classes=10, input_shape=(1, 16, 16), width=4)
+    suspect = open_suspect(export_model(big, tmp_path / "big.onnx", "onnx"))
+    with pytest.raises(SuspectError, match="1x8x8.*1x16x16"):
+        verify(label_fp, suspect)
+    three = create_model("cnn", num_classes=3, input_shape=(1, 8, 8), width=4)
+    with pytest.raises(SuspectError, match="10 classes"):
+        verify(label_fp, open_suspect(export_model(three, tmp_path / "three.pt", "torchscript")))
+    assert suspect.queries == 0
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_nan_outputs_are_an_error_not_a_verdict(zoo_source, label_fp, fmt, tmp_path):
+    broken = copy.deepcopy(zoo_source)
+    with torch.no_grad():
+        broken.net.classifier.bias.fill_(float("nan"))
+    suspect = open_suspect(export_model(broken, tmp_path / f"nan.{'onnx' if fmt == 'onnx' else 'pt'}", fmt))
+    with pytest.raises(SuspectError, match="not finite"):
+        verify(label_fp, suspect)
+
+
+# -- servers that misbehave -----------------------------------------------------------------------
+
+INFO = {"input_shape": [1, 8, 8], "num_classes": 10, "labels_only": False, "max_batch": 64}
+
+
+class _Misbehaving(BaseHTTPRequestHandler):
+    mode = "ok"
+    posts = 0
+
+    def log_message(self, *args):
+        pass
+
+    def _send(self, status, body, ctype="application/json"):
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        self._send(200, {} if self.mode == "bad-info" else INFO)
+
+    def do_POST(self):
+        type(self).posts += 1
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        n = body["shape"][0]
+        good = {"labels": [1] * n, "probabilities": [[0.1] * 10] * n}
+        mode = self.mode
+        if mode == "hang":
+            time.sleep(3)
+        elif mode == "trickle":  # headers at once, then a byte every 0.1 s: no read ever times out
+            self.send_response(200)
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            for _ in range(30):
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                time.sleep(0.1)
+        elif mode == "garbage":
+            self._send(200, b"<html>oops</html>", "text/html")
+        elif mode == "wrong-count":
+            self._send(200, {"labels": [1] * (n - 1), "probabilities": [[0.1] * 10] * (n - 1)})
+        elif mode == "nan":
+            self._send(200, b'{"labels": [1], "probabilities": [[NaN, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]]}')
+        elif mode == "label-range":
+            self._send(200, {**good, "labels": [99] * n})
+        elif mode == "huge":
+            self._send(200, {**good, "padding": "x" * 5000})
+        elif mode == "flaky" and type(self).posts == 1:
+            self._send(503, {"detail": "busy"})
+        else:
+            self._send(200, good)
+
+
+@pytest.fixture()
+def fake_server():
+    servers = []
+
+    def start(mode):
+        handler = type("Handler", (_Misbehaving,), {"mode": mode, "posts": 0})
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}", handler
+
+    yield start
+    for s in servers:
+        s.shutdown()
+        s.server_close()
+
+
+X = torch.rand(1, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize(
+    "mode, message",
+    [
+        ("hang", "no answer within 0.5 s"),
+        ("trickle", "no complete answer within 0.5 s"),
+        ("garbage", "not JSON"),
+        ("wrong-count", "0 labels for 1 queries|shape"),
+        ("nan", "not finite"),
+        ("label-range", "outside 0..9"),
+        ("huge", "more than 2000 bytes"),
+    ],
+)
+def test_a_misbehaving_server_is_one_error_and_no_result(fake_server, mode, message):
+    url, _ = fake_server(mode)
+    api = HttpSuspect(url, timeout=0.5, retries=1, backoff=0.0, max_response_bytes=2000)
+    started = time.monotonic()
+    with pytest.raises(SuspectError, match=message):
+        api.predict(X)
+    assert time.monotonic() - started < 5  # the deadline holds however the server stalls
+    assert api.queries == 0
+
+
+def test_retries_with_backoff_then_the_answer_counts_once(fake_server):
+    url, handler = fake_server("flaky")
+    api = HttpSuspect(url, retries=2, backoff=0.01)
+    assert api.predict(X).labels.tolist() == [1]
+    assert handler.posts == 2 and api.retried == 1 and api.queries == 1 and api.queries_sent == 2
+
+
+def test_a_server_that_is_not_there_or_does_not_describe_itself(fake_server):
+    url, _ = fake_server("bad-info")
+    with pytest.raises(SuspectError, match="did not describe"):
+        HttpSuspect(url)
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(SuspectError, match="cannot reach.*gave up after 2 tries"):
+        HttpSuspect(f"http://127.0.0.1:{port}", retries=1, backoff=0.0)
+
+
+# -- the server's own limits ------------------------------------------------------------------------
+
+
+def test_serve_limits_size_batch_token_and_values(zoo_source):
+    from starlette.testclient import TestClient
+
+    client = TestClient(create_app(zoo_source, token="t", max_batch=4, max_request_bytes=10_000))
+    auth = {"Authorization": "Bearer t"}
+    x = torch.rand(3, 1, 8, 8).numpy()
+    assert client.post("/v1/predict", json=encode_inputs(x)).status_code == 401
+    assert client.post("/v1/predict", json=encode_inputs(x), headers={"Authorization": "Bearer x"}).status_code == 401
+    assert client.get("/health").status_code == 200  # liveness needs no token
+    ok = client.post("/v1/predict", json=encode_inputs(x), headers=auth)
+    assert ok.status_code == 200 and ok.json()["labels"] == zoo_source.predict(torch.from_numpy(x)).tolist()
+    too_many = client.post("/v1/predict", json=encode_inputs(np.zeros((5, 1, 8, 8), np.float32)), headers=auth)
+    assert too_many.status_code == 413 and "limit of 4" in too_many.json()["detail"]
+    big = client.post("/v1/predict", content=b"[" * 20_000, headers={**auth, "content-type": "application/json"})
+    assert big.status_code == 413
+    bad = [np.full((1, 1, 8, 8), 2.0, np.float32), np.full((1, 1, 8, 8), np.nan, np.float32), np.zeros((1, 1, 4, 4))]
+    for x_bad in bad:
+        r = client.post("/v1/predict", json=encode_inputs(x_bad.astype(np.float32)), headers=auth)
+        assert r.status_code == 422, x_bad.shape
+    r = client.post("/v1/predict", json={"inputs_b64": "%%%", "shape": [1, 1, 8, 8]}, headers=auth)
+    assert r.status_code == 422 and "base64" in r.json()["detail"]
+    r = client.post("/v1/predict", json={"inputs": [[[[0.5] * 8] * 8]], "inputs_b64": "AAAA"}, headers=auth)
+    assert r.status_code == 422
+
+
+def test_an_oversized_request_from_our_client_is_a_clear_error(zoo_source):
+    with serve_background(create_app(zoo_source, max_request_bytes=3_000)) as url:
+        api = HttpSuspect(url, retries=0)
+        with pytest.raises(SuspectError, match="413.*--batch-size"):
+            api.predict(torch.rand(10, 1, 8, 8))
+        assert HttpSuspect(url, batch_size=2).predict(torch.rand(10, 1, 8, 8)).labels.shape == (10,)
+
+
+def test_chunked_body_over_the_limit_is_cut_off(zoo_source):
+    import httpx
+
+    with serve_background(create_app(zoo_source, max_request_bytes=3_000)) as url:
+
+        def chunks():
+            yield b'{"inputs_b64": "'
+            for _ in range(100):
+                yield b"A" * 100
+
+        r = httpx.post(f"{url}/v1/predict", content=chunks(), headers={"content-type": "application/json"})
+        assert r.status_code == 413
