@@ -9,9 +9,10 @@ label-only mode, and limits on request and batch size. Endpoints (OpenAPI at
 * ``POST /v1/predict`` labels, and probabilities unless label-only, for a batch;
 * ``GET  /health``     liveness, no token needed.
 
-Errors are JSON ``{"detail": ...}``: 401 without the token, 413 for a body over
-``max_request_bytes`` or a batch over ``max_batch``, 422 for malformed inputs (wrong shape,
-values outside [0, 1], NaN), never a 500 for anything a client can send.
+Errors are JSON ``{"detail": ...}``: 400 for a body that is not JSON, 401 without the token,
+413 for a body over ``max_request_bytes``, 422 for malformed inputs (wrong shape, values
+outside [0, 1], NaN) or a batch over ``max_batch``, never a 500 for anything a client can
+send. The OpenAPI schema states the exact shape, range and batch limit of the model served.
 
 Example::
 
@@ -28,14 +29,14 @@ import hmac
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from .models import ModelprintModel, weights_digest
 from .suspects.base import softmax
@@ -45,14 +46,44 @@ DEFAULT_MAX_REQUEST_BYTES = 16 * 1024**2
 API_VERSION = 1
 
 
-class PredictRequest(BaseModel):
-    """A batch of N images (N, C, H, W), values in [0, 1]: ``inputs`` as nested lists, or
-    ``inputs_b64`` (float32 little-endian, C order) with its ``shape``."""
+# A base64 string of standard alphabet with padding: what ``inputs_b64`` must look like.
+BASE64_PATTERN = r"^[A-Za-z0-9+/]*={0,2}$"
 
-    model_config = ConfigDict(extra="forbid")
-    inputs: list[list[list[list[float]]]] | None = Field(None, description="N x C x H x W nested lists")
-    inputs_b64: str | None = Field(None, description="base64 of N*C*H*W float32 little-endian values")
-    shape: list[int] | None = Field(None, description="[N, C, H, W], with inputs_b64", min_length=4, max_length=4)
+
+def request_models(shape: tuple[int, int, int], max_batch: int) -> tuple[type[BaseModel], type[BaseModel]]:
+    """The two request bodies for a model taking ``shape`` (C, H, W), exact in the OpenAPI schema:
+    nested lists N x C x H x W of values in [0, 1] (1 <= N <= max_batch), or base64 with its shape."""
+    c, h, w = shape
+    pixel = Annotated[float, Field(ge=0.0, le=1.0)]
+    row = Annotated[list[pixel], Field(min_length=w, max_length=w)]
+    channel = Annotated[list[row], Field(min_length=h, max_length=h)]
+    image = Annotated[list[channel], Field(min_length=c, max_length=c)]
+    strict = ConfigDict(extra="forbid")
+    nested = create_model(
+        "NestedInputs",
+        __config__=strict,
+        inputs=(
+            Annotated[list[image], Field(min_length=1, max_length=max_batch)],
+            Field(description=f"N x {c} x {h} x {w} nested lists, values in [0, 1], 1 <= N <= {max_batch}"),
+        ),
+    )
+    encoded = create_model(
+        "Base64Inputs",
+        __config__=strict,
+        inputs_b64=(
+            str,
+            Field(pattern=BASE64_PATTERN, description="base64 of N*C*H*W float32 little-endian values, C order"),
+        ),
+        shape=(
+            tuple[Annotated[int, Field(ge=1, le=max_batch)], Literal[c], Literal[h], Literal[w]],  # type: ignore[valid-type]
+            Field(description=f"[N, {c}, {h}, {w}], 1 <= N <= {max_batch}"),
+        ),
+    )
+    return nested, encoded
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(description="what was wrong, in one line")
 
 
 class PredictResponse(BaseModel):
@@ -161,7 +192,14 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {}
+        errors = exc.errors()
+        for e in errors:  # a batch over the limit gets its own message (422, as the schema states the limit)
+            loc = tuple(e.get("loc", ()))
+            if (loc[-1:] == ("inputs",) and e.get("type") == "too_long") or (
+                loc[-2:] == ("shape", 0) and e.get("type") == "less_than_equal"
+            ):
+                return JSONResponse({"detail": f"batch over the limit of {max_batch} images"}, 422)
+        first = errors[0] if errors else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         return JSONResponse({"detail": f"malformed request: {where} {first.get('msg', '')}".strip()}, 422)
 
@@ -173,15 +211,16 @@ def create_app(
     def get_info() -> InfoResponse:
         return info
 
-    @app.post(
-        "/v1/predict",
-        response_model=PredictResponse,
-        response_model_exclude_none=True,
-        dependencies=[Depends(authorised)],
-        responses={401: {"description": "no or wrong token"}, 413: {"description": "body or batch too large"}},
-    )
-    def predict(req: PredictRequest) -> PredictResponse:
-        x = _decode(req, shape, max_batch)
+    nested, encoded = request_models(shape, max_batch)
+    errors = {
+        400: {"model": ErrorResponse, "description": "the body is not JSON text"},
+        401: {"model": ErrorResponse, "description": "no or wrong bearer token"},
+        413: {"model": ErrorResponse, "description": "body over the server's size limit"},
+        422: {"model": ErrorResponse, "description": "malformed request, or a batch over the limit"},
+    }
+
+    def predict(req: Any) -> PredictResponse:
+        x = _decode(req, shape)
         with lock, torch.no_grad():
             logits = model(torch.from_numpy(x)).float().numpy()
         labels = logits.argmax(1).tolist()
@@ -189,41 +228,35 @@ def create_app(
             return PredictResponse(labels=labels)
         return PredictResponse(labels=labels, probabilities=softmax(logits).tolist())
 
+    # Set after the fact: FastAPI reads the body's type from the annotation, and these classes are made per model.
+    predict.__annotations__ = {"req": nested | encoded, "return": PredictResponse}
+    app.post(
+        "/v1/predict",
+        response_model=PredictResponse,
+        response_model_exclude_none=True,
+        dependencies=[Depends(authorised)],
+        responses=errors,  # type: ignore[arg-type]
+        summary="Labels, and probabilities unless label-only, for a batch of images",
+    )(predict)
+
     return _BodyLimit(app, max_request_bytes)
 
 
-def _decode(req: PredictRequest, shape: tuple[int, ...], max_batch: int) -> np.ndarray:
-    if (req.inputs is None) == (req.inputs_b64 is None):
-        raise HTTPException(422, "send exactly one of inputs or inputs_b64 (with shape)")
-    if req.inputs is not None:
-        if len(req.inputs) > max_batch:
-            raise HTTPException(413, f"batch of {len(req.inputs)} over the limit of {max_batch}")
-        try:
-            x = np.asarray(req.inputs, dtype=np.float32)
-        except ValueError:
-            raise HTTPException(422, "inputs are ragged: every image must be C x H x W") from None
+def _decode(req: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """The batch as float32 (N, C, H, W); the schema has already checked shapes, ranges and limits."""
+    if hasattr(req, "inputs"):
+        x = np.asarray(req.inputs, dtype=np.float32)
     else:
-        if req.shape is None:
-            raise HTTPException(422, "inputs_b64 needs its shape [N, C, H, W]")
-        n = req.shape[0]
-        if n > max_batch:
-            raise HTTPException(413, f"batch of {n} over the limit of {max_batch}")
-        if n < 1 or tuple(req.shape[1:]) != shape:
-            raise HTTPException(422, f"shape must be [N, {', '.join(map(str, shape))}] with 1 <= N, got {req.shape}")
         try:
-            raw = base64.b64decode(req.inputs_b64 or "", validate=True)
+            raw = base64.b64decode(req.inputs_b64, validate=True)
         except (binascii.Error, ValueError):
             raise HTTPException(422, "inputs_b64 is not valid base64") from None
+        n = req.shape[0]
         if len(raw) != 4 * n * int(np.prod(shape)):
-            raise HTTPException(422, f"inputs_b64 holds {len(raw)} bytes; shape {req.shape} needs float32 x N*C*H*W")
+            raise HTTPException(422, f"inputs_b64 holds {len(raw)} bytes; shape {list(req.shape)} needs 4 x N*C*H*W")
         x = np.frombuffer(raw, dtype="<f4").astype(np.float32).reshape(req.shape)
-    if x.ndim != 4 or x.shape[0] < 1 or tuple(x.shape[1:]) != shape:
-        want, got = " x ".join(map(str, shape)), " x ".join(map(str, x.shape))
-        raise HTTPException(422, f"inputs must be N x {want}, got {got}")
-    if len(x) > max_batch:
-        raise HTTPException(413, f"batch of {len(x)} over the limit of {max_batch}")
-    if not np.isfinite(x).all() or x.min() < 0 or x.max() > 1:
-        raise HTTPException(422, "input values must be finite and in [0, 1]")
+        if not np.isfinite(x).all() or x.min() < 0 or x.max() > 1:
+            raise HTTPException(422, "input values must be finite and in [0, 1]")
     return np.ascontiguousarray(x)
 
 

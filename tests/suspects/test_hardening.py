@@ -262,7 +262,7 @@ def test_serve_limits_size_batch_token_and_values(zoo_source):
     ok = client.post("/v1/predict", json=encode_inputs(x), headers=auth)
     assert ok.status_code == 200 and ok.json()["labels"] == zoo_source.predict(torch.from_numpy(x)).tolist()
     too_many = client.post("/v1/predict", json=encode_inputs(np.zeros((5, 1, 8, 8), np.float32)), headers=auth)
-    assert too_many.status_code == 413 and "limit of 4" in too_many.json()["detail"]
+    assert too_many.status_code == 422 and "limit of 4" in too_many.json()["detail"]
     big = client.post("/v1/predict", content=b"[" * 20_000, headers={**auth, "content-type": "application/json"})
     assert big.status_code == 413
     bad = [np.full((1, 1, 8, 8), 2.0, np.float32), np.full((1, 1, 8, 8), np.nan, np.float32), np.zeros((1, 1, 4, 4))]

@@ -23,6 +23,7 @@ import io
 import os
 import pickletools
 import zipfile
+import zlib
 
 import numpy as np
 import torch
@@ -66,7 +67,7 @@ def inspect_torchscript(path: str | os.PathLike) -> None:
             for name in names:
                 if name.endswith((".pkl", ".debug_pkl")):
                     _check_pickle(z.read(name), f"{p}:{name}")
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as e:
         raise SuspectError(f"{p} is not a readable TorchScript archive: {_first_line(e)}") from None
 
 
