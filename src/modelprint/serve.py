@@ -199,8 +199,12 @@ def create_app(
                 loc[-2:] == ("shape", 0) and e.get("type") == "less_than_equal"
             ):
                 return JSONResponse({"detail": f"batch over the limit of {max_batch} images"}, 422)
-        first = errors[0] if errors else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        # The body is one of two forms: report the errors of the form its keys name, not of both.
+        body = exc.body if isinstance(exc.body, dict) else {}
+        form = "Base64Inputs" if "inputs_b64" in body else "NestedInputs" if "inputs" in body else None
+        mine = [e for e in errors if form in tuple(e.get("loc", ()))] or errors
+        first = mine[0] if mine else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "NestedInputs", "Base64Inputs"))
         return JSONResponse({"detail": f"malformed request: {where} {first.get('msg', '')}".strip()}, 422)
 
     @app.get("/health")
