@@ -456,6 +456,10 @@ def serve(
     )
 
 
+def _count(k: int, one: str, many: str) -> str:
+    return f"{k} {one if k == 1 else many}"
+
+
 def format_verification(r: Any) -> str:
     """Two or three plain lines: the verdict with its numbers, then what it was tested against."""
     from .null import SD_FLOOR
@@ -493,9 +497,13 @@ def format_verification(r: Any) -> str:
     sus = r.suspect or {}
     if sus.get("type") in ("onnx", "torchscript", "http"):
         what = "labels only" if sus["labels_only"] else "labels and probabilities"
-        cost = f"{sus['queries_sent']} queries sent in {sus['requests']} requests"
-        if sus.get("retries"):
-            cost += f" ({sus['retries']} retried)"
+        if sus["type"] == "http":
+            cost = f"{_count(sus['queries_sent'], 'query', 'queries')} sent in "
+            cost += f"{_count(sus['requests'], 'HTTP request', 'HTTP requests')} (/v1/info included)"
+            if sus.get("retries"):
+                cost += f", {_count(sus['retries'], 'retry', 'retries')}"
+        else:
+            cost = f"{_count(sus['queries'], 'query', 'queries')} in {_count(sus['requests'], 'batch', 'batches')}"
         lines.append(f"suspect: {sus['type']} {sus['location']} ({what}); {cost}")
     if r.positives:
         pos = r.positives
