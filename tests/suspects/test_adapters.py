@@ -151,3 +151,43 @@ def test_nested_list_requests_answer_like_base64(zoo_source, label_fp):
         a = HttpSuspect(url).predict(label_fp.x)
         b = HttpSuspect(url, nested=True, batch_size=7).predict(label_fp.x)
     assert torch.equal(a.labels, b.labels) and np.array_equal(a.probs.numpy(), b.probs.numpy())
+
+
+def test_the_serve_command_answers_verify(forms, label_fp, tmp_path, capsys):
+    """`modelprint serve` as a user starts it: its own process, a token from the environment."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "MODELPRINT_SERVE_TOKEN": "s3cret"}
+    cmd = [sys.executable, "-m", "modelprint", "serve", str(forms["model"]), "--port", str(port), "--labels-only"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, "serve did not come up"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        fp_path = tmp_path / "c.fp.safetensors"
+        label_fp.save(fp_path)
+        url = f"http://127.0.0.1:{port}"
+        code, out, err = _run(["verify", str(fp_path), url, "--token", "s3cret", "--json"], capsys)
+        assert code == 0, err
+        result = json.loads(out)
+        assert result["verdict"] == "match" and result["suspect"]["labels_only"] and result["queries"] == 40
+    finally:
+        proc.terminate()
+        banner = proc.communicate(timeout=30)[0].decode()
+    assert "labels only, bearer token required" in banner and f":{port}/v1/predict" in banner
+    code, out, err = _run(["serve", str(tmp_path / "missing.safetensors")], capsys)
+    assert code == 2 and "not found" in err and len(err.strip().splitlines()) == 1
