@@ -264,28 +264,12 @@ def _decode(req: Any, shape: tuple[int, ...]) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
-def serve(
-    model: ModelprintModel,
-    *,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    labels_only: bool = False,
-    token: str | None = None,
-    max_batch: int = DEFAULT_MAX_BATCH,
-    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
-    disclose_sha256: bool = False,
-) -> None:
-    """Run the API until interrupted (uvicorn, one process; concurrent connections capped)."""
+def serve(model: ModelprintModel, *, host: str = "127.0.0.1", port: int = 8000, **settings: Any) -> None:
+    """Run the API until interrupted (uvicorn, one process; concurrent connections capped);
+    ``settings`` are :func:`create_app`'s (labels_only, token, max_batch, ...)."""
     import uvicorn
 
-    app = create_app(
-        model,
-        labels_only=labels_only,
-        token=token,
-        max_batch=max_batch,
-        max_request_bytes=max_request_bytes,
-        disclose_sha256=disclose_sha256,
-    )
+    app = create_app(model, **settings)
     uvicorn.run(app, host=host, port=port, log_level="warning", limit_concurrency=64, timeout_keep_alive=5)
 
 
