@@ -712,13 +712,27 @@ def zoo_build(
     threads: int = typer.Option(
         1, "--threads", help="CPU threads per model (1 keeps files identical across --workers)."
     ),
-    device: str = typer.Option("cpu", "--device"),
+    device: str = typer.Option("cpu", "--device", help="cpu, or cuda (with Ray: each task asks for GPUs)."),
+    gpus_per_task: float = typer.Option(
+        1.0, "--gpus-per-task", help="With --device cuda and Ray: GPUs per model (0.25 packs 4 small models a GPU)."
+    ),
 ) -> None:
     """Build every model of a zoo spec; killed builds resume where they stopped."""
     from .zoo import build_zoo
 
+    if not 0 < gpus_per_task <= 64:
+        raise ParameterError(f"--gpus-per-task must be in (0, 64], got {gpus_per_task}")
     try:
-        build_zoo(spec, out, workers=workers, backend=backend, device=device, data=data, threads=threads)
+        build_zoo(
+            spec,
+            out,
+            workers=workers,
+            backend=backend,
+            device=device,
+            data=data,
+            threads=threads,
+            gpus_per_task=gpus_per_task,
+        )
     except KeyboardInterrupt:
         sys.stderr.write("interrupted: finished models are kept; run the same command to resume\n")
         raise typer.Exit(130) from None

@@ -1,5 +1,6 @@
 """Where independent tasks run (zoo models, benchmark suspects): one small interface,
-``submit(fn, *args) -> handle``, ``wait(handles) -> (finished, rest)``, ``result(handle)``,
+``submit(fn, *args) -> handle``, ``wait(handles) -> (finished, rest)``, ``result(handle)``
+and ``put(value) -> what to pass instead`` (Ray's object store; the value itself elsewhere),
 over a local process pool, the current process, or Ray."""
 
 from __future__ import annotations
@@ -14,13 +15,21 @@ from typing import Any
 
 from .errors import ParameterError
 
+# A Ray task whose worker dies (node lost, killed for memory) runs again, at most this many times.
+# Tasks are deterministic given their arguments (seeds included), so a retry makes the same bytes.
+MAX_TASK_RETRIES = 3
+
 
 class _Backend:
-    """submit(fn, *args) -> handle; wait(handles) -> (finished handles, rest); result(handle)."""
+    """submit(fn, *args) -> handle; wait(handles) -> (finished handles, rest); result(handle);
+    put(value) -> what to pass to submit for a value many tasks share."""
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Any: ...
     def wait(self, handles: list[Any]) -> tuple[list[Any], list[Any]]: ...
     def result(self, handle: Any) -> Any: ...
+
+    def put(self, value: Any) -> Any:
+        return value
 
 
 class _Finished:
@@ -62,14 +71,20 @@ class _Pool(_Backend):
 
 
 class _Ray(_Backend):
-    def __init__(self, ray: Any) -> None:
+    def __init__(self, ray: Any, gpus_per_task: float = 0.0) -> None:
         self.ray = ray
+        self.gpus = gpus_per_task
         self.remotes: dict[Callable[..., Any], Any] = {}
 
     def submit(self, fn, *args):
         if fn not in self.remotes:
-            self.remotes[fn] = self.ray.remote(num_cpus=1, max_retries=0)(fn)
+            # Object references passed as top-level arguments arrive as their values in the worker.
+            options = {"num_cpus": 1, "num_gpus": self.gpus, "max_retries": MAX_TASK_RETRIES}
+            self.remotes[fn] = self.ray.remote(**options)(fn)
         return self.remotes[fn].remote(*args)
+
+    def put(self, value):
+        return self.ray.put(value)
 
     def wait(self, handles):
         done, rest = self.ray.wait(handles, num_returns=1)
@@ -88,10 +103,11 @@ def _quiet_interrupt() -> None:
 
 
 @contextmanager
-def task_backend(name: str, workers: int) -> Iterator[_Backend]:
+def task_backend(name: str, workers: int, *, gpus_per_task: float = 0.0) -> Iterator[_Backend]:
     """Run independent tasks: ``local`` (a spawn process pool; ``workers=0`` runs them in
-    this process) or ``ray`` (one Ray task each; joins ``RAY_ADDRESS`` when set, else
-    starts a local Ray instance). Task functions must be importable module-level functions."""
+    this process) or ``ray`` (one Ray task each, ``gpus_per_task`` GPUs apiece; joins
+    ``RAY_ADDRESS`` when set, else starts a local Ray instance). Task functions must be
+    importable module-level functions; arguments and results travel by value."""
     if name == "local":
         if workers == 0:
             yield _Inline()
@@ -113,7 +129,14 @@ def task_backend(name: str, workers: int) -> Iterator[_Backend]:
             else:
                 ray.init(num_cpus=max(workers, 1), include_dashboard=False, log_to_driver=False)
         try:
-            yield _Ray(ray)
+            if gpus_per_task > 0:
+                have = ray.cluster_resources().get("GPU", 0.0)
+                if have < gpus_per_task:
+                    raise ParameterError(
+                        f"each task asks for {gpus_per_task:g} GPU but the Ray cluster has {have:g}: "
+                        "start nodes with GPUs (ray start --num-gpus N), or build with --device cpu"
+                    )
+            yield _Ray(ray, gpus_per_task)
         finally:
             if started_here:
                 ray.shutdown()

@@ -20,7 +20,6 @@ method's statistic on a prefix of it.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -54,31 +53,21 @@ def _cache_key(source_sha: str, method: str, params: dict[str, Any], n: int, see
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-@functools.lru_cache(maxsize=64)
-def _fingerprint(path: str, mtime_ns: int, size: int) -> Any:
-    """One load per fingerprint file and process, not one per suspect (the stamp keys a rewrite)."""
-    from ..fingerprints import Fingerprint
-
-    return Fingerprint.load(path)
-
-
-def query_suspect(model_file: str, fingerprint_files: dict[str, str]) -> dict[str, list[float]]:
-    """A suspect's evidence for every method's fingerprint, item by item (runs in a worker)."""
+def query_suspect(model: Any, fingerprints: dict[str, Any]) -> dict[str, list[float]]:
+    """A suspect's evidence for every method's fingerprint, item by item. Runs in a worker,
+    anywhere: ``model`` is the suspect (a model, or its :class:`~modelprint.models.ModelBytes`)
+    and ``fingerprints`` the fingerprints themselves, so no file is opened."""
     import torch
 
     from ..fingerprints import method_of
-    from ..models import load_model
+    from ..models import ModelBytes, model_from_bytes
 
     threads_before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        model = load_model(model_file)
-        answers = {}
-        for m, f in fingerprint_files.items():
-            stat = os.stat(f)
-            fp = _fingerprint(f, stat.st_mtime_ns, stat.st_size)
-            answers[m] = method_of(fp).evidence(fp, model).values.tolist()
-        return answers
+        if isinstance(model, ModelBytes):
+            model = model_from_bytes(model)
+        return {m: method_of(fp).evidence(fp, model).values.tolist() for m, fp in fingerprints.items()}
     finally:
         torch.set_num_threads(threads_before)  # in-process querying runs in the caller's process
 
@@ -250,7 +239,7 @@ def run_bench(
     ``stealth`` adds each method's detection rate (:mod:`modelprint.stealth`): detectors
     trained on the zoo's attacker split against noise and FGSM on the zoo's source."""
     from ..fingerprints import METHODS, Fingerprint, create_method
-    from ..models import load_model
+    from ..models import load_model, read_model_bytes
 
     if not methods:
         raise ParameterError("give at least one method, e.g. --methods c,ltrc")
@@ -274,6 +263,7 @@ def run_bench(
     # 1. fingerprints, cached by content
     source = load_model(manifest.path(src))
     fp_files: dict[str, str] = {}
+    fingerprints: dict[str, Fingerprint] = {}
     fp_meta: dict[str, dict[str, Any]] = {}
     items: dict[str, int] = {}
     method_objs: dict[str, Any] = {}
@@ -292,6 +282,7 @@ def run_bench(
             fp.save(path)
             timings["generation"][m] = {"seconds": round(time.perf_counter() - started, 3), "cached": False}
         fp_files[m] = str(path)
+        fingerprints[m] = fp
         fp_meta[m] = {"params": method.params(), "file": str(path.relative_to(out)), **fp.meta}
         if method.ablation:
             kept = {short: bool(getattr(method, k)) for short, k in method.ablation.items()}
@@ -314,7 +305,14 @@ def run_bench(
     started = time.perf_counter()
     answers: dict[str, dict[str, list[float]]] = {}
     with task_backend(backend, workers) as pool, progress_bar(len(suspects), "query suspects", progress) as bar:
-        running = {pool.submit(query_suspect, str(manifest.path(r)), fp_files): r for r in suspects}
+        # Values, not paths: in process the loaded objects, elsewhere the suspects' bytes (Ray: through the
+        # object store, the fingerprints put there once), so no worker needs this machine's files.
+        inline = backend == "local" and workers == 0
+        shared = fingerprints if inline else pool.put(fingerprints)
+        running = {}
+        for r in suspects:
+            suspect = load_model(manifest.path(r)) if inline else read_model_bytes(manifest.path(r))
+            running[pool.submit(query_suspect, suspect, shared)] = r
         while running:
             done, _ = pool.wait(list(running))
             for handle in done:

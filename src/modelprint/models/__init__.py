@@ -8,24 +8,34 @@ and exported graphs all speak the same input space.
 from . import cnn, densenet, mobilenet, resnet, vgg, vit  # noqa: F401  (register architectures)
 from .files import (
     CARD_SCHEMA_VERSION,
+    ModelBytes,
     ModelCard,
     ModelprintModel,
     create_model,
     load_model,
+    model_from_bytes,
+    model_to_bytes,
+    read_model_bytes,
     save_model,
     weights_digest,
+    write_model_bytes,
 )
 from .registry import ARCHITECTURES, create_arch, register_arch
 
 __all__ = [
     "ARCHITECTURES",
     "CARD_SCHEMA_VERSION",
+    "ModelBytes",
     "ModelCard",
     "ModelprintModel",
     "create_arch",
     "create_model",
     "load_model",
+    "model_from_bytes",
+    "model_to_bytes",
+    "read_model_bytes",
     "register_arch",
     "save_model",
     "weights_digest",
+    "write_model_bytes",
 ]

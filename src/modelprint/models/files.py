@@ -12,10 +12,10 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save, save_file
+from safetensors.torch import load, save
 from torch import nn
 
-from .._io import atomic_write, atomic_write_text, check_readable, sha256_file
+from .._io import atomic_write, atomic_write_text, check_readable
 from ..errors import ModelFileError
 from .registry import ARCHITECTURES, create_arch
 
@@ -169,44 +169,86 @@ def weights_digest(model: ModelprintModel) -> str:
     return hashlib.sha256(save(_state(model), metadata=_WEIGHTS_METADATA)).hexdigest()
 
 
+@dataclass(frozen=True)
+class ModelBytes:
+    """A model file in memory: the safetensors ``weights`` and the ``card`` JSON, byte for byte
+    what :func:`save_model` writes. This is what travels between processes and machines (a
+    process pool, Ray's object store), so no worker needs a path on the driver's disk."""
+
+    weights: bytes
+    card: str
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.weights) + len(self.card.encode())
+
+
+def model_to_bytes(model: ModelprintModel) -> ModelBytes:
+    """Serialise ``model``; its card records the weights' sha256."""
+    weights = save(_state(model), metadata=_WEIGHTS_METADATA)
+    model.card.weights_sha256 = hashlib.sha256(weights).hexdigest()
+    return ModelBytes(weights, model.card.to_json())
+
+
+def write_model_bytes(data: ModelBytes, path: str | os.PathLike) -> Path:
+    """Write weights then card, each atomically; returns the weights' path."""
+    weights_path, card_path = _paths(path)
+    atomic_write(weights_path, lambda tmp: Path(tmp).write_bytes(data.weights))
+    atomic_write_text(card_path, data.card)
+    return weights_path
+
+
 def save_model(model: ModelprintModel, path: str | os.PathLike) -> Path:
     """Write weights then card, each atomically; the card records the weights' sha256."""
+    return write_model_bytes(model_to_bytes(model), path)
+
+
+def read_model_bytes(path: str | os.PathLike) -> ModelBytes:
+    """The two files of a model as bytes (size-limited, not yet checked: :func:`model_from_bytes` checks)."""
     weights_path, card_path = _paths(path)
-    state = _state(model)
-    atomic_write(weights_path, lambda tmp: save_file(state, tmp, metadata=_WEIGHTS_METADATA))
-    model.card.weights_sha256 = sha256_file(weights_path)
-    atomic_write_text(card_path, model.card.to_json())
-    return weights_path
+    check_readable(weights_path, "model weights", ModelFileError)
+    check_readable(card_path, "model card (the .json beside the weights)", ModelFileError)
+    try:
+        card = card_path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ModelFileError(f"{card_path} is not valid JSON ({e})") from None
+    return ModelBytes(weights_path.read_bytes(), card)
 
 
 def load_model(path: str | os.PathLike, device: str = "cpu") -> ModelprintModel:
     """Load a model file, checking the card against the weights; errors say what is wrong."""
     weights_path, card_path = _paths(path)
-    check_readable(weights_path, "model weights", ModelFileError)
-    check_readable(card_path, "model card (the .json beside the weights)", ModelFileError)
+    return model_from_bytes(read_model_bytes(path), device, names=(str(weights_path), str(card_path)))
+
+
+def model_from_bytes(
+    data: ModelBytes, device: str = "cpu", *, names: tuple[str, str] = ("model weights", "model card")
+) -> ModelprintModel:
+    """The model in ``data``, checked as :func:`load_model` checks a file (``names`` for messages)."""
+    weights_name, card_name = names
     try:
-        card_dict = json.loads(card_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelFileError(f"{card_path} is not valid JSON ({e})") from None
-    card = ModelCard.from_dict(card_dict, str(card_path))
+        card_dict = json.loads(data.card)
+    except json.JSONDecodeError as e:
+        raise ModelFileError(f"{card_name} is not valid JSON ({e})") from None
+    card = ModelCard.from_dict(card_dict, card_name)
     if card.arch not in ARCHITECTURES:
         raise ModelFileError(
-            f"{card_path}: unknown architecture {card.arch!r}; known: {', '.join(ARCHITECTURES.names())}"
+            f"{card_name}: unknown architecture {card.arch!r}; known: {', '.join(ARCHITECTURES.names())}"
         )
-    digest = sha256_file(weights_path)
+    digest = hashlib.sha256(data.weights).hexdigest()
     if card.weights_sha256 and digest != card.weights_sha256:
         raise ModelFileError(
-            f"{weights_path}: sha256 {digest[:12]}… differs from the card's "
+            f"{weights_name}: sha256 {digest[:12]}… differs from the card's "
             f"{card.weights_sha256[:12]}…; the weights were changed or belong to another card"
         )
     try:
-        state = load_file(str(weights_path))
+        state = load(data.weights)
     except (SafetensorError, OSError, ValueError) as e:
-        raise ModelFileError(f"{weights_path} is not a readable safetensors file ({e})") from None
+        raise ModelFileError(f"{weights_name} is not a readable safetensors file ({e})") from None
     try:
         net = create_arch(card.arch, num_classes=card.num_classes, input_shape=card.input_shape, **card.arch_args)
     except Exception as e:
-        raise ModelFileError(f"{card_path}: cannot build {card.arch} with {card.arch_args} ({e})") from None
+        raise ModelFileError(f"{card_name}: cannot build {card.arch} with {card.arch_args} ({e})") from None
     model = ModelprintModel(net, card)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
@@ -223,7 +265,7 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> ModelprintModel:
                 f"wrong shape for {wrong[0]}: {tuple(state[wrong[0]].shape)} vs {tuple(expected[wrong[0]].shape)}"
             )
         raise ModelFileError(
-            f"{weights_path} does not fit its card ({card.arch} {card.arch_args}): " + "; ".join(parts)
+            f"{weights_name} does not fit its card ({card.arch} {card.arch_args}): " + "; ".join(parts)
         )
     model.load_state_dict(state)
     model.card.weights_sha256 = digest

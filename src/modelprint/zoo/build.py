@@ -1,22 +1,29 @@
 """The resumable zoo builder.
 
-Every model is one independent task: load its parent's file (or train from scratch), run
-its steps, write the model atomically. The scheduler hands a task to a worker as soon as
-its parent is built, appends each finished model to ``manifest.jsonl`` from the main
-process only, and at the end rewrites the manifest in spec order. Killing the build at
-any moment and running the same command again skips every model the manifest lists with
-a matching file, and rebuilds the rest; temp files of a killed write are removed.
+Every model is one independent task. A task never touches the zoo folder: it receives what
+it needs as values (its plan, its parent model's bytes, the data it trains on) and returns
+the new model's bytes with its manifest row; only the driver reads and writes files,
+atomically. So a task runs the same in this process, in a local process pool, or on any
+node of a Ray cluster that has modelprint installed and nothing else. The scheduler hands a
+task out as soon as its parent is built, appends each finished model to ``manifest.jsonl``,
+and at the end rewrites the manifest in spec order. Killing the build at any moment and
+running the same command again skips every model the manifest lists with a matching file,
+and rebuilds the rest; temp files of a killed write are removed.
 
-Backends: ``local`` (a process pool; ``workers=0`` builds in this process) and ``ray``
-(each model a Ray task; connects to ``RAY_ADDRESS`` when set, else starts a local Ray
-instance; on a cluster ``out`` must be a shared file system).
+Backends: ``local`` (a process pool; ``workers=0`` builds in this process; workers load the
+data from this machine's disk, once each) and ``ray`` (each model a Ray task; joins
+``RAY_ADDRESS`` when set, else starts a local Ray instance; the data is put into the object
+store once per build and every parent's bytes once, so no node needs the driver's files; a
+task whose worker dies is retried, with the same seed, so the retry makes the same bytes).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +32,7 @@ from rich.markup import escape
 from .. import __version__
 from .._io import atomic_write_text
 from ..errors import ModelprintError, ParameterError
+from ..models import ModelBytes, read_model_bytes, write_model_bytes
 from ..parallel import task_backend
 from ..progress import console, progress_bar
 from .manifest import MANIFEST, ZooError, ZooManifest
@@ -32,49 +40,108 @@ from .spec import ModelPlan, ZooSpec, parse_spec_text, read_spec_text
 
 SPEC_FILE = "zoo.toml"
 BUILD_FILE = "build.json"
-
-_SPLITS_CACHE: dict[tuple[str, int, int], Any] = {}
-
-
-def _splits(data: str, split_seed: int, train_subset: int = 0) -> Any:
-    from ..data import load_splits
-
-    key = (data, split_seed, train_subset)
-    if key not in _SPLITS_CACHE:
-        _SPLITS_CACHE[key] = load_splits(data, split_seed=split_seed, train_subset=train_subset)
-    return _SPLITS_CACHE[key]
+# For tests of retries only: with this set to a folder, the first attempt of every task in a Ray
+# worker dies the way a lost node or an out-of-memory kill ends it (the folder remembers attempts).
+CRASH_ONCE_ENV = "MODELPRINT_TEST_CRASH_ONCE_DIR"
 
 
-def _step_data(name: str, splits: Any, split_seed: int) -> Any:
-    from ..data import SPLITS, load_dataset, parse_spec
+@dataclass(frozen=True)
+class DataKey:
+    """Where a task's data comes from when it may read this machine's disk (a local worker)."""
 
-    if name in SPLITS:
-        return splits.get(name)
-    parse_spec(name)
-    return load_dataset(name, "all", split_seed=split_seed)
+    data: str
+    split_seed: int
+    train_subset: int = 0
+
+    def load(self) -> BuildData:
+        key = (self.data, self.split_seed, self.train_subset)
+        if key not in _DATA_CACHE:
+            from ..data import load_splits
+
+            splits = load_splits(self.data, split_seed=self.split_seed, train_subset=self.train_subset)
+            _DATA_CACHE[key] = BuildData(splits, self.split_seed)
+        return _DATA_CACHE[key]
 
 
-def build_model(plan: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
-    """Make one zoo model and write it; returns its manifest row. Runs in a worker."""
+@dataclass
+class BuildData:
+    """A build's data as values: the splits, and the other data sets steps name (loaded on demand
+    only where the disk is at hand; the driver loads every one a Ray build needs up front)."""
+
+    splits: Any
+    split_seed: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def step_data(self, name: str) -> Any:
+        from ..data import SPLITS, load_dataset, parse_spec
+
+        if name in SPLITS:
+            return self.splits.get(name)
+        if name not in self.extra:
+            parse_spec(name)
+            self.extra[name] = load_dataset(name, "all", split_seed=self.split_seed)
+        return self.extra[name]
+
+
+_DATA_CACHE: dict[tuple[str, int, int], BuildData] = {}
+
+
+def build_model(
+    plan: dict[str, Any], context: dict[str, Any], data: BuildData | DataKey, parent: ModelBytes | None
+) -> dict[str, Any]:
+    """Make one zoo model from values; returns its manifest row with the model's bytes under
+    ``"_model"``. Runs in a worker, anywhere: it opens no file of the zoo."""
     import torch
 
+    _maybe_crash(plan["id"])
+    if context["device"].startswith("cuda") and not torch.cuda.is_available():
+        import socket
+
+        raise ParameterError(
+            f"the task for {plan['id']} runs on {socket.gethostname()}, which has no CUDA device; "
+            "give GPU tasks only to nodes with GPUs (Ray: num_gpus), or build with --device cpu"
+        )
     threads_before = torch.get_num_threads()
     torch.set_num_threads(context["threads"])
     try:
-        return _build_model(plan, context)
+        return _build_model(plan, context, data.load() if isinstance(data, DataKey) else data, parent)
     finally:
         torch.set_num_threads(threads_before)  # inline builds run in the caller's process
 
 
-def _build_model(plan: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+def _maybe_crash(model_id: str) -> None:
+    folder = os.environ.get(CRASH_ONCE_ENV)
+    if not folder or "ray" not in sys.modules:
+        return
+    import hashlib
+
+    import ray
+
+    if not ray.is_initialized() or ray.get_runtime_context().worker.mode != ray.WORKER_MODE:
+        return  # never in the driver's own process
+    marker = Path(folder) / hashlib.sha256(model_id.encode()).hexdigest()[:16]
+    if not marker.exists():
+        marker.touch()
+        os._exit(1)
+
+
+def _node() -> str:
+    if "ray" in sys.modules:
+        import ray
+
+        if ray.is_initialized():
+            return ray.get_runtime_context().get_node_id()
+    return f"local:{os.getpid()}"
+
+
+def _build_model(plan: dict[str, Any], context: dict[str, Any], data: BuildData, parent: ModelBytes | None) -> dict:
     from ..attacks import create_attack
-    from ..models import load_model, save_model
+    from ..models import model_from_bytes, model_to_bytes
     from ..train import TrainConfig, train_new
 
     started = time.perf_counter()
     p = ModelPlan(**plan)
-    root = Path(context["out"])
-    splits = _splits(context["data"], context["split_seed"], context.get("train_subset", 0))
+    splits = data.splits
     if p.parent is None:
         model = train_new(
             p.arch,
@@ -93,15 +160,18 @@ def _build_model(plan: dict[str, Any], context: dict[str, Any]) -> dict[str, Any
 
             model = inject(model, splits.get(p.split), test=splits.test, progress=False, **p.mark)
     else:
-        model = load_model(root / context["parent_file"])
+        if parent is None:
+            raise ZooError(f"{p.id} derives from {p.parent}, but its parent's bytes were not passed")
+        model = model_from_bytes(parent, names=(f"{p.parent} (weights)", f"{p.parent} (card)"))
         for step in p.steps:
             params = {k: v for k, v in step.items() if k not in ("attack", "data", "seed")}
-            data = _step_data(step["data"], splits, context["split_seed"]) if step.get("data") else None
+            step_data = data.step_data(step["data"]) if step.get("data") else None
             model = create_attack(step["attack"], **params).apply(
-                model, data, seed=step["seed"], device=context["device"], test=splits.test
+                model, step_data, seed=step["seed"], device=context["device"], test=splits.test
             )
     model.card.train_seconds = round(time.perf_counter() - started, 2)
-    path = save_model(model, root / "models" / p.file)
+    model = model.cpu()
+    payload = model_to_bytes(model)
     return {
         "id": p.id,
         "role": p.role,
@@ -110,10 +180,11 @@ def _build_model(plan: dict[str, Any], context: dict[str, Any]) -> dict[str, Any
         "parent": p.parent,
         "recipe": p.recipe(),
         "accuracy": model.card.accuracy,
-        "file": str(path.relative_to(root)),
         "sha256": model.card.weights_sha256,
         "status": "done",
         "_seconds": round(time.perf_counter() - started, 3),
+        "_node": _node(),
+        "_model": payload,
     }
 
 
@@ -158,13 +229,15 @@ def build_zoo(
     device: str = "cpu",
     data: str | None = None,
     threads: int = 1,
+    gpus_per_task: float = 1.0,
     progress: bool = True,
 ) -> ZooManifest:
     """Build (or finish building) every model of ``spec`` into ``out``; returns the manifest.
 
     Each model trains with ``threads`` CPU threads (default 1): float sums depend on the
     thread count, so a fixed count makes the files byte-identical whatever ``workers`` is.
-    Parallelism comes from ``workers`` (default: the CPU count).
+    Parallelism comes from ``workers`` (default: the CPU count). With ``device="cuda"`` and
+    Ray, each task asks for ``gpus_per_task`` GPUs (fractions share one GPU between small models).
     """
     zoo = spec if isinstance(spec, ZooSpec) else load_spec(spec, data)
     out = Path(out)
@@ -174,9 +247,8 @@ def build_zoo(
         raise ParameterError(f"--workers must be >= 0, got {workers}")
     if threads < 1:
         raise ParameterError(f"--threads must be >= 1, got {threads}")
-    _splits(
-        zoo.data, zoo.split_seed, zoo.train_subset
-    )  # a missing or unreadable data set fails here, before any training
+    key = DataKey(zoo.data, zoo.split_seed, zoo.train_subset)
+    local_data = key.load()  # a missing or unreadable data set fails here, before any training
     _prepare(zoo, out)
     manifest = ZooManifest.read(out, missing_ok=True)
     plans = zoo.by_id()
@@ -190,20 +262,47 @@ def build_zoo(
     if finished:
         console.print(f"resuming {zoo.name}: {len(finished)} of {len(zoo.models)} models already built")
     context = {
-        "out": str(out),
         "data": zoo.data,
         "split_seed": zoo.split_seed,
         "train_subset": zoo.train_subset,
         "device": device,
         "threads": threads,
     }
+    if device.startswith("cuda") and backend == "local" and workers == 0:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ParameterError("--device cuda asked for but this machine has no CUDA device")
     started = time.perf_counter()
     running: dict[Any, ModelPlan] = {}
     descendants = _descendant_counts(zoo.models)
+    pending_children = {i: sum(q.parent == i and q.id not in finished for q in zoo.models) for i in plans}
+    gpus = gpus_per_task if device.startswith("cuda") else 0.0
+    stats = BuildStats()
     with (
-        task_backend(backend, workers) as pool,
+        task_backend(backend, workers, gpus_per_task=gpus) as pool,
         progress_bar(len(zoo.models), f"zoo {zoo.name}", progress) as bar,
     ):
+        # Ray: the data goes into the object store once, with every data set a step names; a local
+        # pool's workers read it from this machine (a key, loaded once per worker); inline: the value.
+        if backend == "ray":
+            for name in sorted({s["data"] for p in todo for s in p.steps if s.get("data")}):
+                local_data.step_data(name)
+            data_arg = pool.put(local_data)
+            stats.data_bytes = _nbytes(local_data)
+        else:
+            data_arg = local_data if workers == 0 else key
+        parents: dict[str, Any] = {}  # id -> the parent's bytes (or its object-store reference)
+
+        def parent_arg(pid: str | None) -> Any:
+            if pid is None:
+                return None
+            if pid not in parents:
+                payload = read_model_bytes(out / finished[pid]["file"])
+                stats.parent_bytes += payload.nbytes
+                parents[pid] = pool.put(payload)
+            return parents[pid]
+
         bar.update(len(finished))
         while todo or running:
             capacity = max(workers, 1) * 2 - len(running)  # keep every worker busy, never queue the whole zoo
@@ -211,8 +310,7 @@ def build_zoo(
             ready.sort(key=lambda p: -descendants[p.id])  # unblock long chains first (stable: spec order)
             for p in ready[: max(capacity, 0)]:
                 todo.remove(p)
-                ctx = {**context, "parent_file": finished[p.parent]["file"] if p.parent else None}
-                running[pool.submit(build_model, p.to_dict(), ctx)] = p
+                running[pool.submit(build_model, p.to_dict(), context, data_arg, parent_arg(p.parent))] = p
             if not running:
                 raise ZooError(f"cannot build {', '.join(p.id for p in todo[:3])}: their parents never finished")
             done, _ = pool.wait(list(running))
@@ -222,18 +320,62 @@ def build_zoo(
                     row = pool.result(handle)
                 except ModelprintError as e:
                     raise ZooError(f"building {p.id} (spec line {p.line}) failed: {e}") from None
-                seconds = row.pop("_seconds")
+                seconds, node, payload = row.pop("_seconds"), row.pop("_node"), row.pop("_model")
+                path = write_model_bytes(payload, out / "models" / p.file)  # only the driver writes
+                row = {**row, "file": str(path.relative_to(out))}
                 manifest.append(row)
                 finished[p.id] = row
+                stats.nodes.add(node)
+                stats.result_bytes += payload.nbytes
+                stats.models += 1
+                if p.parent is not None:
+                    pending_children[p.parent] -= 1
+                    if pending_children[p.parent] == 0:
+                        parents.pop(p.parent, None)  # no child left: let the bytes go
                 bar.update(1, description=f"zoo {zoo.name}: {escape(p.id)}")
                 if progress:
                     console.print(f"[dim]{escape(p.id)}[/] acc {row['accuracy']:.3f} ({seconds:.1f}s)", highlight=False)
     manifest.rewrite([p.id for p in zoo.models])
+    manifest.stats = stats.to_dict()
+    nodes = f" on {len(stats.nodes)} node{'s' if len(stats.nodes) != 1 else ''}" if backend == "ray" else ""
     console.print(
         f"zoo {zoo.name}: {len(manifest.rows)} models in {out} ({time.perf_counter() - started:.0f}s this run, "
-        f"{workers} {backend} workers)"
+        f"{workers} {backend} workers{nodes})"
     )
     return manifest
+
+
+@dataclass
+class BuildStats:
+    """What a build moved between the driver and its workers (the object store, for Ray)."""
+
+    models: int = 0
+    data_bytes: int = 0  # put once per build (Ray)
+    parent_bytes: int = 0  # each parent's bytes, once
+    result_bytes: int = 0  # every new model's bytes back to the driver
+    nodes: set[str] = field(default_factory=set)
+
+    def to_dict(self) -> dict[str, Any]:
+        moved = self.parent_bytes + self.result_bytes
+        return {
+            "models": self.models,
+            "data_bytes": self.data_bytes,
+            "parent_bytes": self.parent_bytes,
+            "result_bytes": self.result_bytes,
+            "bytes_per_model": round(moved / self.models) if self.models else 0,
+            "nodes": len(self.nodes),
+        }
+
+
+def _nbytes(data: BuildData) -> int:
+    import torch
+
+    total = 0
+    for ds in [data.splits.get(name) for name in ("owner", "attacker", "tune", "test")] + list(data.extra.values()):
+        for t in vars(ds).values():
+            if isinstance(t, torch.Tensor):
+                total += t.numel() * t.element_size()
+    return total
 
 
 def _descendant_counts(plans: list[ModelPlan]) -> dict[str, int]:
@@ -253,4 +395,14 @@ def verify_zoo(root: str | os.PathLike) -> list[tuple[dict[str, Any], str]]:
     return [(row, why) for row in manifest.rows if (why := manifest.check(row)) is not None]
 
 
-__all__ = ["BUILD_FILE", "MANIFEST", "SPEC_FILE", "build_model", "build_zoo", "load_spec", "verify_zoo"]
+__all__ = [
+    "BUILD_FILE",
+    "MANIFEST",
+    "SPEC_FILE",
+    "BuildData",
+    "DataKey",
+    "build_model",
+    "build_zoo",
+    "load_spec",
+    "verify_zoo",
+]

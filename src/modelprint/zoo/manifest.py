@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,8 @@ class ZooError(ModelprintError):
 class ZooManifest:
     root: Path
     rows: list[dict[str, Any]]
+    # What the last build moved between driver and workers (set by build_zoo; not written to disk).
+    stats: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def read(cls, root: str | os.PathLike, *, missing_ok: bool = False) -> ZooManifest:
