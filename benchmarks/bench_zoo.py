@@ -2,7 +2,9 @@
 
 Builds a zoo (default `mini-digits`) once per run into fresh temp folders (one torch thread
 per model in every run, the builder's default), and records the wall time, the speed-up
-against the first run, the slowest models (the build's tail), the sum of single-model times
+against the first run, the bytes moved between driver and workers (the data put into Ray's
+object store once, each parent's bytes once, every new model's bytes back), the slowest models
+(the build's tail), the sum of single-model times
 (what one worker would need, as measured inside the builds) and whether all runs wrote
 byte-identical files (they should: a fixed thread count per model makes the bytes
 independent of --workers and of the backend).
@@ -57,6 +59,8 @@ def main() -> None:
             results[f"{label}_s"] = round(seconds, 1)
             results[f"{label}_sum_of_models_s"] = round(sum(per_model.values()), 1)
             results[f"{label}_slowest"] = sorted(per_model.items(), key=lambda kv: -kv[1])[:8]
+            # bytes between driver and workers: data once (Ray's object store), parents once, every result
+            results[f"{label}_moved"] = manifest.stats
             results["models"] = len(manifest.rows)
             results.setdefault("runs", []).append(label)
             print(f"{backend} x{workers}: {len(manifest.rows)} models in {seconds:.1f}s", flush=True)

@@ -353,7 +353,7 @@ class BuildStats:
     data_bytes: int = 0  # put once per build (Ray)
     parent_bytes: int = 0  # each parent's bytes, once
     result_bytes: int = 0  # every new model's bytes back to the driver
-    nodes: set[str] = field(default_factory=set)
+    nodes: set[str] = field(default_factory=set)  # Ray node ids (the local pool: its worker processes)
 
     def to_dict(self) -> dict[str, Any]:
         moved = self.parent_bytes + self.result_bytes
