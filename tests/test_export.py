@@ -44,3 +44,18 @@ def test_cli_export(source, tmp_path, capsys):
     code, _, err = _run(["export", str(src), "--format", "tflite", "--out", str(tmp_path / "s.x")], capsys)
     assert code == 2 and "format" in err and not (tmp_path / "s.x").exists()
     assert json.loads((tmp_path / "src.json").read_text())["arch"] == "cnn"
+
+
+def test_a_frequency_marked_model_exports_to_both_formats(source, splits, tmp_path):
+    """The white-box mark's module (an FFT convolution beside the host) survives export: the
+    exported graphs answer as the marked model does."""
+    from modelprint.fingerprints.frequency import inject
+    from modelprint.suspects import TorchSuspect, open_suspect
+
+    marked = inject(source, splits.owner, host="features.0", key=7, epochs=1, progress=False)
+    x = torch.rand(16, *marked.card.input_shape, generator=torch.Generator().manual_seed(0))
+    want = TorchSuspect(marked).predict(x)
+    for fmt, name in (("onnx", "m.onnx"), ("torchscript", "m.pt")):
+        got = open_suspect(export_model(marked, tmp_path / name, fmt)).predict(x)
+        assert torch.equal(got.labels, want.labels), fmt
+        assert (got.probs - want.probs).abs().max() < 1e-4, fmt
