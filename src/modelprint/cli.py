@@ -387,6 +387,9 @@ def verify(
     timeout: float = typer.Option(10.0, "--timeout", help="HTTP: seconds per request, in all."),
     retries: int = typer.Option(3, "--retries", help="HTTP: further tries after a timeout, 429 or 5xx."),
     batch_size: int = typer.Option(None, "--batch-size", help="HTTP: most queries per request."),
+    outputs: str = typer.Option(
+        "logits", "--outputs", help="ONNX / TorchScript: what the graph returns, logits or probabilities (softmax)."
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Query a suspect with a fingerprint: statistic, p-value under the calibrated null, verdict."""
@@ -406,6 +409,10 @@ def verify(
     if kind == "http":
         options = {"token": token, "timeout": timeout, "retries": retries, "batch_size": batch_size}
         options["max_queries"] = max_queries
+    elif kind in ("onnx", "torchscript"):
+        options = {"outputs": outputs}
+    elif outputs != "logits":
+        raise ParameterError("--outputs applies to ONNX and TorchScript suspects only")
     adapter = open_suspect(suspect, kind, **options)
     result = _verify(fp, adapter, fpr=fpr, max_queries=max_queries, batch=batch, threshold=threshold)
     if result.warning:

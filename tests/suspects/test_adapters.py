@@ -191,3 +191,22 @@ def test_the_serve_command_answers_verify(forms, label_fp, tmp_path, capsys):
     assert "labels only, bearer token required" in banner and f":{port}/v1/predict" in banner
     code, out, err = _run(["serve", str(tmp_path / "missing.safetensors")], capsys)
     assert code == 2 and "not found" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_graph_that_ends_in_softmax_is_read_as_probabilities(zoo_source, label_fp, score_fp, tmp_path):
+    import copy
+
+    from modelprint.export import export_model
+
+    with_softmax = copy.deepcopy(zoo_source)
+    with_softmax.net = torch.nn.Sequential(with_softmax.net, torch.nn.Softmax(dim=1))
+    path = export_model(with_softmax, tmp_path / "softmax.onnx", "onnx")
+    reference = verify(score_fp, zoo_source)
+    as_probs = verify(score_fp, OnnxSuspect(path, outputs="probabilities"))
+    assert as_probs.statistic == pytest.approx(reference.statistic, abs=1e-5)
+    # read as logits, the softmax would be applied twice: labels survive, scores do not
+    assert verify(label_fp, OnnxSuspect(path)).evidence == verify(label_fp, zoo_source).evidence
+    twice = verify(score_fp, OnnxSuspect(path)).statistic
+    assert abs(twice - reference.statistic) > 1e-3
+    with pytest.raises(ParameterError, match="outputs"):
+        OnnxSuspect(path, outputs="logprobs")

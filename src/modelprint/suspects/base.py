@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from ..errors import SuspectError
+from ..errors import ParameterError, SuspectError
 from ..registry import Registry
 
 # Probabilities must sum to one within this (float32 softmax over 1000 classes stays far inside it).
@@ -170,12 +170,22 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def logits_answer(logits: np.ndarray, labels_only: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """Labels (argmax of the logits, as a model's own prediction) and probabilities from logits (N, K)."""
-    if logits.ndim != 2:
-        raise SuspectError(f"the suspect answered shape {tuple(logits.shape)}; expected (queries, classes)")
-    check_finite(logits)
-    return logits.argmax(1).astype(np.int64), None if labels_only else softmax(logits)
+OUTPUTS = ("logits", "probabilities")
+
+
+def logits_answer(outputs: np.ndarray, labels_only: bool, kind: str = "logits") -> tuple[np.ndarray, np.ndarray | None]:
+    """Labels (the argmax, as the model's own prediction) and probabilities from a graph's
+    outputs (N, K): ``kind="logits"`` (softmax taken here) or ``"probabilities"`` (a graph that
+    ends in a softmax: taken as they are, and checked to be distributions)."""
+    if kind not in OUTPUTS:
+        raise ParameterError(f"outputs must be one of {', '.join(OUTPUTS)}, got {kind!r}")
+    if outputs.ndim != 2:
+        raise SuspectError(f"the suspect answered shape {tuple(outputs.shape)}; expected (queries, classes)")
+    check_finite(outputs)
+    labels = outputs.argmax(1).astype(np.int64)
+    if labels_only:
+        return labels, None
+    return labels, softmax(outputs) if kind == "logits" else outputs.astype(np.float32)
 
 
 def _as_array(value: Any, what: str) -> np.ndarray:

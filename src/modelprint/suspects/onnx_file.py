@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from .._io import check_readable, sha256_file
-from ..errors import SuspectError
-from .base import Suspect, logits_answer, register_suspect
+from ..errors import ParameterError, SuspectError
+from .base import OUTPUTS, Suspect, logits_answer, register_suspect
 
 STANDARD_DOMAINS = {"", "ai.onnx"}
 CARD_KEY = "modelprint.card"  # as in modelprint.export
@@ -45,12 +45,18 @@ def card_shape(text: str | None, where: str) -> tuple[tuple[int, int, int] | Non
 
 @register_suspect("onnx")
 class OnnxSuspect(Suspect):
-    """An ONNX graph (N, C, H, W) in [0, 1] -> logits (N, classes), run on onnxruntime's CPU provider."""
+    """An ONNX graph (N, C, H, W) in [0, 1] -> logits (N, classes), run on onnxruntime's CPU provider;
+    ``outputs="probabilities"`` for a graph that ends in a softmax (else it would be applied twice)."""
 
     suffixes = (".onnx",)
 
-    def __init__(self, path: str | os.PathLike, *, labels_only: bool = False, threads: int = 1) -> None:
+    def __init__(
+        self, path: str | os.PathLike, *, labels_only: bool = False, outputs: str = "logits", threads: int = 1
+    ) -> None:
         super().__init__()
+        if outputs not in OUTPUTS:
+            raise ParameterError(f"outputs must be one of {', '.join(OUTPUTS)}, got {outputs!r}")
+        self.outputs = outputs
         import onnx
         import onnxruntime as ort
         from google.protobuf.message import DecodeError
@@ -80,18 +86,18 @@ class OnnxSuspect(Suspect):
             self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types
             raise SuspectError(f"onnxruntime cannot run {p}: {_first_line(e)}") from None
-        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        inputs, graph_outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].type != "tensor(float)":
             got = ", ".join(f"{i.name} {i.type} {i.shape}" for i in inputs)
             raise SuspectError(f"{p}: expected one float input (N, C, H, W), the graph takes {got}")
-        if not outputs or len(outputs[0].shape) != 2:
+        if not graph_outputs or len(graph_outputs[0].shape) != 2:
             raise SuspectError(f"{p}: expected logits (N, classes) as the first output")
         self.input_name = inputs[0].name
         dims = inputs[0].shape
         graph_shape = tuple(d if isinstance(d, int) else None for d in dims[1:])
         if shape is None and None not in graph_shape:
             shape = graph_shape  # type: ignore[assignment]
-        out_k = outputs[0].shape[1]
+        out_k = graph_outputs[0].shape[1]
         classes = classes or (out_k if isinstance(out_k, int) else None)
         self.input_shape, self.num_classes = shape, classes
         # A graph exported with a fixed batch is fed that many at a time.
@@ -111,7 +117,7 @@ class OnnxSuspect(Suspect):
             raise SuspectError(f"onnxruntime failed on the queries: {_first_line(e)}") from None
         self.requests += 1
         self.queries_sent += n
-        return logits_answer(np.asarray(out)[:n], self.labels_only)
+        return logits_answer(np.asarray(out)[:n], self.labels_only, self.outputs)
 
 
 def _first_line(e: BaseException) -> str:

@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 from .._io import MAX_FILE_BYTES, check_readable, sha256_file
-from ..errors import SuspectError
-from .base import Suspect, logits_answer, register_suspect
+from ..errors import ParameterError, SuspectError
+from .base import OUTPUTS, Suspect, logits_answer, register_suspect
 from .onnx_file import CARD_KEY, _first_line, card_shape
 
 # Opcodes that name or call a Python object; each one's target must be on the allow list.
@@ -94,12 +94,18 @@ def _check_pickle(data: bytes, where: str) -> None:
 
 @register_suspect("torchscript")
 class TorchScriptSuspect(Suspect):
-    """A TorchScript module (N, C, H, W) in [0, 1] -> logits (N, classes), checked before loading."""
+    """A TorchScript module (N, C, H, W) in [0, 1] -> logits (N, classes), checked before loading;
+    ``outputs="probabilities"`` for a module that ends in a softmax."""
 
     suffixes = (".pt", ".pth", ".ts", ".torchscript", ".jit")
 
-    def __init__(self, path: str | os.PathLike, *, labels_only: bool = False, batch_size: int = 256) -> None:
+    def __init__(
+        self, path: str | os.PathLike, *, labels_only: bool = False, outputs: str = "logits", batch_size: int = 256
+    ) -> None:
         super().__init__()
+        if outputs not in OUTPUTS:
+            raise ParameterError(f"outputs must be one of {', '.join(OUTPUTS)}, got {outputs!r}")
+        self.outputs = outputs
         inspect_torchscript(path)
         extra = {CARD_KEY: ""}
         try:
@@ -124,4 +130,4 @@ class TorchScriptSuspect(Suspect):
             raise SuspectError(f"the TorchScript module returned {type(out).__name__}, not a logits tensor")
         self.requests += 1
         self.queries_sent += len(x)
-        return logits_answer(out.float().numpy(), self.labels_only)
+        return logits_answer(out.float().numpy(), self.labels_only, self.outputs)
