@@ -168,6 +168,25 @@ class _Misbehaving(BaseHTTPRequestHandler):
                 self.wfile.write(b" ")
                 self.wfile.flush()
                 time.sleep(0.1)
+        elif mode == "slow-headers":  # one header line every 0.1 s, for ever: each read succeeds in time
+            self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            for i in range(100):
+                self.wfile.write(f"X-Slow-{i}: 1\r\n".encode())
+                self.wfile.flush()
+                time.sleep(0.1)
+        elif mode == "gzip-bomb":  # 1 KB on the wire, gigabytes once decoded twice
+            import gzip
+
+            data = gzip.compress(gzip.compress(b"\0" * (64 << 20)))
+            self.send_response(200)
+            self.send_header("Content-Encoding", "gzip, gzip")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        elif mode == "deep":
+            self._send(200, b"[" * 900 + b"]" * 900)  # under the size cap, 900 deep
+        elif mode == "alternate" and type(self).posts % 2 == 1:
+            self._send(503, {"detail": "busy"})
         elif mode == "garbage":
             self._send(200, b"<html>oops</html>", "text/html")
         elif mode == "wrong-count":
@@ -208,7 +227,10 @@ X = torch.rand(1, 1, 8, 8, generator=torch.Generator().manual_seed(0))
 @pytest.mark.parametrize(
     "mode, message",
     [
-        ("hang", "no answer within 0.5 s"),
+        ("hang", "answer within 0.5 s"),
+        ("slow-headers", "no complete answer within 0.5 s"),
+        ("gzip-bomb", "Content-Encoding 'gzip, gzip'"),
+        ("deep", "nested deeper than 8"),
         ("trickle", "no complete answer within 0.5 s"),
         ("garbage", "not JSON"),
         ("wrong-count", "0 labels for 1 queries|shape"),
@@ -225,6 +247,22 @@ def test_a_misbehaving_server_is_one_error_and_no_result(fake_server, mode, mess
         api.predict(X)
     assert time.monotonic() - started < 5  # the deadline holds however the server stalls
     assert api.queries == 0
+
+
+def test_the_query_budget_counts_queries_sent_retries_included(fake_server):
+    url, handler = fake_server("alternate")  # 503 on every other request
+    api = HttpSuspect(url, retries=3, backoff=0.0, max_queries=20, batch_size=5)
+    with pytest.raises(SuspectError, match="query budget is spent: 20 of 20 queries sent"):
+        api.predict(torch.rand(20, 1, 8, 8))
+    assert api.queries_sent == 20 and handler.posts * 5 == 20 and api.queries == 10
+
+
+def test_json_depth_is_measured_without_parsing():
+    from modelprint.suspects.http_api import json_depth
+
+    assert json_depth(b'{"labels": [1, 2], "probabilities": [[0.5, 0.5]]}') == 3
+    assert json_depth(b'{"detail": "[[[[[[[[[[ in a string ]"}') == 1
+    assert json_depth(b"[" * 1000 + b"]" * 1000) == 1000
 
 
 def test_retries_with_backoff_then_the_answer_counts_once(fake_server):

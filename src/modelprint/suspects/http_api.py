@@ -9,12 +9,16 @@ The schema (version 1; ``modelprint serve`` publishes it as OpenAPI at ``/openap
   -> ``{"labels": [N ints], "probabilities": [N x K floats]}`` (no probabilities when label-only).
 * An optional bearer token: ``Authorization: Bearer <token>``.
 
-The client is careful with a server it does not trust: every request has a deadline
-(``timeout`` seconds in all, not per read, so a server that trickles bytes is cut off), a
-response size limit, bounded retries with exponential backoff on connection errors,
-timeouts, 429 and 5xx (``Retry-After`` honoured up to a cap), and a query budget
-(``max_queries``: answered queries never exceed it). Every answer goes through the suspect
-contract's checks (count, range, finiteness), so garbage is an error and never evidence.
+The client is careful with a server it does not trust: every request has one wall-clock
+deadline for the whole exchange (``timeout`` seconds for connecting, sending, the headers and
+the body together, so a server that trickles headers or bytes is cut off); answers must come
+uncompressed (the client asks for ``identity`` and refuses any ``Content-Encoding``, so no
+decompression bomb) and are counted as they stream in, up to a size limit; the JSON is
+checked for nesting depth before it is parsed; retries are bounded, with exponential backoff
+on connection errors, timeouts, 429 and 5xx (``Retry-After`` honoured up to a cap); and the
+query budget (``max_queries``) counts every query *sent*, retries included, and is never
+exceeded. Every answer goes through the suspect contract's checks (count, range,
+finiteness), so garbage is an error and never evidence.
 
 Example::
 
@@ -24,9 +28,14 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import math
+import re
+import threading
 import time
+from collections.abc import Coroutine
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -39,6 +48,38 @@ API_PREFIX = "/v1"
 MAX_RESPONSE_BYTES = 64 * 1024**2
 MAX_BACKOFF_SECONDS = 30.0
 RETRY_STATUSES = {429, 500, 502, 503, 504}
+MAX_JSON_DEPTH = 8  # the schema's answers nest 3 deep
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
+
+def json_depth(data: bytes) -> int:
+    """How deep ``[`` and ``{`` nest in JSON text ``data`` (strings ignored), without parsing it:
+    a 200,000-deep answer would otherwise exhaust the parser's recursion."""
+    skeleton = np.frombuffer(_JSON_STRING.sub(b"", data), np.uint8)
+    steps = np.isin(skeleton, (0x5B, 0x7B)).astype(np.int64) - np.isin(skeleton, (0x5D, 0x7D))
+    return int(np.cumsum(steps).max()) if len(steps) else 0
+
+
+class _LoopThread:
+    """An asyncio loop in a daemon thread: a synchronous caller runs one exchange with a hard
+    deadline (``asyncio.wait_for`` cancels it, whatever the server is doing), also from inside
+    a notebook that runs its own loop."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="modelprint-http")
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, Any], timeout: float) -> Any:
+        future = asyncio.run_coroutine_threadsafe(asyncio.wait_for(coro, timeout), self.loop)
+        return future.result(timeout + 30)
+
+    def close(self) -> None:
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout=5)
+        if not self.loop.is_running():
+            self.loop.close()
 
 
 def encode_inputs(x: np.ndarray) -> dict[str, Any]:
@@ -84,8 +125,11 @@ class HttpSuspect(Suspect):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ParameterError(f"a suspect URL must be http(s)://host[:port][/prefix], got {url!r}")
-        if timeout <= 0 or retries < 0 or backoff < 0:
-            raise ParameterError("timeout must be positive, retries and backoff at least 0")
+        if not (math.isfinite(timeout) and 0 < timeout <= 3600) or retries < 0 or not 0 <= backoff <= 60:
+            raise ParameterError(
+                f"timeout must be a number of seconds in (0, 3600], retries at least 0, backoff in [0, 60]; "
+                f"got timeout {timeout}, retries {retries}, backoff {backoff}"
+            )
         if max_queries is not None and max_queries < 1:
             raise ParameterError(f"max_queries must be at least 1, got {max_queries}")
         base = url.rstrip("/")
@@ -96,10 +140,12 @@ class HttpSuspect(Suspect):
         self.base, self.timeout, self.retries, self.backoff = base, timeout, retries, backoff
         self.max_queries, self.nested, self.max_response_bytes = max_queries, nested, max_response_bytes
         self.retried = 0
-        self._headers = {"Accept": "application/json"}
+        self._headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
-        self._client = httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False, trust_env=False)
+        self._httpx = httpx
+        self._client: Any = None  # made inside the loop's thread on first use
+        self._loop = _LoopThread()
         self.location = self.identity = base
         info = self._call("GET", f"{API_PREFIX}/info", None)
         self._read_info(info)
@@ -125,16 +171,16 @@ class HttpSuspect(Suspect):
         return {**super().describe(), "retries": self.retried, "max_queries": self.max_queries}
 
     def close(self) -> None:
-        self._client.close()
+        if self._client is not None:
+            try:
+                self._loop.run(self._client.aclose(), 5)
+            except Exception:  # noqa: BLE001 (closing a connection the server already dropped)
+                pass
+        self._loop.close()
 
     # -- one batch ------------------------------------------------------------------------------
     def _answer(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         n = len(x)
-        if self.max_queries is not None and self.queries + n > self.max_queries:
-            raise SuspectError(
-                f"the query budget is spent: {self.queries} of {self.max_queries} queries answered, "
-                f"{n} more asked for; raise --max-queries or verify sequentially"
-            )
         body = {"inputs": x.tolist()} if self.nested else encode_inputs(x)
         reply = self._call("POST", f"{API_PREFIX}/predict", body, queries=n)
         if not isinstance(reply, dict) or "labels" not in reply:
@@ -148,6 +194,12 @@ class HttpSuspect(Suspect):
     def _call(self, method: str, path: str, body: Any, queries: int = 0) -> Any:
         last = ""
         for attempt in range(self.retries + 1):
+            if self.max_queries is not None and self.queries_sent + queries > self.max_queries:
+                raise SuspectError(
+                    f"the query budget is spent: {self.queries_sent} of {self.max_queries} queries sent "
+                    f"({self.queries} answered, the rest lost to retries), {queries} more needed; "
+                    "raise --max-queries or verify sequentially"
+                )
             if attempt:
                 self.retried += 1
             self.requests += 1
@@ -164,45 +216,63 @@ class HttpSuspect(Suspect):
         raise SuspectError(f"{self.base}{path}: {last} (gave up after {tries} tr{'y' if tries == 1 else 'ies'})")
 
     def _once(self, method: str, path: str, body: Any) -> Any:
-        import httpx
-
-        started = time.monotonic()
         url = f"{self.base}{path}"
         try:
-            with self._client.stream(method, url, json=body, headers=self._headers) as r:
-                data = bytearray()
-                for chunk in r.iter_bytes():
-                    data += chunk
-                    if len(data) > self.max_response_bytes:
-                        raise SuspectError(f"{url} sent more than {self.max_response_bytes} bytes; refused")
-                    if time.monotonic() - started > self.timeout:
-                        raise _Retryable(f"no complete answer within {self.timeout:g} s")
-                status, retry_after = r.status_code, r.headers.get("retry-after")
-        except httpx.TimeoutException:
+            status, retry_after, data = self._loop.run(self._exchange(method, url, body), self.timeout)
+        except (TimeoutError, asyncio.TimeoutError):
+            raise _Retryable(f"no complete answer within {self.timeout:g} s") from None
+        except self._httpx.TimeoutException:
             raise _Retryable(f"no answer within {self.timeout:g} s") from None
-        except httpx.TransportError as e:
+        except self._httpx.TransportError as e:
             raise _Retryable(f"cannot reach the server ({type(e).__name__}: {str(e)[:120]})") from None
-        if time.monotonic() - started > self.timeout:
-            raise _Retryable(f"no complete answer within {self.timeout:g} s")
+        except self._httpx.HTTPError as e:  # a protocol violation: malformed status line or headers
+            raise SuspectError(f"{url} broke the HTTP protocol ({type(e).__name__}: {str(e)[:120]})") from None
         if status in RETRY_STATUSES:
             wait = float(retry_after) if retry_after and retry_after.isdigit() else None
             raise _Retryable(f"the server answered HTTP {status}", wait)
-        detail = _detail(bytes(data))
+        detail = _detail(data)
         if status in (401, 403):
             raise SuspectError(f"{url}: HTTP {status}, not authorised ({detail}); pass the API's token with --token")
         if status == 413:
             raise SuspectError(f"{url}: HTTP 413, request too large ({detail}); lower --batch-size")
         if status != 200:
             raise SuspectError(f"{url}: HTTP {status} ({detail})")
-        try:
-            return json.loads(bytes(data))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise SuspectError(f"{url} answered something that is not JSON: {bytes(data[:80])!r}") from None
+        return parse_json(data, url)
+
+    async def _exchange(self, method: str, url: str, body: Any) -> tuple[int, str | None, bytes]:
+        """One request and its whole answer; the caller's deadline cancels it at any point."""
+        if self._client is None:
+            self._client = self._httpx.AsyncClient(
+                timeout=self._httpx.Timeout(self.timeout), follow_redirects=False, trust_env=False
+            )
+        async with self._client.stream(method, url, json=body, headers=self._headers) as r:
+            encoding = r.headers.get("content-encoding", "identity").strip().lower()
+            if encoding not in ("", "identity"):
+                raise SuspectError(
+                    f"{url} answered with Content-Encoding {encoding[:40]!r} although the client asked for "
+                    "identity; compressed answers are refused (their decoded size is not known in advance)"
+                )
+            data = bytearray()
+            async for chunk in r.aiter_raw():
+                data += chunk
+                if len(data) > self.max_response_bytes:
+                    raise SuspectError(f"{url} sent more than {self.max_response_bytes} bytes; refused")
+            return r.status_code, r.headers.get("retry-after"), bytes(data)
+
+
+def parse_json(data: bytes, url: str) -> Any:
+    """``data`` parsed as JSON, refused when it nests deeper than ``MAX_JSON_DEPTH``."""
+    if json_depth(data) > MAX_JSON_DEPTH:
+        raise SuspectError(f"{url} answered JSON nested deeper than {MAX_JSON_DEPTH} levels; refused")
+    try:
+        return json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        raise SuspectError(f"{url} answered something that is not JSON: {data[:80]!r}") from None
 
 
 def _detail(data: bytes) -> str:
     try:
-        detail = json.loads(data).get("detail", "")
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        detail = json.loads(data).get("detail", "") if json_depth(data[:65536]) <= MAX_JSON_DEPTH else ""
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, RecursionError):
         detail = ""
     return str(detail)[:200] or data[:80].decode("utf-8", "replace") or "no detail"

@@ -1,0 +1,125 @@
+"""Read a pickle symbolically and refuse it unless every global it names is on an allow-list.
+
+:mod:`pickletools` parses a pickle without executing it; this walks its opcodes over a model
+of the stack and the memo, so a global's module and name are known whatever way they reach
+``STACK_GLOBAL`` (pushed strings, strings fetched back from the memo, strings behind decoys).
+A name that cannot be resolved to a literal string is refused, as are dotted names (an
+attribute path such as ``namedtuple.__builtins__``), ``INST`` / ``OBJ`` and the extension
+registry. Nothing is imported or executed.
+
+Example::
+
+    check_pickle(data, where="archive/data.pkl", allowed=TORCHSCRIPT_GLOBALS)
+"""
+
+from __future__ import annotations
+
+import io
+import pickletools
+from collections.abc import Callable
+
+from ..errors import SuspectError
+
+_STRING_OPS = {"UNICODE", "BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8", "STRING", "BINSTRING", "SHORT_BINSTRING"}
+_REFUSED_OPS = {"INST", "OBJ", "EXT1", "EXT2", "EXT4"}
+_MARK = object()
+
+
+class _Unknown:
+    """A value the symbolic stack does not track (anything but a string literal)."""
+
+
+_UNKNOWN = _Unknown()
+
+STORAGE_TYPES = ("Float", "Double", "Half", "BFloat16", "Long", "Int", "Short", "Char", "Byte", "Bool",
+                 "ComplexFloat", "ComplexDouble")  # fmt: skip
+# Exactly what TorchScript archives name: torch's tensor rebuilders and storages, OrderedDict,
+# and the list / type-tag helpers of torch.jit._pickle. ``__torch__`` classes are resolved by
+# TorchScript's own type table, never by a Python import.
+TORCHSCRIPT_GLOBALS = frozenset(
+    {("torch._utils", n) for n in ("_rebuild_tensor_v2", "_rebuild_tensor", "_rebuild_parameter")}
+    | {("torch", f"{t}Storage") for t in STORAGE_TYPES}
+    | {("collections", "OrderedDict")}
+    | {("torch.jit._pickle", n) for n in ("build_intlist", "build_doublelist", "build_boollist",
+                                          "build_tensorlist", "build_genericlist", "restore_type_tag")}  # fmt: skip
+)
+
+
+def torchscript_global(module: str, name: str) -> bool:
+    """Whether a TorchScript archive may name ``module.name``."""
+    return (module, name) in TORCHSCRIPT_GLOBALS or (
+        (module == "__torch__" or module.startswith("__torch__.")) and name.isidentifier()
+    )
+
+
+def check_pickle(data: bytes, where: str, allowed: Callable[[str, str], bool] = torchscript_global) -> None:
+    """Refuse ``data`` (a pickle) unless every global it names passes ``allowed(module, name)``."""
+    try:
+        ops = list(pickletools.genops(io.BytesIO(data)))
+    except Exception as e:  # pickletools raises ValueError and others on malformed streams
+        raise SuspectError(f"{where}: malformed pickle ({_line(e)}); refused") from None
+    stack: list[object] = []
+    memo: dict[int, object] = {}
+
+    def pop(n: int) -> list[object]:
+        if n > len(stack):
+            raise SuspectError(f"{where}: malformed pickle (stack underflow); refused")
+        taken = stack[len(stack) - n :]
+        del stack[len(stack) - n :]
+        return taken
+
+    def pop_mark() -> None:
+        while stack:
+            if stack.pop() is _MARK:
+                return
+        raise SuspectError(f"{where}: malformed pickle (no mark); refused")
+
+    for op, arg, _ in ops:
+        name = op.name
+        if name in _REFUSED_OPS:
+            raise SuspectError(f"{where} uses the pickle opcode {name}, which TorchScript never writes; refused")
+        if name in _STRING_OPS:
+            stack.append(arg if isinstance(arg, str) else _UNKNOWN)
+        elif name in ("GLOBAL", "STACK_GLOBAL"):
+            if name == "GLOBAL":
+                module, _, attr = str(arg).partition(" ")
+            else:
+                module, attr = pop(2)
+                if not (isinstance(module, str) and isinstance(attr, str)):
+                    raise SuspectError(f"{where} computes a global's name at load time; refused")
+            if "." in attr or not allowed(module, attr):
+                raise SuspectError(f"{where} names {_shown(module)}.{_shown(attr)}, which is not allowed; refused")
+            stack.append(_UNKNOWN)
+        elif name == "MEMOIZE":
+            if not stack:
+                raise SuspectError(f"{where}: malformed pickle (memoize on an empty stack); refused")
+            memo[len(memo)] = stack[-1]
+        elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
+            if not stack:
+                raise SuspectError(f"{where}: malformed pickle (put on an empty stack); refused")
+            memo[int(arg)] = stack[-1]
+        elif name in ("GET", "BINGET", "LONG_BINGET"):
+            if int(arg) not in memo:
+                raise SuspectError(f"{where}: malformed pickle (memo key {arg} unset); refused")
+            stack.append(memo[int(arg)])
+        elif name == "DUP":
+            stack.append(stack[-1] if stack else _UNKNOWN)
+        elif name == "MARK":
+            stack.append(_MARK)
+        else:  # every other opcode: its documented stack effect, with values untracked
+            before = op.stack_before
+            if pickletools.markobject in before:
+                pop_mark()
+                pop(before.index(pickletools.markobject))
+            else:
+                pop(len(before))
+            stack.extend(_UNKNOWN for _ in op.stack_after)
+
+
+def _shown(value: object) -> str:
+    return repr(value)[1:-1][:80] if isinstance(value, str) else "?"
+
+
+def _line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return (text[0] if text else type(e).__name__)[:200]
