@@ -219,7 +219,7 @@ class HttpSuspect(Suspect):
         url = f"{self.base}{path}"
         try:
             status, retry_after, data = self._loop.run(self._exchange(method, url, body), self.timeout)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             raise _Retryable(f"no complete answer within {self.timeout:g} s") from None
         except self._httpx.TimeoutException:
             raise _Retryable(f"no answer within {self.timeout:g} s") from None

@@ -40,8 +40,17 @@ TORCHSCRIPT_GLOBALS = frozenset(
     {("torch._utils", n) for n in ("_rebuild_tensor_v2", "_rebuild_tensor", "_rebuild_parameter")}
     | {("torch", f"{t}Storage") for t in STORAGE_TYPES}
     | {("collections", "OrderedDict")}
-    | {("torch.jit._pickle", n) for n in ("build_intlist", "build_doublelist", "build_boollist",
-                                          "build_tensorlist", "build_genericlist", "restore_type_tag")}  # fmt: skip
+    | {
+        ("torch.jit._pickle", n)
+        for n in (
+            "build_intlist",
+            "build_doublelist",
+            "build_boollist",
+            "build_tensorlist",
+            "build_genericlist",
+            "restore_type_tag",
+        )
+    }  # fmt: skip
 )
 
 

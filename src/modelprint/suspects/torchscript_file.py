@@ -108,7 +108,9 @@ class TorchScriptSuspect(Suspect):
         self.outputs = outputs
         card = inspect_torchscript(path)
         self.input_shape, self.num_classes = card_shape(card, str(path))
-        self.worker = ContainedModel("torchscript", Path(path).read_bytes(), limits, max_classes=self.num_classes or 100_000)
+        self.worker = ContainedModel(
+            "torchscript", Path(path).read_bytes(), limits, max_classes=self.num_classes or 100_000
+        )
         self.labels_only = labels_only
         self.max_batch = batch_size
         self.identity = sha256_file(path)
