@@ -6,6 +6,7 @@ Exit codes: 0 success, 2 user error (one line on stderr), 1 bug.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -390,6 +391,18 @@ def verify(
     outputs: str = typer.Option(
         "logits", "--outputs", help="ONNX / TorchScript: what the graph returns, logits or probabilities (softmax)."
     ),
+    sandbox_memory_mb: int = typer.Option(
+        4096, "--sandbox-memory-mb", help="ONNX / TorchScript: address space of the contained worker, in MB."
+    ),
+    sandbox_timeout: float = typer.Option(
+        120.0, "--sandbox-timeout", help="ONNX / TorchScript: seconds the worker may take to load or answer a batch."
+    ),
+    containment: str = typer.Option(
+        "required",
+        "--containment",
+        help="ONNX / TorchScript: 'required' refuses to run a file where the file-system sandbox (Landlock) is "
+        "missing; 'best-effort' runs it with limits and deadlines only.",
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Query a suspect with a fingerprint: statistic, p-value under the calibrated null, verdict."""
@@ -410,7 +423,15 @@ def verify(
         options = {"token": token, "timeout": timeout, "retries": retries, "batch_size": batch_size}
         options["max_queries"] = max_queries
     elif kind in ("onnx", "torchscript"):
-        options = {"outputs": outputs}
+        from .suspects.sandbox import SandboxLimits
+
+        limits = SandboxLimits(
+            memory_mb=sandbox_memory_mb,
+            load_timeout=sandbox_timeout,
+            call_timeout=sandbox_timeout,
+            containment=containment,
+        )
+        options = {"outputs": outputs, "limits": limits}
     elif outputs != "logits":
         raise ParameterError("--outputs applies to ONNX and TorchScript suspects only")
     adapter = open_suspect(suspect, kind, **options)
@@ -435,14 +456,25 @@ def serve(
     max_batch: int = typer.Option(256, "--max-batch", help="Most images per request."),
     max_request_mb: float = typer.Option(16.0, "--max-request-mb", help="Largest request body, in MB."),
     disclose_sha256: bool = typer.Option(False, "--disclose-sha256", help="Tell clients the weights' sha256."),
+    max_concurrent: int = typer.Option(
+        32, "--max-concurrent", help="Predictions in flight at once; more get 503 with Retry-After."
+    ),
+    read_timeout: float = typer.Option(
+        10.0, "--read-timeout", help="Seconds a client has to send a whole request; slower or idle ones are dropped."
+    ),
+    access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log every request to stderr."),
 ) -> None:
     """Serve a model as an HTTP prediction API (OpenAPI at /openapi.json, docs at /docs)."""
     from .models import load_model
     from .progress import console
     from .serve import serve as _serve
 
-    if max_batch < 1 or max_request_mb <= 0 or not 0 < port < 65536:
-        raise ParameterError("--max-batch and --max-request-mb must be positive and --port in 1..65535")
+    if max_batch < 1 or max_concurrent < 1 or not 0 < port < 65536:
+        raise ParameterError("--max-batch and --max-concurrent must be positive and --port in 1..65535")
+    if not (math.isfinite(max_request_mb) and 0 < max_request_mb <= 4096):
+        raise ParameterError(f"--max-request-mb must be a number of MB in (0, 4096], got {max_request_mb}")
+    if not (math.isfinite(read_timeout) and 0 < read_timeout <= 3600):
+        raise ParameterError(f"--read-timeout must be a number of seconds in (0, 3600], got {read_timeout}")
     m = load_model(model)
     mode = "labels only" if labels_only else "labels and probabilities"
     auth = ", bearer token required" if token else ""
@@ -460,6 +492,9 @@ def serve(
         max_batch=max_batch,
         max_request_bytes=int(max_request_mb * 1024**2),
         disclose_sha256=disclose_sha256,
+        max_concurrent=max_concurrent,
+        read_timeout=read_timeout,
+        access_log=access_log,
     )
 
 
@@ -512,6 +547,8 @@ def format_verification(r: Any) -> str:
         else:
             cost = f"{_count(sus['queries'], 'query', 'queries')} in {_count(sus['requests'], 'batch', 'batches')}"
         lines.append(f"suspect: {sus['type']} {sus['location']} ({what}); {cost}")
+        if "containment" in sus:
+            lines.append(f"sandbox: {describe_containment(sus['containment'])}")
     if r.positives:
         pos = r.positives
         lines.append(
@@ -519,6 +556,19 @@ def format_verification(r: Any) -> str:
             f"(median {pos['median']:.2f}); {pos['fraction_at_or_below']:.0%} of them at or below this suspect"
         )
     return "\n".join(line for line in lines if line)
+
+
+def describe_containment(c: dict[str, Any]) -> str:
+    """One line on how a file suspect was contained."""
+    limits = c.get("limits", {})
+    held = [f"worker process, {limits.get('memory_mb', '?')} MB, {limits.get('cpu_seconds', '?')} CPU s"]
+    held.append("no file writes, reads only beneath Python and system libraries" if c.get("filesystem") else "")
+    held.append("no TCP" if c.get("tcp") else "")
+    held.append("own network namespace" if c.get("network_namespace") else "")
+    text = ", ".join(h for h in held if h)
+    if not c.get("filesystem"):
+        text += " (file-system sandbox NOT enforced: Landlock unavailable)"
+    return text
 
 
 @app.command()

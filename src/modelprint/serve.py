@@ -11,8 +11,18 @@ label-only mode, and limits on request and batch size. Endpoints (OpenAPI at
 
 Errors are JSON ``{"detail": ...}``: 400 for a body that is not JSON, 401 without the token,
 413 for a body over ``max_request_bytes``, 422 for malformed inputs (wrong shape, values
-outside [0, 1], NaN) or a batch over ``max_batch``, never a 500 for anything a client can
-send. The OpenAPI schema states the exact shape, range and batch limit of the model served.
+outside [0, 1], NaN, pixels that are strings or booleans rather than numbers) or a batch over
+``max_batch``, 503 (with ``Retry-After``) when ``max_concurrent`` predictions are already
+running, never a 500 for anything a client can send. The OpenAPI schema states the exact
+shape, range and batch limit of the model served; with a token set, the schema and the docs
+need it too.
+
+It stays up under idle and slow clients: :func:`serve` runs uvicorn with a connection
+protocol that closes any connection that has not delivered a complete request (head and
+body) within ``read_timeout`` seconds of connecting or of its previous answer, idle
+keep-alive connections included, so a few hundred slow or silent sockets cannot hold the
+server; ``/health`` is never behind the prediction limit. Every request is logged
+(uvicorn's access log) unless ``access_log=False``.
 
 Example::
 
@@ -22,10 +32,12 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
 import hmac
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -35,14 +47,18 @@ import numpy as np
 import torch
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, create_model
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .models import ModelprintModel, weights_digest
 from .suspects.base import softmax
 
 DEFAULT_MAX_BATCH = 256
 DEFAULT_MAX_REQUEST_BYTES = 16 * 1024**2
+DEFAULT_MAX_CONCURRENT = 32
+DEFAULT_READ_TIMEOUT = 10.0
 API_VERSION = 1
 
 
@@ -54,7 +70,7 @@ def request_models(shape: tuple[int, int, int], max_batch: int) -> tuple[type[Ba
     """The two request bodies for a model taking ``shape`` (C, H, W), exact in the OpenAPI schema:
     nested lists N x C x H x W of values in [0, 1] (1 <= N <= max_batch), or base64 with its shape."""
     c, h, w = shape
-    pixel = Annotated[float, Field(ge=0.0, le=1.0)]
+    pixel = Annotated[float, Field(ge=0.0, le=1.0, strict=True)]  # numbers only: no "0.5", no true
     row = Annotated[list[pixel], Field(min_length=w, max_length=w)]
     channel = Annotated[list[row], Field(min_length=h, max_length=h)]
     image = Annotated[list[channel], Field(min_length=c, max_length=c)]
@@ -159,10 +175,11 @@ def create_app(
     max_batch: int = DEFAULT_MAX_BATCH,
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     disclose_sha256: bool = False,
+    max_concurrent: int = DEFAULT_MAX_CONCURRENT,
 ) -> Any:
     """The FastAPI app answering for ``model``; see the module docstring for the endpoints."""
-    if max_batch < 1 or max_request_bytes < 1:
-        raise ValueError("max_batch and max_request_bytes must be positive")
+    if max_batch < 1 or max_request_bytes < 1 or max_concurrent < 1:
+        raise ValueError("max_batch, max_request_bytes and max_concurrent must be positive")
     model = model.cpu().eval()
     shape = tuple(model.card.input_shape)
     lock = threading.Lock()  # one forward at a time: torch already uses every core for one batch
@@ -181,7 +198,12 @@ def create_app(
         title="modelprint prediction API",
         version=str(API_VERSION),
         description="Image classifier behind `modelprint serve`: inputs in [0, 1], N x C x H x W.",
+        # With a token, the schema and the docs are served below, behind it.
+        openapi_url=None if token else "/openapi.json",
+        docs_url=None if token else "/docs",
+        redoc_url=None,
     )
+    running = 0  # predictions in flight (the event loop is one thread: no lock needed)
 
     async def authorised(request: Request) -> None:
         if token is None:
@@ -193,6 +215,8 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return JSONResponse({"detail": "the body is not JSON text"}, 400)
         for e in errors:  # a batch over the limit gets its own message (422, as the schema states the limit)
             loc = tuple(e.get("loc", ()))
             if (loc[-1:] == ("inputs",) and e.get("type") == "too_long") or (
@@ -211,6 +235,30 @@ def create_app(
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    if token:
+
+        @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(authorised)])
+        def openapi() -> JSONResponse:
+            return JSONResponse(app.openapi())
+
+        @app.get("/docs", include_in_schema=False, dependencies=[Depends(authorised)])
+        def docs() -> HTMLResponse:
+            return get_swagger_ui_html(openapi_url="/openapi.json", title=app.title)
+
+    @app.middleware("http")
+    async def limit_predictions(request: Request, call_next: Any) -> Any:
+        nonlocal running
+        if request.url.path != "/v1/predict":
+            return await call_next(request)
+        if running >= max_concurrent:
+            detail = f"busy: {max_concurrent} predictions already running; retry shortly"
+            return JSONResponse({"detail": detail}, 503, headers={"Retry-After": "1"})
+        running += 1
+        try:
+            return await call_next(request)
+        finally:
+            running -= 1
+
     @app.get("/v1/info", response_model=InfoResponse, dependencies=[Depends(authorised)])
     def get_info() -> InfoResponse:
         return info
@@ -221,6 +269,7 @@ def create_app(
         401: {"model": ErrorResponse, "description": "no or wrong bearer token"},
         413: {"model": ErrorResponse, "description": "body over the server's size limit"},
         422: {"model": ErrorResponse, "description": "malformed request, or a batch over the limit"},
+        503: {"model": ErrorResponse, "description": "too many predictions in flight; retry after Retry-After"},
     }
 
     def predict(req: Any) -> PredictResponse:
@@ -264,23 +313,88 @@ def _decode(req: Any, shape: tuple[int, ...]) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
-def serve(model: ModelprintModel, *, host: str = "127.0.0.1", port: int = 8000, **settings: Any) -> None:
-    """Run the API until interrupted (uvicorn, one process; concurrent connections capped);
-    ``settings`` are :func:`create_app`'s (labels_only, token, max_batch, ...)."""
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a read deadline: a connection must deliver a complete request,
+    head and body, within ``read_timeout`` seconds of connecting or of its previous answer, or
+    it is closed. uvicorn alone waits for ever on a client that sends a header line a second."""
+
+    read_timeout = DEFAULT_READ_TIMEOUT
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._read_deadline: asyncio.TimerHandle | None = None
+        self._arm()
+
+    def _arm(self) -> None:
+        if self._read_deadline is not None:
+            self._read_deadline.cancel()
+        self._read_deadline = self.loop.call_later(self.read_timeout, self._expire)
+
+    def _expire(self) -> None:
+        cycle = self.cycle
+        computing = cycle is not None and not cycle.response_complete and not cycle.more_body
+        if not computing and not self.transport.is_closing():  # waiting on the client: drop it
+            self.transport.close()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm()  # the next request on this connection gets its own deadline
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if getattr(self, "_read_deadline", None) is not None:
+            self._read_deadline.cancel()
+        super().connection_lost(exc)
+
+
+def uvicorn_config(app: Any, host: str, port: int, read_timeout: float, access_log: bool) -> Any:
+    """The uvicorn settings :func:`serve` runs with: the guarded protocol, no connection-count
+    503 (uvicorn's would count idle sockets and refuse /health too), short keep-alive."""
+    import uvicorn
+
+    if not (math.isfinite(read_timeout) and 0 < read_timeout <= 3600):
+        raise ValueError(f"read_timeout must be a number of seconds in (0, 3600], got {read_timeout}")
+    protocol = type("Guarded", (GuardedH11Protocol,), {"read_timeout": read_timeout})
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=protocol,
+        log_level="info" if access_log else "warning",
+        access_log=access_log,
+        timeout_keep_alive=min(5, max(1, int(read_timeout))),
+        lifespan="off",
+    )
+
+
+def serve(
+    model: ModelprintModel,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    read_timeout: float = DEFAULT_READ_TIMEOUT,
+    access_log: bool = True,
+    **settings: Any,
+) -> None:
+    """Run the API until interrupted (uvicorn, one process); ``read_timeout``: seconds a client
+    has to send each whole request; ``settings`` are :func:`create_app`'s (labels_only, token,
+    max_batch, max_concurrent, ...)."""
     import uvicorn
 
     app = create_app(model, **settings)
-    uvicorn.run(app, host=host, port=port, log_level="warning", limit_concurrency=64, timeout_keep_alive=5)
+    uvicorn.Server(uvicorn_config(app, host, port, read_timeout, access_log)).run()
 
 
 @contextlib.contextmanager
-def serve_background(app: Any, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+def serve_background(
+    app: Any, host: str = "127.0.0.1", port: int = 0, read_timeout: float = DEFAULT_READ_TIMEOUT
+) -> Iterator[str]:
     """Run ``app`` with uvicorn in a thread for the duration of a ``with`` block and yield its
-    base URL (``port=0``: a free port). For tests, benchmarks and notebooks; loopback by default."""
+    base URL (``port=0``: a free port). For tests, benchmarks and notebooks; loopback by default;
+    the same protocol and limits as :func:`serve`, without the access log."""
     import uvicorn
 
-    config = uvicorn.Config(app, host=host, port=port, log_level="error", limit_concurrency=256, lifespan="off")
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn_config(app, host, port, read_timeout, access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -333,3 +333,85 @@ def test_chunked_body_over_the_limit_is_cut_off(zoo_source):
 
         r = httpx.post(f"{url}/v1/predict", content=chunks(), headers={"content-type": "application/json"})
         assert r.status_code == 413
+
+
+def test_serve_answers_400_for_non_json_and_422_for_pixels_that_are_not_numbers(zoo_source):
+    from fastapi.testclient import TestClient
+
+    client = TestClient(create_app(zoo_source))
+    r = client.post("/v1/predict", content=b"not json {", headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["detail"] == "the body is not JSON text"
+    for pixel in ("0.5", True):
+        image = [[[pixel] * 8] * 8]
+        r = client.post("/v1/predict", json={"inputs": [image]})
+        assert r.status_code == 422, pixel
+    assert client.post("/v1/predict", json={"inputs": [[[[0, 1] * 4] * 8]]}).status_code == 200  # JSON ints are numbers
+
+
+def test_with_a_token_the_schema_and_docs_need_it_too(zoo_source):
+    from fastapi.testclient import TestClient
+
+    client = TestClient(create_app(zoo_source, token="s3cret"))
+    for path in ("/openapi.json", "/docs"):
+        assert client.get(path).status_code == 401, path
+        assert client.get(path, headers={"Authorization": "Bearer s3cret"}).status_code == 200, path
+    assert client.get("/health").status_code == 200
+    open_client = TestClient(create_app(zoo_source))
+    assert open_client.get("/openapi.json").status_code == 200
+
+
+def test_idle_and_slow_connections_neither_block_health_nor_stay_open(zoo_source):
+    import socket
+
+    import httpx
+
+    with serve_background(create_app(zoo_source), read_timeout=1.0) as url:
+        host, port = url.removeprefix("http://").split(":")
+        idle = [socket.create_connection((host, int(port))) for _ in range(100)]
+        slow = [socket.create_connection((host, int(port))) for _ in range(20)]
+        for s in slow:
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        assert httpx.get(f"{url}/health", timeout=5).status_code == 200
+        assert time.monotonic() - started < 1.0
+        for _ in range(8):  # a header line every 0.25 s: each arrives in time, the request never completes
+            for s in slow:
+                try:
+                    s.sendall(b"X-Slow: 1\r\n")
+                except OSError:
+                    pass
+            time.sleep(0.25)
+        for s in idle + slow:
+            s.settimeout(3)
+            try:
+                data = s.recv(1024)  # a socket.timeout here fails the test: the server kept it open
+            except ConnectionResetError:
+                data = b""
+            assert data == b"" or data.startswith(b"HTTP/1.1 4"), data[:40]  # closed by the server
+            s.close()
+        assert httpx.get(f"{url}/health", timeout=5).status_code == 200
+
+
+def test_predictions_over_the_concurrency_limit_get_a_fast_503_and_health_still_answers(zoo_source):
+    import concurrent.futures
+
+    import httpx
+
+    slow = copy.deepcopy(zoo_source)
+    forward = slow.forward
+
+    def sleepy(x):
+        time.sleep(0.5)
+        return forward(x)
+
+    slow.forward = sleepy
+    body = encode_inputs(np.zeros((1, 1, 8, 8), np.float32))
+    with serve_background(create_app(slow, max_concurrent=2)) as url:
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(httpx.post, f"{url}/v1/predict", json=body, timeout=30) for _ in range(8)]
+            time.sleep(0.2)
+            assert httpx.get(f"{url}/health", timeout=5).status_code == 200
+            codes = [f.result().status_code for f in futures]
+        busy = [f.result() for f in futures if f.result().status_code == 503]
+    assert set(codes) == {200, 503} and codes.count(200) >= 2
+    assert busy[0].headers["retry-after"] == "1" and "busy" in busy[0].json()["detail"]
