@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from modelprint.errors import ModelFileError
-from modelprint.models import load_model, save_model
+from modelprint.models import create_model, load_model, save_model
 
 
 def test_round_trip_is_bit_exact(fresh, tmp_path):
@@ -55,3 +55,33 @@ def test_missing_and_corrupt_files(fresh, tmp_path):
     path.with_suffix(".json").write_text("{broken")
     with pytest.raises(ModelFileError, match="JSON"):
         load_model(path)
+
+
+def test_a_tiny_weights_file_whose_card_asks_for_a_huge_model_is_refused_before_allocation(tmp_path):
+    """Measured in a fresh process: the peak memory stays near an idle interpreter's."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from safetensors.torch import save
+
+    (tmp_path / "m.safetensors").write_bytes(save({"x": torch.zeros(1)}))
+    card = create_model("cnn", num_classes=10, input_shape=(1, 8, 8), width=4).card
+    card.arch_args = {"width": 2048, "depth": 4}
+    (tmp_path / "m.json").write_text(card.to_json())
+    code = textwrap.dedent(
+        f"""
+        import resource, torch
+        from modelprint.errors import ModelFileError
+        from modelprint.models import load_model
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        try:
+            load_model({str(tmp_path / "m")!r})
+        except ModelFileError as e:
+            print("refused:", e)
+        print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout.split("\n")
+    assert out[0].startswith("refused:") and "does not fit its card" in out[0]
+    assert int(out[1]) < 100  # MB of peak growth; building the model for real takes gigabytes

@@ -221,6 +221,25 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> ModelprintModel:
     return model_from_bytes(read_model_bytes(path), device, names=(str(weights_path), str(card_path)))
 
 
+def _build(card: ModelCard) -> nn.Module:
+    try:
+        return create_arch(card.arch, num_classes=card.num_classes, input_shape=card.input_shape, **card.arch_args)
+    except Exception as e:  # an argument the architecture does not take, a size it cannot build
+        raise ModelFileError(f"cannot build {card.arch} with {card.arch_args} ({e})") from None
+
+
+def _header_shapes(weights: bytes, name: str) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape from a safetensors header, read without loading any tensor."""
+    try:
+        size = int.from_bytes(weights[:8], "little")
+        if len(weights) < 8 or size > len(weights) - 8:
+            raise ValueError("header longer than the file")
+        header = json.loads(weights[8 : 8 + size])
+        return {k: tuple(int(d) for d in v["shape"]) for k, v in header.items() if k != "__metadata__"}
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as e:
+        raise ModelFileError(f"{name} is not a readable safetensors file ({e})") from None
+
+
 def model_from_bytes(
     data: ModelBytes, device: str = "cpu", *, names: tuple[str, str] = ("model weights", "model card")
 ) -> ModelprintModel:
@@ -241,19 +260,20 @@ def model_from_bytes(
             f"{weights_name}: sha256 {digest[:12]}… differs from the card's "
             f"{card.weights_sha256[:12]}…; the weights were changed or belong to another card"
         )
+    shapes = _header_shapes(data.weights, weights_name)
+    # Built on the meta device first: a card asking for width 2048 costs nothing until its
+    # shapes are known to match the tensors the file really holds (so memory follows the file).
     try:
-        state = load(data.weights)
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ModelFileError(f"{weights_name} is not a readable safetensors file ({e})") from None
-    try:
-        net = create_arch(card.arch, num_classes=card.num_classes, input_shape=card.input_shape, **card.arch_args)
+        with torch.device("meta"):
+            skeleton = ModelprintModel(_build(card), card)
+    except ModelFileError as e:
+        raise ModelFileError(f"{card_name}: {e}") from None
     except Exception as e:
         raise ModelFileError(f"{card_name}: cannot build {card.arch} with {card.arch_args} ({e})") from None
-    model = ModelprintModel(net, card)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
-    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    missing = sorted(set(expected) - set(shapes))
+    extra = sorted(set(shapes) - set(expected))
+    wrong = [k for k in expected if k in shapes and shapes[k] != expected[k]]
     if missing or extra or wrong:
         parts = []
         if missing:
@@ -261,12 +281,15 @@ def model_from_bytes(
         if extra:
             parts.append(f"{len(extra)} unexpected tensors (e.g. {extra[0]})")
         if wrong:
-            parts.append(
-                f"wrong shape for {wrong[0]}: {tuple(state[wrong[0]].shape)} vs {tuple(expected[wrong[0]].shape)}"
-            )
+            parts.append(f"wrong shape for {wrong[0]}: {shapes[wrong[0]]} vs {expected[wrong[0]]}")
         raise ModelFileError(
             f"{weights_name} does not fit its card ({card.arch} {card.arch_args}): " + "; ".join(parts)
         )
+    try:
+        state = load(data.weights)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ModelFileError(f"{weights_name} is not a readable safetensors file ({e})") from None
+    model = ModelprintModel(_build(card), card)
     model.load_state_dict(state)
     model.card.weights_sha256 = digest
     return model.to(device).eval()
