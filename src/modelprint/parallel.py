@@ -9,6 +9,7 @@ import concurrent.futures as cf
 import multiprocessing
 import os
 import signal
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -97,9 +98,16 @@ class _Ray(_Backend):
             raise e.as_instanceof_cause() from None
 
 
-def _quiet_interrupt() -> None:
-    """Workers leave silently on Ctrl-C; the main process reports it (and a rerun resumes)."""
+def _worker_init(driver: int) -> None:
+    """Workers leave silently on Ctrl-C (the main process reports it, and a rerun resumes), and
+    die with their driver: a SIGKILLed build must not leave them training under init."""
     signal.signal(signal.SIGINT, lambda *_: os._exit(130))
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != driver:  # the driver died before the line above took effect
+        os._exit(1)
 
 
 @contextmanager
@@ -114,7 +122,7 @@ def task_backend(name: str, workers: int, *, gpus_per_task: float = 0.0) -> Iter
             return
         # spawn: forking a process that already runs torch threads can deadlock
         ctx = multiprocessing.get_context("spawn")
-        with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_quiet_interrupt) as pool:
+        with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(),)) as pool:
             yield _Pool(pool)
         return
     if name == "ray":

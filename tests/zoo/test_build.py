@@ -139,3 +139,94 @@ def test_cli_zoo_ls(reference_zoo, capsys):
     assert _cli(["zoo", "ls", str(reference_zoo), "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(rows) == 10 and rows[0]["category"] == "source"
+
+
+def test_a_spec_that_expands_past_the_plan_cap_is_refused_quickly(tmp_path):
+    variants = ", ".join(f"{{seed = {i}}}" for i in range(120))
+    steps = ", ".join(f"{{rate = 0.{i:03d}}}" for i in range(1, 120))
+    text = (
+        'data = "digits"\n[[models]]\nname = "src"\narch = "cnn"\nrole = "positive"\ncategory = "source"\n'
+        f"variants = [{variants}]\n"
+        f'[[models]]\nfrom = "src"\ncategory = "prune"\nsteps = [{{attack = "prune", rate = "$rate"}}]\n'
+        f"variants = [{steps}]\n"
+    )
+    spec = tmp_path / "big.toml"
+    spec.write_text(text)
+    started = time.monotonic()
+    with pytest.raises(SpecError, match="more than 10000 models"):
+        build_zoo(spec, tmp_path / "zoo", workers=0, progress=False)
+    assert time.monotonic() - started < 10 and not (tmp_path / "zoo").exists()
+
+
+def test_a_bad_architecture_argument_or_step_data_is_caught_before_the_folder_is_claimed(tiny_spec, tmp_path):
+    typo = tmp_path / "typo.toml"
+    typo.write_text(tiny_spec.read_text().replace("width = 8", "widht = 8", 1))
+    with pytest.raises(ZooError, match="line .*cannot build cnn.*widht"):
+        build_zoo(typo, tmp_path / "zoo", workers=0, progress=False)
+    assert not (tmp_path / "zoo").exists()
+    data = tmp_path / "data.toml"
+    data.write_text(tiny_spec.read_text() + '\n[[models]]\nfrom = "source"\ncategory = "distill"\n'
+                    'steps = [{attack = "distill", data = "folder:/no/such/folder", epochs = 1}]\n')  # fmt: skip
+    with pytest.raises((ZooError, SpecError), match="no/such/folder"):
+        build_zoo(data, tmp_path / "zoo2", workers=0, progress=False)
+    assert not (tmp_path / "zoo2").exists()
+
+
+def test_a_second_builder_on_one_folder_is_refused_naming_the_holder(tiny_spec, tmp_path):
+    from modelprint.zoo.build import zoo_lock
+
+    out = tmp_path / "zoo"
+    with zoo_lock(out):
+        with pytest.raises(ZooError, match=rf"being built by pid {os.getpid()} on "):
+            build_zoo(tiny_spec, out, workers=0, progress=False)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ZooError, match="is a file"):
+        build_zoo(tiny_spec, tmp_path / "afile", workers=0, progress=False)
+
+
+def test_pool_workers_die_with_their_driver(tiny_spec, tmp_path):
+    out = tmp_path / "zoo"
+    cmd = [sys.executable, "-m", "modelprint", "zoo", "build", str(tiny_spec), "--out", str(out), "--workers", "2"]
+    env = {**os.environ, "MODELPRINT_QUIET": "1"}
+    driver = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    workers: list[int] = []
+    while time.time() < deadline and len(workers) < 2:
+        workers = [pid for pid in _children(driver.pid) if b"multiprocessing" in _cmdline(pid)]
+        time.sleep(0.1)
+    assert len(workers) >= 2, "the pool should have started"  # its workers (and the resource tracker)
+    driver.send_signal(signal.SIGKILL)  # no chance to shut its pool down
+    driver.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline and any(_running(pid) for pid in workers):
+        time.sleep(0.1)
+    assert not any(_running(pid) for pid in workers)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    if int(f.read().rsplit(b")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass
+    return found
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except OSError:
+        return False

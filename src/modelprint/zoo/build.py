@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,7 +215,7 @@ def _prepare(spec: ZooSpec, out: Path) -> None:
                 "build into a new --out folder, or pass the same spec and --data to resume"
             )
     else:
-        if any(p.name != ".DS_Store" for p in out.iterdir()):
+        if any(p.name not in (".DS_Store", LOCK_FILE) for p in out.iterdir()):
             raise ZooError(f"{out} is not empty and holds no zoo; choose a new or empty --out folder")
         atomic_write_text(spec_path, spec.text)
     atomic_write_text(info_path, json.dumps({**build_info, "modelprint": __version__}, indent=2) + "\n")
@@ -249,6 +252,81 @@ def build_zoo(
         raise ParameterError(f"--threads must be >= 1, got {threads}")
     key = DataKey(zoo.data, zoo.split_seed, zoo.train_subset)
     local_data = key.load()  # a missing or unreadable data set fails here, before any training
+    check_buildable(zoo, local_data)
+    with zoo_lock(out):
+        return _build_locked(zoo, out, workers, backend, device, threads, gpus_per_task, progress, key, local_data)
+
+
+def check_buildable(zoo: ZooSpec, data: BuildData) -> None:
+    """What can be checked before the folder is claimed and anything trains: every scratch
+    model builds with its arguments (on the meta device: no memory), every data set a step
+    names loads."""
+    import torch
+
+    from ..models.registry import create_arch
+
+    shape, classes = tuple(data.splits.owner.input_shape), data.splits.owner.num_classes
+    seen = set()
+    for p in zoo.models:
+        if p.parent is None and (p.arch, repr(p.args)) not in seen:
+            seen.add((p.arch, repr(p.args)))
+            try:
+                with torch.device("meta"):
+                    create_arch(p.arch, num_classes=classes, input_shape=shape, **p.args)
+            except Exception as e:  # a typo in an argument, a width the architecture cannot take
+                raise ZooError(f"{zoo.source} line {p.line}: cannot build {p.arch} with {p.args}: {e}") from None
+        for step in p.steps:
+            if step.get("data"):
+                try:
+                    data.step_data(step["data"])
+                except ModelprintError as e:
+                    raise ZooError(f"{zoo.source} line {p.line}: step {step['attack']}: {e}") from None
+
+
+LOCK_FILE = ".modelprint.lock"
+
+
+@contextmanager
+def zoo_lock(out: Path) -> Iterator[None]:
+    """Hold ``out``'s build lock (an advisory ``flock``, released by the kernel however the
+    holder ends); a second builder is refused with one line naming the holder."""
+    import fcntl
+
+    if out.exists() and not out.is_dir():
+        raise ZooError(f"{out} is a file, not a folder; give a new or empty --out folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        handle = open(out / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 (held for the whole build)
+    except OSError as e:
+        raise ZooError(f"cannot use {out} as a zoo folder: {e.strerror or e}") from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read(200).strip() or "another process"
+            raise ZooError(f"{out} is being built by {holder}; wait for it to finish or stop it") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+def _build_locked(
+    zoo: ZooSpec,
+    out: Path,
+    workers: int,
+    backend: str,
+    device: str,
+    threads: int,
+    gpus_per_task: float,
+    progress: bool,
+    key: DataKey,
+    local_data: BuildData,
+) -> ZooManifest:
     _prepare(zoo, out)
     manifest = ZooManifest.read(out, missing_ok=True)
     plans = zoo.by_id()

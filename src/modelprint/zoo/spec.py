@@ -40,6 +40,9 @@ ENTRY_FIELDS = {
 # A scratch model's ``mark`` table: the white-box frequency mark trained in after training (inject's settings).
 MARK_FIELDS = {"host", "key", "k", "cutoff", "aux_class", "beta", "overwrites", "epochs", "lr"}
 ROLES = ("positive", "negative")
+# A spec expands its variants and derivations multiplicatively; a few KB of TOML could ask for
+# hundreds of thousands of models (and the memory to plan them). Nobody builds that on purpose.
+MAX_PLANS = 10_000
 
 
 class SpecError(ModelprintError):
@@ -204,6 +207,7 @@ def parse_spec_text(text: str, source: str = "zoo.toml", *, data: str | None = N
             if "from" in entry:
                 pending.append((i, entry, expanded))
                 continue
+            _check_plan_count(len(plans) + len(expanded))
             ids = []
             for fields, _ in expanded:
                 plan = _scratch_plan(fields, train_defaults, line_of(i))
@@ -228,6 +232,7 @@ def parse_spec_text(text: str, source: str = "zoo.toml", *, data: str | None = N
             by_id = {p.id: p for p in plans}
             ids = []
             try:
+                _check_plan_count(len(plans) + sum(len(groups[n]) for n in names) * len(expanded))
                 for parent_id in [pid for n in names for pid in groups[n]]:
                     for fields, steps in expanded:
                         plan = _derived_plan(by_id[parent_id], fields, steps, line_of(i))
@@ -267,6 +272,13 @@ def parse_spec_text(text: str, source: str = "zoo.toml", *, data: str | None = N
         source=source,
         train_subset=train_subset,
     )
+
+
+def _check_plan_count(n: int) -> None:
+    if n > MAX_PLANS:
+        raise ParameterError(
+            f"the spec expands to more than {MAX_PLANS} models ({n} so far); split it or use fewer variants"
+        )
 
 
 def _scratch_plan(fields: dict[str, Any], train_defaults: dict[str, Any], line: int | None) -> ModelPlan:
