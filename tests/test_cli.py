@@ -416,3 +416,118 @@ def test_frequency_fingerprint_create_marks_the_model_and_verify_reads_it(files,
     assert code == 0 and result["verdict"] == "match" and result["p_value"] < 1e-3 and result["null"]["calibrated"]
     code, out, _ = run(["verify", str(fp), str(src), "--json"], capsys)
     assert json.loads(out)["verdict"] == "no-match"
+
+
+# -- bad input: one line and exit 2, never a traceback ---------------------------------------------
+
+
+@pytest.fixture()
+def small_fp(files, capsys):
+    tmp, src, _ = files
+    fp = tmp / "small.fp.safetensors"
+    args = ["fingerprint", "create", str(src), "--method", "c", "--param", "steps=5", "--n", "10", "--seed", "0"]
+    assert run([*args, "--out", str(fp)], capsys)[0] == 0
+    return fp
+
+
+def _one_line_error(code, err, *needles):
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    for needle in needles:
+        assert needle in err, err
+
+
+def test_an_output_path_under_a_regular_file_is_one_line_before_any_work(files, small_fp, capsys):
+    tmp, src, neg = files
+    (tmp / "afile").write_text("x")
+    under = str(tmp / "afile" / "dir" / "f")
+    cases = [
+        ["fingerprint", "create", str(src), "--method", "c", "--n", "5", "--seed", "0", "--out", under],
+        ["export", str(src), "--format", "onnx", "--out", under + ".onnx"],
+        ["train", "--arch", "cnn", "--data", "digits:8", "--seed", "0", "--epochs", "1", "--out", under],
+        ["attack", "prune", str(src), "--param", "rate=0.3", "--out", under],
+        ["fingerprint", "calibrate", str(small_fp), "--reference", "3", "--reference-dir", under,
+         "--out", str(tmp / "c.fp.safetensors")],
+        ["zoo", "build", "smoke-digits", "--out", str(tmp / "afile"), "--workers", "0"],
+    ]  # fmt: skip
+    for args in cases:
+        code, _, err = run(args, capsys)
+        _one_line_error(code, err, "afile")
+    assert not list(tmp.glob("*reference*")) and (tmp / "afile").read_text() == "x"
+
+
+def test_numeric_options_must_be_finite_and_in_range(files, small_fp, capsys):
+    tmp, src, neg = files
+    for args, needle in [
+        (["verify", str(small_fp), str(neg), "--threshold", "nan"], "threshold"),
+        (["verify", str(small_fp), "http://127.0.0.1:9", "--timeout", "inf"], "timeout"),
+        (["serve", str(src), "--max-request-mb", "nan"], "--max-request-mb"),
+        (["serve", str(src), "--max-request-mb", "inf"], "--max-request-mb"),
+        (["serve", str(src), "--read-timeout", "0"], "--read-timeout"),
+        (
+            ["train", "--arch", "cnn", "--data", "digits:8", "--seed", "0", "--epochs", "-1", "--out", str(tmp / "m")],
+            "epochs",
+        ),
+    ]:
+        code, _, err = run(args, capsys)
+        _one_line_error(code, err, needle)
+    assert not (tmp / "m.safetensors").exists()
+
+
+def _rewrite_meta(fp_path, out_path, change):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(fp_path), framework="pt") as f:
+        header = json.loads(f.metadata()["modelprint"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    header, tensors = change(header, tensors)
+    save_file(tensors, str(out_path), metadata={"modelprint": json.dumps(header)})
+    return out_path
+
+
+def test_a_tampered_fingerprint_is_one_line_in_show_and_verify(files, small_fp, capsys):
+    tmp, _, neg = files
+
+    def meta(value):
+        return lambda h, t: ({**h, "meta": value(h["meta"])}, t)
+
+    def labels(h, t):
+        t["y"][0] = 99
+        return h, t
+
+    cases = {
+        "list": meta(lambda m: [1, 2]),
+        "null-no-mean": meta(lambda m: {**m, "null": {"family": "beta-binomial", "rho": 0.1, "n_models": 5}}),
+        "null-string": meta(lambda m: {**m, "null": "tight"}),
+        "null-nan": meta(lambda m: {**m, "null": {"family": "normal", "mean": float("nan"), "sd": 1, "n_models": 5}}),
+        "label-99": labels,
+    }
+    for name, change in cases.items():
+        path = _rewrite_meta(small_fp, tmp / f"{name}.fp.safetensors", change)
+        for args in (["fingerprint", "show", str(path)], ["verify", str(path), str(neg)]):
+            code, _, err = run(args, capsys)
+            _one_line_error(code, err, "damaged or was not written by modelprint")
+    from modelprint.fingerprints import METHODS
+
+    for method in METHODS.names():  # the header's method swapped for every other one
+        path = _rewrite_meta(
+            small_fp, tmp / f"swap-{method}.fp.safetensors", meta(lambda m, name=method: {**m, "method": name})
+        )
+        code, out, err = run(["verify", str(path), str(neg), "--json"], capsys)
+        assert code in (0, 2), (method, err)
+        if code == 2:
+            _one_line_error(code, err)
+
+
+def test_control_characters_from_files_are_escaped_when_printed(files, small_fp, capsys):
+    tmp, _, _ = files
+    path = _rewrite_meta(small_fp, tmp / "esc.fp.safetensors", lambda h, t: ({**h, "meta": {**h["meta"],
+                         "dataset": "digits\x1b[2J\x1b]0;owned\x07"}}, t))  # fmt: skip
+    code, out, err = run(["fingerprint", "show", str(path)], capsys)
+    shown = out + err  # the table goes to the console (stderr)
+    assert code == 0 and "\x1b" not in shown and "\\x1b[2J" in shown
+    spec = tmp / "esc.toml"
+    spec.write_text('name = "evil\\u001b[2J"\n[[models]]\narch = "cnn"\nrole = "positive"\ncategory = "source"\n')
+    code, _, err = run(["zoo", "build", str(spec), "--out", str(tmp / "z"), "--workers", "0"], capsys)
+    _one_line_error(code, err, "control characters")
+    assert "\x1b" not in err

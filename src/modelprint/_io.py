@@ -8,11 +8,17 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import ModelprintError
+from .errors import ModelprintError, OutputPathError
 
 # Anything bigger than this is refused before it is read: no model or fingerprint
 # this tool makes comes close, and a hostile file should not exhaust memory.
 MAX_FILE_BYTES = 4 * 1024**3
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (escape sequences, newlines, NUL...) written as Python
+    escapes, so a name or message from a hostile file or server cannot drive the terminal."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -41,11 +47,33 @@ def _umask() -> int:
     return mask
 
 
+def check_output_path(path: str | os.PathLike, what: str = "output", *, folder: bool = False) -> Path:
+    """Refuse, before any work, an output path that cannot be written: one under a regular file,
+    a folder given where a file is wanted (or a file where a folder is, with ``folder``), a
+    folder without write permission."""
+    p = Path(path)
+    if p.is_dir() and not folder:
+        raise OutputPathError(f"the {what} path {p} is a folder; give a file name")
+    if folder and p.exists() and not p.is_dir():
+        raise OutputPathError(f"the {what} folder {p} is a file")
+    parent = p if folder and p.is_dir() else p.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputPathError(f"cannot write the {what} {p}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputPathError(f"cannot write the {what} {p}: no write permission in {parent}")
+    return p
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)`` then rename onto ``path``: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    path = check_output_path(path, "file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise OutputPathError(f"cannot write {path}: {e.strerror or e}") from None
     os.close(fd)
     try:
         write(tmp)

@@ -13,6 +13,7 @@ from typing import Any
 
 import typer
 
+from ._io import check_output_path, printable
 from .errors import ModelprintError, ParameterError
 
 app = typer.Typer(
@@ -54,6 +55,7 @@ def demo(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Train a source and independent models on digits, fingerprint, prune, evaluate."""
+    check_output_path(out, "demo", folder=True)
     from .demo import run_demo
 
     run_demo(out, fast=fast, seed=seed)
@@ -80,6 +82,7 @@ def train(
     out: Path = typer.Option(..., "--out", help="Model file to write (.safetensors + .json)."),
 ) -> None:
     """Train a model and write a model file."""
+    check_output_path(out, "model")
     from .data import load_splits
     from .models import save_model
     from .progress import console
@@ -115,6 +118,7 @@ def gan_train(
     out: Path = typer.Option(..., "--out", help="GAN file (.safetensors; card .json and samples .png beside it)."),
 ) -> None:
     """Train a SAGAN on the owner's data; an interrupted run resumes from its checkpoint."""
+    check_output_path(out, "GAN")
     from .data import load_splits
     from .fingerprints.gan import GANConfig, checkpoint_path, gan_paths, save_gan, train_gan
     from .progress import console
@@ -164,6 +168,7 @@ def fingerprint_create(
 
     For the white-box ``frequency`` method, an unmarked model is marked first (the seed is the
     owner's key): the marked model is written to --marked-out and the fingerprint reads it."""
+    check_output_path(out, "fingerprint")
     from .fingerprints import create_method
     from .models import load_model
     from .progress import console
@@ -236,13 +241,14 @@ def fingerprint_show(
     if as_json:
         _out(info)
         return
+    from rich.markup import escape
     from rich.table import Table
 
     from .progress import console
 
-    table = Table(title=str(fp_path), show_header=False)
+    table = Table(title=escape(printable(str(fp_path))), show_header=False)
     for k, v in info.items():
-        table.add_row(k, json.dumps(v) if isinstance(v, (dict, list)) else str(v))
+        table.add_row(escape(printable(k)), escape(printable(json.dumps(v) if isinstance(v, (dict, list)) else str(v))))
     console.print(table)
 
 
@@ -264,6 +270,9 @@ def fingerprint_calibrate(
     out: Path = typer.Option(..., "--out", help="Calibrated fingerprint to write (may be FP itself)."),
 ) -> None:
     """Fit the statistic's null on independent models and store it in the fingerprint."""
+    check_output_path(out, "fingerprint")
+    if reference_dir is not None:
+        check_output_path(reference_dir, "reference models", folder=True)
     from .calibrate import calibrate, null_description, parse_arch, train_reference
     from .fingerprints import Fingerprint, method_of
     from .models import load_model
@@ -330,6 +339,7 @@ def export(
     out: Path = typer.Option(..., "--out", help="File to write (.onnx or .pt)."),
 ) -> None:
     """Export a model to ONNX or TorchScript (inputs in [0, 1], N x C x H x W; logits out; dynamic batch)."""
+    check_output_path(out, "export")
     from .export import export_model
     from .models import load_model
     from .progress import console
@@ -351,6 +361,7 @@ def attack(
     out: Path = typer.Option(..., "--out"),
 ) -> None:
     """Apply a model modification or extraction and write the derived model with its lineage."""
+    check_output_path(out, "model")
     from .attacks import ATTACKS, create_attack
     from .data import load_splits
     from .models import load_model, save_model
@@ -674,6 +685,7 @@ def bench(
     device: str = typer.Option("cpu", "--device"),
 ) -> None:
     """Benchmark methods on every suspect of a zoo; writes results.json and the report."""
+    check_output_path(out, "benchmark", folder=True)
     from .bench import run_bench
     from .bench.report import write_report
     from .progress import console
@@ -897,7 +909,7 @@ def main(argv: list[str] | None = None) -> None:
         # Standalone mode: typer reports usage errors itself (exit 2); ours propagate to here.
         app(args=args, prog_name="modelprint")
     except ModelprintError as e:
-        sys.stderr.write(f"error: {e}\n")
+        sys.stderr.write(f"error: {printable(str(e))}\n")
         sys.exit(2)
 
 

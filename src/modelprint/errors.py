@@ -34,3 +34,7 @@ class SuspectError(ModelprintError):
 
 class CalibrationError(ModelprintError):
     """Calibration models that cannot serve as a null (too few, derived from the source, ...)."""
+
+
+class OutputPathError(ModelprintError):
+    """An output path that cannot be written (under a regular file, no permission, a folder)."""

@@ -57,6 +57,7 @@ def training_settings(arch: str, base: Mapping[str, Any] = {}, explicit: Mapping
     if unknown:
         raise ParameterError(f"unknown training setting(s) {', '.join(unknown)}; settings: {', '.join(sorted(names))}")
     settings = {**asdict(TrainConfig()), **base}
+    TrainConfig(**settings)  # before the factor: it would turn -1 epochs into 1
     own = arch_training(arch)
     factor = own.pop("epoch_factor", 1)
     settings.update(own, epochs=max(1, round(settings["epochs"] * factor)) if settings["epochs"] else 0)

@@ -26,6 +26,7 @@ import numpy as np
 
 from .errors import ParameterError
 from .fingerprints import Fingerprint, method_of
+from .fingerprints.base import fitting
 from .models import ModelprintModel
 from .null import (
     chance_null,
@@ -139,9 +140,12 @@ def verify(
         raise ParameterError(f"fpr must be in (0, 1), got {fpr}")
     if batch < 1:
         raise ParameterError(f"batch must be at least 1, got {batch}")
+    if threshold is not None and not math.isfinite(threshold):
+        raise ParameterError(f"threshold must be a finite number, got {threshold}")
     method = method_of(fp)
     suspect = as_suspect(suspect)
-    total = method.items(fp)
+    with fitting(fp, method.name):
+        total = method.items(fp)
     if total < 1:
         raise ParameterError("the fingerprint holds no evidence items")
     calibrated = "null" in fp.meta

@@ -3,8 +3,12 @@ and every file loader on mangled files (hypothesis). Nothing a client or a file 
 give a 500 or an exception other than the one clear error."""
 
 import collections
+import io
+import json
 import os
+import pickle
 import tempfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -14,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import positive_data_acceptance
 
-from modelprint.errors import ModelprintError
+from modelprint.errors import ModelprintError, SuspectError
 from modelprint.fingerprints import Fingerprint
 from modelprint.models import load_model
 from modelprint.serve import create_app
@@ -133,5 +137,131 @@ def test_fingerprint_loader_survives_mangled_files(label_fp):
     @given(mutation)
     def check(m):
         _survives(Fingerprint.load, mutate(good, m), ".fp.safetensors")
+
+    check()
+
+
+# -- the static checks ----------------------------------------------------------------------------------
+
+
+class _Recorder(pickle.Unpickler):
+    """Unpickles with every global replaced by an inert stand-in, recording what was asked for."""
+
+    def __init__(self, data: bytes):
+        super().__init__(io.BytesIO(data))
+        self.asked: list[tuple[str, str]] = []
+
+    def find_class(self, module, name):
+        self.asked.append((module, name))
+        return lambda *args, **kwargs: None
+
+    def persistent_load(self, pid):
+        return None
+
+
+def _torchscript_pickles(path) -> list[bytes]:
+    with zipfile.ZipFile(path) as z:
+        return [z.read(n) for n in z.namelist() if n.endswith(".pkl")]
+
+
+def test_the_pickle_check_is_sound_on_mangled_and_random_pickles(forms):
+    """Whenever the symbolic check passes a pickle, a real unpickler asks for no global outside
+    the allow-list: what the check resolves is what loading would import."""
+    from modelprint.suspects.pickle_check import check_pickle, torchscript_global
+
+    seeds = _torchscript_pickles(forms["torchscript"])
+    names = st.sampled_from(["os", "system", "collections", "OrderedDict", "torch._utils", "_rebuild_tensor_v2",
+                             "builtins", "eval", "namedtuple.__builtins__.get", "__torch__.m", "C"])  # fmt: skip
+
+    def short(s: str) -> bytes:
+        b = s.encode()
+        return b"\x8c" + bytes([len(b)]) + b
+
+    ops = st.lists(
+        st.one_of(
+            names.map(short),
+            st.sampled_from(
+                [
+                    b"\x94",
+                    b"\x93",
+                    b"0",
+                    b"h\x00",
+                    b"h\x01",
+                    b"h\x02",
+                    b"(",
+                    b")",
+                    b"t",
+                    b"R",
+                    b"\x85",
+                    b"\x86",
+                    b"N",
+                    b"2",
+                ]
+            ),
+        ),  # fmt: skip
+        max_size=24,
+    ).map(lambda parts: b"\x80\x04" + b"".join(parts) + b".")
+
+    @FUZZ
+    @given(st.one_of(st.tuples(st.sampled_from(seeds), mutation).map(lambda t: mutate(*t)), ops))
+    def check(data):
+        try:
+            check_pickle(data, "fuzz")
+        except SuspectError as e:
+            assert "\n" not in str(e)
+            return
+        recorder = _Recorder(data)
+        try:
+            recorder.load()
+        except Exception:  # noqa: BLE001 (a malformed stream stops the real unpickler too)
+            pass
+        assert all(torchscript_global(m, n) and "." not in n for m, n in recorder.asked), recorder.asked
+
+    check()
+
+
+def test_the_torchscript_code_check_survives_mangled_code(forms):
+    from modelprint.suspects.torchscript_code import check_torchscript_code
+
+    with zipfile.ZipFile(forms["torchscript"]) as z:
+        sources = {n: z.read(n).decode() for n in z.namelist() if n.endswith(".py")}
+    name = sorted(sources)[0]
+    check_torchscript_code(sources, "good")  # the real archive passes
+
+    @FUZZ
+    @given(mutation)
+    def check(m):
+        text = mutate(sources[name].encode(), m).decode("utf-8", "replace")
+        try:
+            check_torchscript_code({**sources, name: text}, "fuzz")
+        except SuspectError as e:
+            assert "\n" not in str(e)
+
+    check()
+
+
+def test_json_depth_agrees_with_the_parser():
+    from modelprint.suspects.http_api import json_depth
+
+    leaves = st.one_of(st.none(), st.booleans(), st.integers(), st.text(alphabet='[]{}"\\ab', max_size=8))
+    values = st.recursive(
+        leaves,
+        lambda kids: st.one_of(
+            st.lists(kids, max_size=3), st.dictionaries(st.text(alphabet='[]{}"ab', max_size=4), kids, max_size=3)
+        ),
+        max_leaves=20,
+    )
+
+    def depth(v):
+        if isinstance(v, list):
+            return 1 + max((depth(x) for x in v), default=0)
+        if isinstance(v, dict):
+            return 1 + max((depth(x) for x in v.values()), default=0)
+        return 0
+
+    @FUZZ
+    @given(values)
+    def check(v):
+        assert json_depth(json.dumps(v).encode()) == depth(v)
 
     check()

@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -30,7 +33,7 @@ from safetensors.torch import save_file
 from .. import __version__
 from .._io import atomic_write, check_readable, sha256_file
 from ..data import Dataset
-from ..errors import FingerprintFileError, ParameterError, SuspectError
+from ..errors import FingerprintFileError, ModelprintError, ParameterError, SuspectError
 from ..models import ModelprintModel, weights_digest
 from ..registry import Registry
 from ..suspects import as_suspect, check_compatible
@@ -89,8 +92,62 @@ class Fingerprint:
         x, y = tensors.get("x"), tensors.get("y")
         if x is None or y is None or x.ndim != 4 or y.ndim != 1 or len(x) != len(y):
             raise FingerprintFileError(f"{p}: expected tensors x (N,C,H,W) and y (N,)")
+        check_meta(meta, x, y, str(p))
         extra = {k[len("extra.") :]: v for k, v in tensors.items() if k.startswith("extra.")}
         return cls(x.float(), y.long(), meta, extra)
+
+
+# The numbers each stored null family must carry, all finite.
+NULL_FIELDS = {"beta-binomial": ("mean", "rho", "n_models"), "normal": ("mean", "sd", "n_models")}
+
+
+def check_meta(meta: Any, x: torch.Tensor, y: torch.Tensor, where: str) -> None:
+    """Refuse a fingerprint whose metadata or tensors could not have been written by modelprint:
+    the header's types, the stored null's numbers, queries in [0, 1], labels among the classes."""
+
+    def bad(what: str) -> FingerprintFileError:
+        return FingerprintFileError(f"{where}: {what}; the file is damaged or was not written by modelprint")
+
+    if not isinstance(meta, dict):
+        raise bad(f"its metadata is a {type(meta).__name__}, not a table")
+    if not isinstance(meta.get("method"), str) or not meta["method"]:
+        raise bad("its metadata names no method")
+    for key in ("params", "positives"):
+        if meta.get(key) is not None and not isinstance(meta[key], dict):
+            raise bad(f"its {key} is not a table")
+    classes = meta.get("num_classes")
+    if classes is not None and (not isinstance(classes, int) or isinstance(classes, bool) or classes < 2):
+        raise bad(f"its num_classes is {classes!r}")
+    null = meta.get("null")
+    if null is not None:
+        if not isinstance(null, dict) or null.get("family") not in NULL_FIELDS:
+            raise bad(f"its null is not one modelprint fits ({str(null)[:60]})")
+        for key in NULL_FIELDS[null["family"]]:
+            value = null.get(key)
+            if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+                raise bad(f"its {null['family']} null has {key} = {value!r}, not a finite number")
+        if null["n_models"] < 1 or null.get("sd", 0) < 0 or not 0 <= null.get("rho", 0) < 1:
+            raise bad("its null's numbers are out of range")
+    if len(x) and (not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1):
+        raise bad("its queries are not all finite and in [0, 1]")
+    if len(y) and classes is not None and (y.min() < 0 or y.max() >= classes):
+        raise bad(f"its labels run {int(y.min())}..{int(y.max())}, outside the {classes} classes")
+
+
+@contextmanager
+def fitting(fp: Fingerprint, method_name: str) -> Iterator[None]:
+    """Turn a method's failure on a fingerprint that does not carry what it needs (a method
+    name swapped in the header, a missing tensor) into one clear error instead of a traceback."""
+    try:
+        yield
+    except ModelprintError:
+        raise
+    except (KeyError, IndexError, AttributeError, TypeError, ValueError, RuntimeError) as e:
+        detail = str(e).strip().splitlines()[0][:120] if str(e).strip() else ""
+        raise FingerprintFileError(
+            f"the fingerprint does not carry what method {method_name} needs ({type(e).__name__}: {detail}); "
+            "was its header changed? check it against the owner's commitment with --commitment"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -165,15 +222,13 @@ class FingerprintMethod:
                 f"{self.name} reads the suspect's scores (probabilities) and this suspect answers with labels "
                 "only: verify it with a label method (c, ltrc, naturalfinger, ipguard, metafinger, ...)"
             )
-        if self.evidence_kind == "components":
-            if adapter.model is None:
-                raise SuspectError(
-                    f"{self.name} compares weights and this suspect ({adapter.name}) does not expose them: "
-                    "give its modelprint model file, or verify it with a black-box method"
-                )
-            ev = self._evidence(fp, adapter.model, start, stop)
-        else:
-            ev = self._evidence(fp, adapter, start, stop)
+        if self.evidence_kind == "components" and adapter.model is None:
+            raise SuspectError(
+                f"{self.name} compares weights and this suspect ({adapter.name}) does not expose them: "
+                "give its modelprint model file, or verify it with a black-box method"
+            )
+        with fitting(fp, self.name):
+            ev = self._evidence(fp, adapter.model if self.evidence_kind == "components" else adapter, start, stop)
         values = np.asarray(ev.values, dtype=np.float64)
         if values.shape != (stop - start,) or not np.isfinite(values).all():
             raise ParameterError(f"{self.name}: evidence must be {stop - start} finite values, got {values.shape}")

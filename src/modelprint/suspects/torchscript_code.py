@@ -22,28 +22,33 @@ aminmax any arange argmax argmin argsort as_strided asin asinh atan atan2 atanh 
 avg_pool3d baddbmm batch_norm bernoulli bilinear bitwise_and bitwise_not bitwise_or bitwise_xor bmm
 broadcast_tensors broadcast_to bucketize cat ceil celu channel_shuffle chunk clamp clamp_max clamp_min clip
 clone concat concatenate constant_pad_nd contiguous conv1d conv2d conv3d conv_transpose1d conv_transpose2d
-conv_transpose3d convolution _convolution cos cosh cosine_similarity cross cumprod cumsum deg2rad detach
-diag diagonal diff dim div divide dot dropout einsum elu embedding empty empty_like eq erf erfc exp exp2
-expand expand_as expm1 eye feature_dropout alpha_dropout feature_alpha_dropout fill flatten flip fliplr
-flipud float_power floor floor_divide fmax fmin fmod frac full full_like gather gcd ge gelu glu greater
-greater_equal group_norm gru_cell gt hardshrink hardsigmoid hardswish hardtanh heaviside hypot index
-index_add index_copy index_fill index_put index_select instance_norm is_floating_point is_nonzero isclose
-isfinite isinf isnan item kthvalue layer_norm le leaky_relu lerp less less_equal lgamma linear linspace
-log log10 log1p log2 log_sigmoid log_softmax logaddexp logical_and logical_not logical_or logical_xor
-logit logsumexp lstm_cell lt masked_fill masked_scatter masked_select matmul max max_pool1d max_pool2d
-max_pool3d max_pool1d_with_indices max_pool2d_with_indices maximum mean median min minimum mish mm mode
-movedim moveaxis mul multiply mv nan_to_num narrow native_layer_norm native_batch_norm ne neg negative
-new_empty new_full new_ones new_zeros nonzero norm normal numel ones ones_like permute pixel_shuffle
-pixel_unshuffle pow prelu prod rad2deg rand rand_like randint randn randn_like reciprocal reflection_pad1d
-reflection_pad2d relu relu6 remainder repeat repeat_interleave replication_pad1d replication_pad2d reshape
-reshape_as resize_as roll rot90 round rrelu rsqrt rsub scalar_tensor scaled_dot_product_attention scatter
-scatter_add select selu sigmoid sign silu sin sinh size slice softmax softplus softshrink sort split
-split_with_sizes sqrt square squeeze stack std sub subtract sum swapaxes t tan tanh tensor tensor_split
-threshold tile to topk transpose tril triu true_divide trunc type_as unbind unflatten unfold unsqueeze
-upsample_bilinear2d upsample_nearest1d upsample_nearest2d upsample_nearest3d upsample_bicubic2d var view
-view_as where zeros zeros_like _transformer_encoder_layer_fwd _native_multi_head_attention _softmax
-_log_softmax _unsafe_view _reshape_alias grid_sampler affine_grid_generator __and__ __or__ __xor__ __not__
-__is__ __isnot__ __contains__ __getitem__ __round_to_zero_floordiv len str format floordiv warn device
+conv_transpose3d convolution _convolution cos cosh cosine_similarity cross cumprod cumsum deg2rad detach diag
+diagonal diff dim div divide dot dropout einsum elu embedding empty empty_like eq erf erfc exp exp2 expand
+expand_as expm1 eye feature_dropout alpha_dropout feature_alpha_dropout fill flatten flip fliplr flipud
+float_power floor floor_divide fmax fmin fmod frac full full_like gather gcd ge gelu glu greater greater_equal
+group_norm gru_cell gt hardshrink hardsigmoid hardswish hardtanh heaviside hypot index index_add index_copy
+index_fill index_put index_select instance_norm is_floating_point is_nonzero isclose isfinite isinf isnan item
+kthvalue layer_norm le leaky_relu lerp less less_equal lgamma linear linspace log log10 log1p log2 log_sigmoid
+log_softmax logaddexp logical_and logical_not logical_or logical_xor logit logsumexp lstm_cell lt masked_fill
+masked_scatter masked_select matmul max max_pool1d max_pool2d max_pool3d max_pool1d_with_indices
+max_pool2d_with_indices maximum mean median min minimum mish mm mode movedim moveaxis mul multiply mv
+nan_to_num narrow native_layer_norm native_batch_norm ne neg negative new_empty new_full new_ones new_zeros
+nonzero norm normal numel ones ones_like permute pixel_shuffle pixel_unshuffle pow prelu prod rad2deg rand
+rand_like randint randn randn_like reciprocal reflection_pad1d reflection_pad2d relu relu6 remainder repeat
+repeat_interleave replication_pad1d replication_pad2d reshape reshape_as resize_as roll rot90 round rrelu
+rsqrt rsub scalar_tensor scaled_dot_product_attention scatter scatter_add select selu sigmoid sign silu sin
+sinh size slice softmax softplus softshrink sort split split_with_sizes sqrt square squeeze stack std sub
+subtract sum swapaxes t tan tanh tensor tensor_split threshold tile to topk transpose tril triu true_divide
+trunc type_as unbind unflatten unfold unsqueeze upsample_bilinear2d upsample_nearest1d upsample_nearest2d
+upsample_nearest3d upsample_bicubic2d var view view_as where zeros zeros_like _transformer_encoder_layer_fwd
+_native_multi_head_attention _softmax _log_softmax _unsafe_view _reshape_alias grid_sampler
+affine_grid_generator __and__ __or__ __xor__ __not__ fft_fft fft_ifft fft_fft2 fft_ifft2 fft_fftn fft_ifftn
+fft_rfft fft_irfft fft_rfft2 fft_irfft2 fft_rfftn fft_irfftn fft_fftshift fft_ifftshift fft_hfft fft_ihfft
+real imag view_as_real view_as_complex complex angle conj conj_physical polar pad append list __range_length
+__derive_index _upsample_nearest_exact1d _upsample_nearest_exact2d _upsample_nearest_exact3d upsample_linear1d
+_upsample_bilinear2d_aa upsample_trilinear3d _upsample_bicubic2d_aa _upsample_lanczos2d_aa hardsigmoid
+softsign tanhshrink local_response_norm channel_shuffle __is__ __isnot__ __contains__ __getitem__
+__round_to_zero_floordiv len str format floordiv warn device
 """.split()
 ALLOWED_OPS = frozenset(_OPS) | frozenset(f"{op}_" for op in _OPS)  # and their in-place forms
 ALLOWED_PRIM = frozenset(

@@ -263,8 +263,11 @@ def parse_spec_text(text: str, source: str = "zoo.toml", *, data: str | None = N
         if plan.file in files:
             raise SpecError(f"{source} line {plan.line}: {plan.id!r} and {files[plan.file]!r} map to one file name")
         files[plan.file] = plan.id
+    name = str(raw.get("name", Path(source).stem))
+    if not name.isprintable():
+        raise SpecError(f"{source}: name {name.encode('unicode_escape').decode()[:60]} holds control characters")
     return ZooSpec(
-        name=str(raw.get("name", Path(source).stem)),
+        name=name,
         data=dataset,
         split_seed=int(raw.get("split_seed", 0)),
         models=plans,
