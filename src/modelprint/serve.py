@@ -158,11 +158,35 @@ class _BodyLimit:
         await self.app(scope, replay, send)
 
 
-async def _send_json(send: Any, status: int, body: dict) -> None:
+class _PredictLimit:
+    """ASGI middleware: at most ``limit`` predictions in flight; the next gets a fast 503 with
+    ``Retry-After`` instead of a place in a queue. Nothing else (``/health``, ``/v1/info``) is
+    counted, so liveness checks answer however busy the model is. The event loop is one
+    thread, so a plain counter is safe."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit, self.running = app, limit, 0
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("path") != "/v1/predict":
+            await self.app(scope, receive, send)
+            return
+        if self.running >= self.limit:
+            detail = f"busy: {self.limit} predictions already running; retry shortly"
+            await _send_json(send, 503, {"detail": detail}, [(b"retry-after", b"1")])
+            return
+        self.running += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.running -= 1
+
+
+async def _send_json(send: Any, status: int, body: dict, extra: list[tuple[bytes, bytes]] | None = None) -> None:
     import json
 
     data = json.dumps(body).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *(extra or [])]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": data})
 
@@ -203,7 +227,6 @@ def create_app(
         docs_url=None if token else "/docs",
         redoc_url=None,
     )
-    running = 0  # predictions in flight (the event loop is one thread: no lock needed)
 
     async def authorised(request: Request) -> None:
         if token is None:
@@ -245,20 +268,6 @@ def create_app(
         def docs() -> HTMLResponse:
             return get_swagger_ui_html(openapi_url="/openapi.json", title=app.title)
 
-    @app.middleware("http")
-    async def limit_predictions(request: Request, call_next: Any) -> Any:
-        nonlocal running
-        if request.url.path != "/v1/predict":
-            return await call_next(request)
-        if running >= max_concurrent:
-            detail = f"busy: {max_concurrent} predictions already running; retry shortly"
-            return JSONResponse({"detail": detail}, 503, headers={"Retry-After": "1"})
-        running += 1
-        try:
-            return await call_next(request)
-        finally:
-            running -= 1
-
     @app.get("/v1/info", response_model=InfoResponse, dependencies=[Depends(authorised)])
     def get_info() -> InfoResponse:
         return info
@@ -292,7 +301,7 @@ def create_app(
         summary="Labels, and probabilities unless label-only, for a batch of images",
     )(predict)
 
-    return _BodyLimit(app, max_request_bytes)
+    return _PredictLimit(_BodyLimit(app, max_request_bytes), max_concurrent)
 
 
 def _decode(req: Any, shape: tuple[int, ...]) -> np.ndarray:

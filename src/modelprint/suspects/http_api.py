@@ -35,6 +35,7 @@ import math
 import re
 import threading
 import time
+import weakref
 from collections.abc import Coroutine
 from typing import Any
 from urllib.parse import urlsplit
@@ -69,6 +70,8 @@ class _LoopThread:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="modelprint-http")
         self.thread.start()
+        # A suspect dropped without close() still stops its thread.
+        weakref.finalize(self, self.loop.call_soon_threadsafe, self.loop.stop)
 
     def run(self, coro: Coroutine[Any, Any, Any], timeout: float) -> Any:
         future = asyncio.run_coroutine_threadsafe(asyncio.wait_for(coro, timeout), self.loop)
