@@ -44,6 +44,11 @@ def parse_params(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
+def _check_fpr(fpr: float) -> None:
+    if not 0 < fpr < 1:  # also false for NaN
+        raise ParameterError(f"--fpr must be a rate in (0, 1), got {fpr}")
+
+
 def _out(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
@@ -169,6 +174,7 @@ def fingerprint_create(
     For the white-box ``frequency`` method, an unmarked model is marked first (the seed is the
     owner's key): the marked model is written to --marked-out and the fingerprint reads it."""
     check_output_path(out, "fingerprint")
+    _check_fpr(fpr)
     from .fingerprints import create_method
     from .models import load_model
     from .progress import console
@@ -686,6 +692,7 @@ def bench(
 ) -> None:
     """Benchmark methods on every suspect of a zoo; writes results.json and the report."""
     check_output_path(out, "benchmark", folder=True)
+    _check_fpr(fpr)
     from .bench import run_bench
     from .bench.report import write_report
     from .progress import console

@@ -30,8 +30,11 @@ class TrainConfig:
     label_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
-            raise ParameterError("epochs must be >= 0, batch_size >= 1 and lr > 0")
+        if self.epochs < 0 or self.batch_size < 1 or not (math.isfinite(self.lr) and self.lr > 0):
+            raise ParameterError("epochs must be >= 0, batch_size >= 1 and lr a finite number > 0")
+        for name in ("momentum", "weight_decay", "label_smoothing"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise ParameterError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
         if self.optimizer not in ("sgd", "adam"):
             raise ParameterError(f"optimizer must be sgd or adam, got {self.optimizer!r}")
         if self.schedule not in ("cosine", "step", "constant"):

@@ -246,3 +246,25 @@ def test_containment_is_enforced_or_torchscript_is_refused(forms):
     else:
         with pytest.raises(SuspectError, match="Landlock is not available"):
             TorchScriptSuspect(forms["torchscript"])
+
+
+def test_the_pickle_check_resolves_globals_through_the_memo_and_refuses_attribute_paths():
+    from modelprint.suspects.pickle_check import check_pickle
+
+    def s(text):
+        return b"\x8c" + bytes([len(text)]) + text.encode()
+
+    # "os" and "system" memoised, a decoy allowed global in between, then fetched back for STACK_GLOBAL.
+    memo_trick = (b"\x80\x04" + s("os") + b"\x94" + s("collections") + s("OrderedDict") + b"\x93" + b"0"
+                  + s("system") + b"\x94" + b"h\x00" + b"h\x01" + b"\x93" + s("echo hi") + b"\x85R.")  # fmt: skip
+    with pytest.raises(SuspectError, match="names os.system"):
+        check_pickle(memo_trick, "memo")
+    dotted = b"\x80\x04" + s("collections") + s("namedtuple.__builtins__.get") + b"\x93."
+    with pytest.raises(SuspectError, match="namedtuple.__builtins__.get"):
+        check_pickle(dotted, "dotted")
+    custom = b"\x80\x04" + s("__torch__.torch.classes.quantized") + s("LinearPackedParamsBase") + b"\x93."
+    with pytest.raises(SuspectError, match="not allowed"):
+        check_pickle(custom, "custom class")
+    computed = b"\x80\x04" + s("os") + b"N" + b"\x93."  # a name that is not a string literal
+    with pytest.raises(SuspectError):
+        check_pickle(computed, "computed")

@@ -35,7 +35,8 @@ STORAGE_TYPES = ("Float", "Double", "Half", "BFloat16", "Long", "Int", "Short", 
                  "ComplexFloat", "ComplexDouble")  # fmt: skip
 # Exactly what TorchScript archives name: torch's tensor rebuilders and storages, OrderedDict,
 # and the list / type-tag helpers of torch.jit._pickle. ``__torch__`` classes are resolved by
-# TorchScript's own type table, never by a Python import.
+# TorchScript's own type table, never by a Python import; ``__torch__.torch.classes`` are
+# custom C++ classes whose ``__setstate__`` runs native code, and are refused.
 TORCHSCRIPT_GLOBALS = frozenset(
     {("torch._utils", n) for n in ("_rebuild_tensor_v2", "_rebuild_tensor", "_rebuild_parameter")}
     | {("torch", f"{t}Storage") for t in STORAGE_TYPES}
@@ -56,6 +57,8 @@ TORCHSCRIPT_GLOBALS = frozenset(
 
 def torchscript_global(module: str, name: str) -> bool:
     """Whether a TorchScript archive may name ``module.name``."""
+    if module == "__torch__.torch.classes" or module.startswith("__torch__.torch.classes."):
+        return False
     return (module, name) in TORCHSCRIPT_GLOBALS or (
         (module == "__torch__" or module.startswith("__torch__.")) and name.isidentifier()
     )
