@@ -90,11 +90,13 @@ def test_torchscript_that_writes_a_file_is_refused_and_contained(victim, tmp_pat
     assert victim.read_bytes() != before
 
 
-def test_torchscript_that_reads_a_file_never_answers_with_its_content(tmp_path):
+def test_torchscript_that_reads_a_file_never_answers_with_its_content(tmp_path, monkeypatch):
     secret = tmp_path / "secret.bin"
     secret.write_bytes(bytes([42]))
     evil = _script(_Leak(str(secret)))
     assert torch.jit.load(io.BytesIO(evil))(torch.from_numpy(X))[0, 0].item() == 42  # it would leak
+    monkeypatch.chdir(tmp_path)  # the verifier's working folder, which is on its sys.path too
+    monkeypatch.syspath_prepend(str(tmp_path))
     with ContainedModel("torchscript", evil) as m:
         with pytest.raises(SuspectError, match="failed on the queries"):
             m.run(X)

@@ -213,8 +213,11 @@ def main() -> int:
     try:
         enforced = restrict_filesystem(settings["read_roots"], settings["device_files"])
     except OSError as e:
-        write_frame(out, {"error": f"cannot enforce the file-system sandbox: {e}"})
-        return 4
+        if settings["require_filesystem"]:
+            write_frame(out, {"error": f"cannot enforce the file-system sandbox: {e}"})
+            return 4
+        enforced = {"landlock_abi": landlock_abi(), "filesystem": False, "tcp": False, "signals": False,
+                    "error": str(e)[:200]}  # fmt: skip
     enforced["network_namespace"] = network
     if settings["require_filesystem"] and not enforced["filesystem"]:
         write_frame(out, {"error": "Landlock is not available on this kernel: the file-system sandbox cannot be "

@@ -48,7 +48,7 @@ CONTAINMENT = ("required", "best-effort")
 # System folders a Python process loads shared libraries and locale data from.
 SYSTEM_READ_ROOTS = ("/usr", "/lib", "/lib64", "/lib32", "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d",
                      "/etc/localtime", "/sys/devices/system/cpu", "/sys/fs/cgroup", "/proc/cpuinfo",
-                     "/proc/self/maps", "/proc/self/status", "/proc/meminfo")  # fmt: skip
+                     "/proc/meminfo")  # fmt: skip
 DEVICE_FILES = ("/dev/null", "/dev/urandom", "/dev/zero")
 
 
@@ -83,10 +83,11 @@ class SandboxLimits:
 
 
 def read_roots() -> list[str]:
-    """Folders the worker may read beneath: this Python's installation, its site-packages and
-    sys.path folders (where torch / onnxruntime load their libraries from), system libraries."""
+    """Folders the worker may read beneath: this Python's installation and site-packages (where
+    torch / onnxruntime load their libraries from; the worker runs ``python -I``, so nothing
+    else is on its path) and the system libraries. Not ``sys.path`` as a whole: it holds the
+    verifier's working folder, where the secrets are."""
     roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, *site.getsitepackages()}
-    roots.update(p for p in sys.path if p and os.path.isdir(p))
     roots.update(SYSTEM_READ_ROOTS)
     return sorted(os.path.realpath(r) for r in roots)
 
