@@ -198,9 +198,10 @@ class HttpSuspect(Suspect):
         last = ""
         for attempt in range(self.retries + 1):
             if self.max_queries is not None and self.queries_sent + queries > self.max_queries:
+                lost = self.queries_sent - self.queries
                 raise SuspectError(
                     f"the query budget is spent: {self.queries_sent} of {self.max_queries} queries sent "
-                    f"({self.queries} answered, the rest lost to retries), {queries} more needed; "
+                    f"({self.queries} answered, {lost} lost to failed requests), {queries} more needed; "
                     "raise --max-queries or verify sequentially"
                 )
             if attempt:
