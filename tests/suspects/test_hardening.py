@@ -373,7 +373,7 @@ def test_idle_and_slow_connections_neither_block_health_nor_stay_open(zoo_source
             s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
         started = time.monotonic()
         assert httpx.get(f"{url}/health", timeout=5).status_code == 200
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 3.0  # not queued behind the idle sockets (it used to be a 503)
         for _ in range(8):  # a header line every 0.25 s: each arrives in time, the request never completes
             for s in slow:
                 try:
