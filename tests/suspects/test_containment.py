@@ -270,3 +270,41 @@ def test_the_pickle_check_resolves_globals_through_the_memo_and_refuses_attribut
     computed = b"\x80\x04" + s("os") + b"N" + b"\x93."  # a name that is not a string literal
     with pytest.raises(SuspectError):
         check_pickle(computed, "computed")
+
+
+def test_scripted_and_traced_standard_layers_pass_the_code_check_and_answer(tmp_path):
+    """A model scripted (not traced) calls the archive's own functions through local names;
+    the allow-list must take it, as it takes traced ones."""
+    from torch import nn
+
+    net = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1, padding_mode="reflect"), nn.BatchNorm2d(4), nn.Hardswish(), nn.MaxPool2d(2),
+        nn.GroupNorm(2, 4), nn.Dropout(), nn.Upsample(scale_factor=2, mode="bilinear"), nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(), nn.Linear(4, 10), nn.LayerNorm(10),
+    ).eval()  # fmt: skip
+    want = net(torch.from_numpy(X)).detach().numpy()
+    for name, module in (("scripted", torch.jit.script(net)), ("traced", torch.jit.trace(net, torch.from_numpy(X)))):
+        path = tmp_path / f"{name}.pt"
+        torch.jit.save(module, str(path))
+        suspect = TorchScriptSuspect(path)
+        got = suspect.predict(torch.from_numpy(X)).probs.numpy()
+        assert np.allclose(got, torch.softmax(torch.from_numpy(want), 1).numpy(), atol=1e-5), name
+        suspect.close()
+
+
+def test_code_that_hides_an_operator_behind_a_method_name_or_an_expression_is_refused():
+    from modelprint.suspects.torchscript_code import check_torchscript_code
+
+    shadow = (
+        "class M(Module):\n"
+        "  def untyped_storage(self: __torch__.M) -> int:\n    return 1\n"
+        "  def forward(self: __torch__.M, x: Tensor) -> Tensor:\n    s = x.untyped_storage()\n    return x\n"
+    )
+    with pytest.raises(SuspectError, match="untyped_storage"):
+        check_torchscript_code({"a.py": shadow}, "shadow")
+    called = 'def f(x: Tensor) -> Tensor:\n  return getattr(x, "add")(x)\n'
+    with pytest.raises(SuspectError, match="result of an expression"):
+        check_torchscript_code({"b.py": called}, "called")
+    printing = "def f(x: Tensor) -> Tensor:\n  print(x)\n  return x\n"
+    with pytest.raises(SuspectError, match="print"):
+        check_torchscript_code({"c.py": printing}, "print")

@@ -49,11 +49,13 @@ __derive_index _upsample_nearest_exact1d _upsample_nearest_exact2d _upsample_nea
 _upsample_bilinear2d_aa upsample_trilinear3d _upsample_bicubic2d_aa _upsample_lanczos2d_aa hardsigmoid
 softsign tanhshrink local_response_norm channel_shuffle __is__ __isnot__ __contains__ __getitem__
 __round_to_zero_floordiv len str format floordiv warn device
+is_grad_enabled is_autocast_enabled is_inference_mode_enabled is_nested is_complex is_signed numel
 """.split()
 ALLOWED_OPS = frozenset(_OPS) | frozenset(f"{op}_" for op in _OPS)  # and their in-place forms
 ALLOWED_PRIM = frozenset(
     "NumToTensor min max dtype device layout data shape is_cuda is_cpu unchecked_cast unchecked_unwrap_optional "
-    "RaiseException TupleIndex abs requires_grad isinstance".split()
+    "RaiseException TupleIndex abs requires_grad isinstance type is_nested is_sparse is_mkldnn is_xpu is_meta "
+    "is_quantized is_mps is_vulkan is_ipu grad_enabled".split()
 )
 ALLOWED_BUILTINS = frozenset(
     "getattr int float bool len annotate uninitialized unchecked_cast isinstance range min max abs str list tuple "
@@ -74,6 +76,15 @@ def check_torchscript_code(sources: dict[str, str], where: str) -> None:
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             raise SuspectError(f"{where}:{name} is not TorchScript code; refused") from None
     defined = {n.name for tree in trees.values() for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+    # Scripted code binds the archive's own functions to locals first: ``_0 = __torch__.torch.nn.
+    # functional.batch_norm``, then ``_0(...)``; those functions' code is checked like the rest.
+    aliases = {
+        n.targets[0].id
+        for tree in trees.values()
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name)
+        and isinstance(n.value, ast.Attribute) and (_dotted(n.value) or [""])[0] == "__torch__"
+    }  # fmt: skip
     for name, tree in trees.items():
         inner = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
         for node in ast.walk(tree):
@@ -82,7 +93,7 @@ def check_torchscript_code(sources: dict[str, str], where: str) -> None:
                 if path and path[0] in ("torch", "ops"):
                     _check_operator(path, f"{where}:{name}")
             elif isinstance(node, ast.Call):
-                _check_call(node.func, defined, f"{where}:{name}")
+                _check_call(node.func, defined, aliases, f"{where}:{name}")
 
 
 def _check_operator(path: list[str], where: str) -> None:
@@ -99,16 +110,29 @@ def _check_operator(path: list[str], where: str) -> None:
     raise SuspectError(f"{where} calls {'.'.join(path)}, which is not a standard tensor operator; refused")
 
 
-def _check_call(func: ast.expr, defined: set[str], where: str) -> None:
+def _torch_names() -> frozenset[str]:
+    """Every name torch and its tensors answer to: a method of the archive's own that shares one
+    (and is not an allowed operator) could be resolved by TorchScript as torch's own."""
+    import torch
+
+    return frozenset(dir(torch)) | frozenset(dir(torch.Tensor))
+
+
+def _check_call(func: ast.expr, defined: set[str], aliases: set[str], where: str) -> None:
     if isinstance(func, ast.Name):
-        if func.id not in ALLOWED_BUILTINS:
+        if func.id not in ALLOWED_BUILTINS and func.id not in aliases:
             raise SuspectError(f"{where} calls {func.id}(), which TorchScript models do not need; refused")
     elif isinstance(func, ast.Attribute):
         path = _dotted(func)
         if path and path[0] in ("torch", "ops", "__torch__", "CONSTANTS"):
             return  # operators are checked as attributes; __torch__ names are the archive's own classes
-        if func.attr not in defined and func.attr not in CONTAINER_METHODS:
-            raise SuspectError(f"{where} calls the method .{func.attr}(), which the archive does not define; refused")
+        name = func.attr
+        if name in CONTAINER_METHODS or name in ALLOWED_OPS:
+            return
+        if name not in defined or name in _torch_names():
+            raise SuspectError(f"{where} calls the method .{name}(), which is not an allowed operator; refused")
+    else:  # calling what an expression returns (getattr(...)(...)): nothing TorchScript writes
+        raise SuspectError(f"{where} calls the result of an expression; refused")
 
 
 def _dotted(node: ast.expr) -> list[str] | None:
