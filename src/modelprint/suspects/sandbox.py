@@ -212,8 +212,9 @@ class ContainedModel:
             -signal.SIGKILL: "killed (out of memory?)",
             -signal.SIGSEGV: f"crashed (segmentation fault; memory limit {self.limits.memory_mb} MB?)",
         }.get(code, f"exit code {code}")
+        tail = self._stderr_tail()
         self.close()
-        return f"the sandboxed {self.kind} worker died {doing} ({why}){self._stderr_tail()}"
+        return f"the sandboxed {self.kind} worker died {doing} ({why}){tail}"
 
     def _stderr_tail(self) -> str:
         try:
@@ -244,6 +245,7 @@ class ContainedModel:
 
     def _cleanup(self) -> None:
         shutil.rmtree(self._workdir, ignore_errors=True)
+        self._stderr.close()
 
     def describe(self) -> dict[str, Any]:
         return {"limits": asdict(self.limits), **self.containment}
@@ -253,7 +255,6 @@ class ContainedModel:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-        self._stderr.close()
 
     def __del__(self) -> None:
         try:
