@@ -221,11 +221,12 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> ModelprintModel:
     return model_from_bytes(read_model_bytes(path), device, names=(str(weights_path), str(card_path)))
 
 
-def _build(card: ModelCard) -> nn.Module:
+def _build(card: ModelCard, card_name: str) -> ModelprintModel:
     try:
-        return create_arch(card.arch, num_classes=card.num_classes, input_shape=card.input_shape, **card.arch_args)
+        net = create_arch(card.arch, num_classes=card.num_classes, input_shape=card.input_shape, **card.arch_args)
+        return ModelprintModel(net, card)
     except Exception as e:  # an argument the architecture does not take, a size it cannot build
-        raise ModelFileError(f"cannot build {card.arch} with {card.arch_args} ({e})") from None
+        raise ModelFileError(f"{card_name}: cannot build {card.arch} with {card.arch_args} ({e})") from None
 
 
 def _header_shapes(weights: bytes, name: str) -> dict[str, tuple[int, ...]]:
@@ -263,13 +264,8 @@ def model_from_bytes(
     shapes = _header_shapes(data.weights, weights_name)
     # Built on the meta device first: a card asking for width 2048 costs nothing until its
     # shapes are known to match the tensors the file really holds (so memory follows the file).
-    try:
-        with torch.device("meta"):
-            skeleton = ModelprintModel(_build(card), card)
-    except ModelFileError as e:
-        raise ModelFileError(f"{card_name}: {e}") from None
-    except Exception as e:
-        raise ModelFileError(f"{card_name}: cannot build {card.arch} with {card.arch_args} ({e})") from None
+    with torch.device("meta"):
+        skeleton = _build(card, card_name)
     expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
     missing = sorted(set(expected) - set(shapes))
     extra = sorted(set(shapes) - set(expected))
@@ -289,7 +285,7 @@ def model_from_bytes(
         state = load(data.weights)
     except (SafetensorError, OSError, ValueError) as e:
         raise ModelFileError(f"{weights_name} is not a readable safetensors file ({e})") from None
-    model = ModelprintModel(_build(card), card)
+    model = _build(card, card_name)
     model.load_state_dict(state)
     model.card.weights_sha256 = digest
     return model.to(device).eval()

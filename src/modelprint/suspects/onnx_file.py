@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from .._io import check_readable, sha256_file
+from .._io import check_readable
 from ..errors import ParameterError, SuspectError
-from .base import OUTPUTS, Suspect, logits_answer, register_suspect
-from .sandbox import ContainedModel, SandboxLimits
+from .base import OUTPUTS, register_suspect
+from .sandbox import ContainedSuspect, SandboxLimits
 
 STANDARD_DOMAINS = {"", "ai.onnx"}
 CARD_KEY = "modelprint.card"  # as in modelprint.export
@@ -107,7 +107,7 @@ def check_onnx(proto: Any, where: str) -> None:
 
 
 @register_suspect("onnx")
-class OnnxSuspect(Suspect):
+class OnnxSuspect(ContainedSuspect):
     """An ONNX graph (N, C, H, W) in [0, 1] -> logits (N, classes), checked, then run on
     onnxruntime's CPU provider in a contained worker (``limits``); ``outputs="probabilities"``
     for a graph that ends in a softmax (else it would be applied twice)."""
@@ -158,25 +158,13 @@ class OnnxSuspect(Suspect):
         # A graph exported with a fixed batch is fed that many at a time.
         self._fixed_batch = isinstance(dims[0], int) and dims[0] > 0
         self.max_batch = dims[0] if self._fixed_batch else 256
-        self.worker = ContainedModel("onnx", data, limits, max_classes=classes or 100_000)
         self.labels_only = labels_only
-        self.identity = sha256_file(p)
-        self.location = str(p)
+        self._contain(p, data, limits)
 
-    def _answer(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        n = len(x)
-        if self._fixed_batch and n < self.max_batch:  # pad the last chunk to the graph's batch
-            x = np.concatenate([x, np.zeros((self.max_batch - n, *x.shape[1:]), np.float32)])
-        out = self.worker.run(x)
-        self.requests += 1
-        self.queries_sent += n
-        return logits_answer(out[:n], self.labels_only, self.outputs)
-
-    def describe(self) -> dict:
-        return {**super().describe(), "containment": self.worker.describe()}
-
-    def close(self) -> None:
-        self.worker.close()
+    def _pad(self, x: np.ndarray) -> np.ndarray:
+        if self._fixed_batch and len(x) < self.max_batch:  # the last chunk, padded to the graph's batch
+            return np.concatenate([x, np.zeros((self.max_batch - len(x), *x.shape[1:]), np.float32)])
+        return x
 
 
 def _dims(value_info: Any) -> list[int | None]:

@@ -23,6 +23,7 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import select
@@ -41,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ParameterError, SuspectError
+from .base import Suspect, logits_answer
 
 WORKER = Path(__file__).with_name("_worker.py")
 MAX_HEADER_BYTES = 64 * 1024
@@ -261,3 +263,33 @@ class ContainedModel:
             self.close()
         except Exception:  # noqa: BLE001 (interpreter shutdown)
             pass
+
+
+class ContainedSuspect(Suspect):
+    """Base of the file adapters whose graph runs in a :class:`ContainedModel` (ONNX,
+    TorchScript): a subclass checks the file, sets the shape, classes and ``outputs``, then
+    calls :meth:`_contain`; answering, describing and closing are the same for both."""
+
+    outputs: str = "logits"
+
+    def _contain(self, path: str | os.PathLike, data: bytes, limits: SandboxLimits | None) -> None:
+        self.worker = ContainedModel(self.name, data, limits, max_classes=self.num_classes or 100_000)
+        self.identity = hashlib.sha256(data).hexdigest()
+        self.location = str(path)
+
+    def _pad(self, x: np.ndarray) -> np.ndarray:
+        """The batch as the graph takes it (a fixed-batch graph pads it); answers beyond len(x) are dropped."""
+        return x
+
+    def _answer(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        n = len(x)
+        out = self.worker.run(self._pad(x))
+        self.requests += 1
+        self.queries_sent += n
+        return logits_answer(out[:n], self.labels_only, self.outputs)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "containment": self.worker.describe()}
+
+    def close(self) -> None:
+        self.worker.close()

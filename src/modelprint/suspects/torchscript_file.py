@@ -26,14 +26,12 @@ import zipfile
 import zlib
 from pathlib import Path
 
-import numpy as np
-
-from .._io import MAX_FILE_BYTES, check_readable, sha256_file
+from .._io import MAX_FILE_BYTES, check_readable
 from ..errors import ParameterError, SuspectError
-from .base import OUTPUTS, Suspect, logits_answer, register_suspect
+from .base import OUTPUTS, register_suspect
 from .onnx_file import CARD_KEY, _first_line, card_shape
 from .pickle_check import check_pickle
-from .sandbox import ContainedModel, SandboxLimits
+from .sandbox import ContainedSuspect, SandboxLimits
 from .torchscript_code import check_torchscript_code
 
 MAX_CODE_BYTES = 64 * 1024**2
@@ -86,7 +84,7 @@ def inspect_torchscript(path: str | os.PathLike) -> str | None:
 
 
 @register_suspect("torchscript")
-class TorchScriptSuspect(Suspect):
+class TorchScriptSuspect(ContainedSuspect):
     """A TorchScript module (N, C, H, W) in [0, 1] -> logits (N, classes), inspected, then run in
     a contained worker (``limits``: its memory, CPU time and deadlines); ``outputs="probabilities"``
     for a module that ends in a softmax."""
@@ -108,21 +106,6 @@ class TorchScriptSuspect(Suspect):
         self.outputs = outputs
         card = inspect_torchscript(path)
         self.input_shape, self.num_classes = card_shape(card, str(path))
-        self.worker = ContainedModel(
-            "torchscript", Path(path).read_bytes(), limits, max_classes=self.num_classes or 100_000
-        )
         self.labels_only = labels_only
         self.max_batch = batch_size
-        self.identity = sha256_file(path)
-        self.location = str(path)
-
-    def _answer(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        self.requests += 1
-        self.queries_sent += len(x)
-        return logits_answer(self.worker.run(x), self.labels_only, self.outputs)
-
-    def describe(self) -> dict:
-        return {**super().describe(), "containment": self.worker.describe()}
-
-    def close(self) -> None:
-        self.worker.close()
+        self._contain(path, Path(path).read_bytes(), limits)
