@@ -28,8 +28,8 @@ import torch
 os.environ.setdefault("MODELPRINT_QUIET", "1")
 
 from modelprint.fingerprints import create_method  # noqa: E402
-from modelprint.fingerprints.gan import load_gan  # noqa: E402
-from modelprint.fingerprints.naturalfinger import cw_loss, load_trained, random_transform  # noqa: E402
+from modelprint.fingerprints.learnt import cw_loss, load_trained, random_transform  # noqa: E402
+from modelprint.fingerprints.naturalfinger.gan import load_gan  # noqa: E402
 from modelprint.models import load_model  # noqa: E402
 from modelprint.zoo import ZooManifest, source_row  # noqa: E402
 

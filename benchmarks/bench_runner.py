@@ -21,7 +21,7 @@ from pathlib import Path
 os.environ.setdefault("MODELPRINT_QUIET", "1")
 
 from modelprint.bench import run_bench  # noqa: E402
-from modelprint.zoo import build_zoo  # noqa: E402
+from modelprint.zoo.build import build_zoo  # noqa: E402
 
 METHODS = ["c", "rc", "rcgm", "ltrc"]
 

@@ -25,7 +25,8 @@ from pathlib import Path
 
 os.environ.setdefault("MODELPRINT_QUIET", "1")
 
-from modelprint.zoo import ZooManifest, build_zoo  # noqa: E402
+from modelprint.zoo import ZooManifest  # noqa: E402
+from modelprint.zoo.build import build_zoo  # noqa: E402
 
 
 def _model_seconds(root: Path) -> dict[str, float]:

@@ -45,7 +45,7 @@ TINY_SPEC = read_spec_text("smoke-digits")[0]
 @pytest.fixture(scope="session")
 def reference_zoo(tmp_path_factory):
     """The tiny zoo built once, in process, as the reference other builds are compared with."""
-    from modelprint.zoo import build_zoo
+    from modelprint.zoo.build import build_zoo
 
     root = tmp_path_factory.mktemp("spec")
     spec = root / "tiny.toml"
@@ -117,7 +117,7 @@ def training_zoo(tmp_path_factory):
     root = tmp_path_factory.mktemp("train-zoo")
     spec = root / "tiny-train.toml"
     spec.write_text(TRAIN_SPEC)
-    from modelprint.zoo import build_zoo
+    from modelprint.zoo.build import build_zoo
 
     build_zoo(spec, root / "zoo", workers=0, progress=False)
     return root / "zoo"

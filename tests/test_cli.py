@@ -59,7 +59,7 @@ def test_owner_and_verifier_flow(files, capsys):
     assert code == 0 and result["verdict"] == "match"
     assert {"matching_rate", "n", "p_value", "threshold", "verdict", "queries"} <= set(result)
     code, out, _ = run(["fingerprint", "show", str(tmp / "fp.fp.safetensors"), "--json"], capsys)
-    assert json.loads(out)["method"] == "ltrc"
+    assert code == 0 and json.loads(out)["method"] == "ltrc"
 
 
 def test_evaluate_json(files, capsys):
@@ -148,23 +148,26 @@ def test_wrong_shape(files, capsys, tmp_path):
     from modelprint.models import create_model
 
     tmp, src, neg = files
-    run(
-        [
-            "fingerprint",
-            "create",
-            str(src),
-            "--method",
-            "c",
-            "--param",
-            "steps=5",
-            "--n",
-            "4",
-            "--seed",
-            "0",
-            "--out",
-            str(tmp / "fp"),
-        ],
-        capsys,
+    assert (
+        run(
+            [
+                "fingerprint",
+                "create",
+                str(src),
+                "--method",
+                "c",
+                "--param",
+                "steps=5",
+                "--n",
+                "4",
+                "--seed",
+                "0",
+                "--out",
+                str(tmp / "fp"),
+            ],
+            capsys,
+        )[0]
+        == 0
     )
     big = save_model(create_model("cnn", num_classes=10, input_shape=(3, 32, 32), width=4), tmp / "big")
     code, _, err = run(["verify", str(tmp / "fp"), str(big)], capsys)
@@ -240,7 +243,7 @@ def test_attack_that_trains_uses_the_attack_split_and_records_accuracy(files, ca
 
 
 def test_evaluate_on_a_zoo(tmp_path, capsys):
-    from modelprint.zoo import build_zoo
+    from modelprint.zoo.build import build_zoo
 
     from .conftest import TINY_SPEC
 
@@ -300,7 +303,7 @@ def test_verify_human_output_explains_the_null(calibrated_flow, capsys):
 def test_uncalibrated_verify_warns(files, capsys):
     tmp, src, _ = files
     args = ["fingerprint", "create", str(src), "--method", "c", "--param", "steps=20", "--n", "10", "--seed", "0"]
-    run([*args, "--out", str(tmp / "u.fp")], capsys)
+    assert run([*args, "--out", str(tmp / "u.fp")], capsys)[0] == 0
     code, out, err = run(["verify", str(tmp / "u.fp"), str(src)], capsys)
     assert code == 0 and "not calibrated" in err and "chance" in out
 
@@ -309,8 +312,8 @@ def test_nan_model_and_directory_are_clear_errors(files, capsys):
     import torch
 
     tmp, src, neg = files
-    run(["fingerprint", "create", str(src), "--method", "c", "--param", "steps=5", "--n", "4", "--seed", "0",
-         "--out", str(tmp / "fp")], capsys)  # fmt: skip
+    assert run(["fingerprint", "create", str(src), "--method", "c", "--param", "steps=5", "--n", "4", "--seed", "0",
+         "--out", str(tmp / "fp")], capsys)[0] == 0  # fmt: skip
     from modelprint.models import load_model
 
     broken = load_model(neg)
@@ -330,7 +333,7 @@ def test_nan_model_and_directory_are_clear_errors(files, capsys):
 def test_calibrate_with_reference_models(files, capsys):
     tmp, src, _ = files
     args = ["fingerprint", "create", str(src), "--method", "c", "--param", "steps=20", "--n", "10", "--seed", "0"]
-    run([*args, "--out", str(tmp / "r.fp")], capsys)
+    assert run([*args, "--out", str(tmp / "r.fp")], capsys)[0] == 0
     code, out, err = run(
         ["fingerprint", "calibrate", str(tmp / "r.fp"), "--reference", "3", "--reference-arch", "cnn:width=4",
          "--epochs", "1", "--out", str(tmp / "rc.fp")],
@@ -341,6 +344,7 @@ def test_calibrate_with_reference_models(files, capsys):
     assert len(kept) == 3 and all(name.startswith("reference-") for name in kept)
     code, out, _ = run(["fingerprint", "show", str(tmp / "rc.fp"), "--json"], capsys)
     null = json.loads(out)["null"]
+    assert code == 0
     assert null["n_models"] == 3 and "reference" in null["source"] and len(set(null["sha256"])) == 3
     code, _, err = run(["fingerprint", "calibrate", str(tmp / "r.fp"), "--out", str(tmp / "x")], capsys)
     _one_line_error(code, err)
@@ -415,7 +419,7 @@ def test_frequency_fingerprint_create_marks_the_model_and_verify_reads_it(files,
     result = json.loads(out)
     assert code == 0 and result["verdict"] == "match" and result["p_value"] < 1e-3 and result["null"]["calibrated"]
     code, out, _ = run(["verify", str(fp), str(src), "--json"], capsys)
-    assert json.loads(out)["verdict"] == "no-match"
+    assert code == 0 and json.loads(out)["verdict"] == "no-match"
 
 
 # -- bad input: one line and exit 2, never a traceback ---------------------------------------------

@@ -1,15 +1,12 @@
 import numpy as np
 import pytest
-from scipy.stats import binomtest
 
 from modelprint.errors import ParameterError
 from modelprint.metrics import (
     aruc,
     best_f1,
-    binomial_p_value,
     f1_at_threshold,
     margin,
-    matching_rate,
     robustness_uniqueness_curve,
     roc_auc,
     threshold_at_fpr,
@@ -18,19 +15,6 @@ from modelprint.metrics import (
     tpr_at_fpr,
     uniqueness_score,
 )
-
-
-def test_matching_rate_by_hand():
-    assert matching_rate([1, 2, 3, 4], [1, 2, 0, 0]) == 0.5
-    with pytest.raises(ParameterError):
-        matching_rate([1, 2], [1])
-
-
-def test_binomial_p_value_matches_scipy_binomtest():
-    for k, n, p in [(0, 10, 0.1), (3, 10, 0.1), (10, 10, 0.1), (55, 100, 0.5)]:
-        assert binomial_p_value(k, n, p) == pytest.approx(binomtest(k, n, p, alternative="greater").pvalue)
-    assert binomial_p_value(0, 10, 0.1) == pytest.approx(1.0)
-    assert binomial_p_value(10, 10, 0.1) == pytest.approx(1e-10)
 
 
 def test_auc_f1_uniqueness_by_hand():

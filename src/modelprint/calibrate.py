@@ -14,17 +14,21 @@ a method's settings were chosen on never also calibrate its null.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .data import load_splits
 from .errors import CalibrationError, ParameterError
 from .fingerprints import Fingerprint, method_of
 from .models import ModelprintModel, save_model, weights_digest
-from .null import fit_null
+from .null import Null
 from .progress import console
+from .scoring import model_evidence
+from .train import TrainConfig, train_new, training_settings
 
 CALIBRATION_SEED = 1000
 TUNING_SEED = 2000
@@ -43,16 +47,6 @@ def is_derived_from(model: ModelprintModel, source_sha256: str) -> bool:
     if weights_digest(model) == source_sha256:
         return True
     return any(step.get("parent_sha256") == source_sha256 for step in model.card.lineage)
-
-
-def model_evidence(fp: Fingerprint, models: Sequence[ModelprintModel]) -> list[dict[str, Any]]:
-    """Per model: its sha256, its evidence values and the statistic."""
-    method = method_of(fp)
-    out = []
-    for m in models:
-        values = method.evidence(fp, m).values
-        out.append({"sha256": weights_digest(m), "statistic": method.statistic(values), "values": values})
-    return out
 
 
 def calibrate(
@@ -76,25 +70,17 @@ def calibrate(
         raise CalibrationError("the same negative model is given twice: each reference model must count once")
     method = method_of(fp)
     rows = model_evidence(fp, negatives)
-    null = fit_null(method.null_family, [r["values"] for r in rows], [r["statistic"] for r in rows])
-    null.update(
-        {
-            "n_models": len(rows),
-            "source": origin,
-            "sha256": shas,
-            "statistics": [r["statistic"] for r in rows],
-        }
-    )
+    null = Null.for_method(method.null_family).fit([r.values for r in rows], [r.statistic for r in rows]).to_json()
+    null.update({"n_models": len(rows), "source": origin, "sha256": shas, "statistics": [r.statistic for r in rows]})
     meta = {**fp.meta, "null": null}
     if positives:
         pos = model_evidence(fp, positives)
-        meta["positives"] = {"sha256": [r["sha256"] for r in pos], "statistics": [r["statistic"] for r in pos]}
+        meta["positives"] = {"sha256": [r.sha256 for r in pos], "statistics": [r.statistic for r in pos]}
     return Fingerprint(fp.x, fp.y, meta, dict(fp.extra))
 
 
 def parse_arch(text: str) -> tuple[str, dict[str, Any]]:
     """``NAME`` or ``NAME:K=V,K=V`` (values as JSON where they parse)."""
-    import json
 
     name, _, rest = text.partition(":")
     args: dict[str, Any] = {}
@@ -160,8 +146,6 @@ def train_reference(
     can: same data set, other seeds and architectures, the source's training settings.
     ``prepare(model, seed)``, when given, turns each into what the null should see (a
     method's :meth:`~modelprint.fingerprints.FingerprintMethod.reference_model`) before it is kept."""
-    from .data import load_splits
-    from .train import TrainConfig, train_new, training_settings
 
     spec = data or meta.get("dataset")
     if not spec:
@@ -198,32 +182,14 @@ def train_reference(
 def null_description(fp: Fingerprint, fprs: Sequence[float] = (1e-2, 1e-3)) -> dict[str, Any]:
     """The stored null in numbers a person can check: where independent models sit and the
     statistic a suspect needs to be called a match at each FPR."""
-    from .null import count_p_value, critical_rate
-
     null = fp.meta.get("null")
     if not null:
         raise ParameterError("the fingerprint is not calibrated")
     stats_ = np.asarray(null["statistics"])
-    out: dict[str, Any] = {
+    return {
         "family": null["family"],
         "n_models": null["n_models"],
         "source": null.get("source"),
         "reference_statistics": {"min": float(stats_.min()), "mean": float(stats_.mean()), "max": float(stats_.max())},
+        **Null.from_json(null).needed(fprs),
     }
-    if null["family"] == "beta-binomial":
-        n = null["n_queries"]
-        out.update({"mean": null["mean"], "rho": null["rho"], "n_queries": n})
-        for a in fprs:
-            needed = next((k for k in range(n + 1) if count_p_value(null, k, n) < a), None)
-            out[f"needed_at_{a:g}"] = None if needed is None else needed / n
-            out[f"theta_star_at_{a:g}"] = critical_rate(null, a)
-    else:
-        from scipy import stats
-
-        from .null import SD_FLOOR
-
-        out.update({"mean": null["mean"], "sd": null["sd"]})
-        m, sd = null["n_models"], max(null["sd"], SD_FLOOR)
-        for a in fprs:  # the score whose prediction-interval p-value is a
-            out[f"needed_at_{a:g}"] = null["mean"] + float(stats.t.isf(a, m - 1)) * sd * float(np.sqrt(1 + 1 / m))
-    return out

@@ -8,13 +8,41 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
-from ._io import check_output_path, printable
+from ._io import check_output_path, printable, sha256_file
+from .attacks import ATTACKS, create_attack
+from .bench import run_bench
+from .bench.report import write_report
+from .calibrate import calibrate, null_description, parse_arch, train_reference
+from .data import load_splits
+from .demo import run_demo
 from .errors import ModelprintError, ParameterError
+from .evaluate import evaluate as _evaluate
+from .evaluate import print_group_table, print_table, rates_by_group
+from .export import export_model
+from .fingerprints import METHODS, Fingerprint, ablation_variants, create_method, method_of
+from .fingerprints import gan as gan_tools
+from .models import ARCHITECTURES, create_model, load_model, save_model
+from .models.attachments import attachment_hosts, attachment_names
+from .progress import console
+from .stealth import StealthConfig, detection_rates
+from .suspects import open_suspect
+from .suspects import suspect_type as guess_type
+from .suspects.sandbox import SandboxLimits
+from .train import TrainConfig, accuracy, train_new, training_settings
+from .tune import tune_method
+from .verify import format_verification
+from .verify import verify as _verify
+from .zoo import ZooError, ZooManifest, source_row
+from .zoo.build import build_zoo, verify_zoo
 
 app = typer.Typer(
     help="Prove who owns a trained neural network.",
@@ -61,7 +89,6 @@ def demo(
 ) -> None:
     """Train a source and independent models on digits, fingerprint, prune, evaluate."""
     check_output_path(out, "demo", folder=True)
-    from .demo import run_demo
 
     run_demo(out, fast=fast, seed=seed)
 
@@ -88,10 +115,6 @@ def train(
 ) -> None:
     """Train a model and write a model file."""
     check_output_path(out, "model")
-    from .data import load_splits
-    from .models import save_model
-    from .progress import console
-    from .train import TrainConfig, train_new, training_settings
 
     if split not in ("owner", "attacker", "all"):
         raise ParameterError(f"--split must be owner, attacker or all, got {split!r}")
@@ -124,21 +147,18 @@ def gan_train(
 ) -> None:
     """Train a SAGAN on the owner's data; an interrupted run resumes from its checkpoint."""
     check_output_path(out, "GAN")
-    from .data import load_splits
-    from .fingerprints.gan import GANConfig, checkpoint_path, gan_paths, save_gan, train_gan
-    from .progress import console
 
     if split not in ("owner", "all"):
         raise ParameterError(f"--split must be owner or all (the attacker's half is not the owner's), got {split!r}")
-    config = GANConfig(z_dim=z_dim, width=width, steps=steps, batch_size=batch_size)
+    config = gan_tools.GANConfig(z_dim=z_dim, width=width, steps=steps, batch_size=batch_size)
     images = load_splits(data, split_seed=split_seed, train_subset=train_subset).get(split)
-    weights, _ = gan_paths(out)
-    ckpt = checkpoint_path(weights)
+    weights, _ = gan_tools.gan_paths(out)
+    ckpt = gan_tools.checkpoint_path(weights)
     if ckpt.is_file():
         console.print(f"resuming from {ckpt}")
-    gan = train_gan(images, config, seed=seed, device=device, checkpoint=ckpt)
+    gan = gan_tools.train_gan(images, config, seed=seed, device=device, checkpoint=ckpt)
     gan.card.update(split_seed=split_seed, train_subset=train_subset)
-    path = save_gan(gan, weights)
+    path = gan_tools.save_gan(gan, weights)
     ckpt.unlink(missing_ok=True)
     last = gan.card["history"][-1] if gan.card["history"] else {}
     console.print(
@@ -175,63 +195,49 @@ def fingerprint_create(
     owner's key): the marked model is written to --marked-out and the fingerprint reads it."""
     check_output_path(out, "fingerprint")
     _check_fpr(fpr)
-    from .fingerprints import create_method
-    from .models import load_model
-    from .progress import console
-
     source = load_model(model)
     params = parse_params(param)
     record = None
-    if method == "frequency" and "frequency" not in source.card.arch_args:
-        source = _mark(source, host, parse_params(mark), seed, data, marked_out, out)
+    maker = create_method(method, **params)
+    if maker.needs_preparation(source):
+        settings = {**({"host": host} if host is not None else {}), **parse_params(mark)}
+        source = _prepare(maker, source, settings, seed, data, marked_out or _marked_path(out))
     if tune:
-        from .tune import tune_method
-
         params, record = tune_method(
             source, method, params=params, n=n, seed=seed, fpr=fpr, data=data, negatives=tune_negatives,
             epochs=epochs, device=device,
         )  # fmt: skip
         console.print(f"tuned {method}: " + ", ".join(f"{k}={v}" for k, v in record["chosen"].items()))
-    fp = create_method(method, **params).generate(source, n=n, seed=seed, device=device)
+        maker = create_method(method, **params)
+    fp = maker.generate(source, n=n, seed=seed, device=device)
     if record is not None:
         fp.meta["tuning"] = record
     digest = fp.save(out)
     hit = fp.meta.get("target_hit_rate")
-    what = f"{fp.meta['frequencies']} frequencies" if "frequencies" in fp.meta else f"{len(fp)} queries"
-    console.print(f"wrote {out}: {what}" + (f", {hit:.0%} reached their target" if hit is not None else ""))
+    console.print(
+        f"wrote {out}: {maker.summary(fp)}" + (f", {hit:.0%} reached their target" if hit is not None else "")
+    )
     console.print(
         "calibrate it before publishing the commitment: modelprint fingerprint calibrate FP --reference 10 ..."
     )
     sys.stdout.write(f"sha256 {digest}  {out}\n")
 
 
-def _mark(source: Any, host: str | None, settings: dict[str, Any], key: int, data: str | None,
-          marked_out: Path | None, out: Path) -> Any:  # fmt: skip
-    """Train the frequency mark into ``source`` on the owner's split and write the marked model."""
-    from .data import load_splits
-    from .fingerprints.frequency import inject
-    from .models import save_model
-    from .progress import console
-    from .train import accuracy
+def _marked_path(out: Path) -> Path:
+    return out.with_name(out.name.split(".")[0] + ".marked.safetensors")
 
-    if host is None:
-        raise ParameterError(
-            f"the frequency method marks a layer of the model: give --host LAYER "
-            f"(modelprint list --hosts {source.card.arch} shows the layers that can host the module)"
-        )
-    unknown = sorted(set(settings) - {"k", "cutoff", "aux_class", "beta", "overwrites", "epochs", "lr"})
-    if unknown:
-        raise ParameterError(f"--mark: unknown setting(s) {', '.join(unknown)}; settings: k, cutoff, aux_class, beta, "
-                             "overwrites, epochs, lr")  # fmt: skip
+
+def _prepare(maker: Any, source: Any, settings: dict[str, Any], key: int, data: str | None, target: Path) -> Any:
+    """Prepare ``source`` for a method that changes it first (a white-box mark trained in on the
+    owner's split, with ``key``) and write the prepared model to ``target``."""
     splits = load_splits(data or source.card.dataset)
-    marked = inject(source, splits.owner, host=host, key=key, test=splits.test, **settings)
-    target = marked_out or out.with_name(out.name.split(".")[0] + ".marked.safetensors")
-    path = save_model(marked, target)
+    prepared = maker.prepare(source, splits.owner, key=key, test=splits.test, **settings)
+    path = save_model(prepared, target)
     console.print(
-        f"marked {host} with key {key}: {path} (test accuracy {marked.card.accuracy:.4f}, "
-        f"unmarked {accuracy(source, splits.test):.4f})"
+        f"prepared {source.card.arch} for {maker.name} with key {key}: {path} (test accuracy "
+        f"{prepared.card.accuracy:.4f}, before {accuracy(source, splits.test):.4f})"
     )
-    return marked
+    return prepared
 
 
 @fingerprint_app.command("show")
@@ -239,18 +245,13 @@ def fingerprint_show(
     fp_path: Path = typer.Argument(..., help="Fingerprint file."), as_json: bool = typer.Option(False, "--json")
 ) -> None:
     """Show a fingerprint's metadata and commitment."""
-    from ._io import sha256_file
-    from .fingerprints import Fingerprint
 
     fp = Fingerprint.load(fp_path)
     info = {**fp.meta, "queries": len(fp), "input_shape": list(fp.input_shape), "sha256": sha256_file(fp_path)}
+    info["holds"] = method_of(fp).summary(fp)
     if as_json:
         _out(info)
         return
-    from rich.markup import escape
-    from rich.table import Table
-
-    from .progress import console
 
     table = Table(title=escape(printable(str(fp_path))), show_header=False)
     for k, v in info.items():
@@ -279,10 +280,6 @@ def fingerprint_calibrate(
     check_output_path(out, "fingerprint")
     if reference_dir is not None:
         check_output_path(reference_dir, "reference models", folder=True)
-    from .calibrate import calibrate, null_description, parse_arch, train_reference
-    from .fingerprints import Fingerprint, method_of
-    from .models import load_model
-    from .progress import console
 
     fp = Fingerprint.load(fp_path)
     models, origin = [], []
@@ -290,8 +287,6 @@ def fingerprint_calibrate(
         models += [load_model(p) for p in negatives]
         origin.append(f"{len(negatives)} files")
     if zoo is not None:
-        from .zoo import ZooManifest
-
         manifest = ZooManifest.read(zoo)
         rows = [r for r in manifest.rows if r["role"] == "negative" and r["status"] == "done"]
         models += [load_model(manifest.path(r)) for r in rows]
@@ -331,8 +326,6 @@ def fingerprint_calibrate(
 @fingerprint_app.command("commit")
 def fingerprint_commit(fp_path: Path = typer.Argument(..., metavar="FP", help="Fingerprint file.")) -> None:
     """Print the fingerprint's commitment (its sha256) in `sha256sum` format, after checking it loads."""
-    from ._io import sha256_file
-    from .fingerprints import Fingerprint
 
     Fingerprint.load(fp_path)
     sys.stdout.write(f"{sha256_file(fp_path)}  {fp_path}\n")
@@ -346,9 +339,6 @@ def export(
 ) -> None:
     """Export a model to ONNX or TorchScript (inputs in [0, 1], N x C x H x W; logits out; dynamic batch)."""
     check_output_path(out, "export")
-    from .export import export_model
-    from .models import load_model
-    from .progress import console
 
     path = export_model(load_model(model), out, fmt)
     console.print(f"wrote {path} ({fmt}, {path.stat().st_size / 1e6:.2f} MB)")
@@ -368,10 +358,6 @@ def attack(
 ) -> None:
     """Apply a model modification or extraction and write the derived model with its lineage."""
     check_output_path(out, "model")
-    from .attacks import ATTACKS, create_attack
-    from .data import load_splits
-    from .models import load_model, save_model
-    from .progress import console
 
     attack_obj = create_attack(name, **parse_params(param))
     victim = load_model(model)
@@ -423,12 +409,6 @@ def verify(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Query a suspect with a fingerprint: statistic, p-value under the calibrated null, verdict."""
-    from ._io import sha256_file
-    from .fingerprints import Fingerprint
-    from .progress import console
-    from .suspects import open_suspect
-    from .suspects import suspect_type as guess_type
-    from .verify import verify as _verify
 
     fp = Fingerprint.load(fp_path)
     digest = sha256_file(fp_path)
@@ -440,8 +420,6 @@ def verify(
         options = {"token": token, "timeout": timeout, "retries": retries, "batch_size": batch_size}
         options["max_queries"] = max_queries
     elif kind in ("onnx", "torchscript"):
-        from .suspects.sandbox import SandboxLimits
-
         limits = SandboxLimits(
             memory_mb=sandbox_memory_mb,
             load_timeout=sandbox_timeout,
@@ -482,8 +460,6 @@ def serve(
     access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log every request to stderr."),
 ) -> None:
     """Serve a model as an HTTP prediction API (OpenAPI at /openapi.json, docs at /docs)."""
-    from .models import load_model
-    from .progress import console
     from .serve import serve as _serve
 
     if max_batch < 1 or max_concurrent < 1 or not 0 < port < 65536:
@@ -515,79 +491,6 @@ def serve(
     )
 
 
-def _count(k: int, one: str, many: str) -> str:
-    return f"{k} {one if k == 1 else many}"
-
-
-def format_verification(r: Any) -> str:
-    """Two or three plain lines: the verdict with its numbers, then what it was tested against."""
-    from .null import SD_FLOOR
-
-    stat = (
-        f"matching rate {r.statistic:.2f} ({r.matches}/{r.n})"
-        if r.matches is not None
-        else f"{r.statistic_name} {r.statistic:.3f} over {r.n} items"
-    )
-    p = "no p-value" if r.p_value is None else f"p = {r.p_value:.3g}"
-    lines = [f"{r.verdict}: {stat}, {p} at FPR {r.fpr:g}, {r.queries} queries"]
-    null = r.null
-    if null.get("family") == "beta-binomial":
-        lines.append(
-            f"null: beta-binomial fitted on {null['n_models']} independent models ({null.get('source', '?')}), "
-            f"mean {null['mean']:.2f}, rho {null['rho']:.3f}; a match needs a rate above {r.threshold:.2f}"
-            if r.threshold is not None
-            else ""
-        )
-    elif null.get("family") == "normal":
-        lines.append(
-            f"null: normal fitted on {null['n_models']} independent models ({null.get('source', '?')}), "
-            f"mean {null['mean']:.3f}, sd {null['sd']:.3f}"
-            + (f" (floored at {SD_FLOOR:g}: the models all scored alike)" if null["sd"] < SD_FLOOR else "")
-        )
-    elif null.get("family") == "chance":
-        lines.append(f"null: chance agreement {null['mean']:.2f} per query (uncalibrated)")
-    if r.decided_by == "threshold":
-        lines.append(f"decided by the threshold {r.threshold:g}, not the p-value")
-    if r.sequential:
-        lines.append(
-            f"sequential: stopped after {r.queries} of at most {r.sequential['max_queries']} queries "
-            f"(batches of {r.sequential['batch']})"
-        )
-    sus = r.suspect or {}
-    if sus.get("type") in ("onnx", "torchscript", "http"):
-        what = "labels only" if sus["labels_only"] else "labels and probabilities"
-        if sus["type"] == "http":
-            cost = f"{_count(sus['queries_sent'], 'query', 'queries')} sent in "
-            cost += f"{_count(sus['requests'], 'HTTP request', 'HTTP requests')} (/v1/info included)"
-            if sus.get("retries"):
-                cost += f", {_count(sus['retries'], 'retry', 'retries')}"
-        else:
-            cost = f"{_count(sus['queries'], 'query', 'queries')} in {_count(sus['requests'], 'batch', 'batches')}"
-        lines.append(f"suspect: {sus['type']} {sus['location']} ({what}); {cost}")
-        if "containment" in sus:
-            lines.append(f"sandbox: {describe_containment(sus['containment'])}")
-    if r.positives:
-        pos = r.positives
-        lines.append(
-            f"the owner's {pos['n_models']} derived copies scored {pos['min']:.2f}-{pos['max']:.2f} "
-            f"(median {pos['median']:.2f}); {pos['fraction_at_or_below']:.0%} of them at or below this suspect"
-        )
-    return "\n".join(line for line in lines if line)
-
-
-def describe_containment(c: dict[str, Any]) -> str:
-    """One line on how a file suspect was contained."""
-    limits = c.get("limits", {})
-    held = [f"worker process, {limits.get('memory_mb', '?')} MB, {limits.get('cpu_seconds', '?')} CPU s"]
-    held.append("no file writes, reads only beneath Python and system libraries" if c.get("filesystem") else "")
-    held.append("no TCP" if c.get("tcp") else "")
-    held.append("own network namespace" if c.get("network_namespace") else "")
-    text = ", ".join(h for h in held if h)
-    if not c.get("filesystem"):
-        text += " (file-system sandbox NOT enforced: Landlock unavailable)"
-    return text
-
-
 @app.command()
 def evaluate(
     model: Path = typer.Argument(None, help="Source model (or --zoo)."),
@@ -608,17 +511,12 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """The paper's protocol: robustness, transferability, uniqueness, AUC, F1 per method."""
-    from .evaluate import evaluate as _evaluate
-    from .evaluate import print_table
-    from .models import load_model
 
     names = [m.strip() for m in methods.split(",") if m.strip()]
     method_params = _method_params(param)
     if (model is None) == (zoo is None):
         raise ParameterError("give either a source MODEL with --negatives, or --zoo DIR")
     if zoo is not None:
-        from .zoo import ZooManifest, source_row
-
         manifest = ZooManifest.read(zoo)
         src = source_row(manifest)
         model = manifest.path(src)
@@ -647,16 +545,12 @@ def evaluate(
     )
     by_category = None
     if zoo is not None:
-        from .evaluate import rates_by_group
-
         by_category = rates_by_group(results, [r["category"] for r in pos_rows], [r["category"] for r in neg_rows])
     if as_json:
         _out({k: v.to_dict() | ({"by_category": by_category[k]} if by_category else {}) for k, v in results.items()})
         return
     print_table(results)
     if by_category:
-        from .evaluate import print_group_table
-
         print_group_table(by_category, f"mean matching rate by zoo category ({zoo})")
 
 
@@ -693,9 +587,6 @@ def bench(
     """Benchmark methods on every suspect of a zoo; writes results.json and the report."""
     check_output_path(out, "benchmark", folder=True)
     _check_fpr(fpr)
-    from .bench import run_bench
-    from .bench.report import write_report
-    from .progress import console
 
     try:
         budget_list = tuple(int(b) for b in budgets.split(",") if b.strip())
@@ -704,8 +595,6 @@ def bench(
     names = [m.strip() for m in methods.split(",") if m.strip()]
     variants: dict[str, Any] = {}
     if ablation:
-        from .fingerprints import ablation_variants
-
         for m in list(names):
             extra = {k: v for k, v in ablation_variants(m).items() if k != m}
             variants.update(extra)
@@ -743,11 +632,6 @@ def stealth(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Detection rate of fingerprint queries under a detector trained on clean vs noise/FGSM images."""
-    from .data import load_splits
-    from .fingerprints import Fingerprint
-    from .models import load_model
-    from .progress import console
-    from .stealth import StealthConfig, detection_rates
 
     files: dict[str, Path] = {}
     for p in inputs:
@@ -772,7 +656,6 @@ def stealth(
 @app.command()
 def report(root: Path = typer.Argument(..., metavar="DIR", help="Benchmark folder with results.json.")) -> None:
     """Regenerate report.md, report.html and the plots from results.json."""
-    from .bench.report import write_report
 
     md, html_path = write_report(root)
     sys.stdout.write(f"{html_path}\n{md}\n")
@@ -794,7 +677,6 @@ def zoo_build(
     ),
 ) -> None:
     """Build every model of a zoo spec; killed builds resume where they stopped."""
-    from .zoo import build_zoo
 
     if not 0 < gpus_per_task <= 64:
         raise ParameterError(f"--gpus-per-task must be in (0, 64], got {gpus_per_task}")
@@ -818,12 +700,6 @@ def zoo_build(
 @zoo_app.command("ls")
 def zoo_ls(zoo: Path = typer.Argument(..., help="Zoo folder."), as_json: bool = typer.Option(False, "--json")) -> None:
     """Show a zoo's manifest as a table (or JSON lines)."""
-    from collections import Counter
-
-    from rich.markup import escape
-    from rich.table import Table
-
-    from .zoo import ZooManifest
 
     manifest = ZooManifest.read(zoo)
     if as_json:
@@ -836,7 +712,6 @@ def zoo_ls(zoo: Path = typer.Argument(..., help="Zoo folder."), as_json: bool = 
     for r in manifest.rows:
         acc = "" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
         table.add_row(escape(r["id"]), r["role"], r["category"], r["arch"], acc, r["status"])
-    from rich.console import Console
 
     out = Console(width=max(120, Console().width))
     out.print(table)
@@ -847,7 +722,6 @@ def zoo_ls(zoo: Path = typer.Argument(..., help="Zoo folder."), as_json: bool = 
 @zoo_app.command("verify")
 def zoo_verify(zoo: Path = typer.Argument(..., help="Zoo folder.")) -> None:
     """Check every model file of a zoo against the manifest's sha256."""
-    from .zoo import ZooError, ZooManifest, verify_zoo
 
     bad = verify_zoo(zoo)
     total = len(ZooManifest.read(zoo).rows)
@@ -867,11 +741,6 @@ def list_registered(
     k: int = typer.Option(8, "--k", help="Module size K for --hosts (the grid side must be a multiple of K)."),
 ) -> None:
     """List registered architectures, fingerprint methods and attacks."""
-    from .attacks import ATTACKS
-    from .fingerprints import METHODS
-    from .fingerprints.frequency import hostable_layers
-    from .models import ARCHITECTURES, create_model
-
     if hosts is None:
         for title, reg in (("architectures", ARCHITECTURES), ("methods", METHODS), ("attacks", ATTACKS)):
             sys.stdout.write(f"{title}: {', '.join(reg.names())}\n")
@@ -884,14 +753,18 @@ def list_registered(
     if len(shape) != 3:
         raise ParameterError(f"--input-shape must be C,H,W, e.g. 3,32,32; got {input_shape!r}")
     net = create_model(hosts, num_classes=10, input_shape=shape).net  # type: ignore[arg-type]
-    layers = hostable_layers(net, shape, k)  # type: ignore[arg-type]
+    layers = {
+        layer: channels
+        for name in attachment_names()
+        for layer, channels in attachment_hosts(name, net, shape, k=k).items()  # type: ignore[arg-type]
+    }
     if not layers:
         sys.stdout.write(f"{hosts} at {input_shape} has no layer that can host a K={k} module\n")
     for name, (c_in, c_out) in layers.items():
         sys.stdout.write(f"{name}\t{c_in} -> {c_out} channels\n")
 
 
-# Options that take several values after one flag (`--positives A B C`), as DESIGN.md writes them.
+# Options that take several values after one flag (`--positives A B C`), as the manual writes them.
 _MULTI_VALUE = ("--positives", "--negatives")
 
 

@@ -16,8 +16,10 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from ._io import atomic_write_text
+from .attacks import create_attack
 from .bench import run_bench
 from .bench.report import write_report
 from .calibrate import CALIBRATION_SEED, calibrate, source_meta, train_reference
@@ -28,8 +30,8 @@ from .models import ModelprintModel, save_model
 from .progress import console
 from .train import TrainConfig, accuracy, train_new
 from .tune import tune_method
-from .verify import verify
-from .zoo import build_zoo, load_spec
+from .verify import format_verification, verify
+from .zoo.build import build_zoo, load_spec
 
 DATA = "digits:16"
 # (file name, architecture, split, seed, architecture arguments): independent models, none derived from the source.
@@ -52,11 +54,52 @@ WHITEBOX_HOST, WHITEBOX_KEY = "features.0", 7  # the first convolution; the owne
 
 
 def run_demo(out: Path, *, fast: bool = False, seed: int = 0) -> dict:
+    """The whole story in six steps on digits (``fast``: fewer and shorter runs); writes
+    ``out/results.json`` and returns it."""
     started = time.time()
     out.mkdir(parents=True, exist_ok=True)
     splits = load_splits(DATA)
     cfg = TrainConfig(epochs=3 if fast else 15)
     independent = INDEPENDENT[:2] if fast else INDEPENDENT
+    source, negatives = _train_models(out, splits, cfg, independent, seed)
+    console.rule("2/6  prune the source (the owner's legitimate compressed copies)")
+    pruned = pruned_copies(source, PRUNE_RATES, seed=seed)
+    for rate, model in pruned:
+        save_model(model, out / "models" / f"source-prune{int(rate * 100)}")
+        console.print(f"pruned {rate:.0%}: test accuracy {accuracy(model, splits.test):.3f}")
+    method_params, record, reference, results, commitments = _fingerprint(out, source, negatives, pruned, cfg,
+                                                                          fast=fast, seed=seed)  # fmt: skip
+    verdicts = _verify_black_box(out, results, pruned, negatives, independent)
+    whitebox = _whitebox(out, source, splits, reference, negatives[0], fast=fast, seed=seed)
+    summary = {
+        "data": DATA,
+        "fast": fast,
+        "seconds": round(time.time() - started, 1),
+        "source_accuracy": source.card.accuracy,
+        "independent_accuracy": {n: m.card.accuracy for (n, *_), m in zip(independent, negatives)},
+        "commitments": commitments,
+        "tuned": {TUNED: record["chosen"]},
+        "verdicts": verdicts,
+        "whitebox": whitebox,
+        "results": {k: v.to_dict() for k, v in results.items()},
+    }
+    summary["zoo"] = _zoo_bench(out, method_params, fast=fast, seed=seed)
+    summary["seconds"] = round(time.time() - started, 1)
+    atomic_write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")
+    console.print(
+        f"wrote {out}/results.json, models in {out}/models, fingerprints in {out}/fingerprints ({summary['seconds']} s)"
+    )
+    console.print("ARUC on the zoo: " + ", ".join(f"{m} {v:.2f}" for m, v in summary["zoo"]["aruc"].items()))
+    console.print(f"report: {summary['zoo']['report']}")
+    console.print(
+        f"try: modelprint verify {out}/fingerprints/ltrc.fp.safetensors {out}/models/cnn-attacker-s1.safetensors"
+    )
+    return summary
+
+
+def _train_models(
+    out: Path, splits: Any, cfg: TrainConfig, independent: list, seed: int
+) -> tuple[ModelprintModel, list[ModelprintModel]]:
     console.rule(f"1/6  train the owner's model and {len(independent)} independent models on {DATA}")
     source = train_new("cnn", splits.owner, cfg, seed=seed, test=splits.test)
     save_model(source, out / "models" / "source")
@@ -69,13 +112,13 @@ def run_demo(out: Path, *, fast: bool = False, seed: int = 0) -> dict:
         f"source accuracy {source.card.accuracy:.3f}; independent: "
         + ", ".join(f"{n} {m.card.accuracy:.3f}" for (n, *_), m in zip(independent, negatives))
     )
+    return source, negatives
 
-    console.rule("2/6  prune the source (the owner's legitimate compressed copies)")
-    pruned = pruned_copies(source, PRUNE_RATES, seed=seed)
-    for rate, model in pruned:
-        save_model(model, out / "models" / f"source-prune{int(rate * 100)}")
-        console.print(f"pruned {rate:.0%}: test accuracy {accuracy(model, splits.test):.3f}")
 
+def _fingerprint(
+    out: Path, source: ModelprintModel, negatives: list, pruned: list, cfg: TrainConfig, *, fast: bool, seed: int
+) -> tuple[dict[str, dict], dict, list[ModelprintModel], dict, dict[str, str]]:
+    """Step 3: tune LTRC, fingerprint with every black-box method, evaluate, calibrate, save."""
     console.rule("3/6  fingerprint the source (LTRC tuned on the owner's references), calibrate on reference models")
     fast_params = {"steps": 100} if fast else {}
     tuned, record = tune_method(
@@ -113,7 +156,11 @@ def run_demo(out: Path, *, fast: bool = False, seed: int = 0) -> dict:
         results[name] = evaluate_fingerprint(fp, source, [], negatives, pruned)
         fp = calibrate(fp, reference, [m for _, m in pruned], origin=f"{len(reference)} reference models")
         commitments[name] = fp.save(out / "fingerprints" / f"{name}.fp.safetensors")
+    return method_params, record, reference, results, commitments
 
+
+def _verify_black_box(out: Path, results: dict, pruned: list, negatives: list, independent: list) -> dict[str, str]:
+    """Step 4: the evaluation table, then LTRC's verdicts on the most pruned copy and an independent model."""
     console.rule("4/6  evaluate and verify: pruned copies should match, independent models should not")
     print_table(results, f"digits 16 px, small CNN source, {len(negatives)} independent models")
     best = max(results.values(), key=lambda r: r.uniqueness)
@@ -122,8 +169,6 @@ def run_demo(out: Path, *, fast: bool = False, seed: int = 0) -> dict:
         f"LTRC transferability {ltrc.transferability:.2f} vs C {c.transferability:.2f}; uniqueness "
         f"{ltrc.uniqueness:+.2f} vs {c.uniqueness:+.2f} (best: {best.method})"
     )
-    from .cli import format_verification
-
     fp_ltrc = Fingerprint.load(out / "fingerprints" / "ltrc.fp.safetensors")
     verdicts = {}
     for label, suspect in (
@@ -133,19 +178,11 @@ def run_demo(out: Path, *, fast: bool = False, seed: int = 0) -> dict:
         check = verify(fp_ltrc, suspect, fpr=1e-3)
         verdicts[label] = check.verdict
         console.print(f"verify ltrc on {label}:\n" + format_verification(check), markup=False)
-    whitebox = _whitebox(out, source, splits, reference, negatives[0], fast=fast, seed=seed)
-    summary = {
-        "data": DATA,
-        "fast": fast,
-        "seconds": round(time.time() - started, 1),
-        "source_accuracy": source.card.accuracy,
-        "independent_accuracy": {n: m.card.accuracy for (n, *_), m in zip(independent, negatives)},
-        "commitments": commitments,
-        "tuned": {TUNED: record["chosen"]},
-        "verdicts": verdicts,
-        "whitebox": whitebox,
-        "results": {k: v.to_dict() for k, v in results.items()},
-    }
+    return verdicts
+
+
+def _zoo_bench(out: Path, method_params: dict[str, dict], *, fast: bool, seed: int) -> dict[str, Any]:
+    """Step 6: build a zoo of derived and independent suspects, benchmark every method, write the report."""
     console.rule("6/6  a zoo of derived and independent suspects: benchmark, report")
     zoo_dir, bench_dir = out / "zoo", out / "bench"
     spec = load_spec(FAST_ZOO_SPEC if fast else ZOO_SPEC)
@@ -154,19 +191,8 @@ def run_demo(out: Path, *, fast: bool = False, seed: int = 0) -> dict:
     bench_params = {m: p for m, p in method_params.items() if p}
     report = run_bench(zoo_dir, list(METHODS), bench_dir, n=100, seed=seed, method_params=bench_params)
     _, report_html = write_report(bench_dir)
-    summary["zoo"] = {"spec": spec.name, "models": len(spec.models), "report": str(report_html)}
-    summary["zoo"]["aruc"] = {m: round(r["metrics"]["aruc"], 4) for m, r in report["methods"].items()}
-    summary["seconds"] = round(time.time() - started, 1)
-    atomic_write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")
-    console.print(
-        f"wrote {out}/results.json, models in {out}/models, fingerprints in {out}/fingerprints ({summary['seconds']} s)"
-    )
-    console.print("ARUC on the zoo: " + ", ".join(f"{m} {v:.2f}" for m, v in summary["zoo"]["aruc"].items()))
-    console.print(f"report: {report_html}")
-    console.print(
-        f"try: modelprint verify {out}/fingerprints/ltrc.fp.safetensors {out}/models/cnn-attacker-s1.safetensors"
-    )
-    return summary
+    aruc = {m: round(r["metrics"]["aruc"], 4) for m, r in report["methods"].items()}
+    return {"spec": spec.name, "models": len(spec.models), "report": str(report_html), "aruc": aruc}
 
 
 def _whitebox(
@@ -176,15 +202,11 @@ def _whitebox(
     """The white-box story: mark the source's first convolution with the owner's key, read the
     fingerprint, calibrate on the reference models (each carrying its own owner's mark), and
     verify the marked model, copies an attacker made of it and an independent model."""
-    from .attacks import create_attack
-    from .cli import format_verification
-    from .fingerprints.frequency import inject
-
     console.rule(f"5/6  white-box: mark {WHITEBOX_HOST} with key {WHITEBOX_KEY}, fingerprint its spectrum, verify")
-    marked = inject(source, splits.owner, host=WHITEBOX_HOST, key=WHITEBOX_KEY, epochs=3 if fast else 20,
-                    test=splits.test)  # fmt: skip
-    save_model(marked, out / "models" / "source-marked")
     method = create_method("frequency")
+    marked = method.prepare(source, splits.owner, key=WHITEBOX_KEY, test=splits.test, host=WHITEBOX_HOST,
+                            epochs=3 if fast else 20)  # fmt: skip
+    save_model(marked, out / "models" / "source-marked")
     fp = method.generate(marked, n=16, seed=WHITEBOX_KEY)
     refs = [method.reference_model(fp, m, int(m.card.seed)) for m in reference]
     fp = calibrate(fp, refs, origin=f"{len(refs)} reference models, each marked with its own key")

@@ -12,13 +12,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from rich.console import Console
+from rich.table import Table
 
 from .attacks import create_attack
 from .fingerprints import Fingerprint, create_method
-from .metrics import best_f1, group_summary, roc_auc, uniqueness_score
+from .metrics import group_summary
 from .models import ModelprintModel
 from .progress import console
-from .verify import suspect_statistic
+from .scoring import model_evidence, separation
 
 
 @dataclass
@@ -60,24 +62,26 @@ def evaluate_fingerprint(
     negatives: Sequence[ModelprintModel],
     pruned: Sequence[tuple[float, ModelprintModel]] = (),
 ) -> MethodEvaluation:
+    """Score ``fp`` on derived ``positives`` (and the ``pruned`` copies, reported per rate) against
+    independent ``negatives``: :func:`modelprint.scoring.separation` of their statistics."""
+
     def rate(model: ModelprintModel) -> float:
-        return suspect_statistic(fp, model)
+        return model_evidence(fp, [model])[0].statistic
 
     by_rate: dict[str, list[float]] = {}
     for r, m in pruned:
         by_rate.setdefault(f"{r:g}", []).append(rate(m))
     pos = [rate(m) for m in positives] + [v for vs in by_rate.values() for v in vs]
     neg = [rate(m) for m in negatives]
-    robustness, transfer = float(np.mean(pos)), float(np.mean(neg))
-    f1, threshold = best_f1(pos, neg)
+    s = separation(np.asarray(pos, dtype=np.float64), np.asarray(neg, dtype=np.float64), fpr=0.01)
     return MethodEvaluation(
         method=str(fp.meta.get("method")),
-        robustness=robustness,
-        transferability=transfer,
-        uniqueness=uniqueness_score(robustness, transfer),
-        auc=roc_auc(pos, neg),
-        f1=f1,
-        threshold=threshold,
+        robustness=s["robustness"],
+        transferability=s["transferability"],
+        uniqueness=s["uniqueness"],
+        auc=s["auc"],
+        f1=s["f1"],
+        threshold=s["threshold"],
         robustness_by_rate={k: float(np.mean(v)) for k, v in by_rate.items()},
         positive_rates=pos,
         negative_rates=neg,
@@ -112,9 +116,6 @@ def evaluate(
 
 
 def print_table(results: dict[str, MethodEvaluation], title: str = "Characteristic-examples evaluation") -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     rates = sorted({k for r in results.values() for k in r.robustness_by_rate}, key=float)
     table = Table(title=title)
     for col in ["method", "robust", *[f"prune {r}" for r in rates], "transfer", "unique", "AUC", "F1", "thresh"]:
@@ -152,9 +153,6 @@ def rates_by_group(
 
 
 def print_group_table(by_group: dict[str, dict[str, dict[str, float]]], title: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     methods = list(by_group)
     groups = list(dict.fromkeys(g for per_method in by_group.values() for g in per_method))
     table = Table(title=title)

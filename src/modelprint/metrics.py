@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.stats import binom
 from sklearn.metrics import roc_auc_score
 
 from .errors import ParameterError
@@ -21,25 +20,6 @@ def _scores(values: ArrayLike, what: str) -> np.ndarray:
     if np.isnan(arr).any():
         raise ParameterError(f"{what} contains NaN")
     return arr
-
-
-def matching_rate(predicted: ArrayLike, expected: ArrayLike) -> float:
-    """Fraction of queries whose suspect label equals the expected label:
-    ``m = (1/N) * sum_i [pred_i == expected_i]``."""
-    p, e = np.asarray(predicted).ravel(), np.asarray(expected).ravel()
-    if p.shape != e.shape or p.size == 0:
-        raise ParameterError(f"predicted and expected must be non-empty and equal in length ({p.size} vs {e.size})")
-    return float(np.mean(p == e))
-
-
-def binomial_p_value(matches: int, n: int, chance: float) -> float:
-    """P[X >= matches] for X ~ Binomial(n, chance): how likely a model that agrees with the
-    expected labels only by chance (rate ``chance``, e.g. 1/classes) matches this often."""
-    if not 0 <= matches <= n or n < 1:
-        raise ParameterError(f"need 0 <= matches <= n and n >= 1, got matches={matches}, n={n}")
-    if not 0 < chance < 1:
-        raise ParameterError(f"chance must be in (0, 1), got {chance}")
-    return float(binom.sf(matches - 1, n, chance))
 
 
 def uniqueness_score(robustness: float, transferability: float) -> float:

@@ -21,6 +21,7 @@ largest tail probability over the likelihood-ratio confidence region of (a, b) (
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy import special, stats
@@ -179,16 +180,229 @@ def mixture_log_evidence(k: int, n: int, theta: float, side: str) -> float:
     return float(special.betaln(a, b) + stats.beta.logcdf(theta, a, b) - np.log(theta) - log_lik_theta)
 
 
-def fit_null(family: str, evidence: Sequence[np.ndarray], statistics: Sequence[float]) -> dict:
-    """The null of a method's ``null_family`` from reference models: for ``"counts"`` a
-    beta-binomial on each model's number of agreeing items, otherwise a normal on the statistics."""
-    if family == "counts":
-        return fit_count_null([round(float(np.sum(v))) for v in evidence], len(evidence[0]) if evidence else 0)
-    return fit_score_null(statistics)
+# A score this typical of independent models (p >= NO_MATCH_P) is "inside the null".
+NO_MATCH_P = 0.05
 
 
-def p_value(null: dict, values: np.ndarray, statistic: float) -> float:
-    """The p-value of one model's evidence ``values`` (and its ``statistic``) under ``null``."""
-    if null["family"] == "normal":
-        return score_p_value(null, statistic)
-    return count_p_value(null, round(float(np.sum(values))), len(values))
+class Null:
+    """The null distribution of a fingerprint statistic over independent models.
+
+    One class per family; :meth:`fit` from reference models' evidence, :meth:`p_value` and
+    :meth:`decide` for a suspect, :meth:`critical` (the statistic an independent model exceeds
+    with probability alpha), :meth:`to_json` / :meth:`from_json` for the fingerprint's metadata,
+    :meth:`describe` for people. ``data`` is the JSON the fingerprint stores (the calibration
+    adds the reference models' sha256s and statistics to it). Nothing outside this module
+    branches on the family.
+
+    Example::
+
+        null = Null.for_method("counts").fit(reference_evidence, reference_statistics)
+        verdict, p, critical = null.decide(suspect_values, suspect_statistic, fpr=1e-3)
+    """
+
+    family: ClassVar[str] = ""
+    calibrated: ClassVar[bool] = True
+    # The numbers a stored null of this family must carry, all finite.
+    required: ClassVar[tuple[str, ...]] = ()
+    # What verification says next to a verdict reached without a fitted null.
+    warning: ClassVar[str | None] = None
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+
+    @staticmethod
+    def for_method(null_family: str) -> type[Null]:
+        """The class that models a method's ``null_family``: ``counts`` or ``scores``."""
+        return BetaBinomialNull if null_family == "counts" else NormalNull
+
+    @classmethod
+    def fit(cls, evidence: Sequence[np.ndarray], statistics: Sequence[float]) -> Null:
+        raise NotImplementedError
+
+    @staticmethod
+    def uncalibrated(null_family: str, num_classes: int | None) -> Null:
+        """What an uncalibrated fingerprint is tested against: chance agreement (1 / classes) for
+        count methods, nothing at all for score methods (a score has no chance level)."""
+        if null_family != "counts":
+            return NoNull()
+        if not num_classes or num_classes < 2:
+            raise ParameterError("neither the fingerprint nor the suspect says how many classes there are")
+        return ChanceNull.of(num_classes)
+
+    @staticmethod
+    def problem(data: Any) -> str | None:
+        """Why ``data`` is not a null a calibration could have stored (None when it is one)."""
+        kind = next(
+            (k for k in (BetaBinomialNull, NormalNull) if isinstance(data, dict) and k.family == data.get("family")),
+            None,
+        )
+        if kind is None:
+            return f"its null is not one modelprint fits ({str(data)[:60]})"
+        for key in kind.required:
+            value = data.get(key)
+            if not isinstance(value, int | float) or isinstance(value, bool) or not np.isfinite(value):
+                return f"its {kind.family} null has {key} = {value!r}, not a finite number"
+        if data["n_models"] < 1 or data.get("sd", 0) < 0 or not 0 <= data.get("rho", 0) < 1:
+            return "its null's numbers are out of range"
+        return None
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> Null:
+        family = data.get("family")
+        for kind in (BetaBinomialNull, NormalNull, ChanceNull, NoNull):
+            if kind.family == family:
+                return kind(data)
+        raise ParameterError(f"unknown null family {family!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        return self.data
+
+    def fits(self, null_family: str) -> bool:
+        """Whether this null models the statistic of a method whose ``null_family`` is given."""
+        return null_family == ("scores" if isinstance(self, NormalNull) else "counts")
+
+    def p_value(self, values: np.ndarray, statistic: float) -> float | None:
+        raise NotImplementedError
+
+    def critical(self, alpha: float) -> float | None:
+        """The statistic an independent model exceeds with probability ``alpha`` (None: none known)."""
+        return None
+
+    def decide(self, values: np.ndarray, statistic: float, fpr: float) -> tuple[str, float | None, float | None]:
+        """(verdict, p-value, critical value) for one suspect at false-positive rate ``fpr``."""
+        p = self.p_value(values, statistic)
+        verdict = "match" if p < fpr else "no-match" if p >= NO_MATCH_P else "inconclusive"
+        return verdict, p, self.critical(fpr)
+
+    def summary(self) -> dict[str, Any]:
+        """The numbers a verification reports about the null it used."""
+        keep = ("family", "mean", "rho", "sd", "n_models", "n_queries", "confidence", "source")
+        return {k: self.data[k] for k in keep if k in self.data}
+
+    def describe(self, critical: float | None = None) -> str:
+        """One line for people: what the null is and where it sits."""
+        raise NotImplementedError
+
+    def needed(self, alphas: Sequence[float]) -> dict[str, Any]:
+        """Per alpha, the statistic a suspect needs to be called a match (None: unreachable)."""
+        return {}
+
+
+class BetaBinomialNull(Null):
+    """Counts: each independent model agrees with each item with its own rate theta ~ Beta, so
+    its count of agreements is beta-binomial; p-values are maximised over the likelihood
+    region (:func:`fit_count_null`)."""
+
+    family = "beta-binomial"
+    required = ("mean", "rho", "n_models")
+
+    @classmethod
+    def fit(cls, evidence: Sequence[np.ndarray], statistics: Sequence[float]) -> Null:
+        return cls(fit_count_null([round(float(np.sum(v))) for v in evidence], len(evidence[0]) if evidence else 0))
+
+    def p_value(self, values: np.ndarray, statistic: float) -> float:
+        return count_p_value(self.data, round(float(np.sum(values))), len(values))
+
+    def critical(self, alpha: float) -> float:
+        return critical_rate(self.data, alpha)
+
+    def decide(self, values: np.ndarray, statistic: float, fpr: float) -> tuple[str, float, float]:
+        """``match`` when p < fpr; ``no-match`` when even the exact upper 1 - fpr bound of the
+        suspect's rate stays below theta*; ``inconclusive`` in between."""
+        k, n = round(float(np.sum(values))), len(values)
+        p, theta = count_p_value(self.data, k, n), critical_rate(self.data, fpr)
+        if p < fpr:
+            return "match", p, theta
+        if upper_bound(k, n, fpr) < theta:
+            return "no-match", p, theta
+        return "inconclusive", p, theta
+
+    def describe(self, critical: float | None = None) -> str:
+        d = self.data
+        if critical is None:
+            return ""
+        return (
+            f"null: beta-binomial fitted on {d['n_models']} independent models ({d.get('source', '?')}), "
+            f"mean {d['mean']:.2f}, rho {d['rho']:.3f}; a match needs a rate above {critical:.2f}"
+        )
+
+    def needed(self, alphas: Sequence[float]) -> dict[str, Any]:
+        n = self.data["n_queries"]
+        out: dict[str, Any] = {"mean": self.data["mean"], "rho": self.data["rho"], "n_queries": n}
+        for a in alphas:
+            k = next((k for k in range(n + 1) if count_p_value(self.data, k, n) < a), None)
+            out[f"needed_at_{a:g}"] = None if k is None else k / n
+            out[f"theta_star_at_{a:g}"] = critical_rate(self.data, a)
+        return out
+
+
+class ChanceNull(BetaBinomialNull):
+    """The uncalibrated fallback of count methods: every item agrees by chance, 1 / classes."""
+
+    family = "chance"
+    calibrated = False
+    warning = (
+        "this fingerprint is not calibrated: the p-value is against agreeing by chance (1/classes) only, "
+        "and independent models agree far more often than that; run `modelprint fingerprint calibrate` first"
+    )
+
+    @classmethod
+    def of(cls, num_classes: int) -> ChanceNull:
+        return cls(chance_null(num_classes))
+
+    def describe(self, critical: float | None = None) -> str:
+        return f"null: chance agreement {self.data['mean']:.2f} per query (uncalibrated)"
+
+
+class NormalNull(Null):
+    """Scores: a normal model of the statistic, used through the Student-t prediction interval
+    for one new model (:func:`score_p_value`), its sd floored at :data:`SD_FLOOR`."""
+
+    family = "normal"
+    required = ("mean", "sd", "n_models")
+
+    @classmethod
+    def fit(cls, evidence: Sequence[np.ndarray], statistics: Sequence[float]) -> Null:
+        return cls(fit_score_null(statistics))
+
+    def p_value(self, values: np.ndarray, statistic: float) -> float:
+        return score_p_value(self.data, statistic)
+
+    def describe(self, critical: float | None = None) -> str:
+        d = self.data
+        floored = f" (floored at {SD_FLOOR:g}: the models all scored alike)" if d["sd"] < SD_FLOOR else ""
+        return (
+            f"null: normal fitted on {d['n_models']} independent models ({d.get('source', '?')}), "
+            f"mean {d['mean']:.3f}, sd {d['sd']:.3f}" + floored
+        )
+
+    def needed(self, alphas: Sequence[float]) -> dict[str, Any]:
+        """The score whose prediction-interval p-value is alpha."""
+        m, sd = self.data["n_models"], max(self.data["sd"], SD_FLOOR)
+        out: dict[str, Any] = {"mean": self.data["mean"], "sd": self.data["sd"]}
+        for a in alphas:
+            out[f"needed_at_{a:g}"] = self.data["mean"] + float(stats.t.isf(a, m - 1)) * sd * float(np.sqrt(1 + 1 / m))
+        return out
+
+
+class NoNull(Null):
+    """An uncalibrated score method: a score has no chance level, so there is no p-value."""
+
+    family = "none"
+    calibrated = False
+    warning = (
+        "this fingerprint is not calibrated: a score has no chance level, so there is no p-value; "
+        "run `modelprint fingerprint calibrate` first"
+    )
+
+    def __init__(self, data: dict[str, Any] | None = None) -> None:
+        super().__init__(data or {"family": "none"})
+
+    def p_value(self, values: np.ndarray, statistic: float) -> None:
+        return None
+
+    def decide(self, values: np.ndarray, statistic: float, fpr: float) -> tuple[str, None, None]:
+        return "inconclusive", None, None
+
+    def describe(self, critical: float | None = None) -> str:
+        return ""

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from . import _lazy
 from .errors import ParameterError
 
 # A Ray task whose worker dies (node lost, killed for memory) runs again, at most this many times.
@@ -126,10 +127,7 @@ def task_backend(name: str, workers: int, *, gpus_per_task: float = 0.0) -> Iter
             yield _Pool(pool)
         return
     if name == "ray":
-        try:
-            import ray
-        except ImportError:
-            raise ParameterError("--backend ray needs Ray: pip install 'modelprint[ray]'") from None
+        ray = _lazy.ray()
         started_here = not ray.is_initialized()
         if started_here:
             if os.environ.get("RAY_ADDRESS"):

@@ -37,6 +37,7 @@ import base64
 import binascii
 import contextlib
 import hmac
+import json
 import math
 import threading
 import time
@@ -52,6 +53,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from . import _lazy
 from .models import ModelprintModel, weights_digest
 from .suspects.base import softmax
 
@@ -183,12 +185,62 @@ class _PredictLimit:
 
 
 async def _send_json(send: Any, status: int, body: dict, extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    import json
 
     data = json.dumps(body).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *(extra or [])]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": data})
+
+
+def _validation_handler(max_batch: int) -> Any:
+    """Turn FastAPI's validation errors into one readable line: 400 for a body that is not JSON,
+    422 for a batch over ``max_batch`` or a malformed request (the first error of the body's form)."""
+
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return JSONResponse({"detail": "the body is not JSON text"}, 400)
+        for e in errors:  # a batch over the limit gets its own message (422, as the schema states the limit)
+            loc = tuple(e.get("loc", ()))
+            if (loc[-1:] == ("inputs",) and e.get("type") == "too_long") or (
+                loc[-2:] == ("shape", 0) and e.get("type") == "less_than_equal"
+            ):
+                return JSONResponse({"detail": f"batch over the limit of {max_batch} images"}, 422)
+        # The body is one of two forms: report the errors of the form its keys name, not of both.
+        body = exc.body if isinstance(exc.body, dict) else {}
+        form = "Base64Inputs" if "inputs_b64" in body else "NestedInputs" if "inputs" in body else None
+        mine = [e for e in errors if form in tuple(e.get("loc", ()))] or errors
+        first = mine[0] if mine else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "NestedInputs", "Base64Inputs"))
+        return JSONResponse({"detail": f"malformed request: {where} {first.get('msg', '')}".strip()}, 422)
+
+    return invalid
+
+
+# The error answers /v1/predict documents in its schema.
+PREDICT_ERRORS = {
+    400: {"model": ErrorResponse, "description": "the body is not JSON text"},
+    401: {"model": ErrorResponse, "description": "no or wrong bearer token"},
+    413: {"model": ErrorResponse, "description": "body over the server's size limit"},
+    422: {"model": ErrorResponse, "description": "malformed request, or a batch over the limit"},
+    503: {"model": ErrorResponse, "description": "too many predictions in flight; retry after Retry-After"},
+}
+
+
+def _info(model: ModelprintModel, *, labels_only: bool, max_batch: int, max_request_bytes: int,
+          disclose_sha256: bool) -> InfoResponse:  # fmt: skip
+    """What /v1/info says: the input the model takes, its classes and the server's limits."""
+    return InfoResponse(
+        api_version=API_VERSION,
+        input_shape=list(model.card.input_shape),
+        num_classes=model.card.num_classes,
+        classes=list(model.card.classes),
+        labels_only=labels_only,
+        max_batch=max_batch,
+        max_request_bytes=max_request_bytes,
+        input_range=[0.0, 1.0],
+        model_sha256=weights_digest(model) if disclose_sha256 else None,
+    )
 
 
 def create_app(
@@ -207,17 +259,8 @@ def create_app(
     model = model.cpu().eval()
     shape = tuple(model.card.input_shape)
     lock = threading.Lock()  # one forward at a time: torch already uses every core for one batch
-    info = InfoResponse(
-        api_version=API_VERSION,
-        input_shape=list(shape),
-        num_classes=model.card.num_classes,
-        classes=list(model.card.classes),
-        labels_only=labels_only,
-        max_batch=max_batch,
-        max_request_bytes=max_request_bytes,
-        input_range=[0.0, 1.0],
-        model_sha256=weights_digest(model) if disclose_sha256 else None,
-    )
+    info = _info(model, labels_only=labels_only, max_batch=max_batch, max_request_bytes=max_request_bytes,
+                 disclose_sha256=disclose_sha256)  # fmt: skip
     app = FastAPI(
         title="modelprint prediction API",
         version=str(API_VERSION),
@@ -235,24 +278,7 @@ def create_app(
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
             raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        if any(e.get("type") == "json_invalid" for e in errors):
-            return JSONResponse({"detail": "the body is not JSON text"}, 400)
-        for e in errors:  # a batch over the limit gets its own message (422, as the schema states the limit)
-            loc = tuple(e.get("loc", ()))
-            if (loc[-1:] == ("inputs",) and e.get("type") == "too_long") or (
-                loc[-2:] == ("shape", 0) and e.get("type") == "less_than_equal"
-            ):
-                return JSONResponse({"detail": f"batch over the limit of {max_batch} images"}, 422)
-        # The body is one of two forms: report the errors of the form its keys name, not of both.
-        body = exc.body if isinstance(exc.body, dict) else {}
-        form = "Base64Inputs" if "inputs_b64" in body else "NestedInputs" if "inputs" in body else None
-        mine = [e for e in errors if form in tuple(e.get("loc", ()))] or errors
-        first = mine[0] if mine else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "NestedInputs", "Base64Inputs"))
-        return JSONResponse({"detail": f"malformed request: {where} {first.get('msg', '')}".strip()}, 422)
+    app.add_exception_handler(RequestValidationError, _validation_handler(max_batch))
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -273,13 +299,6 @@ def create_app(
         return info
 
     nested, encoded = request_models(shape, max_batch)
-    errors = {
-        400: {"model": ErrorResponse, "description": "the body is not JSON text"},
-        401: {"model": ErrorResponse, "description": "no or wrong bearer token"},
-        413: {"model": ErrorResponse, "description": "body over the server's size limit"},
-        422: {"model": ErrorResponse, "description": "malformed request, or a batch over the limit"},
-        503: {"model": ErrorResponse, "description": "too many predictions in flight; retry after Retry-After"},
-    }
 
     def predict(req: Any) -> PredictResponse:
         x = _decode(req, shape)
@@ -297,7 +316,7 @@ def create_app(
         response_model=PredictResponse,
         response_model_exclude_none=True,
         dependencies=[Depends(authorised)],
-        responses=errors,  # type: ignore[arg-type]
+        responses=PREDICT_ERRORS,  # type: ignore[arg-type]
         summary="Labels, and probabilities unless label-only, for a batch of images",
     )(predict)
 
@@ -359,8 +378,7 @@ class GuardedH11Protocol(H11Protocol):
 def uvicorn_config(app: Any, host: str, port: int, read_timeout: float, access_log: bool) -> Any:
     """The uvicorn settings :func:`serve` runs with: the guarded protocol, no connection-count
     503 (uvicorn's would count idle sockets and refuse /health too), short keep-alive."""
-    import uvicorn
-
+    uvicorn = _lazy.uvicorn()
     if not (math.isfinite(read_timeout) and 0 < read_timeout <= 3600):
         raise ValueError(f"read_timeout must be a number of seconds in (0, 3600], got {read_timeout}")
     protocol = type("Guarded", (GuardedH11Protocol,), {"read_timeout": read_timeout})
@@ -388,8 +406,7 @@ def serve(
     """Run the API until interrupted (uvicorn, one process); ``read_timeout``: seconds a client
     has to send each whole request; ``settings`` are :func:`create_app`'s (labels_only, token,
     max_batch, max_concurrent, ...)."""
-    import uvicorn
-
+    uvicorn = _lazy.uvicorn()
     app = create_app(model, **settings)
     uvicorn.Server(uvicorn_config(app, host, port, read_timeout, access_log)).run()
 
@@ -401,8 +418,7 @@ def serve_background(
     """Run ``app`` with uvicorn in a thread for the duration of a ``with`` block and yield its
     base URL (``port=0``: a free port). For tests, benchmarks and notebooks; loopback by default;
     the same protocol and limits as :func:`serve`, without the access log."""
-    import uvicorn
-
+    uvicorn = _lazy.uvicorn()
     server = uvicorn.Server(uvicorn_config(app, host, port, read_timeout, access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -43,6 +43,23 @@ class TrainConfig:
             raise ParameterError(f"augment must be none, crop, flip or crop+flip, got {self.augment!r}")
 
 
+@dataclass(kw_only=True)
+class TrainingSettings:
+    """The part of :class:`TrainConfig` an attack that trains exposes as its own parameters (a
+    mixin of dataclass fields), with an attacker's defaults: shorter and gentler than training
+    from scratch. They are recorded in each derived model's recipe."""
+
+    epochs: int = 20
+    lr: float = 0.01
+    batch_size: int = 64
+    optimizer: str = "sgd"
+    augment: str = "crop"
+
+    def train_config(self) -> TrainConfig:
+        """The run these settings describe, on a cosine schedule (TrainConfig's other fields at their defaults)."""
+        return TrainConfig(**{f.name: getattr(self, f.name) for f in fields(TrainingSettings)}, schedule="cosine")
+
+
 def arch_training(arch: str) -> dict[str, Any]:
     """An architecture's own training needs: its class attribute ``training``, a dict of
     :class:`TrainConfig` fields plus ``epoch_factor`` (how many times the usual epochs it needs)."""

@@ -41,12 +41,6 @@ def dct2(x: torch.Tensor) -> torch.Tensor:
     return dh @ x @ dw.T
 
 
-def idct2(c: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`dct2`."""
-    dh, dw, _ = _operators(c.shape[-2], c.shape[-1], 0, str(c.device), c.dtype)
-    return dh.T @ c @ dw
-
-
 def dct_highpass(x: torch.Tensor, k: int) -> torch.Tensor:
     """IDCT(mask * DCT(x)) per channel: removes the frequencies with 1 <= i + j <= k.
 

@@ -20,16 +20,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from .attacks import create_attack
 from .calibrate import TUNING_SEED, source_meta, source_subset, train_reference
+from .data import load_splits
 from .errors import ParameterError
 from .fingerprints import create_method
-from .metrics import aruc
 from .models import ModelprintModel, weights_digest
-from .null import fit_null, p_value
 from .progress import console
+from .scoring import null_tpr
 
 
 def reference_positives(source: ModelprintModel, data: Any, *, epochs: int = 5, seed: int = TUNING_SEED) -> list:
@@ -41,18 +39,40 @@ def reference_positives(source: ModelprintModel, data: Any, *, epochs: int = 5, 
 
 
 def score_candidate(fp: Any, method: Any, positives: list, negatives: list, fpr: float) -> dict[str, float]:
-    pos_ev = [method.evidence(fp, m).values for m in positives]
-    neg_ev = [method.evidence(fp, m).values for m in negatives]
-    pos = np.array([method.statistic(v) for v in pos_ev])
-    neg = np.array([method.statistic(v) for v in neg_ev])
-    null = fit_null(method.null_family, neg_ev, neg)
-    p = [p_value(null, v, s) for v, s in zip(pos_ev, pos)]
-    return {
-        "tpr": float(np.mean(np.asarray(p) < fpr)),
-        "aruc": aruc(pos, neg),
-        "positive_mean": float(pos.mean()),
-        "negative_mean": float(neg.mean()),
-    }
+    """TPR at ``fpr`` under the null fitted on ``negatives``, and the separation, of one candidate."""
+    return null_tpr(method, [method.evidence(fp, m).values for m in positives],
+                    [method.evidence(fp, m).values for m in negatives], fpr)  # fmt: skip
+
+
+def _search(
+    source: ModelprintModel, method_name: str, fixed: dict[str, Any], grid: dict[str, list[Any]], poss: list,
+    negs: list, *, n: int, seed: int, fpr: float, device: str, progress: bool,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:  # fmt: skip
+    """One setting at a time, in the grid's order: keep the value with the best (TPR at ``fpr``,
+    ARUC) on the reference models. Returns the chosen settings and every candidate's scores."""
+    chosen = {k: values[0] for k, values in grid.items()}
+    table: list[dict[str, Any]] = []
+    cache: dict[str, dict[str, float]] = {}
+    for key, values in grid.items():
+        best: tuple[tuple[float, float], Any] | None = None
+        for value in values:
+            trial = {**fixed, **chosen, key: value}
+            tag = repr(sorted(trial.items()))
+            if tag not in cache:
+                method = create_method(method_name, **trial)
+                fp = method.generate(source, n=n, seed=seed, device=device, progress=False)
+                cache[tag] = score_candidate(fp, method, poss, negs, fpr)
+                table.append({"params": {k: trial[k] for k in grid}, **cache[tag]})
+                if progress:
+                    console.print(
+                        f"  {', '.join(f'{k}={trial[k]}' for k in grid)}: TPR@{fpr:g} {cache[tag]['tpr']:.2f}, "
+                        f"ARUC {cache[tag]['aruc']:.3f}, negatives {cache[tag]['negative_mean']:.2f}"
+                    )
+            score = (cache[tag]["tpr"], cache[tag]["aruc"])
+            if best is None or score > best[0]:
+                best = (score, value)
+        chosen[key] = best[1]
+    return chosen, table
 
 
 def tune_method(
@@ -74,7 +94,6 @@ def tune_method(
     progress: bool = True,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Return (chosen settings, the tuning record for the fingerprint's metadata)."""
-    from .data import load_splits
 
     fixed = dict(params or {})
     base = create_method(method_name, **fixed)
@@ -107,28 +126,8 @@ def tune_method(
         progress=progress,
     )
     poss = reference_positives(source, splits.owner, epochs=positive_epochs)
-    chosen = {k: values[0] for k, values in grid.items()}
-    table: list[dict[str, Any]] = []
-    cache: dict[str, dict[str, float]] = {}
-    for key, values in grid.items():
-        best: tuple[tuple[float, float], Any] | None = None
-        for value in values:
-            trial = {**fixed, **chosen, key: value}
-            tag = repr(sorted(trial.items()))
-            if tag not in cache:
-                method = create_method(method_name, **trial)
-                fp = method.generate(source, n=n, seed=seed, device=device, progress=False)
-                cache[tag] = score_candidate(fp, method, poss, negs, fpr)
-                table.append({"params": {k: trial[k] for k in grid}, **cache[tag]})
-                if progress:
-                    console.print(
-                        f"  {', '.join(f'{k}={trial[k]}' for k in grid)}: TPR@{fpr:g} {cache[tag]['tpr']:.2f}, "
-                        f"ARUC {cache[tag]['aruc']:.3f}, negatives {cache[tag]['negative_mean']:.2f}"
-                    )
-            score = (cache[tag]["tpr"], cache[tag]["aruc"])
-            if best is None or score > best[0]:
-                best = (score, value)
-        chosen[key] = best[1]
+    chosen, table = _search(source, method_name, fixed, grid, poss, negs, n=n, seed=seed, fpr=fpr, device=device,
+                            progress=progress)  # fmt: skip
     record = {
         "fpr": fpr,
         "chosen": chosen,

@@ -12,8 +12,18 @@ Verdict at a false-positive rate ``fpr`` (alpha):
   an independent model exceeds with probability alpha; for scores: p >= 0.05;
 * ``inconclusive``: in between, where the evidence cannot decide.
 
-Sequential verification (``max_queries``) spends queries in batches and stops as soon as
-an anytime-valid test decides; see :func:`verify` for which test and why.
+Sequential verification (``max_queries``) spends queries in batches and stops as soon as a
+**confidence sequence** decides. It tests the suspect's agreement rate theta against theta*
+(the rate an independent model exceeds with probability alpha/2, from the calibrated null)
+with two mixture likelihood ratios (uniform mixture over the alternative side,
+:func:`modelprint.null.mixture_log_evidence`): ``match`` once the one against "theta <=
+theta*" reaches 2/alpha, ``no-match`` once the one against "theta >= theta*" reaches 1/alpha.
+Both are nonnegative supermartingales under their nulls, so Ville's inequality bounds the
+error *whatever the stopping time*: an independent model is called a match with probability
+at most alpha/2 + alpha/2. We chose this over Wald's SPRT because the SPRT needs a simple
+alternative (one rate for a derived copy), which the verifier does not know (pruned copies
+agree at 1.0, distilled ones far less), and over a fixed-n p-value, which is invalid once one
+peeks after each batch.
 """
 
 from __future__ import annotations
@@ -25,27 +35,14 @@ from typing import Any
 import numpy as np
 
 from .errors import ParameterError
-from .fingerprints import Fingerprint, method_of
+from .fingerprints import Fingerprint, FingerprintMethod, method_of
 from .fingerprints.base import fitting
 from .models import ModelprintModel
-from .null import (
-    chance_null,
-    count_p_value,
-    critical_rate,
-    mixture_log_evidence,
-    score_p_value,
-    upper_bound,
-)
+from .null import Null, mixture_log_evidence
 from .suspects import Suspect, as_suspect
 
 DEFAULT_FPR = 1e-3
 DEFAULT_BATCH = 10
-# A score this typical of independent models (p >= 0.05) is "inside the null".
-NO_MATCH_P = 0.05
-UNCALIBRATED_WARNING = (
-    "this fingerprint is not calibrated: the p-value is against agreeing by chance (1/classes) only, "
-    "and independent models agree far more often than that; run `modelprint fingerprint calibrate` first"
-)
 
 
 @dataclass(frozen=True)
@@ -78,11 +75,6 @@ class Verification:
         return d
 
 
-def _null_summary(null: dict[str, Any]) -> dict[str, Any]:
-    keep = ("family", "mean", "rho", "sd", "n_models", "n_queries", "confidence", "source")
-    return {k: null[k] for k in keep if k in null}
-
-
 def _positives(fp: Fingerprint, statistic: float) -> dict[str, Any] | None:
     pos = fp.meta.get("positives")
     if not pos or not pos.get("statistics"):
@@ -97,14 +89,51 @@ def _positives(fp: Fingerprint, statistic: float) -> dict[str, Any] | None:
     }
 
 
-def _count_decision(null: dict[str, Any], k: int, n: int, fpr: float) -> tuple[str, float, float]:
-    p = count_p_value(null, k, n)
-    theta = critical_rate(null, fpr)
-    if p < fpr:
-        return "match", p, theta
-    if upper_bound(k, n, fpr) < theta:
-        return "no-match", p, theta
-    return "inconclusive", p, theta
+def null_of(fp: Fingerprint, method: FingerprintMethod, suspect: Suspect) -> Null:
+    """The fingerprint's calibrated null; uncalibrated, chance agreement for count methods and
+    no null at all for score methods."""
+    if "null" in fp.meta:
+        null = Null.from_json(fp.meta["null"])
+        if not null.fits(method.null_family):
+            raise ParameterError(f"the stored null ({null.family}) does not fit method {method.name}'s evidence")
+        return null
+    return Null.uncalibrated(method.null_family, int(fp.meta.get("num_classes") or suspect.num_classes or 0))
+
+
+def _sequential(
+    fp: Fingerprint, method: FingerprintMethod, suspect: Suspect, null: Null, *, budget: int, batch: int, fpr: float
+) -> tuple[str, np.ndarray, dict[str, Any]]:
+    """Spend queries ``batch`` at a time, at most ``budget``, until a confidence sequence decides
+    (see :func:`verify`): (verdict, evidence values, the trail of steps)."""
+    theta = null.critical(fpr / 2)
+    values: list[float] = []
+    verdict = "inconclusive"
+    trail = []
+    while len(values) < budget:
+        ev = method.evidence(fp, suspect, len(values), min(len(values) + batch, budget))
+        values += ev.values.tolist()
+        k, n = int(round(sum(values))), len(values)
+        up = mixture_log_evidence(k, n, theta, "above")
+        down = mixture_log_evidence(k, n, theta, "below")
+        trail.append({"queries": n, "matches": k, "log_e_match": round(up, 3), "log_e_no_match": round(down, 3)})
+        if up >= math.log(2 / fpr):
+            verdict = "match"
+            break
+        if down >= math.log(1 / fpr):
+            verdict = "no-match"
+            break
+    return verdict, np.asarray(values), {"theta_star": theta, "steps": trail}
+
+
+def _check_verify_args(fpr: float, batch: int, threshold: float | None, max_queries: int | None) -> None:
+    if not 0 < fpr < 1:
+        raise ParameterError(f"fpr must be in (0, 1), got {fpr}")
+    if batch < 1:
+        raise ParameterError(f"batch must be at least 1, got {batch}")
+    if threshold is not None and not math.isfinite(threshold):
+        raise ParameterError(f"threshold must be a finite number, got {threshold}")
+    if max_queries is not None and max_queries < 1:
+        raise ParameterError(f"--max-queries must be at least 1, got {max_queries}")
 
 
 def verify(
@@ -120,91 +149,35 @@ def verify(
 
     Fixed (``max_queries=None``): every item of the fingerprint is evidence; the verdict
     follows the module docstring. ``threshold`` replaces it with ``statistic >= threshold``
-    (the p-value is still reported).
-
-    Sequential (``max_queries=B``, count evidence only): queries go out ``batch`` at a time,
-    at most B, and stop as soon as a **confidence sequence** decides. We test the suspect's
-    agreement rate theta against theta* (the rate an independent model exceeds with
-    probability alpha/2, from the calibrated null) with two mixture likelihood ratios
-    (uniform mixture over the alternative side, :func:`modelprint.null.mixture_log_evidence`):
-    ``match`` once the one against "theta <= theta*" reaches 2/alpha, ``no-match`` once the
-    one against "theta >= theta*" reaches 1/alpha. Both are nonnegative supermartingales
-    under their nulls, so Ville's inequality bounds the error *whatever the stopping time*:
-    an independent model is called a match with probability at most alpha/2 + alpha/2. We
-    chose this over Wald's SPRT because the SPRT needs a simple alternative (one rate for a
-    derived copy), which the verifier does not know (pruned copies agree at 1.0, distilled
-    ones far less), and over a fixed-n p-value, which is invalid once one peeks after each
-    batch. A budget spent without a decision is ``inconclusive``.
+    (the p-value is still reported). Sequential (``max_queries=B``, count evidence only):
+    queries go out ``batch`` at a time, at most B, until a confidence sequence decides (the
+    module docstring says which and why); a budget spent without a decision is ``inconclusive``.
     """
-    if not 0 < fpr < 1:
-        raise ParameterError(f"fpr must be in (0, 1), got {fpr}")
-    if batch < 1:
-        raise ParameterError(f"batch must be at least 1, got {batch}")
-    if threshold is not None and not math.isfinite(threshold):
-        raise ParameterError(f"threshold must be a finite number, got {threshold}")
+    _check_verify_args(fpr, batch, threshold, max_queries)
     method = method_of(fp)
     suspect = as_suspect(suspect)
     with fitting(fp, method.name):
         total = method.items(fp)
     if total < 1:
         raise ParameterError("the fingerprint holds no evidence items")
-    calibrated = "null" in fp.meta
-    if calibrated:
-        null = fp.meta["null"]
-        if (null.get("family") == "normal") != (method.null_family == "scores"):
-            raise ParameterError(f"the stored null ({null.get('family')}) does not fit method {method.name}'s evidence")
-    elif method.null_family == "counts":
-        classes = int(fp.meta.get("num_classes") or suspect.num_classes or 0)
-        if classes < 2:
-            raise ParameterError("neither the fingerprint nor the suspect says how many classes there are")
-        null = chance_null(classes)
-    else:
-        null = {"family": "none"}
+    null = null_of(fp, method, suspect)
     seq_info = None
     if max_queries is not None:
-        if max_queries < 1:
-            raise ParameterError(f"--max-queries must be at least 1, got {max_queries}")
         if not method.sequential:
             raise ParameterError(
                 f"method {method.name} has {method.evidence_kind} evidence, not per-query 0/1 agreement: "
                 "sequential verification does not apply (drop --max-queries)"
             )
-        budget = min(max_queries, total)
-        theta = critical_rate(null, fpr / 2)
-        values: list[float] = []
-        verdict = "inconclusive"
-        trail = []
-        while len(values) < budget:
-            ev = method.evidence(fp, suspect, len(values), min(len(values) + batch, budget))
-            values += ev.values.tolist()
-            k, n = int(round(sum(values))), len(values)
-            up = mixture_log_evidence(k, n, theta, "above")
-            down = mixture_log_evidence(k, n, theta, "below")
-            trail.append({"queries": n, "matches": k, "log_e_match": round(up, 3), "log_e_no_match": round(down, 3)})
-            if up >= math.log(2 / fpr):
-                verdict = "match"
-                break
-            if down >= math.log(1 / fpr):
-                verdict = "no-match"
-                break
-        seq_info = {"max_queries": max_queries, "batch": batch, "theta_star": theta, "steps": trail}
-        evidence = np.asarray(values)
-        queries = len(values)
+        verdict, evidence, trail = _sequential(
+            fp, method, suspect, null, budget=min(max_queries, total), batch=batch, fpr=fpr
+        )
+        seq_info = {"max_queries": max_queries, "batch": batch, **trail}
+        queries = len(evidence)
     else:
         ev = method.evidence(fp, suspect)
         evidence, queries = ev.values, ev.queries
     stat = method.statistic(evidence)
-    n = len(evidence)
-    p_value: float | None
-    crit: float | None = None
-    if method.null_family == "counts":
-        k = int(round(float(evidence.sum())))
-        fixed_verdict, p_value, crit = _count_decision(null, k, n, fpr)
-    elif calibrated:
-        p_value = score_p_value(null, stat)
-        fixed_verdict = "match" if p_value < fpr else "no-match" if p_value >= NO_MATCH_P else "inconclusive"
-    else:
-        p_value, fixed_verdict = None, "inconclusive"
+    fixed_verdict, p_value, crit = null.decide(evidence, stat, fpr)
     if threshold is not None:
         decided_by, verdict, crit = "threshold", ("match" if stat >= threshold else "no-match"), threshold
     elif seq_info is not None:
@@ -212,28 +185,18 @@ def verify(
     else:
         decided_by, verdict = "p-value", fixed_verdict
     labels = method.evidence_kind == "labels"
-    warning = None
-    if not calibrated:
-        warning = (
-            UNCALIBRATED_WARNING
-            if method.null_family == "counts"
-            else (
-                "this fingerprint is not calibrated: a score has no chance level, so there is no p-value; "
-                "run `modelprint fingerprint calibrate` first"
-            )
-        )
     return Verification(
         statistic=stat,
         statistic_name=method.statistic_name,
-        n=n,
+        n=len(evidence),
         queries=int(queries),
         p_value=p_value,
         fpr=fpr,
         threshold=crit,
         verdict=verdict,
         decided_by=decided_by,
-        calibrated=calibrated,
-        null={**_null_summary(null), "calibrated": calibrated},
+        calibrated=null.calibrated,
+        null={**null.summary(), "calibrated": null.calibrated},
         method=method.name,
         source_sha256=str(fp.meta.get("source_sha256", "")),
         suspect_sha256=suspect.identity,
@@ -241,7 +204,7 @@ def verify(
         matches=int(round(float(evidence.sum()))) if labels else None,
         positives=_positives(fp, stat),
         sequential=seq_info,
-        warning=warning,
+        warning=null.warning,
         suspect=suspect.describe(),
         evidence=evidence.tolist(),
     )
@@ -251,3 +214,59 @@ def suspect_statistic(fp: Fingerprint, suspect: ModelprintModel | Suspect) -> fl
     """The fingerprint's statistic on ``suspect`` over all its items (no verdict)."""
     method = method_of(fp)
     return method.statistic(method.evidence(fp, suspect).values)
+
+
+def _count(k: int, one: str, many: str) -> str:
+    return f"{k} {one if k == 1 else many}"
+
+
+def format_verification(r: Verification) -> str:
+    """Two or three plain lines: the verdict with its numbers, then what it was tested against."""
+    stat = (
+        f"matching rate {r.statistic:.2f} ({r.matches}/{r.n})"
+        if r.matches is not None
+        else f"{r.statistic_name} {r.statistic:.3f} over {r.n} items"
+    )
+    p = "no p-value" if r.p_value is None else f"p = {r.p_value:.3g}"
+    lines = [f"{r.verdict}: {stat}, {p} at FPR {r.fpr:g}, {r.queries} queries"]
+    lines.append(Null.from_json(r.null).describe(r.threshold) if r.null.get("family") else "")
+    if r.decided_by == "threshold":
+        lines.append(f"decided by the threshold {r.threshold:g}, not the p-value")
+    if r.sequential:
+        lines.append(
+            f"sequential: stopped after {r.queries} of at most {r.sequential['max_queries']} queries "
+            f"(batches of {r.sequential['batch']})"
+        )
+    sus = r.suspect or {}
+    if sus.get("type") in ("onnx", "torchscript", "http"):
+        what = "labels only" if sus["labels_only"] else "labels and probabilities"
+        if sus["type"] == "http":
+            cost = f"{_count(sus['queries_sent'], 'query', 'queries')} sent in "
+            cost += f"{_count(sus['requests'], 'HTTP request', 'HTTP requests')} (/v1/info included)"
+            if sus.get("retries"):
+                cost += f", {_count(sus['retries'], 'retry', 'retries')}"
+        else:
+            cost = f"{_count(sus['queries'], 'query', 'queries')} in {_count(sus['requests'], 'batch', 'batches')}"
+        lines.append(f"suspect: {sus['type']} {sus['location']} ({what}); {cost}")
+        if "containment" in sus:
+            lines.append(f"sandbox: {describe_containment(sus['containment'])}")
+    if r.positives:
+        pos = r.positives
+        lines.append(
+            f"the owner's {pos['n_models']} derived copies scored {pos['min']:.2f}-{pos['max']:.2f} "
+            f"(median {pos['median']:.2f}); {pos['fraction_at_or_below']:.0%} of them at or below this suspect"
+        )
+    return "\n".join(line for line in lines if line)
+
+
+def describe_containment(c: dict[str, Any]) -> str:
+    """One line on how a file suspect was contained."""
+    limits = c.get("limits", {})
+    held = [f"worker process, {limits.get('memory_mb', '?')} MB, {limits.get('cpu_seconds', '?')} CPU s"]
+    held.append("no file writes, reads only beneath Python and system libraries" if c.get("filesystem") else "")
+    held.append("no TCP" if c.get("tcp") else "")
+    held.append("own network namespace" if c.get("network_namespace") else "")
+    text = ", ".join(h for h in held if h)
+    if not c.get("filesystem"):
+        text += " (file-system sandbox NOT enforced: Landlock unavailable)"
+    return text

@@ -2,10 +2,16 @@ import pytest
 import torch
 
 from modelprint.attacks import ATTACKS, create_attack
-from modelprint.attacks.prune import prunable_weights, sparsity
+from modelprint.attacks.prune import prunable_weights
 from modelprint.errors import ParameterError
 from modelprint.models import weights_digest
 from modelprint.train import accuracy
+
+
+def sparsity(model) -> float:
+    """Fraction of prunable weights that are exactly zero."""
+    weights = prunable_weights(model)
+    return sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
 
 
 @pytest.mark.parametrize("scope", ["global", "layer"])

@@ -8,8 +8,9 @@ from modelprint.bench import run_bench
 from modelprint.bench.report import write_report
 from modelprint.errors import ParameterError
 from modelprint.fingerprints import ablation_variants
-from modelprint.fingerprints.gan import GANConfig, save_gan, train_gan
-from modelprint.zoo import ZooManifest, build_zoo, source_row
+from modelprint.fingerprints.naturalfinger.gan import GANConfig, save_gan, train_gan
+from modelprint.zoo import ZooManifest, source_row
+from modelprint.zoo.build import build_zoo
 
 # The smoke zoo's source recipe (same bytes), and positives/negatives with seeds it never uses.
 SMOKE_TRAIN = """

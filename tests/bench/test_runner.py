@@ -131,7 +131,7 @@ seed = 3
 
 
 def test_bench_reports_the_white_box_family_beside_black_box_ones(tmp_path):
-    from modelprint.zoo import build_zoo
+    from modelprint.zoo.build import build_zoo
 
     spec = tmp_path / "wb.toml"
     spec.write_text(WHITEBOX_SPEC)

@@ -1,4 +1,4 @@
-"""The white-box baselines: direct weight cosine and CKA of penultimate features (issue 12)."""
+"""The white-box baselines: direct weight cosine and CKA of penultimate features."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""The frequency module's invariance: what no gradient reaches, SGD cannot change (DESIGN, white-box)."""
+"""The frequency module's invariance: what no gradient reaches, SGD cannot change."""
 
 import copy
 

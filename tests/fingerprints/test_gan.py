@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from modelprint.errors import ModelFileError, ParameterError
-from modelprint.fingerprints.gan import (
+from modelprint.fingerprints.naturalfinger.gan import (
     GANConfig,
     _optimizers,
     build_gan,

@@ -6,7 +6,7 @@ import torch
 from modelprint.bench.runner import check_held_out
 from modelprint.errors import ParameterError
 from modelprint.fingerprints import create_method
-from modelprint.fingerprints.metafinger import augmented_copy
+from modelprint.fingerprints.learnt import augmented_copy
 from modelprint.models import load_model
 from modelprint.zoo import ZooManifest, source_row
 

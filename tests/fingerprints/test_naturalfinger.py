@@ -6,8 +6,8 @@ from modelprint.attacks import create_attack
 from modelprint.bench.runner import check_held_out
 from modelprint.errors import ParameterError
 from modelprint.fingerprints import Fingerprint, create_method
-from modelprint.fingerprints.gan import GANConfig, save_gan, train_gan
-from modelprint.fingerprints.naturalfinger import cw_loss, random_transform
+from modelprint.fingerprints.learnt import cw_loss, random_transform
+from modelprint.fingerprints.naturalfinger.gan import GANConfig, save_gan, train_gan
 from modelprint.metrics import roc_auc
 from modelprint.models import load_model
 from modelprint.zoo import ZooManifest, source_row
@@ -81,11 +81,12 @@ def test_needs_a_gan_and_a_training_zoo_of_the_same_source(trained, source):
 def test_bench_refuses_a_suspect_the_method_learnt_from(trained):
     rows = trained["manifest"].rows
     src = source_row(trained["manifest"])
-    meta = {"naturalfinger": {"trained_models": [{"id": r["id"], "sha256": r["sha256"]} for r in rows]}}
+    records = [{"id": r["id"], "sha256": r["sha256"]} for r in rows]
+    meta = {"naturalfinger": {"method": "naturalfinger", "trained_models": records}}
     with pytest.raises(ParameterError, match="learnt from 7 model"):
         check_held_out(meta, rows, src)
     check_held_out(meta, [src], src)  # the source is shared by design and never scored
-    check_held_out({"c": {}}, rows, src)
+    check_held_out({"c": {"method": "c"}}, rows, src)
 
 
 def test_cw_loss_and_transforms():

@@ -53,6 +53,8 @@ def test_same_evidence_and_verdict_through_every_adapter(forms, zoo_source, labe
         serve_background(create_app(zoo_source, labels_only=True)) as url_labels,
     ):
         suspects = _all_suspects(forms, zoo_source, url, url_labels)
+        # the contract covers every registered adapter: a new one must be added to _all_suspects
+        assert {kind.split("-")[0] for kind in suspects} == set(SUSPECTS.names())
         assert type(suspects["model"]) is ModelFileSuspect and type(suspects["onnx"]) is OnnxSuspect
         assert type(suspects["torchscript"]) is TorchScriptSuspect and suspects["http-labels"].labels_only
         # the exported files carry the card: shape and classes are known before any query

@@ -9,7 +9,9 @@ import pytest
 
 from modelprint.cli import main
 from modelprint.models import load_model
-from modelprint.zoo import MANIFEST, SpecError, ZooError, ZooManifest, build_zoo, verify_zoo
+from modelprint.zoo import MANIFEST, ZooError, ZooManifest
+from modelprint.zoo.build import build_zoo, verify_zoo
+from modelprint.zoo.spec import SpecError
 
 from ..conftest import TINY_SPEC
 

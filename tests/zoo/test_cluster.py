@@ -9,7 +9,8 @@ import pytest
 
 import modelprint.zoo.build as build_module
 from modelprint.models import ModelBytes
-from modelprint.zoo import ZooManifest, build_zoo
+from modelprint.zoo import ZooManifest
+from modelprint.zoo.build import build_zoo
 
 
 def _shas(zoo):

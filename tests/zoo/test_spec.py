@@ -3,7 +3,8 @@ from collections import Counter
 
 import pytest
 
-from modelprint.zoo import SpecError, builtin_specs, load_spec, parse_spec_text
+from modelprint.zoo.build import load_spec
+from modelprint.zoo.spec import SpecError, builtin_specs, parse_spec_text
 
 from ..conftest import TINY_SPEC
 

@@ -26,9 +26,8 @@ from torch import nn
 from ..data import Dataset
 from ..errors import ParameterError
 from ..models import ModelprintModel
-from ..train import train
+from ..train import TrainingSettings, train
 from .base import Attack, register_attack
-from .finetune import TrainingSettings
 
 
 def pgd(
@@ -63,6 +62,18 @@ def pgd(
 @register_attack("advtrain")
 @dataclass(kw_only=True)
 class AdversarialTraining(TrainingSettings, Attack):
+    """Adversarial training (after Lukas et al. 2021): PGD examples for a fraction ``p`` of the
+    fine-tuning data, then all layers fine-tuned on the augmented set.
+
+    Arguments:
+        p (float): 0.5. eps (float): L-inf radius, 8/255. alpha (float): PGD step, 2/255.
+        steps (int): 7. epochs, lr, batch_size, optimizer, augment: the fine-tuning run.
+
+    Example::
+
+        robust = create_attack("advtrain", p=0.5).apply(load_model("owner.safetensors"), tune_data)
+    """
+
     p: float = 0.5
     eps: float = 8 / 255
     alpha: float = 2 / 255
@@ -71,6 +82,7 @@ class AdversarialTraining(TrainingSettings, Attack):
     needs_data = True
     default_split = "tune"
     id_params = ("p",)
+    strength = "p"
 
     def __post_init__(self) -> None:
         if not 0.0 < self.p <= 1.0:

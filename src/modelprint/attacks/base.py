@@ -12,6 +12,7 @@ from ..data import Dataset
 from ..errors import ParameterError
 from ..models import ModelprintModel
 from ..registry import Registry
+from ..train import accuracy
 
 
 class Attack:
@@ -28,6 +29,8 @@ class Attack:
     needs_data: ClassVar[bool] = False
     default_split: ClassVar[str] = "tune"
     id_params: ClassVar[tuple[str, ...]] = ()
+    # The setting a zoo sweeps to make the attack stronger or weaker (bench plots margins by it).
+    strength: ClassVar[str | None] = None
 
     def params(self) -> dict[str, Any]:
         return dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}
@@ -65,8 +68,6 @@ class Attack:
             child = result
         child = child.cpu().eval()
         if test is not None:
-            from ..train import accuracy
-
             child.card.accuracy = round(accuracy(child, test), 6)
         return child
 

@@ -35,9 +35,8 @@ import torch.nn.functional as F
 from ..data import Dataset
 from ..errors import ParameterError
 from ..models import ARCHITECTURES, ModelprintModel, create_model
-from ..train import TrainConfig, train, training_settings
+from ..train import TrainConfig, TrainingSettings, train, training_settings
 from .base import Attack, register_attack
-from .finetune import TrainingSettings
 
 
 @dataclass(kw_only=True)
@@ -52,6 +51,7 @@ class _Extraction(TrainingSettings, Attack):
 
     needs_data = True
     default_split = "attacker"
+    strength = "arch"
 
     def step_id(self) -> str:
         shown = ",".join(f"{k}={v}" for k, v in sorted(self.arch_args.items()))
@@ -92,6 +92,18 @@ class _Extraction(TrainingSettings, Attack):
 @register_attack("distill")
 @dataclass(kw_only=True)
 class Distill(_Extraction):
+    """Distillation (Hinton et al. 2015): a student of any registered architecture learns the
+    victim's softened outputs on the thief's unlabelled data (the ``attacker`` split).
+
+    Arguments:
+        arch (str): student architecture, "cnn". arch_args (dict): its arguments. T (float):
+        temperature, 4.0. epochs, lr, batch_size, optimizer, augment: the student's run.
+
+    Example::
+
+        student = create_attack("distill", arch="vgg11", arch_args={"width": 16}).apply(victim, attacker_data)
+    """
+
     T: float = 4.0
 
     def __post_init__(self) -> None:
@@ -114,6 +126,19 @@ class Distill(_Extraction):
 @register_attack("knockoff")
 @dataclass(kw_only=True)
 class Knockoff(_Extraction):
+    """Knockoff Nets (Orekondy et al. 2019): the victim answers a transfer set from another
+    distribution once; a student trains on its probabilities or top-1 labels.
+
+    Arguments:
+        arch (str), arch_args (dict): the student. budget (int): most queries, 0 = all.
+        output (str): "probs" or "label". classes (list[int] | None): keep only these classes
+        of the transfer set. epochs, lr, batch_size, optimizer, augment: the student's run.
+
+    Example::
+
+        thief = create_attack("knockoff", arch="resnet18", classes=[0, 1, 2]).apply(victim, other_data)
+    """
+
     budget: int = 0
     output: str = "probs"
     classes: list[int] | None = None

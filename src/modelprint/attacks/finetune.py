@@ -30,31 +30,10 @@ from torch import nn
 from ..data import Dataset
 from ..errors import ParameterError
 from ..models import ModelprintModel
-from ..train import TrainConfig, train
+from ..train import TrainingSettings, train
 from .base import Attack, register_attack
 
 MODES = ("ftll", "ftal", "rtll", "rtal")
-
-
-@dataclass(kw_only=True)
-class TrainingSettings:
-    """The training run of an attack that trains (a mixin of dataclass fields)."""
-
-    epochs: int = 20
-    lr: float = 0.01
-    batch_size: int = 64
-    optimizer: str = "sgd"
-    augment: str = "crop"
-
-    def train_config(self) -> TrainConfig:
-        return TrainConfig(
-            epochs=self.epochs,
-            lr=self.lr,
-            batch_size=self.batch_size,
-            optimizer=self.optimizer,
-            augment=self.augment,
-            schedule="cosine",
-        )
 
 
 def last_layer(model: nn.Module) -> nn.Linear:
@@ -68,11 +47,24 @@ def last_layer(model: nn.Module) -> nn.Linear:
 @register_attack("finetune")
 @dataclass(kw_only=True)
 class Finetune(TrainingSettings, Attack):
+    """Fine-tuning in the four modes of Adi et al. (USENIX Security 2018) on the attacker's own
+    labelled data (the ``tune`` split by default).
+
+    Arguments:
+        mode (str): ftll | ftal | rtll | rtal, "ftal". epochs (int): 20. lr (float): 0.01.
+        batch_size (int): 64. optimizer (str): "sgd". augment (str): "crop".
+
+    Example::
+
+        tuned = create_attack("finetune", mode="rtal").apply(load_model("owner.safetensors"), tune_data)
+    """
+
     mode: str = "ftal"
 
     needs_data = True
     default_split = "tune"
     id_params = ("mode",)
+    strength = "mode"
 
     def step_id(self) -> str:
         """``finetune(ftal)``; the optimiser and learning rate join the name when they are not the

@@ -28,9 +28,21 @@ from .prune import prunable_weights
 @register_attack("noise")
 @dataclass(kw_only=True)
 class WeightNoise(Attack):
+    """Weight noising (Yang et al. 2022): ``W += sigma * rms(W) * N(0, 1)`` on every conv and
+    linear weight (attached modules included).
+
+    Arguments:
+        sigma (float): noise relative to each layer's RMS weight, 0.1.
+
+    Example::
+
+        noisy = create_attack("noise", sigma=0.1).apply(load_model("owner.safetensors"), seed=3)
+    """
+
     sigma: float = 0.1
 
     id_params = ("sigma",)
+    strength = "sigma"
 
     def __post_init__(self) -> None:
         if not self.sigma >= 0:

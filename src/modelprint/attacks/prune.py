@@ -24,15 +24,15 @@ from torch import nn
 from ..data import Dataset
 from ..errors import ParameterError
 from ..models import ModelprintModel
+from ..models.attachments import Attachment
 from .base import Attack, register_attack
 
 
 def prunable_weights(model: nn.Module) -> list[torch.Tensor]:
     """Weights of conv and linear layers (biases and norm layers are left alone), the white-box
-    frequency module's convolution included: an attacker prunes or noises every layer."""
-    from ..fingerprints.frequency import FrequencyBranch
-
-    return [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear, FrequencyBranch))]
+    attached modules' dense weights included (:class:`~modelprint.models.attachments.Attachment`):
+    an attacker prunes or noises every layer."""
+    return [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear, Attachment))]
 
 
 def _zero_smallest(scores: torch.Tensor, count: int) -> torch.Tensor:
@@ -46,11 +46,24 @@ def _zero_smallest(scores: torch.Tensor, count: int) -> torch.Tensor:
 @register_attack("prune")
 @dataclass(kw_only=True)
 class MagnitudePrune(Attack):
+    """Unstructured pruning (Han et al. 2015): zero the fraction ``rate`` of conv and linear
+    weights with the smallest magnitude (or at random).
+
+    Arguments:
+        rate (float): in [0, 1], 0.5. scope (str): "global" or "layer". criterion (str):
+        "magnitude" or "random".
+
+    Example::
+
+        pruned = create_attack("prune", rate=0.5).apply(load_model("owner.safetensors"))
+    """
+
     rate: float = 0.5
     scope: str = "global"
     criterion: str = "magnitude"
 
     id_params = ("rate",)
+    strength = "rate"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.rate <= 1.0:
@@ -76,9 +89,3 @@ class MagnitudePrune(Attack):
         for w in weights:
             w.mul_(keep[offset : offset + w.numel()].view_as(w))
             offset += w.numel()
-
-
-def sparsity(model: nn.Module) -> float:
-    """Fraction of prunable weights that are exactly zero."""
-    weights = prunable_weights(model)
-    return sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)

@@ -42,6 +42,17 @@ def fake_quantize_int8(w: torch.Tensor, per_channel: bool = True) -> torch.Tenso
 @register_attack("quantize")
 @dataclass(kw_only=True)
 class Quantize(Attack):
+    """Post-training weight quantisation: symmetric int8 rounding per output channel or per
+    tensor (stored dequantised), or a round trip through fp16.
+
+    Arguments:
+        dtype (str): "int8" or "fp16". granularity (str): "channel" or "tensor" (int8 only).
+
+    Example::
+
+        small = create_attack("quantize", dtype="int8").apply(load_model("owner.safetensors"))
+    """
+
     dtype: str = "int8"
     granularity: str = "channel"
 

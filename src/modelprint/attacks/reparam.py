@@ -34,6 +34,7 @@ from torch import fx, nn
 from ..data import Dataset
 from ..errors import ParameterError
 from ..models import ModelprintModel
+from ..models.attachments import HostedLayer
 from .base import Attack, register_attack
 
 _POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Dropout, nn.Identity)
@@ -53,28 +54,22 @@ class LayerPair:
     scale_target: nn.Module | None = None  # where a positive factor goes in (None: cannot scale)
 
 
-def _hosted_layer() -> type:
-    from ..fingerprints.frequency import HostedLayer
-
-    return HostedLayer
-
-
 def _weight(m: nn.Module) -> torch.Tensor:
-    """The dense weight of a layer; of its host for a layer carrying the frequency module."""
-    return m.host.weight if isinstance(m, _hosted_layer()) else m.weight
+    """The dense weight of a layer; of its host for a layer carrying an attachment."""
+    return m.host.weight if isinstance(m, HostedLayer) else m.weight
 
 
 def _is_dense(m: nn.Module) -> bool:
-    if isinstance(m, _hosted_layer()):
+    if isinstance(m, HostedLayer):
         return _is_dense(m.host)
     return isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.groups == 1)
 
 
 class _Tracer(fx.Tracer):
-    """Sees a layer that carries the frequency module as one layer: host and module change together."""
+    """Sees a layer that carries an attachment as one layer: host and attachment change together."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, _hosted_layer()) or super().is_leaf_module(m, qualname)
+        return isinstance(m, HostedLayer) or super().is_leaf_module(m, qualname)
 
 
 def _is_depthwise(m: nn.Module) -> bool:
@@ -164,8 +159,8 @@ def layer_pairs(net: nn.Module) -> list[LayerPair]:
 
 
 def _parts(m: nn.Module) -> list[nn.Module]:
-    """The modules whose channels move together: a hosted layer's host and its frequency module."""
-    return [m.host, m.branch] if isinstance(m, _hosted_layer()) else [m]
+    """The modules whose channels move together: a hosted layer's host and its attachment."""
+    return [m.host, m.branch] if isinstance(m, HostedLayer) else [m]
 
 
 def _permute_pair(pair: LayerPair, perm: torch.Tensor) -> None:
@@ -202,6 +197,14 @@ def _scale_pair(pair: LayerPair, s: torch.Tensor) -> None:
 @register_attack("permute")
 @dataclass(kw_only=True)
 class ChannelPermute(Attack):
+    """Permute hidden units: reorder each layer pair's intermediate channels; the function is
+    unchanged, the weights are not. No arguments.
+
+    Example::
+
+        twin = create_attack("permute").apply(model, seed=1)   # same logits, other weights
+    """
+
     @torch.no_grad()
     def _apply(self, model: ModelprintModel, data: Dataset | None, g: torch.Generator, device: str) -> None:
         pairs = layer_pairs(model.net)
@@ -214,6 +217,17 @@ class ChannelPermute(Attack):
 @register_attack("scale")
 @dataclass(kw_only=True)
 class ReluScale(Attack):
+    """Rescale channels through ReLU: channel c of a layer times ``s_c``, the next layer's input
+    channel c divided by it, ``s_c`` log-uniform in [1/spread, spread]; the function is unchanged.
+
+    Arguments:
+        spread (float): the largest factor, 4.0.
+
+    Example::
+
+        twin = create_attack("scale", spread=4.0).apply(model, seed=1)
+    """
+
     spread: float = 4.0
 
     id_params = ("spread",)

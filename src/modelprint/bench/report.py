@@ -16,9 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.metrics import roc_curve
 
+from .. import _lazy
 from .._io import atomic_write, atomic_write_text
 from ..errors import ParameterError
+from ..fingerprints import Fingerprint
 from ..metrics import robustness_uniqueness_curve
 from .runner import RESULTS
 
@@ -26,13 +29,8 @@ COLORS = {"positive": "#1f77b4", "negative": "#ff7f0e"}
 METRIC_COLUMNS = ("robustness", "transferability", "uniqueness", "aruc", "auc", "f1", "threshold")
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
-
-    return plt
+def _plt():  # noqa: ANN202 (matplotlib.pyplot)
+    return _lazy.pyplot()
 
 
 def _save(fig: Any, path: Path) -> None:
@@ -98,7 +96,6 @@ def plot_aruc(results: dict[str, Any], path: Path) -> None:
 
 
 def plot_roc(results: dict[str, Any], path: Path) -> None:
-    from sklearn.metrics import roc_curve
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(4.2, 4.0))
@@ -164,7 +161,6 @@ def plot_detection(results: dict[str, Any], path: Path) -> bool:
 
 
 def plot_queries(root: Path, results: dict[str, Any], path: Path, per_method: int = 8) -> None:
-    from ..fingerprints import Fingerprint
 
     plt = _plt()
     methods = list(results["methods"])
@@ -182,10 +178,81 @@ def plot_queries(root: Path, results: dict[str, Any], path: Path, per_method: in
     _save(fig, path)
 
 
-def _tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
-    fpr_key = next(
-        k for k in next(iter(results["methods"].values()))["metrics"] if k.startswith("tpr_at_") and k.endswith("_fpr")
+def _cell(v: float | None) -> str:
+    return "–" if v is None else f"{v:.2f}"
+
+
+def _fpr_key(results: dict[str, Any]) -> str:
+    metrics = next(iter(results["methods"].values()))["metrics"]
+    return next(k for k in metrics if k.startswith("tpr_at_") and k.endswith("_fpr"))
+
+
+def _category_rows(results: dict[str, Any]) -> list[list[str]]:
+    methods = results["methods"].values()
+    categories = list(dict.fromkeys(c for r in methods for c in r["by_category"]))
+    keys = ("positive", "negative", "aruc")
+    return [[c, *(_cell(r["by_category"].get(c, {}).get(k)) for r in methods for k in keys)] for c in categories]
+
+
+def _held_out_rows(results: dict[str, Any], fpr_key: str) -> list[list[str]]:
+    rows = []
+    for m, r in results["methods"].items():
+        cal = r.get("calibrated") or {}
+        for rule in ("threshold", "null"):
+            if rule not in cal:
+                continue
+            v = cal[rule]
+            lo, hi = v["fpr_interval"]
+            rows.append(
+                [
+                    m,
+                    "empirical threshold" if rule == "threshold" else f"{v['family']} null, p < FPR",
+                    f"{cal['calibration_negatives']} / {cal['evaluation_negatives']}",
+                    f"{v['false_positives']}/{cal['evaluation_negatives']} = {v['fpr']:.3f}",
+                    f"[{lo:.3f}, {hi:.3f}]",
+                    "yes" if v["fpr_within"] else "NO",
+                    f"{v['tpr']:.2f}",
+                    f"{r['metrics'][fpr_key]:.2f}",
+                ]
+            )
+    return rows
+
+
+def _ablation_table(results: dict[str, Any]) -> tuple[str, list[str], list[list[str]]] | None:
+    rows = []
+    for m, r in results["methods"].items():
+        ab = r["fingerprint"].get("ablation")
+        if ab:
+            paper = ab.get("paper_aruc")
+            rows.append(
+                [m, *("✓" if on else "–" for on in ab["kept"].values()), f"{r['metrics']['aruc']:.2f}",
+                 "–" if paper is None else f"{paper:.2f}"]
+            )  # fmt: skip
+    if len(rows) <= 1:
+        return None
+    tricks = next(
+        r["fingerprint"]["ablation"]["kept"] for r in results["methods"].values() if "ablation" in r["fingerprint"]
     )
+    title = "Ablation: the method's tricks kept (✓) or removed, ARUC here and in the paper"
+    return title, ["variant", *tricks, "aruc", "paper aruc"], rows
+
+
+def _stealth_table(results: dict[str, Any]) -> tuple[str, list[str], list[list[str]]] | None:
+    rows = [
+        [m, f"{r['detection_rate']['mean']:.3f}", ", ".join(f"{v:.3f}" for v in r["detection_rate"]["per_seed"])]
+        for m, r in results["methods"].items()
+        if r.get("detection_rate")
+    ]
+    if not rows:
+        return None
+    alarm = (results.get("stealth") or {}).get("false_alarm")
+    note = f"; the detectors flag {alarm['mean']:.3f} of clean test images" if alarm else ""
+    title = "Stealthiness: share of the queries a detector trained on clean vs noise/FGSM images flags" + note
+    return title, ["method", "detection rate (mean)", "per seed"], rows
+
+
+def _tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
+    fpr_key = _fpr_key(results)
     main = [
         [
             m,
@@ -199,109 +266,31 @@ def _tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str
         for m, r in results["methods"].items()
         for b, v in r["budgets"].items()
     ]
-    categories = list(dict.fromkeys(c for r in results["methods"].values() for c in r["by_category"]))
-
-    def cell(v: float | None) -> str:
-        return "–" if v is None else f"{v:.2f}"
-
-    cat_rows = [
-        [
-            c,
-            *(
-                cell(r["by_category"].get(c, {}).get(key))
-                for r in results["methods"].values()
-                for key in ("positive", "negative", "aruc")
-            ),
-        ]
-        for c in categories
-    ]
-    honest_rows = []
-    for m, r in results["methods"].items():
-        cal = r.get("calibrated") or {}
-        for rule in ("threshold", "null"):
-            if rule not in cal:
-                continue
-            v = cal[rule]
-            lo, hi = v["fpr_interval"]
-            honest_rows.append(
-                [
-                    m,
-                    "empirical threshold" if rule == "threshold" else f"{v['family']} null, p < FPR",
-                    f"{cal['calibration_negatives']} / {cal['evaluation_negatives']}",
-                    f"{v['false_positives']}/{cal['evaluation_negatives']} = {v['fpr']:.3f}",
-                    f"[{lo:.3f}, {hi:.3f}]",
-                    "yes" if v["fpr_within"] else "NO",
-                    f"{v['tpr']:.2f}",
-                    f"{r['metrics'][fpr_key]:.2f}",
-                ]
-            )
-    ablation_rows = []
-    for m, r in results["methods"].items():
-        ab = r["fingerprint"].get("ablation")
-        if ab:
-            paper = ab.get("paper_aruc")
-            ablation_rows.append(
-                [m, *("✓" if on else "–" for on in ab["kept"].values()), f"{r['metrics']['aruc']:.2f}",
-                 "–" if paper is None else f"{paper:.2f}"]
-            )  # fmt: skip
-    stealth_rows = [
-        [m, f"{r['detection_rate']['mean']:.3f}", ", ".join(f"{v:.3f}" for v in r["detection_rate"]["per_seed"])]
-        for m, r in results["methods"].items()
-        if r.get("detection_rate")
-    ]
-    timing = results["timings"]
-    time_rows = [[m, f"{g['seconds']:.1f}", "yes" if g["cached"] else "no"] for m, g in timing["generation"].items()]
+    generation = results["timings"]["generation"]
+    time_rows = [[m, f"{g['seconds']:.1f}", "yes" if g["cached"] else "no"] for m, g in generation.items()]
+    held_out = ["method", "rule", "negatives calib / eval", "observed FPR", "95% interval", "nominal inside", "TPR",
+                "in-sample TPR"]  # fmt: skip
     tables = [
         ("Metrics over the whole zoo", ["method", *METRIC_COLUMNS, fpr_key.replace("_", " ")], main),
         (
             "By category: mean statistic (pos / neg) and ARUC of the category's positives against every negative",
             ["category", *(f"{m} {r}" for m in results["methods"] for r in ("pos", "neg", "aruc"))],
-            cat_rows,
+            _category_rows(results),
         ),
         (
             f"Held-out false-positive rate at nominal FPR {results['fpr']:g}: fitted on the calibration half of "
             "the negatives, counted on the evaluation half",
-            [
-                "method",
-                "rule",
-                "negatives calib / eval",
-                "observed FPR",
-                "95% interval",
-                "nominal inside",
-                "TPR",
-                "in-sample TPR",
-            ],
-            honest_rows,
+            held_out,
+            _held_out_rows(results, fpr_key),
         ),
         (
             "Query budget: metrics on the first b queries",
             ["method", "b", "aruc", "auc", "uniqueness", "f1"],
             budget_rows,
-        ),
+        ),  # fmt: skip
         ("Fingerprint generation", ["method", "seconds", "cached"], time_rows),
     ]
-    if stealth_rows:
-        alarm = (results.get("stealth") or {}).get("false_alarm")
-        note = f"; the detectors flag {alarm['mean']:.3f} of clean test images" if alarm else ""
-        tables.append(
-            (
-                "Stealthiness: share of the queries a detector trained on clean vs noise/FGSM images flags" + note,
-                ["method", "detection rate (mean)", "per seed"],
-                stealth_rows,
-            )
-        )
-    if len(ablation_rows) > 1:
-        tricks = next(
-            r["fingerprint"]["ablation"]["kept"] for r in results["methods"].values() if "ablation" in r["fingerprint"]
-        )
-        tables.append(
-            (
-                "Ablation: the method's tricks kept (✓) or removed, ARUC here and in the paper",
-                ["variant", *tricks, "aruc", "paper aruc"],
-                ablation_rows,
-            )
-        )
-    return tables
+    return tables + [t for t in (_stealth_table(results), _ablation_table(results)) if t is not None]
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:

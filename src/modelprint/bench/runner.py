@@ -24,20 +24,30 @@ import hashlib
 import json
 import os
 import platform
+import random
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from .. import __version__
 from .._io import atomic_write_text
+from .._version import __version__
+from ..attacks import ATTACKS
+from ..data import load_splits
 from ..errors import ParameterError
-from ..metrics import aruc, best_f1, group_summary, margin, roc_auc, threshold_at_fpr, tnr_at, tpr_at, tpr_at_fpr
-from ..null import clopper_pearson, fit_null, p_value
+from ..fingerprints import METHODS, Fingerprint, FingerprintMethod, create_method, method_of
+from ..metrics import group_summary, margin, threshold_at_fpr
+from ..models import ModelBytes, load_model, model_from_bytes, read_model_bytes
+from ..null import Null, clopper_pearson
 from ..parallel import task_backend
 from ..progress import console, progress_bar
-from ..zoo import ZooManifest, source_row
+from ..scoring import separation, statistics_of
+from ..stealth import detection_rates
+from ..zoo import ZooManifest, ZooRow, source_row
+from ..zoo.build import build_data
 
 RESULTS = "results.json"
 DEFAULT_BUDGETS = (10, 20, 50, 100)
@@ -57,11 +67,6 @@ def query_suspect(model: Any, fingerprints: dict[str, Any]) -> dict[str, list[fl
     """A suspect's evidence for every method's fingerprint, item by item. Runs in a worker,
     anywhere: ``model`` is the suspect (a model, or its :class:`~modelprint.models.ModelBytes`)
     and ``fingerprints`` the fingerprints themselves, so no file is opened."""
-    import torch
-
-    from ..fingerprints import method_of
-    from ..models import ModelBytes, model_from_bytes
-
     threads_before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -72,29 +77,10 @@ def query_suspect(model: Any, fingerprints: dict[str, Any]) -> dict[str, list[fl
         torch.set_num_threads(threads_before)  # in-process querying runs in the caller's process
 
 
-def _metrics(pos: np.ndarray, neg: np.ndarray, fpr: float) -> dict[str, float]:
-    f1, threshold = best_f1(pos, neg)
-    robustness, transfer = float(pos.mean()), float(neg.mean())
-    return {
-        "robustness": robustness,
-        "transferability": transfer,
-        "uniqueness": robustness - transfer,
-        "aruc": aruc(pos, neg),
-        "auc": roc_auc(pos, neg),
-        "f1": f1,
-        "threshold": threshold,
-        "tpr_at_threshold": tpr_at(pos, threshold),
-        "tnr_at_threshold": tnr_at(neg, threshold),
-        f"tpr_at_{fpr:g}_fpr": tpr_at_fpr(pos, neg, fpr),
-    }
-
-
 def split_negatives(rows: list[dict[str, Any]], seed: int) -> tuple[list[str], list[str]]:
     """Negatives' ids cut into (calibration, evaluation) halves, per architecture: each
     architecture's negatives are shuffled (seeded) and dealt alternately; an odd one out goes
     to whichever half is smaller, so both halves see every architecture that has two."""
-    import random
-
     rng = random.Random(seed)
     calib: list[str] = []
     evaluation: list[str] = []
@@ -146,12 +132,12 @@ def honest_thresholds(
 
     t = threshold_at_fpr(cal, fpr)
     out["threshold"] = {"value": t, **rates(int(np.sum(ev >= t)), int(np.sum(pos >= t)))}
-    null = fit_null(method.null_family, [np.asarray(values[i]) for i in calib], cal)
+    null = Null.for_method(method.null_family).fit([np.asarray(values[i]) for i in calib], cal)
 
     def p_of(i: str) -> float:
-        return p_value(null, np.asarray(values[i]), stat[i])
+        return null.p_value(np.asarray(values[i]), stat[i])
 
-    summary = {k: null[k] for k in ("family", "mean", "rho", "sd") if k in null}
+    summary = {k: null.data[k] for k in ("family", "mean", "rho", "sd") if k in null.data}
     p_ev = np.array([p_of(i) for i in evaluation])
     p_pos = np.array([p_of(i) for i in pos_ids])
     out["null"] = {
@@ -163,12 +149,12 @@ def honest_thresholds(
     return out
 
 
-def check_held_out(fp_meta: dict[str, dict[str, Any]], suspects: list[dict[str, Any]], src: dict[str, Any]) -> None:
+def check_held_out(fp_meta: dict[str, dict[str, Any]], suspects: list[ZooRow], src: ZooRow) -> None:
     """Refuse to score a suspect that a method learnt from (its sha256 is among the trained
     models recorded in the fingerprint): its matching rate would measure memory, not
     generalisation. The source itself is shared by design and is never scored."""
     for m, meta in fp_meta.items():
-        trained = {r["sha256"]: r["id"] for r in meta.get("trained_models") or []}
+        trained = METHODS.get(meta["method"]).learnt_from(meta) if meta.get("method") in METHODS else {}
         shared = [r["id"] for r in suspects if r is not src and r["sha256"] in trained]
         if shared:
             more = f" and {len(shared) - 3} more" if len(shared) > 3 else ""
@@ -180,17 +166,8 @@ def check_held_out(fp_meta: dict[str, dict[str, Any]], suspects: list[dict[str, 
 
 def _stealth(manifest: Any, source: Any, fp_files: dict[str, str], progress: bool) -> dict[str, Any]:
     """Detection rates of every method's queries, on the data the zoo was built from."""
-    from ..data import load_splits
-    from ..fingerprints import Fingerprint
-    from ..stealth import detection_rates
-    from ..zoo.build import BUILD_FILE
-
-    try:
-        info = json.loads((manifest.root / BUILD_FILE).read_text("utf-8"))
-        data, split_seed, subset = info["data"], int(info.get("split_seed", 0)), int(info.get("train_subset", 0))
-    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError):
-        raise ParameterError(f"--stealth needs the zoo's {BUILD_FILE} (which data it was built from)") from None
-    splits = load_splits(data, split_seed=split_seed, train_subset=subset)
+    info = build_data(manifest.root)
+    splits = load_splits(info["data"], split_seed=info["split_seed"], train_subset=info["train_subset"])
     queries = {m: Fingerprint.load(f).x for m, f in fp_files.items()}
     # White-box fingerprints send no queries: there is nothing to detect (their rate stays None).
     queries = {m: x for m, x in queries.items() if len(x)}
@@ -202,11 +179,191 @@ def _mirror_id(row_id: str, source_id: str, mirror_id: str) -> str | None:
 
 
 def _strength(recipe: list[dict[str, Any]]) -> tuple[str, Any] | None:
-    for key in STRENGTH_KEYS:
-        for step in recipe:
-            if key in step and "train" not in step:
-                return f"{step['attack']}.{key}", step[key]
+    """The first attack step whose strength setting (its class's ``strength``) the recipe names."""
+    for step in recipe:
+        name = step.get("attack")
+        key = ATTACKS.get(name).strength if name in ATTACKS else None
+        if key is not None and key in step:
+            return f"{name}.{key}", step[key]
     return None
+
+
+@dataclass
+class BenchPlan:
+    """What every step of a benchmark reads: the zoo, its source, the suspects, and each
+    entry of ``methods`` (a method or an ablation variant) as a configured method object."""
+
+    zoo: Path
+    manifest: ZooManifest
+    src: ZooRow
+    suspects: list[ZooRow]
+    methods: dict[str, FingerprintMethod]
+
+
+@dataclass
+class BenchFingerprints:
+    """Step 1's output: per entry of the plan, the fingerprint, its file and its metadata."""
+
+    files: dict[str, str] = field(default_factory=dict)
+    fingerprints: dict[str, Fingerprint] = field(default_factory=dict)
+    meta: dict[str, dict[str, Any]] = field(default_factory=dict)
+    items: dict[str, int] = field(default_factory=dict)
+
+
+def plan_bench(
+    zoo: str | os.PathLike,
+    methods: list[str],
+    method_params: dict[str, dict[str, Any]] | None,
+    variants: dict[str, tuple[str, dict[str, Any]]] | None,
+) -> BenchPlan:
+    """Check the request against the registry and the zoo; configure every method."""
+    if not methods:
+        raise ParameterError("give at least one method, e.g. --methods c,ltrc")
+    variants = variants or {}
+    base_of = {m: variants[m][0] if m in variants else m for m in methods}
+    for m in methods:
+        METHODS.get(base_of[m])
+    method_params = method_params or {}
+    unknown = sorted(set(method_params) - set(base_of.values()))
+    if unknown:
+        raise ParameterError(f"parameters given for {', '.join(unknown)}, which is not among --methods")
+    manifest = ZooManifest.read(zoo)
+    src = source_row(manifest)
+    suspects = [r for r in manifest.rows if r["status"] == "done"]
+    if not any(r["role"] == "negative" for r in suspects):
+        raise ParameterError(f"{zoo} has no negative models: a benchmark needs both roles")
+    configured = {
+        m: create_method(
+            base_of[m], **{**method_params.get(base_of[m], {}), **(variants[m][1] if m in variants else {})}
+        )
+        for m in methods
+    }
+    return BenchPlan(Path(zoo), manifest, src, suspects, configured)
+
+
+def make_fingerprints(
+    plan: BenchPlan, out: Path, *, n: int, seed: int, device: str, progress: bool, timings: dict[str, Any]
+) -> BenchFingerprints:
+    """Step 1: every method's fingerprint of the zoo's source, cached in ``out/fingerprints`` by
+    content (source, method, settings, n, seed and the files the settings name)."""
+    source = load_model(plan.manifest.path(plan.src))
+    made = BenchFingerprints()
+    for m, method in plan.methods.items():
+        key = _cache_key(plan.src["sha256"], method.name, method.params(), n, seed, method.inputs_digest())
+        path = out / "fingerprints" / f"{method.name}-{key}.fp.safetensors"
+        started = time.perf_counter()
+        if path.is_file():
+            fp = Fingerprint.load(path)
+            timings["generation"][m] = {"seconds": 0.0, "cached": True}
+        else:
+            fp = method.generate(source, n=n, seed=seed, device=device, progress=progress)
+            fp.save(path)
+            timings["generation"][m] = {"seconds": round(time.perf_counter() - started, 3), "cached": False}
+        made.files[m], made.fingerprints[m], made.items[m] = str(path), fp, method.items(fp)
+        made.meta[m] = {"params": method.params(), "file": str(path.relative_to(out)), **fp.meta}
+        if method.ablation:
+            kept = {short: bool(getattr(method, k)) for short, k in method.ablation.items()}
+            label = "+".join(short for short, on in kept.items() if on) or "none"
+            made.meta[m]["ablation"] = {"kept": kept, "label": label, "paper_aruc": method.paper_ablation.get(label)}
+    return made
+
+
+def query_all(
+    plan: BenchPlan, fingerprints: dict[str, Fingerprint], *, workers: int, backend: str, progress: bool
+) -> dict[str, dict[str, list[float]]]:
+    """Step 2: every suspect's evidence for every fingerprint, ``{suspect id: {entry: values}}``."""
+    if workers < 0:
+        raise ParameterError(f"workers must be >= 0, got {workers}")
+    answers: dict[str, dict[str, list[float]]] = {}
+    with task_backend(backend, workers) as pool, progress_bar(len(plan.suspects), "query suspects", progress) as bar:
+        # Values, not paths: in process the loaded objects, elsewhere the suspects' bytes (Ray: through the
+        # object store, the fingerprints put there once), so no worker needs this machine's files.
+        inline = backend == "local" and workers == 0
+        shared = fingerprints if inline else pool.put(fingerprints)
+        running = {}
+        for r in plan.suspects:
+            suspect = load_model(plan.manifest.path(r)) if inline else read_model_bytes(plan.manifest.path(r))
+            running[pool.submit(query_suspect, suspect, shared)] = r
+        while running:
+            done, _ = pool.wait(list(running))
+            for handle in done:
+                row = running.pop(handle)
+                answers[row["id"]] = pool.result(handle)
+                bar.update(1)
+    return answers
+
+
+def _budgets_of(method: FingerprintMethod, items: int, budgets: tuple[int, ...]) -> list[int]:
+    # A query budget is a prefix of the queries; white-box evidence costs none, so it has only its full set.
+    if method.evidence_kind == "components":
+        return [items]
+    return sorted({b for b in budgets if 0 < b < items} | {items})
+
+
+def _mirror(plan: BenchPlan) -> ZooRow | None:
+    """The negative trained like the source (same category and architecture, other seed or split)."""
+    src = plan.src
+    return next(
+        (
+            r
+            for r in plan.suspects
+            if r["role"] == "negative" and r["parent"] is None and r["category"] == src["category"]
+            and r["arch"] == src["arch"]
+        ),
+        None,
+    )  # fmt: skip
+
+
+def _margins(plan: BenchPlan, mirror: ZooRow | None, rates: dict[str, float]) -> list[dict[str, Any]]:
+    """Each positive's statistic minus that of its mirror twin (the same recipe applied to the mirror)."""
+    out: list[dict[str, Any]] = []
+    if mirror is None:
+        return out
+    for r in plan.suspects:
+        twin = _mirror_id(r["id"], plan.src["id"], mirror["id"]) if r["role"] == "positive" else None
+        if twin and twin in rates:
+            strength = _strength(r["recipe"]) if r is not plan.src else None
+            out.append(
+                {
+                    "id": r["id"],
+                    "mirror": twin,
+                    "category": r["category"],
+                    "strength": list(strength) if strength else None,
+                    "margin": float(margin([rates[r["id"]]], [rates[twin]])[0]),
+                }
+            )
+    return out
+
+
+def score_method(
+    plan: BenchPlan, m: str, values: dict[str, list[float]], items: int, *, budgets: tuple[int, ...], fpr: float,
+    split: tuple[list[str], list[str]], pos_ids: list[str], mirror: ZooRow | None,
+) -> dict[str, Any]:  # fmt: skip
+    """Step 3 for one entry: metrics at every budget, per category and architecture, the
+    calibrated decision rules on held-out negatives, and the margins over the mirror."""
+    method = plan.methods[m]
+    negatives = [r["id"] for r in plan.suspects if r["role"] == "negative"]
+    rates_at = {b: statistics_of(method, values, b) for b in _budgets_of(method, items, budgets)}
+    rates = rates_at[items]
+    by_budget = {
+        str(b): separation(np.array([r[i] for i in pos_ids]), np.array([r[i] for i in negatives]), fpr)
+        for b, r in rates_at.items()
+    }
+    others = [r for r in plan.suspects if r is not plan.src]
+    scores, roles = [rates[r["id"]] for r in others], [r["role"] for r in others]
+    summary = {kind: group_summary(scores, roles, [r[kind] for r in others]) for kind in ("category", "arch")}
+    full = {i: v[:items] for i, v in values.items()}
+    return {
+        "statistic": method.statistic_name,
+        "evidence": method.evidence_kind,
+        "calibrated": honest_thresholds(method, full, pos_ids, split[0], split[1], fpr),
+        "metrics": by_budget[str(items)],
+        "budgets": by_budget,
+        "by_category": summary["category"],
+        "by_architecture": summary["arch"],
+        "margins": _margins(plan, mirror, rates),
+        "rates": rates,
+    }
 
 
 def run_bench(
@@ -228,9 +385,10 @@ def run_bench(
 ) -> dict[str, Any]:
     """Benchmark ``methods`` on the zoo in ``zoo``; writes ``out/results.json`` and returns it.
 
-    ``workers=0`` (default) queries in this process: on CPU a suspect answers in tens of
-    milliseconds, less than a worker process takes to start (benchmarks/BENCHMARKS.md);
-    use workers (or ``backend="ray"``) for large models or big zoos.
+    The steps: :func:`plan_bench` -> :func:`make_fingerprints` -> :func:`query_all` ->
+    :func:`score_method` per method. ``workers=0`` (default) queries in this process: on CPU a
+    suspect answers in tens of milliseconds, less than a worker process takes to start; use
+    workers (or ``backend="ray"``) for large models or big zoos.
 
     ``variants`` names further entries of ``methods`` as ``{label: (method, settings)}`` (an
     ablation: :func:`~modelprint.fingerprints.ablation_variants`); a variant takes its
@@ -238,189 +396,73 @@ def run_bench(
 
     ``stealth`` adds each method's detection rate (:mod:`modelprint.stealth`): detectors
     trained on the zoo's attacker split against noise and FGSM on the zoo's source."""
-    from ..fingerprints import METHODS, Fingerprint, create_method
-    from ..models import load_model, read_model_bytes
-
-    if not methods:
-        raise ParameterError("give at least one method, e.g. --methods c,ltrc")
-    variants = variants or {}
-    base_of = {m: variants[m][0] if m in variants else m for m in methods}
-    for m in methods:
-        METHODS.get(base_of[m])
-    method_params = method_params or {}
-    unknown = sorted(set(method_params) - set(base_of.values()))
-    if unknown:
-        raise ParameterError(f"parameters given for {', '.join(unknown)}, which is not among --methods")
-    manifest = ZooManifest.read(zoo)
-    src = source_row(manifest)
-    suspects = [r for r in manifest.rows if r["status"] == "done"]
-    if not any(r["role"] == "negative" for r in suspects):
-        raise ParameterError(f"{zoo} has no negative models: a benchmark needs both roles")
+    plan = plan_bench(zoo, methods, method_params, variants)
     out = Path(out)
     (out / "fingerprints").mkdir(parents=True, exist_ok=True)
     timings: dict[str, Any] = {"generation": {}, "querying": 0.0, "metrics": 0.0}
-
-    # 1. fingerprints, cached by content
-    source = load_model(manifest.path(src))
-    fp_files: dict[str, str] = {}
-    fingerprints: dict[str, Fingerprint] = {}
-    fp_meta: dict[str, dict[str, Any]] = {}
-    items: dict[str, int] = {}
-    method_objs: dict[str, Any] = {}
-    for m in methods:
-        name = base_of[m]
-        settings = {**method_params.get(name, {}), **(variants[m][1] if m in variants else {})}
-        method = method_objs[m] = create_method(name, **settings)
-        key = _cache_key(src["sha256"], name, method.params(), n, seed, method.inputs_digest())
-        path = out / "fingerprints" / f"{name}-{key}.fp.safetensors"
-        started = time.perf_counter()
-        if path.is_file():
-            fp = Fingerprint.load(path)
-            timings["generation"][m] = {"seconds": 0.0, "cached": True}
-        else:
-            fp = method.generate(source, n=n, seed=seed, device=device, progress=progress)
-            fp.save(path)
-            timings["generation"][m] = {"seconds": round(time.perf_counter() - started, 3), "cached": False}
-        fp_files[m] = str(path)
-        fingerprints[m] = fp
-        fp_meta[m] = {"params": method.params(), "file": str(path.relative_to(out)), **fp.meta}
-        if method.ablation:
-            kept = {short: bool(getattr(method, k)) for short, k in method.ablation.items()}
-            label = "+".join(short for short, on in kept.items() if on) or "none"
-            paper = getattr(method, "paper_ablation", {}).get(label)
-            fp_meta[m]["ablation"] = {"kept": kept, "label": label, "paper_aruc": paper}
-        items[m] = method.items(fp)
-
-    check_held_out(fp_meta, suspects, src)
+    made = make_fingerprints(plan, out, n=n, seed=seed, device=device, progress=progress, timings=timings)
+    check_held_out(made.meta, plan.suspects, plan.src)
     stealth_result = None
     if stealth:
         started = time.perf_counter()
-        stealth_result = _stealth(manifest, source, fp_files, progress)
+        stealth_result = _stealth(plan.manifest, load_model(plan.manifest.path(plan.src)), made.files, progress)
         timings["stealth"] = round(time.perf_counter() - started, 3)
-
-    # 2. every suspect answers every method's queries
-    cpus = os.cpu_count() or 1
-    if workers < 0:
-        raise ParameterError(f"workers must be >= 0, got {workers}")
     started = time.perf_counter()
-    answers: dict[str, dict[str, list[float]]] = {}
-    with task_backend(backend, workers) as pool, progress_bar(len(suspects), "query suspects", progress) as bar:
-        # Values, not paths: in process the loaded objects, elsewhere the suspects' bytes (Ray: through the
-        # object store, the fingerprints put there once), so no worker needs this machine's files.
-        inline = backend == "local" and workers == 0
-        shared = fingerprints if inline else pool.put(fingerprints)
-        running = {}
-        for r in suspects:
-            suspect = load_model(manifest.path(r)) if inline else read_model_bytes(manifest.path(r))
-            running[pool.submit(query_suspect, suspect, shared)] = r
-        while running:
-            done, _ = pool.wait(list(running))
-            for handle in done:
-                row = running.pop(handle)
-                answers[row["id"]] = pool.result(handle)
-                bar.update(1)
+    answers = query_all(plan, made.fingerprints, workers=workers, backend=backend, progress=progress)
     timings["querying"] = round(time.perf_counter() - started, 3)
-    timings["suspects_per_second"] = round(len(suspects) / max(timings["querying"], 1e-9), 2)
-
-    # 3. metrics
+    timings["suspects_per_second"] = round(len(plan.suspects) / max(timings["querying"], 1e-9), 2)
     started = time.perf_counter()
-
-    def budgets_of(m: str) -> list[int]:
-        # A query budget is a prefix of the queries; white-box evidence costs none, so it has only its full set.
-        if method_objs[m].evidence_kind == "components":
-            return [items[m]]
-        return sorted({b for b in budgets if 0 < b < items[m]} | {items[m]})
-
-    budget_list = sorted({b for m in methods for b in budgets_of(m)})
-    mirror = next(
-        (
-            r
-            for r in suspects
-            if r["role"] == "negative"
-            and r["parent"] is None
-            and r["category"] == src["category"]
-            and r["arch"] == src["arch"]
-        ),
-        None,
-    )
-    per_method: dict[str, Any] = {}
-    suspect_rows = [
-        {k: r[k] for k in ("id", "role", "category", "arch", "parent", "recipe", "accuracy")} for r in suspects
-    ]
-    calib_ids, eval_ids = split_negatives(suspects, seed)
-    pos_ids = [r["id"] for r in suspects if r["role"] == "positive" and r is not src]
+    pos_ids = [r["id"] for r in plan.suspects if r["role"] == "positive" and r is not plan.src]
     if not pos_ids:
         raise ParameterError(f"{zoo} has no positive model besides the source")
-    for m in methods:
-        method, full = method_objs[m], items[m]
-        rates_at = {
-            b: {r["id"]: method.statistic(np.asarray(answers[r["id"]][m][:b])) for r in suspects} for b in budgets_of(m)
-        }
-        rates = rates_at[full]
-        by_budget = {
-            str(b): _metrics(
-                np.array([rates_at[b][i] for i in pos_ids]),
-                np.array([rates_at[b][r["id"]] for r in suspects if r["role"] == "negative"]),
-                fpr,
-            )
-            for b in budgets_of(m)
-        }
-        others = [r for r in suspects if r is not src]
-        values = [rates[r["id"]] for r in others]
-        roles = [r["role"] for r in others]
-        summary = {kind: group_summary(values, roles, [r[kind] for r in others]) for kind in ("category", "arch")}
-        honest = honest_thresholds(
-            method, {r["id"]: answers[r["id"]][m][:full] for r in suspects}, pos_ids, calib_ids, eval_ids, fpr
-        )
-        margins = []
-        if mirror is not None:
-            for r in suspects:
-                twin = _mirror_id(r["id"], src["id"], mirror["id"]) if r["role"] == "positive" else None
-                if twin and twin in rates:
-                    strength = _strength(r["recipe"]) if r is not src else None
-                    margins.append(
-                        {
-                            "id": r["id"],
-                            "mirror": twin,
-                            "category": r["category"],
-                            "strength": list(strength) if strength else None,
-                            "margin": float(margin([rates[r["id"]]], [rates[twin]])[0]),
-                        }
-                    )
-        per_method[m] = {
-            "statistic": method.statistic_name,
-            "evidence": method.evidence_kind,
-            "fingerprint": fp_meta[m],
-            "calibrated": honest,
-            "metrics": by_budget[str(full)],
-            "budgets": by_budget,
-            "by_category": summary["category"],
-            "by_architecture": summary["arch"],
-            "margins": margins,
-        }
+    split, mirror = split_negatives(plan.suspects, seed), _mirror(plan)
+    suspect_rows = [
+        {k: r[k] for k in ("id", "role", "category", "arch", "parent", "recipe", "accuracy")} for r in plan.suspects
+    ]
+    per_method: dict[str, Any] = {}
+    for m in plan.methods:
+        values = {i: v[m] for i, v in answers.items()}
+        scored = score_method(plan, m, values, made.items[m], budgets=budgets, fpr=fpr, split=split, pos_ids=pos_ids,
+                              mirror=mirror)  # fmt: skip
+        rates = scored.pop("rates")
+        per_method[m] = {**scored, "fingerprint": made.meta[m]}
         if stealth_result is not None:
             per_method[m]["detection_rate"] = stealth_result["methods"].get(m)
         for row in suspect_rows:
             row.setdefault("rates", {})[m] = rates[row["id"]]
     timings["metrics"] = round(time.perf_counter() - started, 3)
-    results = {
+    budget_list = sorted({b for m in methods for b in _budgets_of(plan.methods[m], made.items[m], budgets)})
+    machine = {"cpus": os.cpu_count() or 1, "workers": workers, "backend": backend, "platform": platform.platform()}
+    results = _results(plan, n=n, seed=seed, fpr=fpr, split=split, mirror=mirror, per_method=per_method,
+                       suspect_rows=suspect_rows, stealth_result=stealth_result, timings=timings, machine=machine,
+                       budgets=budget_list)  # fmt: skip
+    # Insertion order (methods as asked, categories in spec order, budgets ascending) is the reading order.
+    atomic_write_text(out / RESULTS, json.dumps(results, indent=2) + "\n")
+    if progress:
+        console.print(f"wrote {out / RESULTS}: {len(methods)} methods x {len(plan.suspects)} suspects")
+    return results
+
+
+def _results(plan: BenchPlan, *, n: int, seed: int, fpr: float, split: tuple[list[str], list[str]],
+             mirror: ZooRow | None, per_method: dict[str, Any], suspect_rows: list[dict[str, Any]],
+             stealth_result: dict[str, Any] | None, timings: dict[str, Any], machine: dict[str, Any],
+             budgets: list[int]) -> dict[str, Any]:  # fmt: skip
+    """results.json, in reading order; each method's entry in the order a reader looks for it."""
+    order = ("statistic", "evidence", "fingerprint", "calibrated", "metrics", "budgets", "by_category",
+             "by_architecture", "margins", "detection_rate")  # fmt: skip
+    return {
         "modelprint": __version__,
-        "zoo": str(Path(zoo).resolve()),
-        "source": src["id"],
+        "zoo": str(plan.zoo.resolve()),
+        "source": plan.src["id"],
         "mirror": mirror["id"] if mirror else None,
         "n": n,
         "seed": seed,
         "fpr": fpr,
-        "budgets": budget_list,
-        "negative_split": {"calibration": calib_ids, "evaluation": eval_ids, "seed": seed},
-        "methods": per_method,
+        "budgets": budgets,
+        "negative_split": {"calibration": split[0], "evaluation": split[1], "seed": seed},
+        "methods": {m: {k: entry[k] for k in order if k in entry} for m, entry in per_method.items()},
         "stealth": None if stealth_result is None else {k: stealth_result[k] for k in ("false_alarm", "settings")},
         "suspects": suspect_rows,
         "timings": timings,
-        "machine": {"cpus": cpus, "workers": workers, "backend": backend, "platform": platform.platform()},
+        "machine": machine,
     }
-    # Insertion order (methods as asked, categories in spec order, budgets ascending) is the reading order.
-    atomic_write_text(out / RESULTS, json.dumps(results, indent=2) + "\n")
-    if progress:
-        console.print(f"wrote {out / RESULTS}: {len(methods)} methods x {len(suspects)} suspects")
-    return results

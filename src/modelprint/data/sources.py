@@ -6,6 +6,7 @@ from a user's file.
 
 from __future__ import annotations
 
+import gzip
 import pickle
 from pathlib import Path
 
@@ -232,7 +233,6 @@ def read_idx(path: str | Path, ndim: int) -> np.ndarray:
     of dimensions, each dimension as a big-endian int32, then the data. Anything else (another
     type, a wrong dimension count, a truncated or over-long body) is refused with one line.
     """
-    import gzip
 
     p = check_readable(path, "IDX file", DataError)
     try:

@@ -1,6 +1,18 @@
-"""Fingerprinting methods behind one registry, and the fingerprint artifact."""
+"""Fingerprinting methods behind one registry, and the fingerprint artifact.
 
-from . import baselines, characteristic, frequency, ipguard, metafinger, metav, naturalfinger, sensitive  # noqa: F401  (register every method)
+A family that needs one file is a module here; one that needs more is a folder
+(``frequency/``, ``naturalfinger/``). What the learnt methods share is in :mod:`.learnt`.
+"""
+
+from . import (  # noqa: F401  (register every method)
+    baselines,
+    characteristic,
+    frequency,  # noqa: F401
+    ipguard,
+    metafinger,
+    metav,
+    sensitive,
+)
 from .base import (
     METHODS,
     Evidence,
@@ -11,6 +23,7 @@ from .base import (
     method_of,
     register_method,
 )
+from .naturalfinger import gan  # the GAN NaturalFinger draws from, for `modelprint gan train`
 
 __all__ = [
     "METHODS",
@@ -19,6 +32,7 @@ __all__ = [
     "Fingerprint",
     "FingerprintMethod",
     "create_method",
+    "gan",
     "method_of",
     "register_method",
 ]

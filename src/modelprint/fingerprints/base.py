@@ -1,7 +1,7 @@
 """The fingerprint artifact, the evidence contract, and the base class of every method.
 
 Every family answers two questions, so verification, calibration, evaluation, benchmarks
-and reports never special-case one (DESIGN.md, "Evidence and verdicts"):
+and reports never special-case one:
 
 * :meth:`FingerprintMethod.evidence`: what a suspect gives back, item by item: per-query
   label agreement (0/1) for query sets, per-query scores for score-based methods,
@@ -16,8 +16,8 @@ and reports never special-case one (DESIGN.md, "Evidence and verdicts"):
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
-import math
 import os
 import time
 from collections.abc import Iterator
@@ -30,11 +30,12 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .. import __version__
 from .._io import atomic_write, check_readable, sha256_file
-from ..data import Dataset
+from .._version import __version__
+from ..data import Dataset, load_splits
 from ..errors import FingerprintFileError, ModelprintError, ParameterError, SuspectError
 from ..models import ModelprintModel, weights_digest
+from ..null import Null
 from ..registry import Registry
 from ..suspects import as_suspect, check_compatible
 
@@ -97,10 +98,6 @@ class Fingerprint:
         return cls(x.float(), y.long(), meta, extra)
 
 
-# The numbers each stored null family must carry, all finite.
-NULL_FIELDS = {"beta-binomial": ("mean", "rho", "n_models"), "normal": ("mean", "sd", "n_models")}
-
-
 def check_meta(meta: Any, x: torch.Tensor, y: torch.Tensor, where: str) -> None:
     """Refuse a fingerprint whose metadata or tensors could not have been written by modelprint:
     the header's types, the stored null's numbers, queries in [0, 1], labels among the classes."""
@@ -118,20 +115,23 @@ def check_meta(meta: Any, x: torch.Tensor, y: torch.Tensor, where: str) -> None:
     classes = meta.get("num_classes")
     if classes is not None and (not isinstance(classes, int) or isinstance(classes, bool) or classes < 2):
         raise bad(f"its num_classes is {classes!r}")
-    null = meta.get("null")
-    if null is not None:
-        if not isinstance(null, dict) or null.get("family") not in NULL_FIELDS:
-            raise bad(f"its null is not one modelprint fits ({str(null)[:60]})")
-        for key in NULL_FIELDS[null["family"]]:
-            value = null.get(key)
-            if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
-                raise bad(f"its {null['family']} null has {key} = {value!r}, not a finite number")
-        if null["n_models"] < 1 or null.get("sd", 0) < 0 or not 0 <= null.get("rho", 0) < 1:
-            raise bad("its null's numbers are out of range")
+    problem = Null.problem(meta["null"]) if meta.get("null") is not None else None
+    if problem:
+        raise bad(problem)
     if len(x) and (not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1):
         raise bad("its queries are not all finite and in [0, 1]")
     if len(y) and classes is not None and (y.min() < 0 or y.max() >= classes):
         raise bad(f"its labels run {int(y.min())}..{int(y.max())}, outside the {classes} classes")
+
+
+def check_prepare_settings(method: FingerprintMethod, settings: dict[str, Any]) -> None:
+    """Refuse preparation settings the method does not take, naming the ones it does."""
+    unknown = sorted(set(settings) - set(method.prepare_settings))
+    if unknown:
+        takes = ", ".join(method.prepare_settings) or "none"
+        raise ParameterError(
+            f"method {method.name} takes no setting {', '.join(unknown)} to prepare; it takes: {takes}"
+        )
 
 
 @contextmanager
@@ -169,8 +169,6 @@ def owner_images(model: ModelprintModel, data: Dataset | None, n: int, seed: int
     """``n`` images drawn with ``seed`` from ``data``, or from the owner's split of the data set
     the model card names when no data is given (for methods that start from the owner's data)."""
     if data is None:
-        from ..data import load_splits
-
         if not model.card.dataset:
             raise ParameterError("the model card names no data set: pass the owner's data")
         data = load_splits(model.card.dataset).owner
@@ -200,10 +198,40 @@ class FingerprintMethod:
     needs_scores: ClassVar[bool] = False
     # Boolean settings that switch a paper's tricks on and off, for `bench --ablation` (short name -> setting).
     ablation: ClassVar[dict[str, str]] = {}
+    # The paper's reported ARUC per combination of those tricks kept (e.g. "AL+IT"), for the bench report.
+    paper_ablation: ClassVar[dict[str, float]] = {}
+
+    # What :meth:`prepare` accepts (``fingerprint create --host/--mark``, a zoo spec's ``mark``).
+    prepare_settings: ClassVar[tuple[str, ...]] = ()
 
     def items(self, fp: Fingerprint) -> int:
         """How many evidence items the fingerprint holds (its queries, for query sets)."""
         return len(fp)
+
+    def needs_preparation(self, source: ModelprintModel) -> bool:
+        """Whether ``source`` must go through :meth:`prepare` before :meth:`generate` (a white-box
+        mark that is not trained in yet); black-box methods read any model as it is."""
+        return False
+
+    def prepare(
+        self, source: ModelprintModel, owner: Dataset, *, key: int, test: Dataset | None = None,
+        progress: bool = True, **settings: Any,
+    ) -> ModelprintModel:  # fmt: skip
+        """The model to generate from: a copy of ``source`` changed by the owner with ``key`` and
+        ``settings`` on the ``owner`` data (a method that embeds a mark); ``source`` by default."""
+        check_prepare_settings(self, settings)
+        return source
+
+    @classmethod
+    def learnt_from(cls, meta: dict[str, Any]) -> dict[str, str]:
+        """The models a fingerprint was trained on, ``{weights sha256: id}``, from its metadata's
+        ``trained_models`` (methods that learn from a training zoo record them there): a
+        benchmark must not score them, or it would measure memory."""
+        return {r["sha256"]: r["id"] for r in meta.get("trained_models") or []}
+
+    def summary(self, fp: Fingerprint) -> str:
+        """One line on what ``fp`` holds, for ``fingerprint create`` and ``fingerprint show``."""
+        return f"{len(fp)} queries"
 
     def evidence(self, fp: Fingerprint, suspect: Any, start: int = 0, stop: int | None = None) -> Evidence:
         """Evidence from ``suspect`` (a model, or any :class:`~modelprint.suspects.Suspect`: a file,
@@ -327,7 +355,6 @@ create_method = METHODS.create
 def ablation_variants(name: str) -> dict[str, tuple[str, dict[str, bool]]]:
     """Every combination of the method's tricks, as ``{label: (name, settings)}``: the label
     lists the tricks kept, e.g. ``naturalfinger[AL+IT]``; all kept is the plain ``name``."""
-    import itertools
 
     tricks = METHODS.get(name).ablation
     out: dict[str, tuple[str, dict[str, bool]]] = {}

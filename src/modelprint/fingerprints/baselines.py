@@ -1,4 +1,4 @@
-"""White-box baselines for the frequency fingerprint (DESIGN, "Method (white-box)"; issue 12).
+"""White-box baselines for the frequency fingerprint.
 
 ``weight-cosine``: the plainest white-box test. The fingerprint keeps the source's weight
 matrices (every convolution and linear weight, the frequency module left out); a suspect's
@@ -57,7 +57,13 @@ def comparable_weights(model: nn.Module) -> dict[str, torch.Tensor]:
 @dataclass(kw_only=True)
 class WeightCosine(FingerprintMethod):
     """Baseline: per-layer cosine of the source's and the suspect's weights (no parameters;
-    ``n`` and ``seed`` are unused: the whole network is the fingerprint)."""
+    ``n`` and ``seed`` are unused: the whole network is the fingerprint).
+
+    Example::
+
+        fp = create_method("weight-cosine").generate(source)
+        verify(fp, "suspect.safetensors").statistic  # mean cosine over layers
+    """
 
     evidence_kind: ClassVar[str] = "components"
     statistic_name: ClassVar[str] = "weight_cosine"
@@ -121,7 +127,12 @@ def linear_cka(a: torch.Tensor, b: torch.Tensor) -> float:
 @dataclass(kw_only=True)
 class CKASimilarity(FingerprintMethod):
     """Baseline: linear CKA of penultimate features on ``n`` probe images drawn (``seed``) from
-    the owner's data (the source's data set, owner split, when none is given)."""
+    the owner's data (the source's data set, owner split, when none is given).
+
+    Example::
+
+        fp = create_method("cka").generate(source, owner_data, n=200, seed=0)
+    """
 
     evidence_kind: ClassVar[str] = "components"
     statistic_name: ClassVar[str] = "cka"

@@ -1,7 +1,7 @@
 """Characteristic examples: C, RC, RC+GM, LTRC and LTRC+GM.
 
 Paper: "Characteristic Examples: High-Robustness, Low-Transferability Fingerprinting
-of Neural Networks" (IJCAI 2021), ``papers/000_…`` beside DESIGN.md.
+of Neural Networks" (IJCAI 2021).
 
 From uniform random inputs and random target labels l, iterate (Eq. 2-3)::
 
@@ -218,13 +218,27 @@ class CharacteristicExamples(FingerprintMethod):
 @register_method("c")
 @dataclass(kw_only=True)
 class C(CharacteristicExamples):
-    """Vanilla C-examples: no weight noise, no high-pass."""
+    """Vanilla C-examples: no weight noise, no high-pass.
+
+    Arguments: those of :class:`CharacteristicExamples` (steps, alpha, eta, final_clip, ...).
+
+    Example::
+
+        fp = create_method("c", steps=500).generate(source, owner_data, n=100, seed=0)
+    """
 
 
 @register_method("rc")
 @dataclass(kw_only=True)
 class RC(CharacteristicExamples):
-    """Robust C-examples: a fresh uniformly noised model each step."""
+    """Robust C-examples: a fresh uniformly noised model each step.
+
+    Arguments: delta (float): weight noise bound, 0.01; and those of :class:`CharacteristicExamples`.
+
+    Example::
+
+        fp = create_method("rc", delta=0.01).generate(source, owner_data, n=100, seed=0)
+    """
 
     delta: float = 0.01
 
@@ -232,7 +246,14 @@ class RC(CharacteristicExamples):
 @register_method("rcgm")
 @dataclass(kw_only=True)
 class RCGM(CharacteristicExamples):
-    """RC-examples with the gradient mean over q noisy copies."""
+    """RC-examples with the gradient mean over q noisy copies.
+
+    Arguments: delta (float): 0.01. q (int): noisy copies per step, 10.
+
+    Example::
+
+        fp = create_method("rcgm", q=10).generate(source, owner_data, n=100, seed=0)
+    """
 
     delta: float = 0.01
     q: int = 10
@@ -241,7 +262,14 @@ class RCGM(CharacteristicExamples):
 @register_method("ltrc")
 @dataclass(kw_only=True)
 class LTRC(CharacteristicExamples):
-    """Low-transferability RC-examples: RC plus a DCT high-pass after every step."""
+    """Low-transferability RC-examples: RC plus a DCT high-pass after every step.
+
+    Arguments: delta (float): 0.01. k (int | None): high-pass band, None = scaled from the paper's 20 at 224 px.
+
+    Example::
+
+        fp = create_method("ltrc", k=2).generate(source, owner_data, n=100, seed=0)
+    """
 
     delta: float = 0.01
     k: int | None = None
@@ -250,7 +278,14 @@ class LTRC(CharacteristicExamples):
 @register_method("ltrcgm")
 @dataclass(kw_only=True)
 class LTRCGM(CharacteristicExamples):
-    """LTRC-examples with the gradient mean over q noisy copies."""
+    """LTRC-examples with the gradient mean over q noisy copies.
+
+    Arguments: delta (float): 0.01. q (int): 10. k (int | None): high-pass band.
+
+    Example::
+
+        fp = create_method("ltrcgm", q=10, k=2).generate(source, owner_data, n=100, seed=0)
+    """
 
     delta: float = 0.01
     q: int = 10

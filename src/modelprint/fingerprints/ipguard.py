@@ -12,10 +12,10 @@ has its own boundary there, so it disagrees more often than on natural images; a
 copy keeps the boundary and the label. The expected label is the source's prediction after
 optimisation.
 
-Parameters (DESIGN's names):
+Parameters:
     k (float): the margin between the top two logits, 0.5. The paper varies k to trade
         robustness (larger) against uniqueness (smaller); its default is not in our sources,
-        so we take a small margin (DESIGN: "make the top two logits nearly equal").
+        so we take a small margin ("make the top two logits nearly equal").
     steps (int): at most 500 steps (as C's); alpha (float): step size per pixel, 0.01.
     A query stops moving once L = 0.
 
@@ -50,6 +50,21 @@ def boundary_loss(logits: torch.Tensor, i: torch.Tensor, j: torch.Tensor, k: flo
 @register_method("ipguard")
 @dataclass(kw_only=True)
 class IPGuard(FingerprintMethod):
+    """IPGuard (Cao, Jia and Gong, AsiaCCS 2021): owner images moved to logit distance ``k``
+    from the source's boundary between two seeded classes; the evidence is label agreement.
+
+    Arguments:
+        k (float): margin between the top two logits, 0.5. steps (int): at most 500 Adam steps.
+        alpha (float): step size per pixel, 0.01.
+
+    Shape: queries (n, C, H, W) in [0, 1], labels (n,).
+
+    Example::
+
+        fp = create_method("ipguard", k=0.5).generate(source, owner_data, n=100, seed=0)
+        verify(fp, suspect).matching_rate
+    """
+
     k: float = 0.5
     steps: int = 500
     alpha: float = 0.01

@@ -45,7 +45,7 @@ from ..models import ModelprintModel
 from ..progress import progress_bar
 from ..suspects import Suspect
 from .base import Evidence, Fingerprint, FingerprintMethod, register_method
-from .metafinger import LearnsFromTrainedModels
+from .learnt import LearnsFromTrainedModels
 
 
 def meta_verifier(inputs: int, hidden: int) -> nn.Sequential:
@@ -64,6 +64,22 @@ def _verifier_from(extra: dict[str, torch.Tensor]) -> nn.Sequential:
 @register_method("metav")
 @dataclass(kw_only=True)
 class MetaV(LearnsFromTrainedModels, FingerprintMethod):
+    """MetaV (Pan, Yan, Zhang and Yang, KDD 2022): queries and a meta-verifier V learnt together;
+    the evidence is V's score on the suspect's probabilities (needs scores, not labels only).
+
+    Arguments:
+        trained (str): training zoo folder. iterations (int): 500. lr (float): 0.01 for the
+        queries, a tenth for V. hidden (int): V's hidden units, 64. augmented, prune_max,
+        noise_max: the fresh source copies per iteration, as MetaFinger's.
+
+    Shape: queries (n, C, H, W) in [0, 1]; evidence one score in [0, 1].
+
+    Example::
+
+        fp = create_method("metav", trained="train-zoo").generate(source, n=100, seed=0)
+        create_method("metav").evidence(fp, suspect).values  # array([0.97])
+    """
+
     iterations: int = 500
     lr: float = 0.01
     hidden: int = 64

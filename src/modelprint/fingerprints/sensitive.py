@@ -50,6 +50,19 @@ def weight_sensitivity(model: ModelprintModel, x: torch.Tensor, c: torch.Tensor,
 @register_method("sensitive")
 @dataclass(kw_only=True)
 class SensitiveSamples(FingerprintMethod):
+    """Sensitive samples (He, Zhang and Lee, CVPR 2019): owner images climbed to where the
+    source's top logit is most sensitive to its weights; a tamper check, here as a baseline.
+
+    Arguments:
+        steps (int): 100 signed-gradient ascent steps. alpha (float): step size per pixel, 0.01.
+
+    Shape: queries (n, C, H, W) in [0, 1], labels (n,).
+
+    Example::
+
+        fp = create_method("sensitive").generate(source, owner_data, n=100, seed=0)
+    """
+
     steps: int = 100
     alpha: float = 0.01
 

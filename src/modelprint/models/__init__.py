@@ -6,6 +6,7 @@ and exported graphs all speak the same input space.
 """
 
 from . import cnn, densenet, mobilenet, resnet, vgg, vit  # noqa: F401  (register architectures)
+from .architectures import ARCHITECTURES, create_arch, register_arch
 from .files import (
     CARD_SCHEMA_VERSION,
     ModelBytes,
@@ -20,7 +21,6 @@ from .files import (
     weights_digest,
     write_model_bytes,
 )
-from .registry import ARCHITECTURES, create_arch, register_arch
 
 __all__ = [
     "ARCHITECTURES",

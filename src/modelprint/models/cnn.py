@@ -5,11 +5,23 @@ from __future__ import annotations
 
 from torch import nn
 
-from .registry import register_arch
+from .architectures import register_arch
 
 
 @register_arch("cnn")
 class SmallCNN(nn.Module):
+    """A small VGG-like CNN: ``depth`` conv-BN-ReLU blocks, widths doubling from ``width``.
+
+    Arguments:
+        width (int): first block's channels, 32. depth (int): blocks, 3. batch_norm (bool): True.
+
+    Shape: input (N, C, H, W), logits (N, num_classes).
+
+    Example::
+
+        net = create_arch("cnn", num_classes=10, input_shape=(1, 16, 16), width=16)
+    """
+
     def __init__(
         self,
         *,

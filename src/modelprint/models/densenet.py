@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import register_arch
+from .architectures import register_arch
 
 
 class DenseLayer(nn.Module):
@@ -33,6 +33,18 @@ class Transition(nn.Module):
 
 @register_arch("densenet")
 class DenseNet(nn.Module):
+    """DenseNet-BC (Huang et al. 2017) for small images: three dense blocks, compression 0.5.
+
+    Arguments:
+        width (int): growth rate, 12. depth (int): dense layers per block, 6.
+
+    Shape: input (N, C, H, W), logits (N, num_classes).
+
+    Example::
+
+        net = create_arch("densenet", num_classes=10, input_shape=(3, 32, 32), width=12)
+    """
+
     def __init__(self, *, num_classes: int, input_shape: tuple[int, int, int], width: int = 12, depth: int = 6) -> None:
         super().__init__()
         c, size = 2 * width, input_shape[1]

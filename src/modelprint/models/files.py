@@ -17,7 +17,7 @@ from torch import nn
 
 from .._io import atomic_write, atomic_write_text, check_readable
 from ..errors import ModelFileError
-from .registry import ARCHITECTURES, create_arch
+from .architectures import ARCHITECTURES, create_arch
 
 CARD_SCHEMA_VERSION = 1
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .registry import register_arch
+from .architectures import register_arch
 
 # (expansion t, channels c, repeats n, stride s); strides of the first stages are 1 for 32 px.
 _SETTINGS = [(1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
@@ -37,6 +37,19 @@ class InvertedResidual(nn.Module):
 
 @register_arch("mobilenetv2")
 class MobileNetV2(nn.Module):
+    """MobileNetV2 (Sandler et al. 2018) with CIFAR strides.
+
+    Arguments:
+        width (float): width multiplier, 1.0. depth (int): inverted-residual stages, 7.
+        stem_stride (int): 1 (2: the ImageNet stem).
+
+    Shape: input (N, C, H, W), logits (N, num_classes).
+
+    Example::
+
+        net = create_arch("mobilenetv2", num_classes=10, input_shape=(3, 32, 32), width=0.5)
+    """
+
     def __init__(
         self,
         *,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import register_arch
+from .architectures import register_arch
 
 
 class BasicBlock(nn.Module):
@@ -51,9 +51,33 @@ class CifarResNet(nn.Module):
 
 @register_arch("resnet18")
 class ResNet18(CifarResNet):
+    """ResNet-18 (He et al. 2016), CIFAR style: 3x3 stem, no max-pool, [2, 2, 2, 2] basic blocks.
+
+    Arguments:
+        width (int): first stage's channels, 64. depth (int): stages, 4.
+
+    Shape: input (N, C, H, W), logits (N, num_classes).
+
+    Example::
+
+        net = create_arch("resnet18", num_classes=10, input_shape=(3, 32, 32), width=16)
+    """
+
     blocks = (2, 2, 2, 2)
 
 
 @register_arch("resnet34")
 class ResNet34(CifarResNet):
+    """ResNet-34 (He et al. 2016), CIFAR style: 3x3 stem, no max-pool, [3, 4, 6, 3] basic blocks.
+
+    Arguments:
+        width (int): first stage's channels, 64. depth (int): stages, 4.
+
+    Shape: input (N, C, H, W), logits (N, num_classes).
+
+    Example::
+
+        net = create_arch("resnet34", num_classes=10, input_shape=(3, 32, 32), width=16)
+    """
+
     blocks = (3, 4, 6, 3)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .registry import register_arch
+from .architectures import register_arch
 
 _CONFIGS = {
     "vgg11": [1, "M", 2, "M", 4, 4, "M", 8, 8, "M", 8, 8, "M"],
@@ -40,14 +40,50 @@ class VGG(nn.Module):
 
 @register_arch("vgg11")
 class VGG11(VGG):
+    """VGG-11 with batch norm (Simonyan & Zisserman 2015), CIFAR head.
+
+    Arguments:
+        width (int): scales every layer, 64 = the paper's widths.
+
+    Shape: input (N, C, H, W), logits (N, num_classes).
+
+    Example::
+
+        net = create_arch("vgg11", num_classes=10, input_shape=(3, 32, 32), width=16)
+    """
+
     config = "vgg11"
 
 
 @register_arch("vgg13")
 class VGG13(VGG):
+    """VGG-13 with batch norm (Simonyan & Zisserman 2015), CIFAR head.
+
+    Arguments:
+        width (int): scales every layer, 64 = the paper's widths.
+
+    Shape: input (N, C, H, W), logits (N, num_classes).
+
+    Example::
+
+        net = create_arch("vgg13", num_classes=10, input_shape=(3, 32, 32), width=16)
+    """
+
     config = "vgg13"
 
 
 @register_arch("vgg16")
 class VGG16(VGG):
+    """VGG-16 with batch norm (Simonyan & Zisserman 2015), CIFAR head.
+
+    Arguments:
+        width (int): scales every layer, 64 = the paper's widths.
+
+    Shape: input (N, C, H, W), logits (N, num_classes).
+
+    Example::
+
+        net = create_arch("vgg16", num_classes=10, input_shape=(3, 32, 32), width=16)
+    """
+
     config = "vgg16"

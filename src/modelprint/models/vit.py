@@ -8,11 +8,24 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from .registry import register_arch
+from .architectures import register_arch
 
 
 @register_arch("vit-tiny")
 class TinyViT(nn.Module):
+    """A tiny Vision Transformer (Dosovitskiy et al. 2021): patch embedding, pre-norm encoder blocks, class token.
+
+    Arguments:
+        width (int): token dimension, 64. depth (int): blocks, 4. heads (int): 4.
+        patch (int): patch side, 0 = chosen from the input. mlp_ratio (int): 2.
+
+    Shape: input (N, C, H, W), logits (N, num_classes).
+
+    Example::
+
+        net = create_arch("vit-tiny", num_classes=10, input_shape=(3, 32, 32), depth=2, width=32)
+    """
+
     # SGD with the CNNs' settings leaves it near chance on small data; Adam needs no weight
     # decay at this size, and attention without convolutions' priors needs about twice the epochs.
     training: ClassVar[dict[str, Any]] = {"optimizer": "adam", "lr": 2e-3, "weight_decay": 0.0, "epoch_factor": 2}

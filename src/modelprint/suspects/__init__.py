@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..errors import ParameterError, SuspectError
 from .base import SUSPECTS, Answer, Suspect, register_suspect
 from .http_api import HttpSuspect
@@ -32,7 +34,6 @@ __all__ = [
     "as_suspect",
     "check_compatible",
     "inspect_torchscript",
-    "labels_only",
     "open_suspect",
     "register_suspect",
     "suspect_type",
@@ -70,16 +71,9 @@ def as_suspect(obj: Any) -> Suspect:
     """``obj`` as a :class:`Suspect`: adapters pass through, an ``nn.Module`` is wrapped."""
     if isinstance(obj, Suspect):
         return obj
-    import torch
-
     if isinstance(obj, torch.nn.Module):
         return TorchSuspect(obj)
     raise SuspectError(f"a suspect must be a model or a modelprint.suspects.Suspect, got {type(obj).__name__}")
-
-
-def labels_only(suspect: object) -> bool:
-    """Whether a suspect answers with labels alone (a label-only API)."""
-    return bool(getattr(suspect, "labels_only", False))
 
 
 def check_compatible(input_shape: tuple[int, ...], num_classes: int | None, suspect: Suspect) -> None:

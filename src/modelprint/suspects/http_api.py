@@ -107,7 +107,13 @@ class HttpSuspect(Suspect):
     ``timeout``: seconds per request, in all; ``retries``: further tries after a failure;
     ``backoff``: first wait in seconds, doubled each retry; ``max_queries``: most queries that
     may be answered; ``batch_size``: queries per request (at most the server's ``max_batch``);
-    ``nested``: send nested lists instead of base64."""
+    ``nested``: send nested lists instead of base64.
+
+    Example::
+
+        api = HttpSuspect("http://127.0.0.1:8000", token="...", max_queries=100)
+        verify(fp, api).verdict
+    """
 
     def __init__(
         self,

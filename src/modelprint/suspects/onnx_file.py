@@ -110,7 +110,13 @@ def check_onnx(proto: Any, where: str) -> None:
 class OnnxSuspect(ContainedSuspect):
     """An ONNX graph (N, C, H, W) in [0, 1] -> logits (N, classes), checked, then run on
     onnxruntime's CPU provider in a contained worker (``limits``); ``outputs="probabilities"``
-    for a graph that ends in a softmax (else it would be applied twice)."""
+    for a graph that ends in a softmax (else it would be applied twice).
+
+    Example::
+
+        suspect = OnnxSuspect("suspect.onnx")
+        verify(fp, suspect).verdict; suspect.close()  # stops the worker
+    """
 
     suffixes = (".onnx",)
 

@@ -30,7 +30,12 @@ class TorchSuspect(Suspect):
     """An ``nn.Module`` in this process: ``module`` (N, C, H, W) in [0, 1] -> logits (N, classes).
 
     ``labels_only=True`` hides the probabilities, as a label-only API would (for tests and
-    for studying what a verifier learns from labels alone)."""
+    for studying what a verifier learns from labels alone).
+
+    Example::
+
+        verify(fp, TorchSuspect(my_net, labels_only=True)).verdict
+    """
 
     def __init__(
         self,
@@ -78,7 +83,12 @@ class TorchSuspect(Suspect):
 
 @register_suspect("model")
 class ModelFileSuspect(TorchSuspect):
-    """A modelprint model file (``NAME.safetensors`` + ``NAME.json``), loaded without unpickling."""
+    """A modelprint model file (``NAME.safetensors`` + ``NAME.json``), loaded without unpickling.
+
+    Example::
+
+        verify(fp, ModelFileSuspect("suspect.safetensors")).verdict
+    """
 
     suffixes = (".safetensors", ".json")
 

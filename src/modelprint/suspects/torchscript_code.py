@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import ast
 
+import torch
+
 from ..errors import SuspectError
 
 _OPS = """
@@ -113,8 +115,6 @@ def _check_operator(path: list[str], where: str) -> None:
 def _torch_names() -> frozenset[str]:
     """Every name torch and its tensors answer to: a method of the archive's own that shares one
     (and is not an allowed operator) could be resolved by TorchScript as torch's own."""
-    import torch
-
     return frozenset(dir(torch)) | frozenset(dir(torch.Tensor))
 
 

@@ -87,7 +87,13 @@ def inspect_torchscript(path: str | os.PathLike) -> str | None:
 class TorchScriptSuspect(ContainedSuspect):
     """A TorchScript module (N, C, H, W) in [0, 1] -> logits (N, classes), inspected, then run in
     a contained worker (``limits``: its memory, CPU time and deadlines); ``outputs="probabilities"``
-    for a module that ends in a softmax."""
+    for a module that ends in a softmax.
+
+    Example::
+
+        suspect = TorchScriptSuspect("suspect.pt")
+        verify(fp, suspect).verdict; suspect.close()  # stops the worker
+    """
 
     suffixes = (".pt", ".pth", ".ts", ".torchscript", ".jit")
 

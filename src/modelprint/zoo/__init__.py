@@ -1,20 +1,11 @@
-"""Zoos of positive and negative suspect models (FingerBench): spec -> resumable builder -> manifest."""
+"""Zoos of positive and negative suspect models (FingerBench): spec (:mod:`.spec`) -> resumable
+builder (:mod:`.build`) -> manifest (:mod:`.manifest`).
 
-from .build import build_zoo, load_spec, verify_zoo
-from .manifest import MANIFEST, ZooError, ZooManifest, source_row
-from .spec import ModelPlan, SpecError, ZooSpec, builtin_specs, parse_spec_text
+The package itself exports only the manifest, the format every reader of a zoo needs; the
+spec and the builder sit above the fingerprint families (a zoo may mark its models) and are
+imported from their modules: ``from modelprint.zoo.build import build_zoo``.
+"""
 
-__all__ = [
-    "MANIFEST",
-    "ModelPlan",
-    "SpecError",
-    "ZooError",
-    "ZooManifest",
-    "ZooSpec",
-    "build_zoo",
-    "builtin_specs",
-    "load_spec",
-    "parse_spec_text",
-    "source_row",
-    "verify_zoo",
-]
+from .manifest import MANIFEST, ZooError, ZooManifest, ZooRow, source_row
+
+__all__ = ["MANIFEST", "ZooError", "ZooManifest", "ZooRow", "source_row"]

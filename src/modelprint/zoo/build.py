@@ -19,6 +19,8 @@ task whose worker dies is retried, with the same seed, so the retry makes the sa
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import socket
@@ -30,16 +32,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from rich.markup import escape
 
-from .. import __version__
+from .. import _lazy
 from .._io import atomic_write_text
+from .._version import __version__
+from ..attacks import create_attack
+from ..data import SPLITS, load_dataset, load_splits, parse_spec
 from ..errors import ModelprintError, ParameterError
-from ..models import ModelBytes, read_model_bytes, write_model_bytes
+from ..fingerprints import create_method
+from ..models import ModelBytes, model_from_bytes, model_to_bytes, read_model_bytes, write_model_bytes
+from ..models.architectures import create_arch
 from ..parallel import task_backend
 from ..progress import console, progress_bar
-from .manifest import MANIFEST, ZooError, ZooManifest
-from .spec import ModelPlan, ZooSpec, parse_spec_text, read_spec_text
+from ..train import TrainConfig, train_new
+from .manifest import MANIFEST, ZooError, ZooManifest, ZooRow
+from .spec import MARK_METHOD, ModelPlan, ZooSpec, parse_spec_text, read_spec_text
 
 SPEC_FILE = "zoo.toml"
 BUILD_FILE = "build.json"
@@ -59,8 +68,6 @@ class DataKey:
     def load(self) -> BuildData:
         key = (self.data, self.split_seed, self.train_subset)
         if key not in _DATA_CACHE:
-            from ..data import load_splits
-
             splits = load_splits(self.data, split_seed=self.split_seed, train_subset=self.train_subset)
             _DATA_CACHE[key] = BuildData(splits, self.split_seed)
         return _DATA_CACHE[key]
@@ -76,7 +83,6 @@ class BuildData:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def step_data(self, name: str) -> Any:
-        from ..data import SPLITS, load_dataset, parse_spec
 
         if name in SPLITS:
             return self.splits.get(name)
@@ -94,12 +100,9 @@ def build_model(
 ) -> dict[str, Any]:
     """Make one zoo model from values; returns its manifest row with the model's bytes under
     ``"_model"``. Runs in a worker, anywhere: it opens no file of the zoo."""
-    import torch
 
     _maybe_crash(plan["id"])
     if context["device"].startswith("cuda") and not torch.cuda.is_available():
-        import socket
-
         raise ParameterError(
             f"the task for {plan['id']} runs on {socket.gethostname()}, which has no CUDA device; "
             "give GPU tasks only to nodes with GPUs (Ray: num_gpus), or build with --device cpu"
@@ -116,10 +119,7 @@ def _maybe_crash(model_id: str) -> None:
     folder = os.environ.get(CRASH_ONCE_ENV)
     if not folder or "ray" not in sys.modules:
         return
-    import hashlib
-
-    import ray
-
+    ray = _lazy.ray()
     if not ray.is_initialized() or ray.get_runtime_context().worker.mode != ray.WORKER_MODE:
         return  # never in the driver's own process
     marker = Path(folder) / hashlib.sha256(model_id.encode()).hexdigest()[:16]
@@ -130,18 +130,13 @@ def _maybe_crash(model_id: str) -> None:
 
 def _node() -> str:
     if "ray" in sys.modules:
-        import ray
-
+        ray = _lazy.ray()
         if ray.is_initialized():
             return ray.get_runtime_context().get_node_id()
     return f"local:{os.getpid()}"
 
 
 def _build_model(plan: dict[str, Any], context: dict[str, Any], data: BuildData, parent: ModelBytes | None) -> dict:
-    from ..attacks import create_attack
-    from ..models import model_from_bytes, model_to_bytes
-    from ..train import TrainConfig, train_new
-
     started = time.perf_counter()
     p = ModelPlan(**plan)
     splits = data.splits
@@ -159,9 +154,10 @@ def _build_model(plan: dict[str, Any], context: dict[str, Any], data: BuildData,
         if context.get("train_subset"):  # reference models of this source train on the same amount of data
             model.card.training["train_subset"] = context["train_subset"]
         if p.mark:  # the owner marks the model it trained, on the same data
-            from ..fingerprints.frequency import inject
-
-            model = inject(model, splits.get(p.split), test=splits.test, progress=False, **p.mark)
+            settings = {k: v for k, v in p.mark.items() if k != "key"}
+            model = create_method(MARK_METHOD).prepare(
+                model, splits.get(p.split), key=p.mark["key"], test=splits.test, progress=False, **settings
+            )
     else:
         if parent is None:
             raise ZooError(f"{p.id} derives from {p.parent}, but its parent's bytes were not passed")
@@ -194,6 +190,19 @@ def _build_model(plan: dict[str, Any], context: dict[str, Any], data: BuildData,
 def load_spec(spec: str | Path, data: str | None = None) -> ZooSpec:
     text, source = read_spec_text(spec)
     return parse_spec_text(text, source, data=data)
+
+
+def build_data(root: str | os.PathLike) -> dict[str, Any]:
+    """Which data the zoo in ``root`` was built from: ``{"data", "split_seed", "train_subset"}``."""
+    try:
+        info = json.loads((Path(root) / BUILD_FILE).read_text("utf-8"))
+        return {
+            "data": info["data"],
+            "split_seed": int(info.get("split_seed", 0)),
+            "train_subset": int(info.get("train_subset", 0)),
+        }
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+        raise ParameterError(f"{root} has no readable {BUILD_FILE} (which data the zoo was built from)") from None
 
 
 def _prepare(spec: ZooSpec, out: Path) -> None:
@@ -261,9 +270,6 @@ def check_buildable(zoo: ZooSpec, data: BuildData) -> None:
     """What can be checked before the folder is claimed and anything trains: every scratch
     model builds with its arguments (on the meta device: no memory), every data set a step
     names loads."""
-    import torch
-
-    from ..models.registry import create_arch
 
     shape, classes = tuple(data.splits.owner.input_shape), data.splits.owner.num_classes
     seen = set()
@@ -290,7 +296,6 @@ LOCK_FILE = ".modelprint.lock"
 def zoo_lock(out: Path) -> Iterator[None]:
     """Hold ``out``'s build lock (an advisory ``flock``, released by the kernel however the
     holder ends); a second builder is refused with one line naming the holder."""
-    import fcntl
 
     if out.exists() and not out.is_dir():
         raise ZooError(f"{out} is a file, not a folder; give a new or empty --out folder")
@@ -315,18 +320,8 @@ def zoo_lock(out: Path) -> Iterator[None]:
         handle.close()
 
 
-def _build_locked(
-    zoo: ZooSpec,
-    out: Path,
-    workers: int,
-    backend: str,
-    device: str,
-    threads: int,
-    gpus_per_task: float,
-    progress: bool,
-    key: DataKey,
-    local_data: BuildData,
-) -> ZooManifest:
+def _resume(zoo: ZooSpec, out: Path) -> tuple[ZooManifest, dict[str, ZooRow], list[ModelPlan]]:
+    """Claim ``out`` and keep what an earlier run finished (and still checks): (manifest, finished, to do)."""
     _prepare(zoo, out)
     manifest = ZooManifest.read(out, missing_ok=True)
     plans = zoo.by_id()
@@ -339,6 +334,53 @@ def _build_locked(
     todo = [p for p in zoo.models if p.id not in finished]
     if finished:
         console.print(f"resuming {zoo.name}: {len(finished)} of {len(zoo.models)} models already built")
+    return manifest, finished, todo
+
+
+def _record(pool: Any, handle: Any, p: ModelPlan, out: Path, manifest: ZooManifest, stats: BuildStats) -> tuple:
+    """Write a finished model (only the driver writes) and its manifest line: (row, seconds it took)."""
+    try:
+        row = pool.result(handle)
+    except ModelprintError as e:
+        raise ZooError(f"building {p.id} (spec line {p.line}) failed: {e}") from None
+    seconds, node, payload = row.pop("_seconds"), row.pop("_node"), row.pop("_model")
+    path = write_model_bytes(payload, out / "models" / p.file)
+    row = {**row, "file": str(path.relative_to(out))}
+    manifest.append(row)
+    stats.nodes.add(node)
+    stats.result_bytes += payload.nbytes
+    stats.models += 1
+    return row, seconds
+
+
+def _data_arg(
+    pool: Any, backend: str, workers: int, todo: list[ModelPlan], key: DataKey, local: BuildData, stats: BuildStats
+) -> Any:
+    """What a task gets as its data. Ray: the data goes into the object store once, with every data
+    set a step names; a local pool's workers read it from this machine (a key, loaded once per
+    worker); inline: the value."""
+    if backend != "ray":
+        return local if workers == 0 else key
+    for name in sorted({s["data"] for p in todo for s in p.steps if s.get("data")}):
+        local.step_data(name)
+    stats.data_bytes = _nbytes(local)
+    return pool.put(local)
+
+
+def _build_locked(
+    zoo: ZooSpec,
+    out: Path,
+    workers: int,
+    backend: str,
+    device: str,
+    threads: int,
+    gpus_per_task: float,
+    progress: bool,
+    key: DataKey,
+    local_data: BuildData,
+) -> ZooManifest:
+    manifest, finished, todo = _resume(zoo, out)
+    plans = zoo.by_id()
     context = {
         "data": zoo.data,
         "split_seed": zoo.split_seed,
@@ -347,8 +389,6 @@ def _build_locked(
         "threads": threads,
     }
     if device.startswith("cuda") and backend == "local" and workers == 0:
-        import torch
-
         if not torch.cuda.is_available():
             raise ParameterError("--device cuda asked for but this machine has no CUDA device")
     started = time.perf_counter()
@@ -361,15 +401,7 @@ def _build_locked(
         task_backend(backend, workers, gpus_per_task=gpus) as pool,
         progress_bar(len(zoo.models), f"zoo {zoo.name}", progress) as bar,
     ):
-        # Ray: the data goes into the object store once, with every data set a step names; a local
-        # pool's workers read it from this machine (a key, loaded once per worker); inline: the value.
-        if backend == "ray":
-            for name in sorted({s["data"] for p in todo for s in p.steps if s.get("data")}):
-                local_data.step_data(name)
-            data_arg = pool.put(local_data)
-            stats.data_bytes = _nbytes(local_data)
-        else:
-            data_arg = local_data if workers == 0 else key
+        data_arg = _data_arg(pool, backend, workers, todo, key, local_data, stats)
         parents: dict[str, Any] = {}  # id -> the parent's bytes (or its object-store reference)
 
         def parent_arg(pid: str | None) -> Any:
@@ -394,18 +426,8 @@ def _build_locked(
             done, _ = pool.wait(list(running))
             for handle in done:
                 p = running.pop(handle)
-                try:
-                    row = pool.result(handle)
-                except ModelprintError as e:
-                    raise ZooError(f"building {p.id} (spec line {p.line}) failed: {e}") from None
-                seconds, node, payload = row.pop("_seconds"), row.pop("_node"), row.pop("_model")
-                path = write_model_bytes(payload, out / "models" / p.file)  # only the driver writes
-                row = {**row, "file": str(path.relative_to(out))}
-                manifest.append(row)
+                row, seconds = _record(pool, handle, p, out, manifest, stats)
                 finished[p.id] = row
-                stats.nodes.add(node)
-                stats.result_bytes += payload.nbytes
-                stats.models += 1
                 if p.parent is not None:
                     pending_children[p.parent] -= 1
                     if pending_children[p.parent] == 0:
@@ -446,7 +468,6 @@ class BuildStats:
 
 
 def _nbytes(data: BuildData) -> int:
-    import torch
 
     total = 0
     for ds in [data.splits.get(name) for name in ("owner", "attacker", "tune", "test")] + list(data.extra.values()):
@@ -475,6 +496,7 @@ def verify_zoo(root: str | os.PathLike) -> list[tuple[dict[str, Any], str]]:
 
 __all__ = [
     "BUILD_FILE",
+    "build_data",
     "MANIFEST",
     "SPEC_FILE",
     "BuildData",

@@ -13,13 +13,28 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from .._io import atomic_write_text, sha256_file
 from ..errors import ModelprintError
 
 MANIFEST = "manifest.jsonl"
 FIELDS = ("id", "role", "category", "arch", "parent", "recipe", "accuracy", "file", "sha256", "status")
+
+
+class ZooRow(TypedDict):
+    """One finished model of a zoo, as a line of ``manifest.jsonl`` holds it."""
+
+    id: str
+    role: str  # "positive" | "negative"
+    category: str
+    arch: str
+    parent: str | None  # id of the zoo model it derives from; None for models trained from scratch
+    recipe: list[dict[str, Any]]
+    accuracy: float | None
+    file: str  # relative to the zoo
+    sha256: str
+    status: str  # "done"
 
 
 class ZooError(ModelprintError):
@@ -29,7 +44,7 @@ class ZooError(ModelprintError):
 @dataclass
 class ZooManifest:
     root: Path
-    rows: list[dict[str, Any]]
+    rows: list[ZooRow]
     # What the last build moved between driver and workers (set by build_zoo; not written to disk).
     stats: dict[str, Any] = field(default_factory=dict)
 
@@ -51,13 +66,13 @@ class ZooManifest:
                 rows[row["id"]] = row  # a later line for the same id replaces an earlier one
         return cls(root, list(rows.values()))
 
-    def by_id(self) -> dict[str, dict[str, Any]]:
+    def by_id(self) -> dict[str, ZooRow]:
         return {r["id"]: r for r in self.rows}
 
-    def path(self, row: dict[str, Any]) -> Path:
+    def path(self, row: ZooRow) -> Path:
         return self.root / row["file"]
 
-    def append(self, row: dict[str, Any]) -> None:
+    def append(self, row: ZooRow) -> None:
         """Add one finished model: one write of one line, flushed to disk."""
         self.rows.append(row)
         with open(self.root / MANIFEST, "a", encoding="utf-8") as f:
@@ -71,7 +86,7 @@ class ZooManifest:
         self.rows.sort(key=lambda r: rank.get(r["id"], len(rank)))
         atomic_write_text(self.root / MANIFEST, "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.rows))
 
-    def check(self, row: dict[str, Any]) -> str | None:
+    def check(self, row: ZooRow) -> str | None:
         """Why the row's file is not what the manifest says, or None when it is."""
         weights = self.path(row)
         if not weights.is_file():
@@ -89,7 +104,7 @@ class ZooManifest:
         return None
 
 
-def source_row(manifest: ZooManifest) -> dict[str, Any]:
+def source_row(manifest: ZooManifest) -> ZooRow:
     """The owner's model: the positive of category ``source`` (the root of every positive)."""
     rows = [r for r in manifest.rows if r["role"] == "positive" and r["parent"] is None]
     if len(rows) != 1:

@@ -6,7 +6,7 @@ table (training defaults for models trained from scratch, :class:`~modelprint.tr
 fields) and a list of ``[[models]]`` entries. An entry either trains from scratch
 (``arch``, ``args``, ``split``, ``seed``, ``role``, ``category``, optional ``train``, and
 optional ``mark = { host = LAYER, key = SEED, ... }``: the white-box frequency mark trained
-in on the same split after training, with :func:`~modelprint.fingerprints.frequency.inject`'s settings) or
+in on the same split after training, with the ``frequency`` method's ``prepare`` settings) or
 derives from other entries (``from = ["name", ...]``, ``category`` and ``steps``, a list of
 attacks: ``{ attack = "prune", rate = 0.5 }``; a step may name its ``data`` split or data
 set and its ``seed``). ``variants`` (a list of tables) turns one entry into several models:
@@ -31,14 +31,16 @@ from typing import Any
 from ..attacks import ATTACKS, create_attack
 from ..data import SPLITS, parse_spec
 from ..errors import ModelprintError, ParameterError
+from ..fingerprints import METHODS
 from ..models import ARCHITECTURES
 from ..train import TrainConfig, training_settings
 
 ENTRY_FIELDS = {
     *("name", "role", "category", "arch", "args", "split", "seed", "train", "mark", "from", "steps", "variants")
 }
-# A scratch model's ``mark`` table: the white-box frequency mark trained in after training (inject's settings).
-MARK_FIELDS = {"host", "key", "k", "cutoff", "aux_class", "beta", "overwrites", "epochs", "lr"}
+# A scratch model's ``mark`` table: the white-box mark this method trains in after training
+# (its ``prepare`` settings, and the owner's ``key``); the recipe records the method's name.
+MARK_METHOD = "frequency"
 ROLES = ("positive", "negative")
 # A spec expands its variants and derivations multiplicatively; a few KB of TOML could ask for
 # hundreds of thousands of models (and the memory to plan them). Nobody builds that on purpose.
@@ -74,7 +76,7 @@ class ModelPlan:
     def recipe(self) -> list[dict[str, Any]]:
         if self.parent is None:
             trained = {"train": self.arch, "args": self.args, "split": self.split, "seed": self.seed, **self.train}
-            return [trained, {"mark": "frequency", **self.mark}] if self.mark else [trained]
+            return [trained, {"mark": MARK_METHOD, **self.mark}] if self.mark else [trained]
         return self.steps
 
     def to_dict(self) -> dict[str, Any]:
@@ -151,13 +153,58 @@ def parse_spec_text(text: str, source: str = "zoo.toml", *, data: str | None = N
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise SpecError(f"{source}: not valid TOML ({e})") from None
+    train_subset, train_defaults, dataset = _check_top(raw, source, data)
+    lines = _entry_lines(text)
+
+    def line_of(i: int) -> int | None:
+        return lines[i] if i < len(lines) else None
+
+    def where(i: int) -> str:
+        return f"{source} line {lines[i]}" if i < len(lines) else f"{source} [[models]] #{i + 1}"
+
+    plans: list[ModelPlan] = []
+    groups: dict[str, list[str]] = {}
+    pending: list[tuple[int, dict[str, Any], list[tuple[dict[str, Any], Any]]]] = []  # derived entries, for later
+    for i, entry in enumerate(raw["models"]):
+        try:
+            expanded = _expand_variants(entry)
+            if "from" in entry:
+                pending.append((i, entry, expanded))
+                continue
+            _check_plan_count(len(plans) + len(expanded))
+            ids = []
+            for fields, _ in expanded:
+                plans.append(_scratch_plan(fields, train_defaults, line_of(i)))
+                ids.append(plans[-1].id)
+            if "name" in entry:
+                groups.setdefault(entry["name"], []).extend(ids)
+        except ModelprintError as e:
+            raise SpecError(f"{where(i)}: {e}") from None
+    _resolve_derived(pending, plans, groups, where, line_of, source)
+    plans.sort(key=lambda p: p.line or 0)  # spec order (the sort is stable within an entry)
+    _check_unique(plans, source)
+    name = str(raw.get("name", Path(source).stem))
+    if not name.isprintable():
+        raise SpecError(f"{source}: name {name.encode('unicode_escape').decode()[:60]} holds control characters")
+    return ZooSpec(
+        name=name,
+        data=dataset,
+        split_seed=int(raw.get("split_seed", 0)),
+        models=plans,
+        text=text,
+        source=source,
+        train_subset=train_subset,
+    )
+
+
+def _check_top(raw: dict[str, Any], source: str, data: str | None) -> tuple[int, dict[str, Any], str]:
+    """The spec's top-level keys checked: (train_subset, training defaults, data set)."""
     unknown_top = sorted(set(raw) - {"name", "description", "data", "split_seed", "train_subset", "train", "models"})
     if unknown_top:
         raise SpecError(f"{source}: unknown top-level key(s) {', '.join(unknown_top)}")
     entries = raw.get("models")
     if not isinstance(entries, list) or not entries:
         raise SpecError(f"{source}: no [[models]] entries")
-    lines = _entry_lines(text)
     train_subset = raw.get("train_subset", 0)
     if not isinstance(train_subset, int) or isinstance(train_subset, bool) or train_subset < 0:
         raise SpecError(f"{source}: train_subset must be a whole number >= 0 (0 = every image), got {train_subset!r}")
@@ -171,54 +218,38 @@ def parse_spec_text(text: str, source: str = "zoo.toml", *, data: str | None = N
         parse_spec(dataset)
     except ModelprintError as e:
         raise SpecError(f"{source}: data: {e}") from None
+    return train_subset, train_defaults, dataset
 
-    def line_of(i: int) -> int | None:
-        return lines[i] if i < len(lines) else None
 
-    def where(i: int) -> str:
-        return f"{source} line {lines[i]}" if i < len(lines) else f"{source} [[models]] #{i + 1}"
+def _expand_variants(entry: Any) -> list[tuple[dict[str, Any], Any]]:
+    """One entry's (fields, steps) per variant, ``$key`` placeholders in the steps filled in."""
+    if not isinstance(entry, dict):
+        raise ParameterError("each [[models]] entry must be a table")
+    unknown = sorted(set(entry) - ENTRY_FIELDS)
+    if unknown:
+        raise ParameterError(f"unknown field(s) {', '.join(unknown)}; fields: {', '.join(sorted(ENTRY_FIELDS))}")
+    variants = entry.get("variants", [{}])
+    if not isinstance(variants, list) or not all(isinstance(v, dict) for v in variants) or not variants:
+        raise ParameterError("variants must be a non-empty list of tables")
+    expanded = []
+    for variant in variants:
+        fields = {k: v for k, v in entry.items() if k != "variants"}
+        fields.update({k: v for k, v in variant.items() if k in ENTRY_FIELDS})
+        variables = {k: v for k, v in variant.items() if k not in ENTRY_FIELDS}
+        used: set[str] = set()
+        steps = _substitute(fields.get("steps", []), variables, used)
+        unused = sorted(set(variables) - used)
+        if unused:
+            raise ParameterError(f"variant key(s) {', '.join(unused)} are neither fields nor used as $key")
+        expanded.append((fields, steps))
+    return expanded
 
-    plans: list[ModelPlan] = []
-    groups: dict[str, list[str]] = {}
-    pending: list[tuple[int, dict[str, Any], list[dict[str, Any]]]] = []  # derived entries, resolved later
-    for i, entry in enumerate(entries):
-        try:
-            if not isinstance(entry, dict):
-                raise ParameterError("each [[models]] entry must be a table")
-            unknown = sorted(set(entry) - ENTRY_FIELDS)
-            if unknown:
-                raise ParameterError(
-                    f"unknown field(s) {', '.join(unknown)}; fields: {', '.join(sorted(ENTRY_FIELDS))}"
-                )
-            variants = entry.get("variants", [{}])
-            if not isinstance(variants, list) or not all(isinstance(v, dict) for v in variants) or not variants:
-                raise ParameterError("variants must be a non-empty list of tables")
-            expanded = []
-            for variant in variants:
-                fields = {k: v for k, v in entry.items() if k != "variants"}
-                fields.update({k: v for k, v in variant.items() if k in ENTRY_FIELDS})
-                variables = {k: v for k, v in variant.items() if k not in ENTRY_FIELDS}
-                used: set[str] = set()
-                steps = _substitute(fields.get("steps", []), variables, used)
-                unused = sorted(set(variables) - used)
-                if unused:
-                    raise ParameterError(f"variant key(s) {', '.join(unused)} are neither fields nor used as $key")
-                expanded.append((fields, steps))
-            if "from" in entry:
-                pending.append((i, entry, expanded))
-                continue
-            _check_plan_count(len(plans) + len(expanded))
-            ids = []
-            for fields, _ in expanded:
-                plan = _scratch_plan(fields, train_defaults, line_of(i))
-                plans.append(plan)
-                ids.append(plan.id)
-            if "name" in entry:
-                groups.setdefault(entry["name"], []).extend(ids)
-        except ModelprintError as e:
-            raise SpecError(f"{where(i)}: {e}") from None
 
-    # Derived entries may name groups defined anywhere; resolve until nothing changes (a cycle never resolves).
+def _resolve_derived(
+    pending: list, plans: list[ModelPlan], groups: dict[str, list[str]], where: Any, line_of: Any, source: str
+) -> None:
+    """Plan the derived entries, which may name groups defined anywhere: resolve until nothing
+    changes (a cycle never resolves)."""
     while pending:
         progressed = False
         for item in list(pending):
@@ -249,7 +280,9 @@ def parse_spec_text(text: str, source: str = "zoo.toml", *, data: str | None = N
             cycle = ", ".join(where(j).removeprefix(f"{source} ") for j, *_ in pending)
             raise SpecError(f"{source}: entries at {cycle} derive from each other in a cycle")
 
-    plans.sort(key=lambda p: p.line or 0)  # spec order (the sort is stable within an entry)
+
+def _check_unique(plans: list[ModelPlan], source: str) -> None:
+    """Every model id, and every file name it maps to, made once."""
     seen: dict[str, ModelPlan] = {}
     for plan in plans:
         if plan.id in seen:
@@ -263,18 +296,6 @@ def parse_spec_text(text: str, source: str = "zoo.toml", *, data: str | None = N
         if plan.file in files:
             raise SpecError(f"{source} line {plan.line}: {plan.id!r} and {files[plan.file]!r} map to one file name")
         files[plan.file] = plan.id
-    name = str(raw.get("name", Path(source).stem))
-    if not name.isprintable():
-        raise SpecError(f"{source}: name {name.encode('unicode_escape').decode()[:60]} holds control characters")
-    return ZooSpec(
-        name=name,
-        data=dataset,
-        split_seed=int(raw.get("split_seed", 0)),
-        models=plans,
-        text=text,
-        source=source,
-        train_subset=train_subset,
-    )
 
 
 def _check_plan_count(n: int) -> None:
@@ -321,9 +342,10 @@ def _check_mark(mark: Any) -> dict[str, Any]:
         raise ParameterError("mark must be a table: { host = LAYER, key = SEED, ... }")
     if not mark:
         return {}
-    unknown = sorted(set(mark) - MARK_FIELDS)
+    fields = {"key", *METHODS.get(MARK_METHOD).prepare_settings}
+    unknown = sorted(set(mark) - fields)
     if unknown:
-        known = ", ".join(sorted(MARK_FIELDS))
+        known = ", ".join(sorted(fields))
         raise ParameterError(f"mark: unknown setting(s) {', '.join(unknown)}; settings: {known}")
     if not isinstance(mark.get("host"), str) or not isinstance(mark.get("key"), int):
         raise ParameterError("mark needs host (a layer name: modelprint list --hosts ARCH) and key (an integer)")

@@ -40,11 +40,12 @@ from safetensors.torch import save_file
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from .. import __version__
-from .._io import atomic_write, atomic_write_text, check_readable, sha256_file
-from ..data import Dataset
-from ..errors import ModelFileError, ParameterError
-from ..progress import progress_bar
+from ... import _lazy
+from ..._io import atomic_write, atomic_write_text, check_readable, sha256_file
+from ..._version import __version__
+from ...data import Dataset
+from ...errors import ModelFileError, ParameterError
+from ...progress import progress_bar
 
 GAN_KIND = "modelprint-gan"
 
@@ -391,11 +392,7 @@ def load_gan(path: str | os.PathLike) -> GAN:
 
 def save_sample_grid(gan: GAN, path: str | os.PathLike, *, rows: int = 8, seed: int = 0) -> None:
     """An rows x rows grid of samples from fixed latents (the same picture for the same GAN)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _lazy.pyplot()
     z = torch.randn(rows * rows, gan.z_dim, generator=torch.Generator().manual_seed(seed))
     x = gan.sample(z)
     c, s = x.shape[1], x.shape[2]

@@ -1,4 +1,4 @@
-"""Attacks on the white-box frequency mark (DESIGN, "Method (white-box)"; issue 12).
+"""Attacks on the white-box frequency mark.
 
 ``overwrite``: put something else in the frequency module's place, ``how`` = ``replace``
 (fresh random weights of the same norm), ``spectrum-noise`` (complex noise at half the
@@ -22,15 +22,15 @@ from dataclasses import dataclass
 
 import torch
 
-from ..data import Dataset
-from ..errors import ParameterError
-from ..models import ModelprintModel
-from .base import Attack, register_attack
+from ...attacks.base import Attack, register_attack
+from ...data import Dataset
+from ...errors import ParameterError
+from ...models import ModelprintModel
+from .marking import OVERWRITES, overwritten_weight
+from .module import FrequencyBranch, invariant_mask, inverse_spectrum, spectrum
 
 
-def _branches(model: ModelprintModel, attack: str) -> list:
-    from ..fingerprints.frequency import FrequencyBranch
-
+def _branches(model: ModelprintModel, attack: str) -> list[FrequencyBranch]:
     found = [m for m in model.modules() if isinstance(m, FrequencyBranch)]
     if not found:
         raise ParameterError(f"{attack}: the model carries no frequency module (nothing to overwrite)")
@@ -40,18 +40,25 @@ def _branches(model: ModelprintModel, attack: str) -> list:
 @register_attack("overwrite")
 @dataclass(kw_only=True)
 class Overwrite(Attack):
+    """Put something else in the frequency module's place: ``replace`` (fresh random weights
+    of the same norm), ``spectrum-noise`` or ``weight-noise``. Refuses a model without a module.
+
+    Arguments:
+        how (str): "replace", "spectrum-noise" or "weight-noise".
+
+    Example::
+
+        stolen = create_attack("overwrite", how="replace").apply(marked)
+    """
+
     how: str = "replace"
     id_params = ("how",)
 
     def __post_init__(self) -> None:
-        from ..fingerprints.frequency import OVERWRITES
-
         if self.how not in OVERWRITES:
             raise ParameterError(f"how must be one of {', '.join(OVERWRITES)}, got {self.how!r}")
 
     def _apply(self, model: ModelprintModel, data: Dataset | None, g: torch.Generator, device: str) -> None:
-        from ..fingerprints.frequency import overwritten_weight
-
         with torch.no_grad():
             for branch in _branches(model, self.name):
                 branch.weight.copy_(overwritten_weight(branch.weight, self.how, g))
@@ -60,9 +67,15 @@ class Overwrite(Attack):
 @register_attack("spectral-reset")
 @dataclass(kw_only=True)
 class SpectralReset(Attack):
-    def _apply(self, model: ModelprintModel, data: Dataset | None, g: torch.Generator, device: str) -> None:
-        from ..fingerprints.frequency import invariant_mask, inverse_spectrum, spectrum
+    """The adaptive attack: zero exactly the gradient-free components of the module's spectrum;
+    the function is unchanged to float precision, the mark is erased. No arguments.
 
+    Example::
+
+        erased = create_attack("spectral-reset").apply(marked)
+    """
+
+    def _apply(self, model: ModelprintModel, data: Dataset | None, g: torch.Generator, device: str) -> None:
         with torch.no_grad():
             for branch in _branches(model, self.name):
                 spec = spectrum(branch.weight)
@@ -86,6 +99,10 @@ class NullspaceReset(Attack):
     Parameters: samples (int): gradients drawn, at least the filter size C x K x K to span it
     (default 0: twice that); rtol (float): relative singular-value cut-off, 1e-5.
     Data: ``attacker`` images (the module's inputs on real data).
+
+    Example::
+
+        erased = create_attack("nullspace-reset").apply(marked, attacker_data, seed=0)
     """
 
     samples: int = 0

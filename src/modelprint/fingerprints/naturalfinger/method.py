@@ -1,7 +1,7 @@
 """NaturalFinger: natural queries from a GAN that positive and negative models label differently.
 
 Paper: Yang, Wang, Wang, "NaturalFinger: Generating Natural Fingerprint with Generative
-Adversarial Networks" (``papers/002_…`` beside DESIGN.md), Algorithm 1:
+Adversarial Networks", Algorithm 1:
 
 1. **Screen** ``candidates x n'`` latents z ~ N(0, I): keep those whose image G(z) every
    positive trained model labels alike (the paper: "correctly classified by all positive
@@ -60,6 +60,7 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,85 +69,14 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from .._io import sha256_file
-from ..data import Dataset
-from ..errors import ParameterError
-from ..models import ModelprintModel, load_model, weights_digest
-from ..progress import progress_bar
-from .base import FingerprintMethod, register_method
-
-# Data whose classes change under a mirror image (a mirrored 2 is no digit): no flips in T.
-NO_FLIP_DATA = ("digits", "mnist")
-
-
-def cw_loss(logits: torch.Tensor, target: torch.Tensor, kappa: float) -> torch.Tensor:
-    """Carlini-Wagner margin per example: max(max_{j != t} Z_j - Z_t, -kappa), shape (N,)."""
-    true = logits.gather(1, target[:, None]).squeeze(1)
-    other = logits.masked_fill(F.one_hot(target, logits.shape[1]).bool(), float("-inf")).amax(1)
-    return (other - true).clamp(min=-kappa)
-
-
-def random_transform(
-    x: torch.Tensor, g: torch.Generator, *, flip: bool, translate: float, shear: float, noise: float
-) -> torch.Tensor:
-    """A differentiable random affine map per image (shift up to ``translate`` of the side,
-    shear up to ``shear``, mirror with probability 1/2 when ``flip``), then Gaussian noise;
-    zero padding, clipped to [0, 1]."""
-    n = len(x)
-
-    def u(lo: float, hi: float) -> torch.Tensor:
-        return torch.rand(n, generator=g) * (hi - lo) + lo
-
-    sx = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0) if flip else torch.ones(n)
-    theta = torch.zeros(n, 2, 3)
-    theta[:, 0, 0] = sx
-    theta[:, 0, 1] = u(-shear, shear)
-    theta[:, 1, 0] = u(-shear, shear)
-    theta[:, 1, 1] = 1.0
-    theta[:, 0, 2] = u(-2 * translate, 2 * translate)  # normalised coordinates span 2 per side
-    theta[:, 1, 2] = u(-2 * translate, 2 * translate)
-    theta = theta.to(x.device, x.dtype)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    out = F.grid_sample(x, grid, padding_mode="zeros", align_corners=False)
-    if noise > 0:
-        out = out + noise * torch.randn(out.shape, generator=g).to(x.device, x.dtype)
-    return out.clamp(0, 1)
-
-
-@dataclass
-class TrainedModels:
-    """The positive and negative models a method learns from, with where they came from."""
-
-    positives: list[ModelprintModel]
-    negatives: list[ModelprintModel]
-    records: list[dict[str, Any]]  # id, role, arch, sha256 of each, for the fingerprint's meta
-
-
-def load_trained(zoo: str, source: ModelprintModel) -> TrainedModels:
-    """Trained models from a training zoo whose source is ``source``: positives = the source
-    and every positive derived from it, negatives = every negative model."""
-    from ..zoo import ZooManifest, source_row
-
-    manifest = ZooManifest.read(zoo)
-    src = source_row(manifest)
-    digest = weights_digest(source)
-    if src["sha256"] != digest:
-        raise ParameterError(
-            f"the training zoo {zoo} was built from another source (sha256 {src['sha256'][:12]}…, the model "
-            f"fingerprinted has {digest[:12]}…): build the training spec with the same source recipe and data"
-        )
-    positives: list[ModelprintModel] = [source]
-    negatives: list[ModelprintModel] = []
-    records = [{"id": src["id"], "role": "positive", "arch": src["arch"], "sha256": src["sha256"]}]
-    for row in manifest.rows:
-        if row["status"] != "done" or row is src:
-            continue
-        model = load_model(manifest.path(row))
-        (positives if row["role"] == "positive" else negatives).append(model)
-        records.append({k: row[k] for k in ("id", "role", "arch", "sha256")})
-    if len(positives) < 1 or len(negatives) < 1:
-        raise ParameterError(f"the training zoo {zoo} needs at least one negative model")
-    return TrainedModels(positives, negatives, records)
+from ..._io import sha256_file
+from ...data import Dataset
+from ...errors import ParameterError
+from ...models import ModelprintModel
+from ...progress import progress_bar
+from ..base import FingerprintMethod, register_method
+from ..learnt import NO_FLIP_DATA, TrainedModels, cw_loss, load_trained, random_transform
+from .gan import gan_paths, load_gan
 
 
 def _predict(models: list[ModelprintModel], x: torch.Tensor) -> torch.Tensor:
@@ -164,6 +94,26 @@ def _majority(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
 @register_method("naturalfinger")
 @dataclass(kw_only=True)
 class NaturalFinger(FingerprintMethod):
+    """NaturalFinger (Yang, Wang and Wang): natural queries from the owner's GAN, their latents optimised
+    so that the training zoo's positives keep the source's label and its negatives take an
+    adversarial label, through random input transformations (Algorithm 1).
+
+    Arguments:
+        gan (str): GAN file (``modelprint gan train``). trained (str): training zoo folder.
+        iterations (int): 1000. lr (float): 0.5. kappa (float): CW margin, 1.0. lam (float):
+        weight of the discriminator loss, 0.5. fgsm_eps (float): 0.03. candidates (int): 4.
+        oversample (float): 2.0. model_batch (int): 16. adversarial_label, input_transform,
+        discriminator_loss (bool): the paper's tricks (``bench --ablation`` switches them).
+        flip, translate, shear, noise: the random transformation. screen_draws (int): 4.
+
+    Shape: queries (n, C, H, W) in [0, 1], labels (n,).
+
+    Example::
+
+        nf = create_method("naturalfinger", gan="owner-gan.safetensors", trained="train-zoo")
+        fp = nf.generate(load_model("train-zoo/models/source.safetensors"), n=100, seed=0)
+    """
+
     gan: str | None = None
     trained: str | None = None
     iterations: int = 1000
@@ -206,8 +156,6 @@ class NaturalFinger(FingerprintMethod):
             raise ParameterError(f"fgsm_eps must be in [0, 1], got {self.fgsm_eps}")
 
     def _inputs(self, model: ModelprintModel) -> tuple[Any, TrainedModels]:
-        from .gan import load_gan
-
         if not self.gan or not self.trained:
             raise ParameterError(
                 "naturalfinger needs a GAN and trained models: --param gan=GAN.safetensors (modelprint gan train "
@@ -221,10 +169,6 @@ class NaturalFinger(FingerprintMethod):
         return gan, load_trained(self.trained, model)
 
     def inputs_digest(self) -> str:
-        import hashlib
-
-        from .gan import gan_paths
-
         h = hashlib.sha256()
         files = [gan_paths(self.gan)[0]] if self.gan else []
         files += [Path(self.trained) / "manifest.jsonl"] if self.trained else []

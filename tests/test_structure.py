@@ -1,0 +1,180 @@
+"""The package's shape: no import cycles, no import from a lower layer up, each fingerprint
+family's code named only inside its own folder (the registry and the facade reach it by name),
+short functions, registered classes that document themselves, no pointers outside the repository."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "modelprint"
+
+# Lowest first. A module may import modules of its own layer or below. Prefix match, longest wins.
+LAYERS: list[tuple[str, ...]] = [
+    ("errors", "registry", "_io", "_version", "_lazy", "progress", "transforms", "metrics", "null", "parallel"),
+    ("data",),
+    ("models",),
+    ("train", "export", "stealth", "suspects", "zoo", "zoo.manifest"),
+    ("attacks",),
+    ("fingerprints",),
+    ("scoring", "verify", "calibrate", "evaluate", "tune", "zoo.spec", "zoo.build"),
+    ("bench", "serve"),
+    ("demo",),
+    ("cli", "__main__", ""),
+]
+# Every module or folder in fingerprints/ but the shared ones is a family: nothing outside it names
+# it, except the package's facades (which import each family to register it).
+SHARED_IN_FINGERPRINTS = ("base", "learnt")
+FACADES = ("fingerprints", "")
+
+
+def modules() -> dict[str, Path]:
+    out = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+def imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
+    """Modules of the package that ``name`` imports, parent packages included (Python runs them)."""
+    is_pkg = path.name == "__init__.py"
+    base = name.split(".") if name else []
+    base = base if is_pkg else base[:-1]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        targets: list[str] = []
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                anchor = base[: len(base) - node.level + 1]
+                mod = ".".join(anchor + ([node.module] if node.module else []))
+            elif (node.module or "").startswith("modelprint"):
+                mod = node.module.removeprefix("modelprint").lstrip(".")
+            else:
+                continue
+            for alias in node.names:
+                sub = f"{mod}.{alias.name}" if mod else alias.name
+                targets.append(sub if sub in known else mod)
+        elif isinstance(node, ast.Import):
+            targets = [
+                a.name.removeprefix("modelprint").lstrip(".")
+                for a in node.names
+                if a.name.split(".")[0] == "modelprint"
+            ]
+        for t in targets:
+            parts = t.split(".") if t else []
+            found.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))  # a.b.c runs a and a.b first
+            if not t:
+                found.add("")  # a name taken from the facade itself (the package's __init__)
+    return {t for t in found if t in known and t != name and not (t and name.startswith(t + "."))}
+
+
+def layer(name: str) -> int:
+    best, level = -1, None
+    for i, prefixes in enumerate(LAYERS):
+        for p in prefixes:
+            if (name == p or (p and name.startswith(p + "."))) and len(p) > best:
+                best, level = len(p), i
+    assert level is not None, f"module {name!r} is in no layer: add it to LAYERS"
+    return level
+
+
+@pytest.fixture(scope="module")
+def graph() -> dict[str, set[str]]:
+    known = modules()
+    return {name: imports(name, path, known) for name, path in known.items()}
+
+
+def test_no_cycles(graph: dict[str, set[str]]) -> None:
+    state: dict[str, int] = {}
+    cycles = []
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycles.append(stack[stack.index(nxt) :] + [nxt])
+            elif nxt not in state:
+                visit(nxt, [*stack, nxt])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    assert cycles == []
+
+
+def test_no_import_from_a_lower_layer_up(graph: dict[str, set[str]]) -> None:
+    upward = sorted(f"{a} -> {b}" for a, targets in graph.items() for b in targets if layer(b) > layer(a))
+    assert upward == []
+
+
+def test_families_are_named_only_in_their_folders(graph: dict[str, set[str]]) -> None:
+    families = sorted(
+        f"fingerprints.{p.stem if p.is_file() else p.name}"
+        for p in (PACKAGE / "fingerprints").iterdir()
+        if (p.suffix == ".py" or (p / "__init__.py").is_file()) and p.stem not in (*SHARED_IN_FINGERPRINTS, "__init__")
+    )
+    assert {"fingerprints.frequency", "fingerprints.naturalfinger", "fingerprints.metav"} <= set(families)
+    leaks = sorted(
+        f"{a} -> {b}"
+        for a, targets in graph.items()
+        for b in targets
+        for fam in families
+        if (b == fam or b.startswith(fam + ".")) and not (a == fam or a.startswith(fam + ".")) and a not in FACADES
+    )
+    assert leaks == []
+
+
+def test_the_checks_see_real_imports(graph: dict[str, set[str]]) -> None:
+    """The walk is not vacuous: it finds imports that are known to exist, parent packages included."""
+    assert "models" in graph["fingerprints.base"] and "errors" in graph["models.files"]
+    assert "zoo" in graph["zoo.build"] or "zoo.manifest" in graph["zoo.build"]
+    assert {"fingerprints.base", "fingerprints.frequency.marking"} <= graph["fingerprints.frequency.method"]
+    assert "zoo" in graph["fingerprints.learnt"]  # a parent package counts: Python runs it first
+    assert layer("zoo.build") > layer("fingerprints.base") > layer("attacks.prune") > layer("models.files")
+
+
+def test_no_function_is_longer_than_80_lines() -> None:
+    long = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno + 1 > 80:
+                long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name}")
+    assert long == []
+
+
+def test_every_registered_class_documents_itself() -> None:
+    """Each architecture, method, attack and suspect adapter carries its own docstring (not the
+    signature a dataclass writes) with an example, as the user reads it in ``help()``."""
+    import modelprint  # noqa: F401  (registers everything)
+    from modelprint.attacks import ATTACKS
+    from modelprint.fingerprints import METHODS
+    from modelprint.models import ARCHITECTURES
+    from modelprint.suspects import SUSPECTS
+
+    missing = []
+    for registry in (ARCHITECTURES, METHODS, ATTACKS, SUSPECTS):
+        for name in registry.names():
+            cls = registry.get(name)
+            doc = cls.__dict__.get("__doc__") or ""
+            if doc.startswith(cls.__name__ + "(") or "Example" not in doc:
+                missing.append(f"{registry.kind} {name} ({cls.__name__})")
+    assert missing == []
+
+
+def test_no_reference_to_documents_outside_the_repository() -> None:
+    pattern = re.compile(r"DESIGN\.md|DESIGN[,:' ]|papers/|\bissue \d+")
+    found = [
+        f"{path.relative_to(PACKAGE.parents[1])}:{i}"
+        for root in (PACKAGE, PACKAGE.parents[1] / "tests")
+        for path in root.rglob("*.py")
+        for i, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line) and path.name != "test_structure.py"
+    ]
+    assert found == []
