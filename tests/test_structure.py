@@ -57,6 +57,7 @@ def imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
                 mod = node.module.removeprefix("modelprint").lstrip(".")
             else:
                 continue
+            targets.append(mod)  # `from pkg import x` runs pkg's __init__ first, even when x is a submodule
             for alias in node.names:
                 sub = f"{mod}.{alias.name}" if mod else alias.name
                 targets.append(sub if sub in known else mod)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from . import _lazy
+from ._lazy import ray as import_ray
 from .errors import ParameterError
 
 # A Ray task whose worker dies (node lost, killed for memory) runs again, at most this many times.
@@ -127,7 +127,7 @@ def task_backend(name: str, workers: int, *, gpus_per_task: float = 0.0) -> Iter
             yield _Pool(pool)
         return
     if name == "ray":
-        ray = _lazy.ray()
+        ray = import_ray()
         started_here = not ray.is_initialized()
         if started_here:
             if os.environ.get("RAY_ADDRESS"):

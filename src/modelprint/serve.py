@@ -53,7 +53,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from . import _lazy
+from ._lazy import uvicorn as import_uvicorn
 from .models import ModelprintModel, weights_digest
 from .suspects.base import softmax
 
@@ -378,7 +378,7 @@ class GuardedH11Protocol(H11Protocol):
 def uvicorn_config(app: Any, host: str, port: int, read_timeout: float, access_log: bool) -> Any:
     """The uvicorn settings :func:`serve` runs with: the guarded protocol, no connection-count
     503 (uvicorn's would count idle sockets and refuse /health too), short keep-alive."""
-    uvicorn = _lazy.uvicorn()
+    uvicorn = import_uvicorn()
     if not (math.isfinite(read_timeout) and 0 < read_timeout <= 3600):
         raise ValueError(f"read_timeout must be a number of seconds in (0, 3600], got {read_timeout}")
     protocol = type("Guarded", (GuardedH11Protocol,), {"read_timeout": read_timeout})
@@ -406,7 +406,7 @@ def serve(
     """Run the API until interrupted (uvicorn, one process); ``read_timeout``: seconds a client
     has to send each whole request; ``settings`` are :func:`create_app`'s (labels_only, token,
     max_batch, max_concurrent, ...)."""
-    uvicorn = _lazy.uvicorn()
+    uvicorn = import_uvicorn()
     app = create_app(model, **settings)
     uvicorn.Server(uvicorn_config(app, host, port, read_timeout, access_log)).run()
 
@@ -418,7 +418,7 @@ def serve_background(
     """Run ``app`` with uvicorn in a thread for the duration of a ``with`` block and yield its
     base URL (``port=0``: a free port). For tests, benchmarks and notebooks; loopback by default;
     the same protocol and limits as :func:`serve`, without the access log."""
-    uvicorn = _lazy.uvicorn()
+    uvicorn = import_uvicorn()
     server = uvicorn.Server(uvicorn_config(app, host, port, read_timeout, access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

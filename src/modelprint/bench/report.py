@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_curve
 
-from .. import _lazy
 from .._io import atomic_write, atomic_write_text
+from .._lazy import pyplot
 from ..errors import ParameterError
 from ..fingerprints import Fingerprint
 from ..metrics import robustness_uniqueness_curve
@@ -30,7 +30,7 @@ METRIC_COLUMNS = ("robustness", "transferability", "uniqueness", "aruc", "auc", 
 
 
 def _plt():  # noqa: ANN202 (matplotlib.pyplot)
-    return _lazy.pyplot()
+    return pyplot()
 
 
 def _save(fig: Any, path: Path) -> None:

@@ -35,8 +35,8 @@ from typing import Any
 import torch
 from rich.markup import escape
 
-from .. import _lazy
 from .._io import atomic_write_text
+from .._lazy import ray as import_ray
 from .._version import __version__
 from ..attacks import create_attack
 from ..data import SPLITS, load_dataset, load_splits, parse_spec
@@ -119,7 +119,7 @@ def _maybe_crash(model_id: str) -> None:
     folder = os.environ.get(CRASH_ONCE_ENV)
     if not folder or "ray" not in sys.modules:
         return
-    ray = _lazy.ray()
+    ray = import_ray()
     if not ray.is_initialized() or ray.get_runtime_context().worker.mode != ray.WORKER_MODE:
         return  # never in the driver's own process
     marker = Path(folder) / hashlib.sha256(model_id.encode()).hexdigest()[:16]
@@ -130,7 +130,7 @@ def _maybe_crash(model_id: str) -> None:
 
 def _node() -> str:
     if "ray" in sys.modules:
-        ray = _lazy.ray()
+        ray = import_ray()
         if ray.is_initialized():
             return ray.get_runtime_context().get_node_id()
     return f"local:{os.getpid()}"

@@ -40,8 +40,8 @@ from safetensors.torch import save_file
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from ... import _lazy
 from ..._io import atomic_write, atomic_write_text, check_readable, sha256_file
+from ..._lazy import pyplot
 from ..._version import __version__
 from ...data import Dataset
 from ...errors import ModelFileError, ParameterError
@@ -392,7 +392,7 @@ def load_gan(path: str | os.PathLike) -> GAN:
 
 def save_sample_grid(gan: GAN, path: str | os.PathLike, *, rows: int = 8, seed: int = 0) -> None:
     """An rows x rows grid of samples from fixed latents (the same picture for the same GAN)."""
-    plt = _lazy.pyplot()
+    plt = pyplot()
     z = torch.randn(rows * rows, gan.z_dim, generator=torch.Generator().manual_seed(seed))
     x = gan.sample(z)
     c, s = x.shape[1], x.shape[2]
