@@ -217,7 +217,8 @@ class Null:
 
     @classmethod
     def fit(cls, evidence: Sequence[np.ndarray], statistics: Sequence[float]) -> Null:
-        raise NotImplementedError
+        """The null fitted on reference models' evidence (one array each) and statistics."""
+        raise NotImplementedError  # abstract: every fitted family overrides it
 
     @staticmethod
     def uncalibrated(null_family: str, num_classes: int | None) -> Null:
@@ -262,7 +263,8 @@ class Null:
         return null_family == ("scores" if isinstance(self, NormalNull) else "counts")
 
     def p_value(self, values: np.ndarray, statistic: float) -> float | None:
-        raise NotImplementedError
+        """P[an independent model scores at least this], from its evidence ``values`` and ``statistic``."""
+        raise NotImplementedError  # abstract: every family overrides it
 
     def critical(self, alpha: float) -> float | None:
         """The statistic an independent model exceeds with probability ``alpha`` (None: none known)."""
@@ -281,7 +283,7 @@ class Null:
 
     def describe(self, critical: float | None = None) -> str:
         """One line for people: what the null is and where it sits."""
-        raise NotImplementedError
+        raise NotImplementedError  # abstract: every family overrides it
 
     def needed(self, alphas: Sequence[float]) -> dict[str, Any]:
         """Per alpha, the statistic a suspect needs to be called a match (None: unreachable)."""
