@@ -210,12 +210,6 @@ def verify(
     )
 
 
-def suspect_statistic(fp: Fingerprint, suspect: ModelprintModel | Suspect) -> float:
-    """The fingerprint's statistic on ``suspect`` over all its items (no verdict)."""
-    method = method_of(fp)
-    return method.statistic(method.evidence(fp, suspect).values)
-
-
 def _count(k: int, one: str, many: str) -> str:
     return f"{k} {one if k == 1 else many}"
 
