@@ -1,6 +1,7 @@
 """The command line: contract shapes, JSON output and one-line errors with exit code 2."""
 
 import json
+import re
 
 import pytest
 
@@ -56,8 +57,10 @@ def test_owner_and_verifier_flow(files, capsys):
     assert code == 0
     code, out, _ = run(["verify", str(tmp / "fp.fp.safetensors"), str(tmp / "pruned.safetensors"), "--json"], capsys)
     result = json.loads(out)
-    assert code == 0 and result["verdict"] == "match"
-    assert {"matching_rate", "n", "p_value", "threshold", "verdict", "queries"} <= set(result)
+    # Not calibrated: however well the copy matches, no verdict without a null (exit code 3).
+    assert code == 3 and result["verdict"] == "inconclusive" and result["matching_rate"] >= 0.9
+    assert not result["calibrated"] and "calibrate" in result["reason"]
+    assert {"matching_rate", "n", "p_value", "threshold", "verdict", "queries", "reason"} <= set(result)
     code, out, _ = run(["fingerprint", "show", str(tmp / "fp.fp.safetensors"), "--json"], capsys)
     assert code == 0 and json.loads(out)["method"] == "ltrc"
 
@@ -282,7 +285,7 @@ def test_calibrate_then_verify_json_and_commitment(calibrated_flow, negatives, c
     assert code == 0 and out.split()[0] == digest
     suspect = save_model(negatives[5], tmp / "suspect")
     code, out, err = run(["verify", str(fp), str(suspect), "--fpr", "0.01", "--commitment", digest, "--json"], capsys)
-    assert code == 0, err
+    assert code == 1, err  # no-match
     res = json.loads(out)
     assert {"statistic", "matching_rate", "n", "p_value", "fpr", "threshold", "verdict", "queries", "null"} <= set(res)
     assert res["verdict"] == "no-match" and res["fpr"] == 0.01 and res["null"]["n_models"] == 5
@@ -291,7 +294,7 @@ def test_calibrate_then_verify_json_and_commitment(calibrated_flow, negatives, c
     _one_line_error(code, err)
     assert "not the committed file" in err
     code, out, err = run(["verify", str(fp), str(suspect), "--fpr", "0.01", "--max-queries", "40"], capsys)
-    assert code == 0 and out.startswith("no-match") and "sequential: stopped after" in out
+    assert code == 1 and out.startswith("no-match") and "sequential: stopped after" in out
 
 
 def test_verify_human_output_explains_the_null(calibrated_flow, capsys):
@@ -305,7 +308,11 @@ def test_uncalibrated_verify_warns(files, capsys):
     args = ["fingerprint", "create", str(src), "--method", "c", "--param", "steps=20", "--n", "10", "--seed", "0"]
     assert run([*args, "--out", str(tmp / "u.fp")], capsys)[0] == 0
     code, out, err = run(["verify", str(tmp / "u.fp"), str(src)], capsys)
-    assert code == 0 and "not calibrated" in err and "chance" in out
+    # The source itself agrees 10/10, far above chance: still no match without a fitted null.
+    assert code == 3 and out.startswith("inconclusive: matching rate 1.00") and "not calibrated" in err
+    assert "why: this fingerprint is not calibrated" in out and "chance" in out
+    code, out, _ = run(["verify", str(tmp / "u.fp"), str(src), "--threshold", "0.5", "--json"], capsys)
+    assert code == 3 and json.loads(out)["verdict"] == "inconclusive"  # a threshold is no null either
 
 
 def test_nan_model_and_directory_are_clear_errors(files, capsys):
@@ -340,6 +347,16 @@ def test_calibrate_with_reference_models(files, capsys):
         capsys,
     )  # fmt: skip
     assert code == 0, err
+    # Each FPR gets a number or a plain sentence: with 10 queries, 10/10 is rare at 1e-2 only if the
+    # three references agree little; at 1e-3 the sentence says how many references would reach it.
+    said = " ".join(err.split())  # the console wraps long lines
+    for fpr in ("0.01", "0.001"):
+        needs = re.search(rf"a match needs .*?(\d\.\d\d) at FPR {fpr}\b", said)
+        cannot = re.search(
+            rf"nothing can be called a match at FPR {fpr} with 3 reference models: .*?(\d+ reference|no number)", said
+        )
+        assert needs or cannot, (fpr, said)
+    assert "- at FPR" not in said
     kept = sorted(p.name for p in (tmp / "rc-reference").glob("*.safetensors"))
     assert len(kept) == 3 and all(name.startswith("reference-") for name in kept)
     code, out, _ = run(["fingerprint", "show", str(tmp / "rc.fp"), "--json"], capsys)
@@ -399,11 +416,11 @@ def test_frequency_fingerprint_create_marks_the_model_and_verify_reads_it(files,
     marked = tmp / "owner.marked.safetensors"
     assert marked.is_file() and json.loads(marked.with_suffix(".json").read_text())["arch_args"]["frequency"]
     code, out, err = run(["verify", str(fp), str(marked), "--json"], capsys)
-    assert code == 0, err
+    assert code == 3, err  # uncalibrated: inconclusive, whatever the score
     result = json.loads(out)
-    assert result["statistic"] == 1.0 and result["queries"] == 0
+    assert result["statistic"] == 1.0 and result["queries"] == 0 and result["verdict"] == "inconclusive"
     code, out, _ = run(["verify", str(fp), str(src), "--json"], capsys)
-    assert code == 0 and json.loads(out)["statistic"] == 0.0
+    assert code == 3 and json.loads(out)["statistic"] == 0.0
     # Calibration: reference models get their own owner's output-neutral mark (other keys), so the
     # null describes independent marked models; the marked model is then a match with a p-value.
     code, out, err = run(
@@ -419,7 +436,7 @@ def test_frequency_fingerprint_create_marks_the_model_and_verify_reads_it(files,
     result = json.loads(out)
     assert code == 0 and result["verdict"] == "match" and result["p_value"] < 1e-3 and result["null"]["calibrated"]
     code, out, _ = run(["verify", str(fp), str(src), "--json"], capsys)
-    assert code == 0 and json.loads(out)["verdict"] == "no-match"
+    assert code == 1 and json.loads(out)["verdict"] == "no-match"
 
 
 # -- bad input: one line and exit 2, never a traceback ---------------------------------------------
@@ -518,7 +535,7 @@ def test_a_tampered_fingerprint_is_one_line_in_show_and_verify(files, small_fp, 
             small_fp, tmp / f"swap-{method}.fp.safetensors", meta(lambda m, name=method: {**m, "method": name})
         )
         code, out, err = run(["verify", str(path), str(neg), "--json"], capsys)
-        assert code in (0, 2), (method, err)
+        assert code in (0, 1, 3, 2), (method, err)  # a verdict or one line, never a crash (70)
         if code == 2:
             _one_line_error(code, err)
 

@@ -127,3 +127,28 @@ def test_mixture_test_decides_far_from_theta():
     assert mixture_log_evidence(40, 40, 0.75, "above") > math.log(2000)
     assert mixture_log_evidence(6, 30, 0.75, "below") > math.log(1000)
     assert mixture_log_evidence(30, 40, 0.75, "above") < 1.0
+
+
+def test_an_unreachable_fpr_says_how_many_references_would_reach_it():
+    from modelprint.null import BetaBinomialNull, NormalNull, references_needed
+
+    spread = [20, 35, 50, 65, 80, 30, 45, 60, 75, 40]  # ten models agreeing on 20-80 of 100 queries
+    null = fit_count_null(spread, 100)
+    assert count_p_value(null, 100, 100) > 1e-3  # even 100/100 is not rare enough at 1e-3
+    needed = references_needed(spread, 100, 1e-3)
+    assert needed is not None and needed > len(spread) and needed % len(spread) == 0
+    # The claim checks out: that many models agreeing in the same proportions reach 1e-3, half as many do not.
+    assert count_p_value(fit_count_null(spread * (needed // len(spread)), 100), 100, 100) < 1e-3
+    if needed // len(spread) > 1:
+        fewer = spread * (needed // len(spread) // 2)
+        assert count_p_value(fit_count_null(fewer, 100), 100, 100) >= 1e-3
+    described = BetaBinomialNull({**null, "n_models": 10, "statistics": [k / 100 for k in spread]}).needed([1e-3])
+    assert described["needed_at_0.001"] is None and described["references_at_0.001"] == needed
+    # Scores: a normal null too wide for a score of 1 to be rare at 1e-3, and one that is not.
+    wide = NormalNull({"family": "normal", "mean": 0.5, "sd": 0.2, "n_models": 5}).needed([1e-3])
+    assert wide["needed_at_0.001"] is None and wide["references_at_0.001"] is None  # z(1e-3) * 0.2 > 0.5
+    narrow = NormalNull({"family": "normal", "mean": 0.2, "sd": 0.15, "n_models": 5}).needed([1e-3])
+    more = narrow["references_at_0.001"]
+    assert narrow["needed_at_0.001"] is None and more > 5  # t(1e-3, 4) is wide: more models narrow it
+    enough = NormalNull({"family": "normal", "mean": 0.2, "sd": 0.15, "n_models": more}).needed([1e-3])
+    assert enough["needed_at_0.001"] <= 1.0 and "references_at_0.001" not in enough

@@ -47,11 +47,20 @@ def test_verdicts_pruned_copy_matches_independent_model_does_not(source, calibra
 
 
 def test_an_independent_model_the_chance_null_calls_a_match_is_not_one_once_calibrated(ltrc_fp, calibrated, negatives):
-    """The bug this null fixes: against chance (0.1 per query) a model agreeing at 0.3 is 'significant'."""
+    """The bug the fitted null fixes: against chance (0.1 per query) a model agreeing at 0.3 is
+    'significant'. Uncalibrated, verify reports that p-value but never calls a match."""
     naive = [verify(ltrc_fp, m, fpr=1e-3) for m in negatives]
-    fooled = [m for m, r in zip(negatives, naive) if r.verdict == "match"]
+    fooled = [m for m, r in zip(negatives, naive) if r.p_value < 1e-3]
     assert fooled, "expected at least one independent model above chance"
+    assert all(r.verdict == "inconclusive" and not r.calibrated and "calibrate" in r.reason for r in naive)
     assert all(verify(calibrated, m, fpr=1e-3).verdict != "match" for m in fooled)
+
+
+def test_no_verdict_without_a_null_even_for_the_source_itself(ltrc_fp, source):
+    for kwargs in ({}, {"threshold": 0.5}, {"max_queries": 100, "batch": 10}):
+        res = verify(ltrc_fp, source, fpr=1e-3, **kwargs)
+        assert res.statistic == 1.0 and res.verdict == "inconclusive", kwargs
+        assert res.reason == res.warning and "not calibrated" in res.reason and res.to_dict()["reason"]
 
 
 def test_inconclusive_between(calibrated, source):

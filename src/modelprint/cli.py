@@ -1,6 +1,7 @@
 """The ``modelprint`` command line: a thin layer over the Python API.
 
-Exit codes: 0 success, 2 user error (one line on stderr), 1 bug.
+Exit codes: 0 success (``verify``: match), 1 ``verify``: no-match, 2 bad input (one line on
+stderr), 3 ``verify``: inconclusive, 70 internal error (a bug: the traceback is printed).
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import traceback
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,10 @@ from .verify import format_verification
 from .verify import verify as _verify
 from .zoo import ZooError, ZooManifest, source_row
 from .zoo.build import build_zoo, verify_zoo
+
+# What `verify` exits with, so that scripts tell verdicts apart without parsing the output.
+VERDICT_EXIT_CODES = {"match": 0, "no-match": 1, "inconclusive": 3}
+INTERNAL_ERROR = 70  # EX_SOFTWARE: not 1, which is a verdict
 
 app = typer.Typer(
     help="Prove who owns a trained neural network.",
@@ -312,15 +318,32 @@ def fingerprint_calibrate(
     digest = calibrated.save(out)
     d = null_description(calibrated)
     ref = d["reference_statistics"]
+    reachable = [a for a in (1e-2, 1e-3) if d[f"needed_at_{a:g}"] is not None]
     console.print(
         f"null ({d['family']}) from {d['n_models']} independent models: statistic "
-        f"{ref['min']:.2f}-{ref['max']:.2f} (mean {ref['mean']:.2f}); a match needs "
-        + ", ".join(
-            f"{'-' if d[f'needed_at_{a:g}'] is None else format(d[f'needed_at_{a:g}'], '.2f')} at FPR {a:g}"
-            for a in (1e-2, 1e-3)
-        )
+        f"{ref['min']:.2f}-{ref['max']:.2f} (mean {ref['mean']:.2f})"
+        + ("; a match needs " if reachable else "")
+        + ", ".join(f"{d[f'needed_at_{a:g}']:.2f} at FPR {a:g}" for a in reachable)
     )
+    for a in (1e-2, 1e-3):
+        if a not in reachable:
+            console.print(f"[yellow]warning:[/] {unreachable(d, a)}")
     sys.stdout.write(f"sha256 {digest}  {out}\n")
+
+
+def unreachable(description: dict[str, Any], fpr: float) -> str:
+    """The plain sentence for an FPR the calibrated null cannot reach, with what would reach it."""
+    models = description["n_models"]
+    more = description.get(f"references_at_{fpr:g}")
+    fix = (
+        f"about {more} reference models scoring like these would reach it (calibrate with --reference {more})"
+        if more
+        else "no number of reference models scoring like these would: they spread too widely for this FPR"
+    )
+    return (
+        f"nothing can be called a match at FPR {fpr:g} with {models} reference models: "
+        f"even a perfect score is not rare enough; {fix}"
+    )
 
 
 @fingerprint_app.command("commit")
@@ -435,8 +458,9 @@ def verify(
         console.print(f"[yellow]warning:[/] {result.warning}")
     if as_json:
         _out({**result.to_dict(), "fingerprint_sha256": digest})
-        return
-    sys.stdout.write(format_verification(result) + "\n")
+    else:
+        sys.stdout.write(format_verification(result) + "\n")
+    raise typer.Exit(VERDICT_EXIT_CODES[result.verdict])
 
 
 @app.command()
@@ -791,6 +815,10 @@ def main(argv: list[str] | None = None) -> None:
     except ModelprintError as e:
         sys.stderr.write(f"error: {printable(str(e))}\n")
         sys.exit(2)
+    except Exception:  # a bug: say so, with the traceback, and never exit with a verdict's code
+        traceback.print_exc()
+        sys.stderr.write("internal error: this is a bug in modelprint; please report it with the traceback above\n")
+        sys.exit(INTERNAL_ERROR)
 
 
 if __name__ == "__main__":

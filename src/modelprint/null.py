@@ -67,9 +67,21 @@ def fit_count_null(counts: Sequence[int], n: int, *, confidence: float = CONFIDE
     mean, rho = np.meshgrid(_MEANS, _RHOS, indexing="ij")
     ll = _loglik(k, n, mean, rho)
     best = np.unravel_index(np.argmax(ll), ll.shape)
-    inside = 2 * (ll[best] - ll) <= stats.chi2.ppf(confidence, 2)
-    # Upper tails grow with the mean and (above the mean) with the dispersion: keep, per rho,
-    # the largest mean inside the region; per mean, the largest rho. Their union is the frontier.
+    region = _frontier(2 * (ll[best] - ll) <= stats.chi2.ppf(confidence, 2))
+    return {
+        "family": "beta-binomial",
+        "n_queries": int(n),
+        "mean": float(mean[best]),
+        "rho": float(rho[best]),
+        "confidence": confidence,
+        "region": region,
+    }
+
+
+def _frontier(inside: np.ndarray) -> list[list[float]]:
+    """The upper frontier of a region of the (mean, rho) grid. Upper tails grow with the mean and
+    (above the mean) with the dispersion: keep, per rho, the largest mean inside the region; per
+    mean, the largest rho. Their union is the frontier."""
     points = set()
     for j in range(len(_RHOS)):
         rows = np.flatnonzero(inside[:, j])
@@ -79,15 +91,36 @@ def fit_count_null(counts: Sequence[int], n: int, *, confidence: float = CONFIDE
         cols = np.flatnonzero(inside[i])
         if cols.size:
             points.add((i, int(cols[-1])))
-    region = [[float(_MEANS[i]), float(_RHOS[j])] for i, j in sorted(points)]
-    return {
-        "family": "beta-binomial",
-        "n_queries": int(n),
-        "mean": float(mean[best]),
-        "rho": float(rho[best]),
-        "confidence": confidence,
-        "region": region,
-    }
+    return [[float(_MEANS[i]), float(_RHOS[j])] for i, j in sorted(points)]
+
+
+def references_needed(
+    counts: Sequence[int], n: int, alpha: float, *, confidence: float = CONFIDENCE, most: int = 1000
+) -> int | None:
+    """How many reference models a count null needs before ``n`` of ``n`` agreements has a
+    p-value below ``alpha``, if further models agreed like ``counts`` do (the same proportions:
+    the log-likelihood scales with the number of models, so the confidence region shrinks).
+    None when even ``most`` models would not do."""
+    k = np.asarray(counts, dtype=np.float64)
+    mean, rho = np.meshgrid(_MEANS, _RHOS, indexing="ij")
+    ll = _loglik(k, n, mean, rho)
+    gap = 2 * (ll.max() - ll)
+    limit = stats.chi2.ppf(confidence, 2)
+
+    def reaches(copies: int) -> bool:
+        region = _frontier(copies * gap <= limit)
+        return max(_tail(n, n, m, r) for m, r in region) < alpha
+
+    copies_max = most // k.size
+    low, high = 0, 1
+    while not reaches(high):
+        if high >= copies_max:
+            return None
+        low, high = high, min(2 * high, copies_max)
+    while high - low > 1:  # the fewest copies that reach alpha: reaches(high), not reaches(low)
+        mid = (low + high) // 2
+        low, high = (low, mid) if reaches(mid) else (mid, high)
+    return high * k.size
 
 
 def _tail(k: int, n: int, mean: float, rho: float) -> float:
@@ -140,6 +173,9 @@ def fit_score_null(scores: Sequence[float]) -> dict:
 
 # A score null whose reference models all scored the same still needs a spread: a floor on sd.
 SD_FLOOR = 0.01
+# The largest value a score statistic takes (every registered score method's is a fraction, a
+# probability, a cosine or a CKA): a match that needs more is out of reach.
+SCORE_MAX = 1.0
 
 
 def score_p_value(null: dict, score: float) -> float:
@@ -331,10 +367,13 @@ class BetaBinomialNull(Null):
     def needed(self, alphas: Sequence[float]) -> dict[str, Any]:
         n = self.data["n_queries"]
         out: dict[str, Any] = {"mean": self.data["mean"], "rho": self.data["rho"], "n_queries": n}
+        counts = [round(s * n) for s in self.data.get("statistics") or []]
         for a in alphas:
             k = next((k for k in range(n + 1) if count_p_value(self.data, k, n) < a), None)
             out[f"needed_at_{a:g}"] = None if k is None else k / n
             out[f"theta_star_at_{a:g}"] = critical_rate(self.data, a)
+            if k is None and len(counts) >= 3:
+                out[f"references_at_{a:g}"] = references_needed(counts, n, a, confidence=self.data["confidence"])
         return out
 
 
@@ -380,10 +419,17 @@ class NormalNull(Null):
 
     def needed(self, alphas: Sequence[float]) -> dict[str, Any]:
         """The score whose prediction-interval p-value is alpha."""
-        m, sd = self.data["n_models"], max(self.data["sd"], SD_FLOOR)
-        out: dict[str, Any] = {"mean": self.data["mean"], "sd": self.data["sd"]}
+        m, sd, mean = self.data["n_models"], max(self.data["sd"], SD_FLOOR), self.data["mean"]
+        out: dict[str, Any] = {"mean": mean, "sd": self.data["sd"]}
+
+        def needed(a: float, models: int) -> float:
+            return mean + float(stats.t.isf(a, models - 1)) * sd * float(np.sqrt(1 + 1 / models))
+
         for a in alphas:
-            out[f"needed_at_{a:g}"] = self.data["mean"] + float(stats.t.isf(a, m - 1)) * sd * float(np.sqrt(1 + 1 / m))
+            score = needed(a, m)
+            out[f"needed_at_{a:g}"] = score if score <= SCORE_MAX else None
+            if score > SCORE_MAX:  # the fewest models, scoring like these, whose interval lets a score reach it
+                out[f"references_at_{a:g}"] = next((k for k in range(m, 1001) if needed(a, k) <= SCORE_MAX), None)
         return out
 
 

@@ -38,7 +38,7 @@ from .errors import ParameterError
 from .fingerprints import Fingerprint, FingerprintMethod, method_of
 from .fingerprints.base import fitting
 from .models import ModelprintModel
-from .null import Null, mixture_log_evidence
+from .null import SCORE_MAX, Null, mixture_log_evidence
 from .suspects import Suspect, as_suspect
 
 DEFAULT_FPR = 1e-3
@@ -66,6 +66,7 @@ class Verification:
     positives: dict[str, Any] | None = None  # how typical the suspect is of the owner's derived copies
     sequential: dict[str, Any] | None = None
     warning: str | None = None
+    reason: str | None = None  # why the verdict is inconclusive
     suspect: dict[str, Any] | None = None  # adapter, location, labels-only, queries sent, requests, retries
     evidence: list[float] = field(default_factory=list, repr=False)
 
@@ -123,6 +124,21 @@ def _sequential(
             verdict = "no-match"
             break
     return verdict, np.asarray(values), {"theta_star": theta, "steps": trail}
+
+
+def _why_inconclusive(
+    null: Null, evidence: np.ndarray, statistic: float, fpr: float, p: float | None, seq: dict[str, Any] | None
+) -> str:
+    """What kept a calibrated fingerprint from deciding, in one sentence."""
+    if seq is not None:
+        return (
+            f"the budget of {seq['max_queries']} queries ran out before either sequential test decided; "
+            "a larger --max-queries, or the fixed test over every query, may decide"
+        )
+    best, _, _ = null.decide(np.ones_like(evidence), SCORE_MAX, fpr)  # a perfect suspect
+    if best != "match":
+        return f"at FPR {fpr:g} this null cannot call anything a match: calibrate on more reference models"
+    return f"p = {p:.3g} is not below the FPR {fpr:g}, and the suspect is not typical of independent models either"
 
 
 def _check_verify_args(fpr: float, batch: int, threshold: float | None, max_queries: int | None) -> None:
@@ -184,6 +200,11 @@ def verify(
         decided_by, crit = "sequential", seq_info["theta_star"]
     else:
         decided_by, verdict = "p-value", fixed_verdict
+    reason = None
+    if not null.calibrated:  # no verdict without a null fitted on independent models
+        verdict, reason = "inconclusive", null.warning
+    elif verdict == "inconclusive":
+        reason = _why_inconclusive(null, evidence, stat, fpr, p_value, seq_info)
     labels = method.evidence_kind == "labels"
     return Verification(
         statistic=stat,
@@ -205,6 +226,7 @@ def verify(
         positives=_positives(fp, stat),
         sequential=seq_info,
         warning=null.warning,
+        reason=reason,
         suspect=suspect.describe(),
         evidence=evidence.tolist(),
     )
@@ -223,6 +245,8 @@ def format_verification(r: Verification) -> str:
     )
     p = "no p-value" if r.p_value is None else f"p = {r.p_value:.3g}"
     lines = [f"{r.verdict}: {stat}, {p} at FPR {r.fpr:g}, {r.queries} queries"]
+    if r.reason:
+        lines.append(f"why: {r.reason}")
     lines.append(Null.from_json(r.null).describe(r.threshold) if r.null.get("family") else "")
     if r.decided_by == "threshold":
         lines.append(f"decided by the threshold {r.threshold:g}, not the p-value")
