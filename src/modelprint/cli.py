@@ -35,6 +35,8 @@ from .fingerprints import gan as gan_tools
 from .models import ARCHITECTURES, create_model, load_model, save_model
 from .models.attachments import attachment_hosts, attachment_names
 from .progress import console
+from .reference import DEFAULT_SIZE as DEFAULT_REFERENCE_SIZE
+from .reference import build_reference_set, reference_models
 from .stealth import StealthConfig, detection_rates
 from .suspects import open_suspect
 from .suspects import suspect_type as guess_type
@@ -62,6 +64,11 @@ zoo_app = typer.Typer(help="Build, list and check zoos of suspect models.", no_a
 app.add_typer(zoo_app, name="zoo")
 gan_app = typer.Typer(help="Train the GAN that NaturalFinger draws its queries from.", no_args_is_help=True)
 app.add_typer(gan_app, name="gan")
+reference_app = typer.Typer(
+    help="Reference sets: independent models trained once, reused to calibrate every fingerprint.",
+    no_args_is_help=True,
+)
+app.add_typer(reference_app, name="reference")
 
 
 def parse_params(items: list[str] | None) -> dict[str, Any]:
@@ -193,6 +200,9 @@ def fingerprint_create(
         None, "--mark", help="frequency: K=V injection setting (k, cutoff, aux_class, beta, overwrites, epochs, lr)."
     ),
     marked_out: Path = typer.Option(None, "--marked-out", help="frequency: where the marked model goes."),
+    references: Path = typer.Option(
+        None, "--references", help="Calibrate at once on this reference set (modelprint reference build)."
+    ),
     out: Path = typer.Option(..., "--out", help="Fingerprint file (.fp.safetensors)."),
 ) -> None:
     """Generate a fingerprint from a model; prints its sha256 commitment.
@@ -218,14 +228,20 @@ def fingerprint_create(
     fp = maker.generate(source, n=n, seed=seed, device=device)
     if record is not None:
         fp.meta["tuning"] = record
+    if references is not None:
+        fp = calibrate(fp, reference_models(references, fp), origin=f"the reference set {references.name}")
     digest = fp.save(out)
     hit = fp.meta.get("target_hit_rate")
     console.print(
         f"wrote {out}: {maker.summary(fp)}" + (f", {hit:.0%} reached their target" if hit is not None else "")
     )
-    console.print(
-        "calibrate it before publishing the commitment: modelprint fingerprint calibrate FP --reference 10 ..."
-    )
+    if references is not None:
+        _print_null(fp)
+    else:
+        console.print(
+            "calibrate it before publishing the commitment: modelprint fingerprint calibrate FP --references DIR "
+            "(or --reference N); until then verify can only say inconclusive"
+        )
     sys.stdout.write(f"sha256 {digest}  {out}\n")
 
 
@@ -279,6 +295,7 @@ def fingerprint_calibrate(
     ),
     epochs: int = typer.Option(None, "--epochs", help="Epochs per reference model (default: the source's)."),
     reference_dir: Path = typer.Option(None, "--reference-dir", help="Where to keep the reference models."),
+    references: Path = typer.Option(None, "--references", help="A reference set (modelprint reference build)."),
     device: str = typer.Option("cpu", "--device"),
     out: Path = typer.Option(..., "--out", help="Calibrated fingerprint to write (may be FP itself)."),
 ) -> None:
@@ -312,10 +329,21 @@ def fingerprint_calibrate(
             prepare=lambda model, s: method_of(fp).reference_model(fp, model, s),
         )
         origin.append(f"{reference} reference models in {folder}")
+    if references is not None:
+        models += reference_models(references, fp)
+        origin.append(f"the reference set {references.name}")
     if not models:
-        raise ParameterError("give independent models: --negatives MODEL..., --zoo DIR or --reference N")
+        raise ParameterError(
+            "give independent models: --negatives MODEL..., --zoo DIR, --references DIR or --reference N"
+        )
     calibrated = calibrate(fp, models, [load_model(p) for p in positives or []], origin=", ".join(origin))
     digest = calibrated.save(out)
+    _print_null(calibrated)
+    sys.stdout.write(f"sha256 {digest}  {out}\n")
+
+
+def _print_null(calibrated: Fingerprint) -> None:
+    """Where the independent models sit and what a match needs at FPR 1e-2 and 1e-3 (or why nothing can)."""
     d = null_description(calibrated)
     ref = d["reference_statistics"]
     reachable = [a for a in (1e-2, 1e-3) if d[f"needed_at_{a:g}"] is not None]
@@ -328,7 +356,30 @@ def fingerprint_calibrate(
     for a in (1e-2, 1e-3):
         if a not in reachable:
             console.print(f"[yellow]warning:[/] {unreachable(d, a)}")
-    sys.stdout.write(f"sha256 {digest}  {out}\n")
+
+
+@reference_app.command("build")
+def reference_build(
+    model: Path = typer.Argument(..., help="The owner's source model (.safetensors)."),
+    n: int = typer.Option(DEFAULT_REFERENCE_SIZE, "--n", help="How many reference models to train."),
+    data: str = typer.Option(None, "--data", help="The owner's data set (default: the model card's)."),
+    split_seed: int = typer.Option(0, "--split-seed", help="Split seed of the owner's data."),
+    reference_arch: list[str] = typer.Option(
+        None, "--reference-arch", help="NAME or NAME:K=V,... (repeat; default: the source's, cnn, resnet18, vgg11)."
+    ),
+    epochs: int = typer.Option(None, "--epochs", help="Epochs per reference model (default: the source's)."),
+    device: str = typer.Option("cpu", "--device"),
+    out: Path = typer.Option(..., "--out", help="Folder for the reference set."),
+) -> None:
+    """Train independent reference models on the owner's data once; calibrate any fingerprint of
+    this source with them (fingerprint calibrate / create --references DIR)."""
+    check_output_path(out, "reference set", folder=True)
+    archs = [parse_arch(a) for a in reference_arch] if reference_arch else None
+    record = build_reference_set(
+        load_model(model), n, out, data=data, split_seed=split_seed, archs=archs, epochs=epochs, device=device
+    )
+    console.print(f"reference set of {len(record['models'])} models on {record['dataset']} in {out}")
+    sys.stdout.write(f"{out / 'reference.json'}\n")
 
 
 def unreachable(description: dict[str, Any], fpr: float) -> str:

@@ -1,0 +1,120 @@
+"""Reference sets: models trained independently of the source, once per owner data set and
+training recipe, then reused to calibrate every fingerprint of that source.
+
+Reference models depend on the owner's data and recipe, not on the fingerprint, so training
+them again for each fingerprint (``calibrate --reference N``) pays the same cost many times.
+A reference set is a folder: ``models/`` (model files) and ``reference.json`` (the source's
+sha256, the data set, the recipe, and each model's file, sha256, architecture and seed).
+Loading checks every model against its recorded sha256 and the set against the fingerprint
+(same data set and input shape, not the source itself). A method that needs its own view
+of a reference model (the white-box mark's independent owner) gets it per fingerprint
+through :meth:`~modelprint.fingerprints.FingerprintMethod.reference_model`.
+
+Example::
+
+    refs = build_reference_set(load_model("owner.safetensors"), 10, "owner-refs")
+    fp = calibrate(fp, reference_models("owner-refs", fp))
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ._io import atomic_write_text, check_readable
+from ._version import __version__
+from .calibrate import CALIBRATION_SEED, source_meta, train_reference
+from .errors import ParameterError
+from .fingerprints import Fingerprint, method_of
+from .models import ModelprintModel, load_model, save_model, weights_digest
+
+REFERENCE_FILE = "reference.json"
+REFERENCE_SCHEMA_VERSION = 1
+DEFAULT_SIZE = 10
+
+
+def build_reference_set(
+    source: ModelprintModel,
+    n: int,
+    out: str | os.PathLike,
+    *,
+    data: str | None = None,
+    split_seed: int = 0,
+    archs: Sequence[tuple[str, dict[str, Any]]] | None = None,
+    epochs: int | None = None,
+    first_seed: int = CALIBRATION_SEED,
+    device: str = "cpu",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train ``n`` models independent of ``source`` on the owner's split (the source's
+    architecture first, then others; seeds from ``first_seed``) into ``out`` and record them.
+    Returns the record written to ``out/reference.json``."""
+    out = Path(out)
+    if (out / REFERENCE_FILE).exists():
+        raise ParameterError(f"{out} already holds a reference set: build into a new folder")
+    meta = source_meta(source)
+    models = train_reference(
+        meta, n, data=data, split_seed=split_seed, first_seed=first_seed, archs=archs, epochs=epochs,
+        device=device, progress=progress,
+    )  # fmt: skip
+    entries = []
+    for i, m in enumerate(models):
+        path = save_model(m, out / "models" / f"reference-{i:02d}-{m.card.arch}-s{m.card.seed}")
+        entries.append({"file": str(path.relative_to(out)), "sha256": weights_digest(m), "arch": m.card.arch,
+                        "arch_args": m.card.arch_args, "seed": m.card.seed, "accuracy": m.card.accuracy})  # fmt: skip
+    record = {
+        "schema_version": REFERENCE_SCHEMA_VERSION,
+        "modelprint": __version__,
+        "source_sha256": weights_digest(source),
+        "dataset": data or meta["dataset"],
+        "split_seed": split_seed,
+        "input_shape": meta["input_shape"],
+        "first_seed": first_seed,
+        "epochs": epochs,
+        "models": entries,
+    }
+    atomic_write_text(out / REFERENCE_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return record
+
+
+def read_reference_set(folder: str | os.PathLike) -> dict[str, Any]:
+    """The record of the reference set in ``folder``, checked for shape (not yet its models)."""
+    path = check_readable(Path(folder) / REFERENCE_FILE, "reference set record", ParameterError)
+    try:
+        record = json.loads(path.read_text("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ParameterError(f"{path} is not a readable reference set record ({e})") from None
+    if not isinstance(record, dict) or record.get("schema_version") != REFERENCE_SCHEMA_VERSION:
+        raise ParameterError(f"{path}: not a modelprint reference set (schema {REFERENCE_SCHEMA_VERSION})")
+    entries = record.get("models")
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and "file" in e and "sha256" in e for e in entries):
+        raise ParameterError(f"{path}: its model list is damaged")
+    return record
+
+
+def reference_models(folder: str | os.PathLike, fp: Fingerprint) -> list[ModelprintModel]:
+    """The set's models as ``fp``'s method sees independent models, each checked against the
+    sha256 the set recorded; refuses a set made for other data or another input shape."""
+    root = Path(folder).resolve()
+    record = read_reference_set(root)
+    theirs, ours = record.get("dataset"), fp.meta.get("dataset")
+    if theirs and ours and theirs != ours:
+        raise ParameterError(f"the reference set was trained on {theirs}, the fingerprint's source on {ours}")
+    if list(record.get("input_shape") or []) != list(fp.meta.get("input_shape") or []):
+        raise ParameterError(
+            f"the reference set's models take {record.get('input_shape')}, the fingerprint {fp.meta.get('input_shape')}"
+        )
+    method = method_of(fp)
+    models = []
+    for entry in record["models"]:
+        path = (root / str(entry["file"])).resolve()
+        if not path.is_relative_to(root):
+            raise ParameterError(f"{root / REFERENCE_FILE}: model file {entry['file']!r} lies outside the set")
+        model = load_model(path)
+        if weights_digest(model) != entry["sha256"]:
+            raise ParameterError(f"{path} has changed since the reference set was built (sha256 differs)")
+        models.append(method.reference_model(fp, model, int(model.card.seed or 0)))
+    return models
