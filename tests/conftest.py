@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # test helpers (cli_run) importable under --import-mode=importlib
 
 os.environ.setdefault("MODELPRINT_QUIET", "1")
 

@@ -4,16 +4,10 @@ import json
 import re
 
 import pytest
+from cli_run import run
 
-from modelprint.cli import _expand_multi_value, main
+from modelprint.cli import _expand_multi_value
 from modelprint.models import save_model
-
-
-def run(args, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    out, err = capsys.readouterr()
-    return exc.value.code, out, err
 
 
 @pytest.fixture()

@@ -4,16 +4,9 @@ import json
 import shutil
 
 import pytest
+from cli_run import run
 
-from modelprint.cli import main
 from modelprint.models import save_model
-
-
-def run(args, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    out, err = capsys.readouterr()
-    return exc.value.code, out, err
 
 
 @pytest.fixture()
