@@ -20,7 +20,7 @@ from .fingerprints import Fingerprint, create_method
 from .metrics import group_summary
 from .models import ModelprintModel
 from .progress import console
-from .scoring import model_evidence, separation
+from .scoring import model_statistics, separation
 
 
 @dataclass
@@ -65,14 +65,13 @@ def evaluate_fingerprint(
     """Score ``fp`` on derived ``positives`` (and the ``pruned`` copies, reported per rate) against
     independent ``negatives``: :func:`modelprint.scoring.separation` of their statistics."""
 
-    def rate(model: ModelprintModel) -> float:
-        return model_evidence(fp, [model])[0].statistic
-
+    stats = model_statistics(fp, [*(m for _, m in pruned), *positives, *negatives, source])
+    pruned_stats, stats = stats[: len(pruned)], stats[len(pruned) :]
     by_rate: dict[str, list[float]] = {}
-    for r, m in pruned:
-        by_rate.setdefault(f"{r:g}", []).append(rate(m))
-    pos = [rate(m) for m in positives] + [v for vs in by_rate.values() for v in vs]
-    neg = [rate(m) for m in negatives]
+    for (r, _), s in zip(pruned, pruned_stats):
+        by_rate.setdefault(f"{r:g}", []).append(s)
+    pos = stats[: len(positives)] + [v for vs in by_rate.values() for v in vs]
+    neg = stats[len(positives) : len(positives) + len(negatives)]
     s = separation(np.asarray(pos, dtype=np.float64), np.asarray(neg, dtype=np.float64), fpr=0.01)
     return MethodEvaluation(
         method=str(fp.meta.get("method")),
@@ -85,7 +84,7 @@ def evaluate_fingerprint(
         robustness_by_rate={k: float(np.mean(v)) for k, v in by_rate.items()},
         positive_rates=pos,
         negative_rates=neg,
-        source_rate=rate(source),
+        source_rate=stats[-1],
         generation_seconds=fp.meta.get("generation_seconds"),
     )
 

@@ -237,6 +237,8 @@ class Null:
     """
 
     family: ClassVar[str] = ""
+    # The evidence it models: a method's ``null_family``, "counts" (0/1 items) or "scores".
+    evidence: ClassVar[str] = "counts"
     calibrated: ClassVar[bool] = True
     # The numbers a stored null of this family must carry, all finite.
     required: ClassVar[tuple[str, ...]] = ()
@@ -249,7 +251,7 @@ class Null:
     @staticmethod
     def for_method(null_family: str) -> type[Null]:
         """The class that models a method's ``null_family``: ``counts`` or ``scores``."""
-        return BetaBinomialNull if null_family == "counts" else NormalNull
+        return next(kind for kind in FITTED if kind.evidence == null_family)
 
     @classmethod
     def fit(cls, evidence: Sequence[np.ndarray], statistics: Sequence[float]) -> Null:
@@ -269,10 +271,8 @@ class Null:
     @staticmethod
     def problem(data: Any) -> str | None:
         """Why ``data`` is not a null a calibration could have stored (None when it is one)."""
-        kind = next(
-            (k for k in (BetaBinomialNull, NormalNull) if isinstance(data, dict) and k.family == data.get("family")),
-            None,
-        )
+        family = data.get("family") if isinstance(data, dict) else None
+        kind = next((k for k in FITTED if k.family == family), None)
         if kind is None:
             return f"its null is not one modelprint fits ({str(data)[:60]})"
         for key in kind.required:
@@ -286,7 +286,7 @@ class Null:
     @staticmethod
     def from_json(data: dict[str, Any]) -> Null:
         family = data.get("family")
-        for kind in (BetaBinomialNull, NormalNull, ChanceNull, NoNull):
+        for kind in (*FITTED, ChanceNull, NoNull):
             if kind.family == family:
                 return kind(data)
         raise ParameterError(f"unknown null family {family!r}")
@@ -296,7 +296,7 @@ class Null:
 
     def fits(self, null_family: str) -> bool:
         """Whether this null models the statistic of a method whose ``null_family`` is given."""
-        return null_family == ("scores" if isinstance(self, NormalNull) else "counts")
+        return null_family == self.evidence
 
     def p_value(self, values: np.ndarray, statistic: float) -> float | None:
         """P[an independent model scores at least this], from its evidence ``values`` and ``statistic``."""
@@ -400,6 +400,7 @@ class NormalNull(Null):
     for one new model (:func:`score_p_value`), its sd floored at :data:`SD_FLOOR`."""
 
     family = "normal"
+    evidence = "scores"
     required = ("mean", "sd", "n_models")
 
     @classmethod
@@ -437,6 +438,7 @@ class NoNull(Null):
     """An uncalibrated score method: a score has no chance level, so there is no p-value."""
 
     family = "none"
+    evidence = "scores"
     calibrated = False
     warning = (
         "this fingerprint is not calibrated: a score has no chance level, so there is no p-value; "
@@ -454,3 +456,7 @@ class NoNull(Null):
 
     def describe(self, critical: float | None = None) -> str:
         return ""
+
+
+# The families a calibration fits, one per kind of evidence.
+FITTED: tuple[type[Null], ...] = (BetaBinomialNull, NormalNull)

@@ -2,9 +2,9 @@
 suspects -> evidence -> statistic -> separation metrics.
 
 Every protocol scores the same way: each model's evidence for a fingerprint
-(:func:`model_evidence`), reduced by the method to one statistic, larger = more like the
-source; positives (derived copies) against negatives (independent models) then give
-:func:`separation`. The null of a fingerprint is fitted on negatives' evidence
+(:func:`model_evidence`, or :func:`model_statistics` alone), reduced by the method to one
+statistic, larger = more like the source; positives (derived copies) against negatives
+(independent models) then give :func:`separation`. The null of a fingerprint is fitted on negatives' evidence
 (:class:`~modelprint.null.Null`).
 """
 
@@ -29,6 +29,12 @@ class ModelEvidence:
     sha256: str
     values: np.ndarray
     statistic: float
+
+
+def model_statistics(fp: Fingerprint, models: Sequence[ModelprintModel]) -> list[float]:
+    """The fingerprint's statistic on each model (no hashing: for scoring, not for the record)."""
+    method = method_of(fp)
+    return [method.statistic(method.evidence(fp, m).values) for m in models]
 
 
 def model_evidence(fp: Fingerprint, models: Sequence[ModelprintModel]) -> list[ModelEvidence]:

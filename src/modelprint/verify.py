@@ -126,9 +126,7 @@ def _sequential(
     return verdict, np.asarray(values), {"theta_star": theta, "steps": trail}
 
 
-def _why_inconclusive(
-    null: Null, evidence: np.ndarray, statistic: float, fpr: float, p: float | None, seq: dict[str, Any] | None
-) -> str:
+def _why_inconclusive(null: Null, evidence: np.ndarray, fpr: float, p: float | None, seq: dict[str, Any] | None) -> str:
     """What kept a calibrated fingerprint from deciding, in one sentence."""
     if seq is not None:
         return (
@@ -204,7 +202,7 @@ def verify(
     if not null.calibrated:  # no verdict without a null fitted on independent models
         verdict, reason = "inconclusive", null.warning
     elif verdict == "inconclusive":
-        reason = _why_inconclusive(null, evidence, stat, fpr, p_value, seq_info)
+        reason = _why_inconclusive(null, evidence, fpr, p_value, seq_info)
     labels = method.evidence_kind == "labels"
     return Verification(
         statistic=stat,

@@ -337,10 +337,11 @@ def _margins(plan: BenchPlan, mirror: ZooRow | None, rates: dict[str, float]) ->
 
 def score_method(
     plan: BenchPlan, m: str, values: dict[str, list[float]], items: int, *, budgets: tuple[int, ...], fpr: float,
-    split: tuple[list[str], list[str]], pos_ids: list[str], mirror: ZooRow | None,
-) -> dict[str, Any]:  # fmt: skip
+    split: tuple[list[str], list[str]], pos_ids: list[str], mirror: ZooRow | None, fingerprint: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, float]]:  # fmt: skip
     """Step 3 for one entry: metrics at every budget, per category and architecture, the
-    calibrated decision rules on held-out negatives, and the margins over the mirror."""
+    calibrated decision rules on held-out negatives, and the margins over the mirror; returns
+    the entry of results.json (in reading order) and each suspect's statistic."""
     method = plan.methods[m]
     negatives = [r["id"] for r in plan.suspects if r["role"] == "negative"]
     rates_at = {b: statistics_of(method, values, b) for b in _budgets_of(method, items, budgets)}
@@ -353,17 +354,18 @@ def score_method(
     scores, roles = [rates[r["id"]] for r in others], [r["role"] for r in others]
     summary = {kind: group_summary(scores, roles, [r[kind] for r in others]) for kind in ("category", "arch")}
     full = {i: v[:items] for i, v in values.items()}
-    return {
+    entry = {
         "statistic": method.statistic_name,
         "evidence": method.evidence_kind,
+        "fingerprint": fingerprint,
         "calibrated": honest_thresholds(method, full, pos_ids, split[0], split[1], fpr),
         "metrics": by_budget[str(items)],
         "budgets": by_budget,
         "by_category": summary["category"],
         "by_architecture": summary["arch"],
         "margins": _margins(plan, mirror, rates),
-        "rates": rates,
     }
+    return entry, rates
 
 
 def run_bench(
@@ -422,10 +424,8 @@ def run_bench(
     per_method: dict[str, Any] = {}
     for m in plan.methods:
         values = {i: v[m] for i, v in answers.items()}
-        scored = score_method(plan, m, values, made.items[m], budgets=budgets, fpr=fpr, split=split, pos_ids=pos_ids,
-                              mirror=mirror)  # fmt: skip
-        rates = scored.pop("rates")
-        per_method[m] = {**scored, "fingerprint": made.meta[m]}
+        per_method[m], rates = score_method(plan, m, values, made.items[m], budgets=budgets, fpr=fpr, split=split,
+                                            pos_ids=pos_ids, mirror=mirror, fingerprint=made.meta[m])  # fmt: skip
         if stealth_result is not None:
             per_method[m]["detection_rate"] = stealth_result["methods"].get(m)
         for row in suspect_rows:
@@ -447,9 +447,7 @@ def _results(plan: BenchPlan, *, n: int, seed: int, fpr: float, split: tuple[lis
              mirror: ZooRow | None, per_method: dict[str, Any], suspect_rows: list[dict[str, Any]],
              stealth_result: dict[str, Any] | None, timings: dict[str, Any], machine: dict[str, Any],
              budgets: list[int]) -> dict[str, Any]:  # fmt: skip
-    """results.json, in reading order; each method's entry in the order a reader looks for it."""
-    order = ("statistic", "evidence", "fingerprint", "calibrated", "metrics", "budgets", "by_category",
-             "by_architecture", "margins", "detection_rate")  # fmt: skip
+    """results.json, in reading order."""
     return {
         "modelprint": __version__,
         "zoo": str(plan.zoo.resolve()),
@@ -460,7 +458,7 @@ def _results(plan: BenchPlan, *, n: int, seed: int, fpr: float, split: tuple[lis
         "fpr": fpr,
         "budgets": budgets,
         "negative_split": {"calibration": split[0], "evaluation": split[1], "seed": seed},
-        "methods": {m: {k: entry[k] for k in order if k in entry} for m, entry in per_method.items()},
+        "methods": per_method,
         "stealth": None if stealth_result is None else {k: stealth_result[k] for k in ("false_alarm", "settings")},
         "suspects": suspect_rows,
         "timings": timings,
