@@ -152,3 +152,71 @@ def test_an_unreachable_fpr_says_how_many_references_would_reach_it():
     assert narrow["needed_at_0.001"] is None and more > 5  # t(1e-3, 4) is wide: more models narrow it
     enough = NormalNull({"family": "normal", "mean": 0.2, "sd": 0.15, "n_models": more}).needed([1e-3])
     assert enough["needed_at_0.001"] <= 1.0 and "references_at_0.001" not in enough
+
+
+def test_probability_null_controls_the_fpr_on_scores_piled_at_0_and_1():
+    """A meta-classifier's scores of independent models: most near 0, a few near 1 (U-shaped).
+    Fitted on 10, the Beta null's p < alpha on fresh models of the same population at most alpha
+    of the time, where a normal null would be too wide to call anything."""
+    from modelprint.null import fit_probability_null, probability_p_value
+
+    rng = np.random.default_rng(4)
+    for alpha in (0.05, 0.01):
+        rejected = []
+        for _ in range(20):
+            null = fit_probability_null(rng.beta(0.3, 3.0, size=10))
+            rejected += [probability_p_value(null, s) < alpha for s in rng.beta(0.3, 3.0, size=200)]
+        assert np.mean(rejected) <= alpha
+    # references near 0 only: a suspect at 0.9999 is rare; one reference near 1 makes it much less so
+    low = fit_probability_null([0.001, 0.004, 0.02, 0.0003, 0.01, 0.002, 0.05, 0.008, 0.001, 0.003])
+    with_one_high = fit_probability_null([0.001, 0.004, 0.02, 0.0003, 0.01, 0.002, 0.05, 0.008, 0.001, 0.99])
+    assert probability_p_value(low, 0.9999) < 1e-3 < probability_p_value(with_one_high, 0.9999)
+    assert probability_p_value(low, 1.0) == probability_p_value(low, 1 - 1e-4)  # the stated smallest p
+    with pytest.raises(ParameterError, match="in \\[0, 1\\]"):
+        fit_probability_null([0.1, 0.2, 1.5])
+
+
+def test_key_null_is_the_binomial_tail_over_components_and_states_its_smallest_p():
+    from modelprint.null import KeyNull
+
+    rng = np.random.default_rng(5)
+    sims = rng.uniform(-1, 1, size=(2000, 16))  # a component clears 0.98 with chance 0.01
+    null = KeyNull.fit([np.zeros(16)] * 3, [0.0] * 3, simulated=sims, tau=0.98)
+    d = null.data
+    assert d["q_hat"] == pytest.approx(0.01, abs=0.002) and d["q_upper"] > d["q_hat"]
+    assert null.smallest_p() == pytest.approx(d["q_upper"] ** 16)
+    # fresh independent keys: p < alpha at most alpha of the time
+    fresh = rng.uniform(-1, 1, size=(5000, 16))
+    for alpha in (0.05, 0.01):
+        p = [null.p_value(row, float(np.mean(row > 0.98))) for row in fresh]
+        assert np.mean(np.asarray(p) < alpha) <= alpha
+    assert null.decide(np.ones(16), 1.0, 1e-3)[0] == "match"
+    assert null.decide(np.zeros(16), 0.0, 1e-3)[0] == "no-match"
+    with pytest.raises(ParameterError, match="simulated"):
+        KeyNull.fit([np.zeros(16)] * 3, [0.0] * 3)
+
+
+def test_no_match_only_when_the_suspect_is_typical_of_independent_models():
+    """A suspect above every reference model but short of a match is inconclusive, for every
+    fitted family; one inside the references is no-match; every null states its smallest p."""
+    from modelprint.null import BetaBinomialNull, BetaNull, NormalNull
+
+    rng = np.random.default_rng(6)
+    refs = [rng.binomial(1, p, size=100).astype(float) for p in (0.3, 0.35, 0.4, 0.45, 0.5, 0.38, 0.42, 0.33)]
+    count = BetaBinomialNull.fit(refs, [float(v.mean()) for v in refs])
+    high = np.r_[np.ones(62), np.zeros(38)]  # above every reference (max 0.5), nowhere near a match
+    assert count.p_value(high, 0.62) > 1e-3 and count.decide(high, 0.62, 1e-3)[0] == "inconclusive"
+    typical = np.r_[np.ones(40), np.zeros(60)]
+    assert count.decide(typical, 0.40, 1e-3)[0] == "no-match"
+    scores = [0.10, 0.12, 0.15, 0.11, 0.14, 0.13, 0.09, 0.16]
+    normal = NormalNull.fit([np.array([s]) for s in scores], scores)
+    assert normal.decide(np.array([0.17]), 0.17, 1e-3)[0] == "inconclusive"
+    assert normal.decide(np.array([0.12]), 0.12, 1e-3)[0] == "no-match"
+    probs = [0.01, 0.02, 0.005, 0.03, 0.002, 0.04, 0.01, 0.02]
+    beta = BetaNull.fit([np.array([s]) for s in probs], probs)
+    assert beta.decide(np.array([0.2]), 0.2, 1e-3)[0] == "inconclusive"
+    assert beta.decide(np.array([0.01]), 0.01, 1e-3)[0] == "no-match"
+    for null in (count, normal, beta):
+        smallest = null.summary()["smallest_p"]
+        assert 0 <= smallest < 1 and smallest == pytest.approx(null.decide(np.ones(100 if null is count else 1),
+                                                                           1.0, 0.5)[1])  # fmt: skip

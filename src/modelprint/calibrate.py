@@ -70,7 +70,7 @@ def calibrate(
         raise CalibrationError("the same negative model is given twice: each reference model must count once")
     method = method_of(fp)
     rows = model_evidence(fp, negatives)
-    null = Null.for_method(method.null_family).fit([r.values for r in rows], [r.statistic for r in rows]).to_json()
+    null = method.fit_null(fp, [r.values for r in rows], [r.statistic for r in rows]).to_json()
     null.update({"n_models": len(rows), "source": origin, "sha256": shas, "statistics": [r.statistic for r in rows]})
     meta = {**fp.meta, "null": null}
     if positives:

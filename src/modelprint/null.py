@@ -9,9 +9,19 @@ Two families, chosen by the evidence a fingerprint method produces:
   beta-binomial. A plain binomial (one theta for every model, let alone theta = 1/classes)
   is wrong: independent models agree with characteristic examples at 0.2-0.7 depending on
   the model, so the binomial's tail is far too thin and calls independent models matches.
-* **Scores** (a verifier score, a fraction of components): a normal model for the
-  statistic, used through the Student-t prediction interval for one new model, which is
-  exact under normality with unknown mean and variance and so accounts for few models.
+* **Scores** (a similarity, a cosine): a normal model for the statistic, used through the
+  Student-t prediction interval for one new model, which is exact under normality with
+  unknown mean and variance and so accounts for few models.
+* **Probabilities** (a verifier's score in [0, 1], which independent models push towards 0
+  or 1, far from a bell): a Beta distribution, U-shaped where the scores are, with the same
+  conservative likelihood region as counts.
+* **Keys** (per-component similarities of a white-box mark): how often a component of an
+  independent owner's key clears the similarity threshold, estimated on thousands of
+  simulated keys, and the exact binomial tail of the count over the key's components.
+
+Every null states the smallest p-value it can give (``smallest_p``), and the verdict rule
+is the same for all: ``match`` when p < FPR; ``no-match`` only when the suspect is typical
+of independent models (see :meth:`Null.typical`); ``inconclusive`` otherwise.
 
 Few reference models pin (a, b) down poorly, so count p-values are conservative: the
 largest tail probability over the likelihood-ratio confidence region of (a, b) (level
@@ -186,6 +196,68 @@ def score_p_value(null: dict, score: float) -> float:
     return float(stats.t.sf((score - null["mean"]) / (sd * np.sqrt(1 + 1 / m)), m - 1))
 
 
+# Probabilities closer than this to 0 or 1 are taken as at that distance: a sigmoid's last
+# digits carry no information, and the Beta tail at 1 - SCORE_EPS is the smallest p-value.
+SCORE_EPS = 1e-4
+
+
+def _beta_loglik(scores: np.ndarray, mean: np.ndarray, rho: np.ndarray) -> np.ndarray:
+    """Beta log-likelihood of ``scores`` at each (mean, rho) of the grid; rho = 0 (a point mass) is -inf."""
+    a, b = _ab(mean[..., None], rho[..., None])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ll = (a - 1) * np.log(scores) + (b - 1) * np.log1p(-scores) - special.betaln(a, b)
+    ll = np.where((rho[..., None] > 0) & ~np.isnan(ll), ll, -np.inf)
+    return ll.sum(-1)
+
+
+def fit_probability_null(scores: Sequence[float], *, confidence: float = CONFIDENCE) -> dict:
+    """Fit a Beta(a, b) to reference models' probabilities (clipped to [SCORE_EPS, 1 - SCORE_EPS]):
+    the maximum-likelihood ``mean`` and ``rho`` = 1 / (a + b + 1), and the upper frontier of the
+    likelihood-ratio ``region`` over which p-values take their maximum, as for counts."""
+    s = np.asarray(scores, dtype=np.float64)
+    if s.size < 3:
+        raise ParameterError(f"calibration needs at least 3 independent models, got {s.size} (10 or more is better)")
+    if not np.isfinite(s).all() or np.any(s < 0) or np.any(s > 1):
+        raise ParameterError("reference probabilities must be finite numbers in [0, 1]")
+    s = np.clip(s, SCORE_EPS, 1 - SCORE_EPS)
+    mean, rho = np.meshgrid(_MEANS, _RHOS, indexing="ij")
+    ll = _beta_loglik(s, mean, rho)
+    best = np.unravel_index(np.argmax(ll), ll.shape)
+    region = _frontier(2 * (ll[best] - ll) <= stats.chi2.ppf(confidence, 2))
+    return {"family": "beta", "mean": float(mean[best]), "rho": float(rho[best]), "confidence": confidence,
+            "region": region, "n_models": int(s.size)}  # fmt: skip
+
+
+def probability_p_value(null: dict, score: float, *, conservative: bool = True) -> float:
+    """P[S >= score] for an independent model, S ~ Beta: the largest over the confidence
+    region (``conservative``), or at the estimate."""
+    s = float(np.clip(score, SCORE_EPS, 1 - SCORE_EPS))
+    points = null.get("region") if conservative and null.get("region") else [[null["mean"], null["rho"]]]
+    return max(float(stats.beta.sf(s, *_ab(np.float64(m), np.float64(r)))) for m, r in points)
+
+
+def fit_key_null(similarities: np.ndarray, tau: float, *, confidence: float = CONFIDENCE) -> dict:
+    """The chance q that one component of an independent owner's key clears ``tau``, from the
+    similarities (keys, components) of simulated keys: the estimate ``q_hat`` and its exact
+    one-sided upper ``confidence`` bound ``q_upper``; ``components`` per fingerprint."""
+    sims = np.asarray(similarities, dtype=np.float64)
+    if sims.ndim != 2 or sims.shape[0] < 100:
+        raise ParameterError("a key null needs the similarities of at least 100 simulated keys")
+    above, trials = int(np.sum(sims > tau)), int(sims.size)
+    return {"family": "key-tail", "tau": float(tau), "keys": int(sims.shape[0]), "components": int(sims.shape[1]),
+            "above": above, "trials": trials, "q_hat": above / trials, "confidence": confidence,
+            "q_upper": upper_bound(above, trials, 1 - confidence),
+            "key_statistics_max": float(np.max(np.mean(sims > tau, axis=1)))}  # fmt: skip
+
+
+def key_p_value(null: dict, statistic: float, components: int, *, conservative: bool = True) -> float:
+    """P[at least ``statistic * components`` of the key's components clear tau] for an
+    independent owner's module: binomial(components, q) with q = ``q_upper`` (or ``q_hat``)."""
+    k = round(statistic * components)
+    q = null["q_upper"] if conservative else null["q_hat"]
+    return 1.0 if k <= 0 else float(stats.binom.sf(k - 1, components, q))
+
+
 def clopper_pearson(k: int, n: int, level: float) -> tuple[float, float]:
     """Two-sided exact binomial confidence interval for a rate from ``k`` of ``n``."""
     tail = (1 - level) / 2
@@ -237,7 +309,7 @@ class Null:
     """
 
     family: ClassVar[str] = ""
-    # The evidence it models: a method's ``null_family``, "counts" (0/1 items) or "scores".
+    # The evidence it models: a method's ``null_family`` ("counts", "scores", "probabilities", "keys").
     evidence: ClassVar[str] = "counts"
     calibrated: ClassVar[bool] = True
     # The numbers a stored null of this family must carry, all finite.
@@ -250,8 +322,11 @@ class Null:
 
     @staticmethod
     def for_method(null_family: str) -> type[Null]:
-        """The class that models a method's ``null_family``: ``counts`` or ``scores``."""
-        return next(kind for kind in FITTED if kind.evidence == null_family)
+        """The class that models a method's ``null_family``: ``counts``, ``scores``, ``probabilities`` or ``keys``."""
+        kind = next((kind for kind in FITTED if kind.evidence == null_family), None)
+        if kind is None:
+            raise ParameterError(f"no null models evidence of kind {null_family!r}")
+        return kind
 
     @classmethod
     def fit(cls, evidence: Sequence[np.ndarray], statistics: Sequence[float]) -> Null:
@@ -279,7 +354,8 @@ class Null:
             value = data.get(key)
             if not isinstance(value, int | float) or isinstance(value, bool) or not np.isfinite(value):
                 return f"its {kind.family} null has {key} = {value!r}, not a finite number"
-        if data["n_models"] < 1 or data.get("sd", 0) < 0 or not 0 <= data.get("rho", 0) < 1:
+        in_range = (data["n_models"] >= 1, data.get("sd", 0) >= 0, 0 <= data.get("rho", 0) < 1)
+        if not all(in_range) or not 0 <= data.get("q_upper", 0) <= 1:
             return "its null's numbers are out of range"
         return None
 
@@ -306,16 +382,40 @@ class Null:
         """The statistic an independent model exceeds with probability ``alpha`` (None: none known)."""
         return None
 
+    def typical_p(self, values: np.ndarray, statistic: float) -> float | None:
+        """The p-value at the fitted estimate, not at the conservative bound: what :meth:`typical`
+        compares with :data:`NO_MATCH_P` (a bound that favours the suspect must not make it look
+        typical)."""
+        return self.p_value(values, statistic)
+
+    def typical(self, values: np.ndarray, statistic: float) -> bool:
+        """Whether the suspect looks like an independent model, the condition for ``no-match``:
+        its p-value at the estimate is at least :data:`NO_MATCH_P` and its statistic is no
+        higher than the highest reference model's (when the null recorded them). A suspect
+        above every reference but short of a match is ``inconclusive``, never ``no-match``."""
+        p = self.typical_p(values, statistic)
+        references = self.data.get("statistics") or []
+        return p is not None and p >= NO_MATCH_P and (not references or statistic <= max(references) + 1e-12)
+
     def decide(self, values: np.ndarray, statistic: float, fpr: float) -> tuple[str, float | None, float | None]:
         """(verdict, p-value, critical value) for one suspect at false-positive rate ``fpr``."""
         p = self.p_value(values, statistic)
-        verdict = "match" if p < fpr else "no-match" if p >= NO_MATCH_P else "inconclusive"
+        verdict = "match" if p < fpr else "no-match" if self.typical(values, statistic) else "inconclusive"
         return verdict, p, self.critical(fpr)
+
+    def smallest_p(self) -> float | None:
+        """The smallest p-value this null can give (a perfect suspect's); None without a p-value."""
+        return None
 
     def summary(self) -> dict[str, Any]:
         """The numbers a verification reports about the null it used."""
-        keep = ("family", "mean", "rho", "sd", "n_models", "n_queries", "confidence", "source")
-        return {k: self.data[k] for k in keep if k in self.data}
+        keep = ("family", "mean", "rho", "sd", "q_upper", "n_models", "n_queries", "confidence", "source")
+        return {**{k: self.data[k] for k in keep if k in self.data}, "smallest_p": self.smallest_p()}
+
+    @staticmethod
+    def _references(data: dict[str, Any], statistics: Sequence[float]) -> dict[str, Any]:
+        """``data`` with the reference models' statistics, which :meth:`typical` compares with."""
+        return {**data, "n_models": len(statistics), "statistics": [float(s) for s in statistics]}
 
     def describe(self, critical: float | None = None) -> str:
         """One line for people: what the null is and where it sits."""
@@ -336,24 +436,33 @@ class BetaBinomialNull(Null):
 
     @classmethod
     def fit(cls, evidence: Sequence[np.ndarray], statistics: Sequence[float]) -> Null:
-        return cls(fit_count_null([round(float(np.sum(v))) for v in evidence], len(evidence[0]) if evidence else 0))
+        counts = [round(float(np.sum(v))) for v in evidence]
+        return cls(cls._references(fit_count_null(counts, len(evidence[0]) if evidence else 0), statistics))
 
     def p_value(self, values: np.ndarray, statistic: float) -> float:
         return count_p_value(self.data, round(float(np.sum(values))), len(values))
+
+    def typical_p(self, values: np.ndarray, statistic: float) -> float:
+        return _tail(round(float(np.sum(values))), len(values), self.data["mean"], self.data.get("rho", 0.0))
 
     def critical(self, alpha: float) -> float:
         return critical_rate(self.data, alpha)
 
     def decide(self, values: np.ndarray, statistic: float, fpr: float) -> tuple[str, float, float]:
-        """``match`` when p < fpr; ``no-match`` when even the exact upper 1 - fpr bound of the
-        suspect's rate stays below theta*; ``inconclusive`` in between."""
+        """``match`` when p < fpr; ``no-match`` when the suspect is :meth:`typical` and even the
+        exact upper 1 - fpr bound of its rate stays below theta* (more queries would not make it
+        a match); ``inconclusive`` otherwise."""
         k, n = round(float(np.sum(values))), len(values)
         p, theta = count_p_value(self.data, k, n), critical_rate(self.data, fpr)
         if p < fpr:
             return "match", p, theta
-        if upper_bound(k, n, fpr) < theta:
+        if self.typical(values, statistic) and upper_bound(k, n, fpr) < theta:
             return "no-match", p, theta
         return "inconclusive", p, theta
+
+    def smallest_p(self) -> float | None:
+        n = self.data.get("n_queries")
+        return count_p_value(self.data, n, n) if n else None
 
     def describe(self, critical: float | None = None) -> str:
         d = self.data
@@ -405,10 +514,13 @@ class NormalNull(Null):
 
     @classmethod
     def fit(cls, evidence: Sequence[np.ndarray], statistics: Sequence[float]) -> Null:
-        return cls(fit_score_null(statistics))
+        return cls(cls._references(fit_score_null(statistics), statistics))
 
     def p_value(self, values: np.ndarray, statistic: float) -> float:
         return score_p_value(self.data, statistic)
+
+    def smallest_p(self) -> float:
+        return score_p_value(self.data, SCORE_MAX)
 
     def describe(self, critical: float | None = None) -> str:
         d = self.data
@@ -431,6 +543,94 @@ class NormalNull(Null):
             out[f"needed_at_{a:g}"] = score if score <= SCORE_MAX else None
             if score > SCORE_MAX:  # the fewest models, scoring like these, whose interval lets a score reach it
                 out[f"references_at_{a:g}"] = next((k for k in range(m, 1001) if needed(a, k) <= SCORE_MAX), None)
+        return out
+
+
+class BetaNull(Null):
+    """Probabilities in [0, 1] (a meta-classifier's score): independent models sit near 0 or 1,
+    not on a bell, so a normal null is far too wide; a Beta fits either shape, and p-values are
+    the largest tail over its likelihood region (:func:`fit_probability_null`), as for counts.
+    The smallest p is the tail at 1 - :data:`SCORE_EPS`."""
+
+    family = "beta"
+    evidence = "probabilities"
+    required = ("mean", "rho", "n_models")
+
+    @classmethod
+    def fit(cls, evidence: Sequence[np.ndarray], statistics: Sequence[float]) -> Null:
+        return cls(cls._references(fit_probability_null(statistics), statistics))
+
+    def p_value(self, values: np.ndarray, statistic: float) -> float:
+        return probability_p_value(self.data, statistic)
+
+    def typical_p(self, values: np.ndarray, statistic: float) -> float:
+        return probability_p_value(self.data, statistic, conservative=False)
+
+    def smallest_p(self) -> float:
+        return probability_p_value(self.data, 1.0)
+
+    def describe(self, critical: float | None = None) -> str:
+        d = self.data
+        return (
+            f"null: Beta fitted on {d['n_models']} independent models ({d.get('source', '?')}), "
+            f"mean {d['mean']:.3f}, rho {d['rho']:.3f}; the smallest p it can give is {self.smallest_p():.2g}"
+        )
+
+    def needed(self, alphas: Sequence[float]) -> dict[str, Any]:
+        out: dict[str, Any] = {"mean": self.data["mean"], "rho": self.data["rho"], "smallest_p": self.smallest_p()}
+        grid = np.linspace(0.0, 1.0, 10_001)
+        for a in alphas:
+            score = next((float(s) for s in grid if probability_p_value(self.data, s) < a), None)
+            out[f"needed_at_{a:g}"] = score
+        return out
+
+
+class KeyNull(Null):
+    """A white-box mark's components: each component of an independent owner's key clears the
+    similarity threshold tau with chance q, estimated on thousands of simulated keys (they cost
+    microseconds, trained reference models minutes); the statistic is the fraction of the
+    fingerprint's components that clear tau, and its p-value the exact binomial tail at q's
+    upper confidence bound (:func:`fit_key_null`). The components of one key are modelled as
+    independent: the key's filters are i.i.d. Gaussian, and distinct frequencies of their
+    Fourier transform are independent. The smallest p is ``q_upper ** components``."""
+
+    family = "key-tail"
+    evidence = "keys"
+    required = ("q_hat", "q_upper", "components", "n_models")
+
+    @classmethod
+    def fit(
+        cls, evidence: Sequence[np.ndarray], statistics: Sequence[float], *, simulated: np.ndarray | None = None,
+        tau: float | None = None,
+    ) -> Null:  # fmt: skip
+        """``simulated``: similarities (keys, components) of independent keys to the fingerprint."""
+        if simulated is None or tau is None:
+            raise ParameterError("a key null is fitted on simulated keys: give simulated= and tau=")
+        return cls(cls._references(fit_key_null(simulated, tau), statistics))
+
+    def p_value(self, values: np.ndarray, statistic: float) -> float:
+        return key_p_value(self.data, statistic, len(values))
+
+    def typical_p(self, values: np.ndarray, statistic: float) -> float:
+        return key_p_value(self.data, statistic, len(values), conservative=False)
+
+    def smallest_p(self) -> float:
+        return key_p_value(self.data, 1.0, self.data["components"])
+
+    def describe(self, critical: float | None = None) -> str:
+        d = self.data
+        return (
+            f"null: {d['keys']} simulated independent keys, a component clears tau = {d['tau']:g} with chance "
+            f"at most {d['q_upper']:.2g} ({d['above']} of {d['trials']}); {d['n_models']} reference models; "
+            f"the smallest p it can give is {self.smallest_p():.2g}"
+        )
+
+    def needed(self, alphas: Sequence[float]) -> dict[str, Any]:
+        f = self.data["components"]
+        out: dict[str, Any] = {"q_upper": self.data["q_upper"], "smallest_p": self.smallest_p()}
+        for a in alphas:
+            k = next((k for k in range(1, f + 1) if key_p_value(self.data, k / f, f) < a), None)
+            out[f"needed_at_{a:g}"] = None if k is None else k / f
         return out
 
 
@@ -459,4 +659,4 @@ class NoNull(Null):
 
 
 # The families a calibration fits, one per kind of evidence.
-FITTED: tuple[type[Null], ...] = (BetaBinomialNull, NormalNull)
+FITTED: tuple[type[Null], ...] = (BetaBinomialNull, NormalNull, BetaNull, KeyNull)

@@ -19,7 +19,6 @@ import numpy as np
 from .fingerprints import Fingerprint, FingerprintMethod, method_of
 from .metrics import aruc, best_f1, roc_auc, tnr_at, tpr_at, tpr_at_fpr, uniqueness_score
 from .models import ModelprintModel, weights_digest
-from .null import Null
 
 
 @dataclass(frozen=True)
@@ -75,13 +74,14 @@ def separation(pos: np.ndarray, neg: np.ndarray, fpr: float) -> dict[str, float]
 
 
 def null_tpr(
-    method: FingerprintMethod, positives: Sequence[np.ndarray], negatives: Sequence[np.ndarray], fpr: float
+    method: FingerprintMethod, fp: Fingerprint, positives: Sequence[np.ndarray], negatives: Sequence[np.ndarray],
+    fpr: float,
 ) -> dict[str, Any]:
     """Fit the method's null on the negatives' evidence and call each positive at ``fpr``:
     the share called a match (``tpr``), with the statistics' means and the ARUC."""
     pos = np.array([method.statistic(v) for v in positives])
     neg = np.array([method.statistic(v) for v in negatives])
-    null = Null.for_method(method.null_family).fit(list(negatives), neg)
+    null = method.fit_null(fp, list(negatives), neg)
     p = [null.p_value(v, s) for v, s in zip(positives, pos)]
     return {
         "tpr": float(np.mean(np.asarray(p) < fpr)),

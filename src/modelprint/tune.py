@@ -40,7 +40,7 @@ def reference_positives(source: ModelprintModel, data: Any, *, epochs: int = 5, 
 
 def score_candidate(fp: Any, method: Any, positives: list, negatives: list, fpr: float) -> dict[str, float]:
     """TPR at ``fpr`` under the null fitted on ``negatives``, and the separation, of one candidate."""
-    return null_tpr(method, [method.evidence(fp, m).values for m in positives],
+    return null_tpr(method, fp, [method.evidence(fp, m).values for m in positives],
                     [method.evidence(fp, m).values for m in negatives], fpr)  # fmt: skip
 
 

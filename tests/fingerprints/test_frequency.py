@@ -251,3 +251,30 @@ def test_function_preserving_reparametrisations_move_the_module_with_its_host(ma
         x = splits.test.x[:100]
         assert torch.allclose(twin.eval()(x), marked["marked"].eval()(x), atol=1e-4)
     assert _score(fp, twin) == 1.0
+
+
+def test_the_null_is_fitted_on_simulated_keys_that_look_like_reference_models(marked):
+    """The simulated keys are what a reference model with a neutral mark shows the fingerprint
+    (same similarities), so the null needs no floor: its p-values come from 2000 keys."""
+    import numpy as np
+
+    from modelprint.calibrate import calibrate
+    from modelprint.fingerprints import create_method
+    from modelprint.fingerprints.frequency import neutral_mark
+    from modelprint.fingerprints.frequency.method import SIMULATED_KEY_SEED
+    from modelprint.verify import verify
+
+    method = create_method("frequency", simulated_keys=300)
+    fp = method.generate(marked["marked"], n=12, seed=7, progress=False)
+    sims = method.independent_keys(fp)
+    assert sims.shape == (300, 12)
+    as_reference = neutral_mark(marked["source"], "features.0", SIMULATED_KEY_SEED + 5)
+    assert np.allclose(sims[5], method.evidence(fp, as_reference).values, atol=1e-6)
+    refs = [method.reference_model(fp, marked["source"], seed=s) for s in (1000, 1001, 1002)]
+    calibrated = calibrate(fp, refs)
+    null = calibrated.meta["null"]
+    assert null["family"] == "key-tail" and null["keys"] == 300 and null["q_upper"] < 0.02
+    assert verify(calibrated, marked["marked"], fpr=1e-3).verdict == "match"
+    assert verify(calibrated, marked["other"], fpr=1e-3).verdict == "no-match"
+    smallest = verify(calibrated, marked["marked"], fpr=1e-3).null["smallest_p"]
+    assert smallest == pytest.approx(null["q_upper"] ** 12)

@@ -36,7 +36,7 @@ def test_metav_verifier_separates_held_out_models_better_than_chance(zoo_source,
     fp.save(tmp_path / "v.fp.safetensors")
     loaded = Fingerprint.load(tmp_path / "v.fp.safetensors")
     assert score(copies[0]) == pytest.approx(method.statistic(method.evidence(loaded, copies[0]).values))
-    assert calibrate(fp, negatives[:3]).meta["null"]["family"] == "normal"
+    assert calibrate(fp, negatives[:3]).meta["null"]["family"] == "beta"
     assert (
         method.needs_scores
         and method.items(fp) == 1

@@ -41,7 +41,7 @@ from ..errors import ParameterError
 from ..fingerprints import METHODS, Fingerprint, FingerprintMethod, create_method, method_of
 from ..metrics import group_summary, margin, threshold_at_fpr
 from ..models import ModelBytes, load_model, model_from_bytes, read_model_bytes
-from ..null import Null, clopper_pearson
+from ..null import clopper_pearson
 from ..parallel import task_backend
 from ..progress import console, progress_bar
 from ..scoring import separation, statistics_of
@@ -100,7 +100,8 @@ def split_negatives(rows: list[dict[str, Any]], seed: int) -> tuple[list[str], l
 
 
 def honest_thresholds(
-    method: Any, values: dict[str, list[float]], pos_ids: list[str], calib: list[str], evaluation: list[str], fpr: float
+    method: Any, fp: Fingerprint, values: dict[str, list[float]], pos_ids: list[str], calib: list[str],
+    evaluation: list[str], fpr: float,
 ) -> dict[str, Any]:
     """FPR and TPR of two calibrated decision rules, fitted on ``calib`` negatives only and
     scored on ``evaluation`` negatives (and every positive):
@@ -132,7 +133,7 @@ def honest_thresholds(
 
     t = threshold_at_fpr(cal, fpr)
     out["threshold"] = {"value": t, **rates(int(np.sum(ev >= t)), int(np.sum(pos >= t)))}
-    null = Null.for_method(method.null_family).fit([np.asarray(values[i]) for i in calib], cal)
+    null = method.fit_null(fp, [np.asarray(values[i]) for i in calib], cal)
 
     def p_of(i: str) -> float:
         return null.p_value(np.asarray(values[i]), stat[i])
@@ -338,6 +339,7 @@ def _margins(plan: BenchPlan, mirror: ZooRow | None, rates: dict[str, float]) ->
 def score_method(
     plan: BenchPlan, m: str, values: dict[str, list[float]], items: int, *, budgets: tuple[int, ...], fpr: float,
     split: tuple[list[str], list[str]], pos_ids: list[str], mirror: ZooRow | None, fingerprint: dict[str, Any],
+    fp: Fingerprint,
 ) -> tuple[dict[str, Any], dict[str, float]]:  # fmt: skip
     """Step 3 for one entry: metrics at every budget, per category and architecture, the
     calibrated decision rules on held-out negatives, and the margins over the mirror; returns
@@ -358,7 +360,7 @@ def score_method(
         "statistic": method.statistic_name,
         "evidence": method.evidence_kind,
         "fingerprint": fingerprint,
-        "calibrated": honest_thresholds(method, full, pos_ids, split[0], split[1], fpr),
+        "calibrated": honest_thresholds(method, fp, full, pos_ids, split[0], split[1], fpr),
         "metrics": by_budget[str(items)],
         "budgets": by_budget,
         "by_category": summary["category"],
@@ -425,7 +427,8 @@ def run_bench(
     for m in plan.methods:
         values = {i: v[m] for i, v in answers.items()}
         per_method[m], rates = score_method(plan, m, values, made.items[m], budgets=budgets, fpr=fpr, split=split,
-                                            pos_ids=pos_ids, mirror=mirror, fingerprint=made.meta[m])  # fmt: skip
+                                            pos_ids=pos_ids, mirror=mirror, fingerprint=made.meta[m],
+                                            fp=made.fingerprints[m])  # fmt: skip
         if stealth_result is not None:
             per_method[m]["detection_rate"] = stealth_result["methods"].get(m)
         for row in suspect_rows:

@@ -10,7 +10,9 @@ and reports never special-case one:
   the source (matching rate, verifier score, fingerprint score).
 
 ``null_family`` says how the statistic's null is modelled: ``"counts"`` when every item is
-0/1 (beta-binomial over independent models), ``"scores"`` otherwise (normal).
+0/1 (beta-binomial over independent models), ``"scores"`` for a similarity (normal),
+``"probabilities"`` for a score in [0, 1] (Beta), ``"keys"`` for a mark's components
+(simulated independent keys); see :mod:`modelprint.null`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import itertools
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -271,6 +273,11 @@ class FingerprintMethod:
         """What an independent reference model trained with ``seed`` looks like to this method's
         null; the model itself for black-box methods (white-box ones give it its own owner's mark)."""
         return model
+
+    def fit_null(self, fp: Fingerprint, evidence: Sequence[np.ndarray], statistics: Sequence[float]) -> Null:
+        """The null of this method's statistic, fitted on reference models' ``evidence`` and
+        ``statistics``; a family that can simulate independent owners adds them here."""
+        return Null.for_method(self.null_family).fit(evidence, statistics)
 
     def tuning_grid(self, input_shape: tuple[int, ...]) -> dict[str, list[Any]]:
         """Candidate values per setting for ``fingerprint create --tune``, searched one setting at a

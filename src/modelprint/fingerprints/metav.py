@@ -9,8 +9,9 @@ model's softmax outputs on X laid end to end, says 1 for models derived from the
 P is the training zoo's positives plus ``augmented`` copies of the source made afresh every
 iteration (pruned or noised, as for MetaFinger); N is its negatives. The evidence is V's
 score on the suspect's outputs, one number in [0, 1]: the score path of the evidence
-contract, with a normal null fitted on independent models. MetaV needs the suspect's scores
-(probabilities), not only its labels: a label-only suspect is refused (``needs_scores``).
+contract, with a Beta null fitted on independent models (their scores sit near 0 or 1, not
+on a bell). MetaV needs the suspect's scores (probabilities), not only its labels: a
+label-only suspect is refused (``needs_scores``).
 The fingerprint stores X, V's weights and the trained models' sha256s, so ``bench`` refuses
 to score a model MetaV learnt from.
 
@@ -86,7 +87,7 @@ class MetaV(LearnsFromTrainedModels, FingerprintMethod):
 
     evidence_kind: ClassVar[str] = "scores"
     statistic_name: ClassVar[str] = "verifier_score"
-    null_family: ClassVar[str] = "scores"
+    null_family: ClassVar[str] = "probabilities"
     sequential: ClassVar[bool] = False
     needs_scores: ClassVar[bool] = True
 

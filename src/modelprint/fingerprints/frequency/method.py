@@ -3,6 +3,7 @@ suspect's after channel alignment."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -13,8 +14,9 @@ from scipy.optimize import linear_sum_assignment
 from ...data import Dataset
 from ...errors import ParameterError
 from ...models import ModelprintModel
+from ...null import KeyNull, Null
 from ..base import Evidence, Fingerprint, FingerprintMethod, check_prepare_settings, register_method
-from .marking import MARK_SETTINGS, inject, key_frequencies, neutral_mark
+from .marking import MARK_SETTINGS, _key_filters, inject, key_frequencies, neutral_mark
 from .module import branch_of, hostable_layers, spectrum_at
 
 
@@ -44,6 +46,10 @@ def per_frequency_similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (_unit(a) * _unit(b).conj()).sum(-1).real.mean(-1)
 
 
+# Simulated keys count up from here: far from the seeds people give their own keys.
+SIMULATED_KEY_SEED = 1_000_000
+
+
 @register_method("frequency")
 @dataclass(kw_only=True)
 class FrequencyFingerprint(FingerprintMethod):
@@ -54,7 +60,13 @@ class FrequencyFingerprint(FingerprintMethod):
     the per-frequency similarity after channel alignment; the statistic, the fingerprint
     score, is the fraction above ``tau``. A suspect without the module gives similarity 0.
 
-    Parameters: tau (float): similarity threshold per frequency, 0.98.
+    The null is :class:`~modelprint.null.KeyNull`: how often a frequency of an independent
+    owner's key clears ``tau``, from ``simulated_keys`` keys drawn as :func:`neutral_mark`
+    draws them (their components are what any independent mark leaves), so the verdict does
+    not rest on a handful of reference models that all score 0.
+
+    Parameters: tau (float): similarity threshold per frequency, 0.98;
+    simulated_keys (int): independent keys the null is fitted on, 2000.
 
     Example::
 
@@ -63,15 +75,18 @@ class FrequencyFingerprint(FingerprintMethod):
     """
 
     tau: float = 0.98
+    simulated_keys: int = 2000
     evidence_kind: ClassVar[str] = "components"
     statistic_name: ClassVar[str] = "fingerprint_score"
-    null_family: ClassVar[str] = "scores"
+    null_family: ClassVar[str] = "keys"
     sequential: ClassVar[bool] = False
     prepare_settings: ClassVar[tuple[str, ...]] = MARK_SETTINGS
 
     def __post_init__(self) -> None:
         if not -1 <= self.tau <= 1:
             raise ParameterError(f"tau must be in [-1, 1], got {self.tau}")
+        if self.simulated_keys < 100:
+            raise ParameterError(f"simulated_keys must be at least 100, got {self.simulated_keys}")
 
     def items(self, fp: Fingerprint) -> int:
         return len(fp.extra["freqs"])
@@ -98,6 +113,23 @@ class FrequencyFingerprint(FingerprintMethod):
 
     def statistic(self, values: np.ndarray) -> float:
         return float(np.mean(np.asarray(values) > self.tau))
+
+    def independent_keys(self, fp: Fingerprint) -> np.ndarray:
+        """(simulated_keys, frequencies): the per-frequency similarity to ``fp`` of independent
+        owners' keys (seeds from :data:`SIMULATED_KEY_SEED`, never the fingerprint's own)."""
+        a = torch.complex(fp.extra["spectrum_real"].double(), fp.extra["spectrum_imag"].double())
+        freqs, k = fp.extra["freqs"].tolist(), int(fp.meta["k"])
+        shape = torch.Size((a.shape[1], a.shape[2], k, k))
+        last = SIMULATED_KEY_SEED + self.simulated_keys + 1
+        keys = (s for s in range(SIMULATED_KEY_SEED, last) if s != fp.meta.get("seed"))
+        rows = []
+        for key, _ in zip(keys, range(self.simulated_keys)):
+            b = spectrum_at(_key_filters(shape, torch.Generator().manual_seed(key)), freqs)
+            rows.append(per_frequency_similarity(a, align_channels(a, b)).numpy())
+        return np.stack(rows)
+
+    def fit_null(self, fp: Fingerprint, evidence: Sequence[np.ndarray], statistics: Sequence[float]) -> Null:
+        return KeyNull.fit(evidence, statistics, simulated=self.independent_keys(fp), tau=self.tau)
 
     def reference_model(self, fp: Fingerprint, model: Any, seed: int) -> Any:
         """An independent model marked by an independent owner: an output-neutral module with key
