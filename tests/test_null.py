@@ -15,8 +15,9 @@ from modelprint.null import (
     critical_rate,
     fit_count_null,
     fit_score_null,
-    mixture_log_evidence,
+    queries_to_match,
     score_p_value,
+    sequence_log_evidence,
     upper_bound,
 )
 
@@ -104,29 +105,34 @@ def test_confidence_bounds():
     assert upper_bound(10, 50, 0.01) == pytest.approx(stats.beta.isf(0.01, 11, 40))
 
 
-@pytest.mark.parametrize("theta", [0.3, 0.7])
-def test_mixture_test_is_anytime_valid(theta):
-    """Under a rate exactly at theta, the chance that either e-process ever crosses 1/delta
-    within 200 steps stays under delta (Ville), checked on 2000 simulated sequences."""
+def test_sequential_test_is_anytime_valid_for_a_random_independent_model():
+    """Models drawn from the reference population (theta ~ Beta, answers Bernoulli(theta)),
+    looked at after every batch of 10 up to 200 queries: the share ever called a match stays
+    under alpha (Ville), on 2000 simulated models; copies at the prior's rate are never called
+    no-match."""
     rng = np.random.default_rng(3)
-    delta = 0.05
+    alpha = 0.05
+    null = fit_count_null(_draw_counts(rng, 4.0, 6.0, 40, 100), 100)
     crossed = 0
-    for _ in range(2000):
-        x = rng.random(200) < theta
-        k = np.cumsum(x)
-        hit = False
-        for n in range(10, 201, 10):
-            for side in ("above", "below"):
-                if mixture_log_evidence(int(k[n - 1]), n, theta, side) >= math.log(1 / delta):
-                    hit = True
-        crossed += hit
-    assert crossed / 2000 <= 2 * delta  # two one-sided tests, each at most delta
+    for theta in rng.beta(4.0, 6.0, size=2000):
+        k = np.cumsum(rng.random(200) < theta)
+        crossed += any(sequence_log_evidence(null, int(k[n - 1]), n, None)[0] >= math.log(1 / alpha)
+                       for n in range(10, 201, 10))  # fmt: skip
+    assert crossed / 2000 <= alpha
+    for theta in (0.97, 0.99):
+        k = np.cumsum(rng.random(200) < theta)
+        assert all(sequence_log_evidence(null, int(k[n - 1]), n, None)[1] < 0 for n in range(10, 201, 10))
 
 
-def test_mixture_test_decides_far_from_theta():
-    assert mixture_log_evidence(40, 40, 0.75, "above") > math.log(2000)
-    assert mixture_log_evidence(6, 30, 0.75, "below") > math.log(1000)
-    assert mixture_log_evidence(30, 40, 0.75, "above") < 1.0
+def test_sequential_test_decides_fast_where_the_null_allows_and_says_when_it_cannot():
+    tight = fit_count_null([10, 11, 12, 13, 11, 12, 10, 13, 12, 11] * 4, 50)  # rates 0.20-0.26
+    assert queries_to_match(tight, 1e-3, None) <= 10
+    assert sequence_log_evidence(tight, 3, 10, None)[1] > math.log(1000)  # a typical model: no-match at once
+    # reference positives at 0.9: a suspect agreeing like them is a match about as fast as a perfect one
+    assert queries_to_match(tight, 1e-3, [0.9], rate=0.9) <= 2 * queries_to_match(tight, 1e-3, [0.9])
+    wide = fit_count_null([20, 35, 50, 65, 80], 100)  # five models, spread over 0.2-0.8
+    slow = queries_to_match(wide, 1e-3, None)
+    assert slow is None or slow > 100
 
 
 def test_an_unreachable_fpr_says_how_many_references_would_reach_it():

@@ -7,7 +7,7 @@ import torch
 
 from modelprint.attacks import create_attack
 from modelprint.calibrate import calibrate
-from modelprint.errors import SuspectError
+from modelprint.errors import ParameterError, SuspectError
 from modelprint.fingerprints import create_method
 from modelprint.models import create_model
 from modelprint.verify import verify
@@ -68,9 +68,9 @@ def test_inconclusive_between(calibrated, source):
     half = create_attack("prune", rate=0.3).apply(source)
     res = verify(calibrated, half, fpr=1e-3)
     assert res.verdict in ("match", "inconclusive")
-    # With only a few of its queries answered, nothing can be decided.
-    few = verify(calibrated, half, fpr=1e-3, max_queries=5, batch=5)
-    assert few.verdict == "inconclusive" and few.queries == 5
+    # With only a few of its queries answered, nothing can be decided: said before any is sent.
+    with pytest.raises(ParameterError, match="cannot decide within 5 queries"):
+        verify(calibrated, half, fpr=1e-3, max_queries=5, batch=5)
 
 
 def test_threshold_overrides_the_p_value(calibrated, negatives):
@@ -85,14 +85,19 @@ def test_positives_say_how_typical_the_suspect_is(ltrc_fp, negatives, source):
     assert res.positives["n_models"] == 2 and res.positives["fraction_at_or_below"] == 1.0
 
 
-def test_sequential_stops_early_and_reports_queries(calibrated, negatives, source):
-    # At 1e-2 with 5 reference models theta* is about 0.98: a clear no-match decides early.
-    neg = verify(calibrated, negatives[5], fpr=1e-2, max_queries=50, batch=10)
-    assert neg.verdict == "no-match" and neg.queries < 50 and neg.decided_by == "sequential"
-    assert neg.sequential["steps"][-1]["queries"] == neg.queries
-    # theta* is near 1 here: even 50 agreeing queries cannot prove a rate above it, so no match is called.
-    pos = verify(calibrated, source, fpr=1e-2, max_queries=50)
-    assert pos.verdict in ("match", "inconclusive") and pos.queries <= 50
+def test_sequential_says_before_querying_when_the_budget_cannot_decide(calibrated, negatives):
+    """Five reference models spread widely: even a perfect suspect needs more queries than the
+    fingerprint holds, and verify says so (with the number) instead of spending any."""
+    queried = []
+    suspect = negatives[5]
+    forward = suspect.net.forward
+    suspect.net.forward = lambda x: queried.append(len(x)) or forward(x)
+    try:
+        with pytest.raises(ParameterError, match=r"cannot decide within 50 queries.*needs (more than )?\d+"):
+            verify(calibrated, suspect, fpr=1e-3, max_queries=50, batch=10)
+    finally:
+        suspect.net.forward = forward
+    assert not queried
 
 
 def test_sequential_matches_once_the_null_is_tight(ltrc_fp, negatives, source):
@@ -103,7 +108,23 @@ def test_sequential_matches_once_the_null_is_tight(ltrc_fp, negatives, source):
 
     fp.meta = {**ltrc_fp.meta, "null": {**fit_count_null(counts, 50), "n_models": 40, "source": "synthetic"}}
     res = verify(fp, source, fpr=1e-3, max_queries=50, batch=10)
-    assert res.verdict == "match" and res.queries < 50
+    assert res.verdict == "match" and res.queries < 50 and res.decided_by == "sequential"
+    assert res.sequential["steps"][-1]["queries"] == res.queries and res.sequential["queries_to_match"] <= 10
+
+
+
+def test_sequential_no_match_comes_early_for_a_typical_model(ltrc_fp, negatives):
+    """A null fitted on many copies of the real negatives' counts: one of them is typical by
+    construction and is called a no-match after the first batches."""
+    from modelprint.null import fit_count_null
+
+    counts = [round(verify(ltrc_fp, m).statistic * 50) for m in negatives[:5]]
+    fp = copy.copy(ltrc_fp)
+    fp.meta = {**ltrc_fp.meta, "null": {**fit_count_null(counts * 8, 50), "n_models": 40, "source": "synthetic",
+                                         "statistics": [c / 50 for c in counts * 8]}}  # fmt: skip
+    typical = negatives[sorted(range(5), key=lambda i: counts[i])[2]]  # the median one
+    res = verify(fp, typical, fpr=1e-2, max_queries=50, batch=10)
+    assert res.verdict == "no-match" and res.queries < 50 and res.sequential["steps"][-1]["log_e_no_match"] > 4.6
 
 
 def test_nan_model_is_an_error_not_a_verdict(calibrated, source):

@@ -2,28 +2,31 @@
 
 Nothing here knows which fingerprint family made the evidence: the method stored in the
 fingerprint says how to get evidence from a suspect and how to reduce it to one statistic,
-and whether its null models counts (0/1 per item: beta-binomial) or scores (normal).
+and which null models it (:mod:`modelprint.null`).
 
 Verdict at a false-positive rate ``fpr`` (alpha):
 
 * ``match``: the p-value under the calibrated null is below alpha;
-* ``no-match``: the suspect sits inside the null. For counts: even the exact upper
-  1 - alpha confidence bound of the suspect's agreement rate stays below theta*, the rate
-  an independent model exceeds with probability alpha; for scores: p >= 0.05;
-* ``inconclusive``: in between, where the evidence cannot decide.
+* ``no-match``: the suspect is typical of independent models (:meth:`Null.typical`: its
+  p-value at the fitted null is at least 0.05 and its statistic no higher than the highest
+  reference model's); for counts, also the exact upper 1 - alpha confidence bound of its
+  agreement rate stays below theta*, the rate an independent model exceeds with probability
+  alpha, so more queries would not make it a match;
+* ``inconclusive``: anything else, and always without a fitted null.
 
 Sequential verification (``max_queries``) spends queries in batches and stops as soon as a
-**confidence sequence** decides. It tests the suspect's agreement rate theta against theta*
-(the rate an independent model exceeds with probability alpha/2, from the calibrated null)
-with two mixture likelihood ratios (uniform mixture over the alternative side,
-:func:`modelprint.null.mixture_log_evidence`): ``match`` once the one against "theta <=
-theta*" reaches 2/alpha, ``no-match`` once the one against "theta >= theta*" reaches 1/alpha.
-Both are nonnegative supermartingales under their nulls, so Ville's inequality bounds the
-error *whatever the stopping time*: an independent model is called a match with probability
-at most alpha/2 + alpha/2. We chose this over Wald's SPRT because the SPRT needs a simple
-alternative (one rate for a derived copy), which the verifier does not know (pruned copies
-agree at 1.0, distilled ones far less), and over a fixed-n p-value, which is invalid once one
-peeks after each batch.
+likelihood-ratio martingale decides (:func:`modelprint.null.sequence_log_evidence`). Under
+the null an independent model is a random draw of the reference population (its rate from
+the fitted Beta, then its answers); the alternative mixes binomial rates over a prior that
+sits where the owner's reference positives agree (stored at calibration; without them, near
+1). ``match`` once the ratio reaches 1/alpha: by Ville's inequality an independent model
+gets there with probability at most alpha *whatever the stopping time*. ``no-match`` once the
+reverse ratio reaches 1/alpha and the suspect is typical. Before any query is sent, the
+budget is checked: if even a suspect agreeing on every query would need more queries than
+the budget allows, verification stops with the number it would need. We chose a mixture
+over Wald's SPRT because the SPRT needs one rate for a derived copy, which the verifier does
+not know (pruned copies agree at 1.0, distilled ones far less), and over a fixed-n p-value,
+which is invalid once one peeks after each batch.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from .errors import ParameterError
 from .fingerprints import Fingerprint, FingerprintMethod, method_of
 from .fingerprints.base import fitting
 from .models import ModelprintModel
-from .null import SCORE_MAX, Null, mixture_log_evidence
+from .null import SCORE_MAX, Null, queries_to_match, sequence_log_evidence
 from .suspects import Suspect, as_suspect
 
 DEFAULT_FPR = 1e-3
@@ -104,26 +107,33 @@ def null_of(fp: Fingerprint, method: FingerprintMethod, suspect: Suspect) -> Nul
 def _sequential(
     fp: Fingerprint, method: FingerprintMethod, suspect: Suspect, null: Null, *, budget: int, batch: int, fpr: float
 ) -> tuple[str, np.ndarray, dict[str, Any]]:
-    """Spend queries ``batch`` at a time, at most ``budget``, until a confidence sequence decides
-    (see :func:`verify`): (verdict, evidence values, the trail of steps)."""
-    theta = null.critical(fpr / 2)
+    """Spend queries ``batch`` at a time, at most ``budget``, until the sequential test decides
+    (see the module docstring): (verdict, evidence values, what it did)."""
+    rates = (fp.meta.get("positives") or {}).get("statistics") or []
+    needed = queries_to_match(null.data, fpr, rates)
+    if null.calibrated and (needed is None or needed > budget):
+        raise ParameterError(
+            f"sequential verification cannot decide within {budget} queries: at FPR {fpr:g} even a suspect "
+            f"agreeing on every query needs {needed or 'more than 10000'}; raise --max-queries"
+            + (f" (the fingerprint holds {method.items(fp)} queries)" if needed and needed > method.items(fp) else "")
+            + " or verify with the fixed test"
+        )
     values: list[float] = []
-    verdict = "inconclusive"
-    trail = []
+    verdict, trail = "inconclusive", []
     while len(values) < budget:
         ev = method.evidence(fp, suspect, len(values), min(len(values) + batch, budget))
         values += ev.values.tolist()
         k, n = int(round(sum(values))), len(values)
-        up = mixture_log_evidence(k, n, theta, "above")
-        down = mixture_log_evidence(k, n, theta, "below")
+        up, down = sequence_log_evidence(null.data, k, n, rates)
         trail.append({"queries": n, "matches": k, "log_e_match": round(up, 3), "log_e_no_match": round(down, 3)})
-        if up >= math.log(2 / fpr):
+        if up >= math.log(1 / fpr):
             verdict = "match"
             break
-        if down >= math.log(1 / fpr):
+        if down >= math.log(1 / fpr) and null.typical(np.asarray(values), k / n):
             verdict = "no-match"
             break
-    return verdict, np.asarray(values), {"theta_star": theta, "steps": trail}
+    prior_of = f"at {len(rates)} reference positives" if rates else "at 1 (no reference positives stored)"
+    return verdict, np.asarray(values), {"prior": prior_of, "queries_to_match": needed, "steps": trail}
 
 
 def _why_inconclusive(null: Null, evidence: np.ndarray, fpr: float, p: float | None, seq: dict[str, Any] | None) -> str:
@@ -195,7 +205,7 @@ def verify(
     if threshold is not None:
         decided_by, verdict, crit = "threshold", ("match" if stat >= threshold else "no-match"), threshold
     elif seq_info is not None:
-        decided_by, crit = "sequential", seq_info["theta_star"]
+        decided_by = "sequential"
     else:
         decided_by, verdict = "p-value", fixed_verdict
     reason = None
