@@ -31,7 +31,8 @@ def test_report_files_tables_and_plots(report_dir):
     page = (report_dir / "report.html").read_text()
     images = re.findall(r"src='data:image/png;base64,([^']+)'", page)
     assert len(images) == 5 and all(base64.b64decode(i).startswith(PNG) for i in images)
-    assert page.count("<table>") == 5 and "<td>finetune</td>" in page and "Held-out false-positive rate" in page
+    assert page.count("<table>") == 6 and "<td>finetune</td>" in page and "Held-out false-positive rate" in page
+    assert "Held-out false matches per category" in page
 
 
 def test_report_command_regenerates_and_rejects_other_folders(report_dir, tmp_path, capsys):
@@ -74,7 +75,7 @@ def test_report_renders_in_headless_chromium(report_dir):
 
     dom, attrs = render(report_dir / "report.html")
     assert attrs == {"data-images": "5", "data-images-ok": "5"}  # every image decoded
-    assert dom.count("<table>") == 5 and "Metrics over the whole zoo" in dom
+    assert dom.count("<table>") == 6 and "Metrics over the whole zoo" in dom
     # the check can fail: a page with one broken image reports it
     broken = report_dir / "broken.html"
     broken.write_text(re.sub(r"base64,[^']{40}", "base64,AAAA", (report_dir / "report.html").read_text(), count=1))

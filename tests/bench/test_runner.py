@@ -151,3 +151,28 @@ def test_bench_reports_the_white_box_family_beside_black_box_ones(tmp_path):
     from modelprint.bench.report import write_report
 
     assert write_report(out)[1].is_file()
+
+
+def test_held_out_fpr_is_reported_per_category_and_every_group_is_in_both_halves(bench_dir, reference_zoo):
+    from modelprint.bench.runner import split_negatives
+
+    rows = ZooManifest.read(reference_zoo).rows
+    calib, evaluation = split_negatives(rows, 0)
+    groups = {}
+    for r in rows:
+        if r["role"] == "negative":
+            groups.setdefault((r["category"], r["arch"]), []).append(r["id"])
+    for ids in groups.values():
+        if len(ids) >= 2:
+            assert set(ids) & set(calib) and set(ids) & set(evaluation)
+    results = json.loads((bench_dir / "results.json").read_text())
+    category = {r["id"]: r["category"] for r in rows}
+    for m in ("c", "ltrc"):
+        null = results["methods"][m]["calibrated"]["null"]
+        per = results["methods"][m]["calibrated"]["by_category"]
+        assert set(per) == {category[i] for i in evaluation}
+        assert sum(v["negatives"] for v in per.values()) == len(evaluation)
+        assert sum(v["null_false_positives"] for v in per.values()) == null["false_positives"]
+        for v in per.values():
+            assert v["null_false_positives"] + v["no_match"] + v["inconclusive"] == v["negatives"]
+        assert 0 < null["smallest_p"] < 1

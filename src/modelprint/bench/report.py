@@ -218,6 +218,21 @@ def _held_out_rows(results: dict[str, Any], fpr_key: str) -> list[list[str]]:
     return rows
 
 
+def _category_fpr_table(results: dict[str, Any]) -> tuple[str, list[str], list[list[str]]] | None:
+    rows = []
+    for m, r in results["methods"].items():
+        for c, v in (r.get("calibrated") or {}).get("by_category", {}).items():
+            lo, hi = v["null_fpr_interval"]
+            rows.append([m, c, str(v["negatives"]), str(v["threshold_false_positives"]),
+                         f"{v['null_false_positives']} [{lo:.2f}, {hi:.2f}]", str(v["no_match"]),
+                         str(v["inconclusive"])])  # fmt: skip
+    if not rows:
+        return None
+    title = (f"Held-out false matches per category of the evaluation negatives at FPR {results['fpr']:g} "
+             "(null: count and 95 % interval of its FPR), and the null's other verdicts")  # fmt: skip
+    return title, ["method", "category", "negatives", "threshold FP", "null FP", "no-match", "inconclusive"], rows
+
+
 def _ablation_table(results: dict[str, Any]) -> tuple[str, list[str], list[list[str]]] | None:
     rows = []
     for m, r in results["methods"].items():
@@ -290,7 +305,8 @@ def _tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str
         ),  # fmt: skip
         ("Fingerprint generation", ["method", "seconds", "cached"], time_rows),
     ]
-    return tables + [t for t in (_stealth_table(results), _ablation_table(results)) if t is not None]
+    extra = (_category_fpr_table(results), _stealth_table(results), _ablation_table(results))
+    return tables + [t for t in extra if t is not None]
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:

@@ -78,18 +78,19 @@ def query_suspect(model: Any, fingerprints: dict[str, Any]) -> dict[str, list[fl
 
 
 def split_negatives(rows: list[dict[str, Any]], seed: int) -> tuple[list[str], list[str]]:
-    """Negatives' ids cut into (calibration, evaluation) halves, per architecture: each
-    architecture's negatives are shuffled (seeded) and dealt alternately; an odd one out goes
-    to whichever half is smaller, so both halves see every architecture that has two."""
+    """Negatives' ids cut into (calibration, evaluation) halves, per category and architecture:
+    each group's negatives are shuffled (seeded) and dealt alternately; an odd one out goes
+    to whichever half is smaller, so both halves see every group that has two (same-data
+    independents among them, whose held-out FPR is reported on their own)."""
     rng = random.Random(seed)
     calib: list[str] = []
     evaluation: list[str] = []
-    by_arch: dict[str, list[str]] = {}
+    groups: dict[tuple[str, str], list[str]] = {}
     for r in rows:
         if r["role"] == "negative":
-            by_arch.setdefault(r["arch"], []).append(r["id"])
-    for arch in sorted(by_arch):
-        ids = sorted(by_arch[arch])
+            groups.setdefault((r["category"], r["arch"]), []).append(r["id"])
+    for group in sorted(groups):
+        ids = sorted(groups[group])
         rng.shuffle(ids)
         half = len(ids) // 2
         calib += ids[:half]
@@ -101,7 +102,7 @@ def split_negatives(rows: list[dict[str, Any]], seed: int) -> tuple[list[str], l
 
 def honest_thresholds(
     method: Any, fp: Fingerprint, values: dict[str, list[float]], pos_ids: list[str], calib: list[str],
-    evaluation: list[str], fpr: float,
+    evaluation: list[str], fpr: float, category: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """FPR and TPR of two calibrated decision rules, fitted on ``calib`` negatives only and
     scored on ``evaluation`` negatives (and every positive):
@@ -111,7 +112,9 @@ def honest_thresholds(
       (and ``p < 1e-3``), as ``modelprint verify`` decides.
 
     ``fpr_interval`` is the 95 % Clopper-Pearson interval of each observed FPR;
-    ``fpr_within`` says whether the nominal ``fpr`` lies inside it."""
+    ``fpr_within`` says whether the nominal ``fpr`` lies inside it. ``by_category`` (given
+    each negative's ``category``) counts both rules' false matches per category of the
+    evaluation negatives, and the null's verdicts there (``no-match`` / ``inconclusive``)."""
     stat = {i: method.statistic(np.asarray(v)) for i, v in values.items()}
     cal = np.array([stat[i] for i in calib])
     ev = np.array([stat[i] for i in evaluation])
@@ -143,11 +146,33 @@ def honest_thresholds(
     p_pos = np.array([p_of(i) for i in pos_ids])
     out["null"] = {
         **summary,
+        "smallest_p": null.smallest_p(),
         **rates(int(np.sum(p_ev < fpr)), int(np.sum(p_pos < fpr))),
         "evaluation_matches_at_0.001": int(np.sum(p_ev < 1e-3)),
         "tpr_at_0.001": float(np.mean(p_pos < 1e-3)) if len(pos) else 0.0,
     }
+    if category:
+        verdicts = {i: null.decide(np.asarray(values[i]), stat[i], fpr)[0] for i in evaluation}
+        out["by_category"] = {
+            c: _category_fpr([i for i in evaluation if category[i] == c], stat, t, verdicts)
+            for c in dict.fromkeys(category[i] for i in evaluation)
+        }
     return out
+
+
+def _category_fpr(ids: list[str], stat: dict[str, float], threshold: float, verdicts: dict[str, str]) -> dict[str, Any]:
+    """One category's evaluation negatives: false matches under the threshold and the null, with
+    the 95 % interval of the null's FPR, and how many the null called no-match / inconclusive."""
+    false_null = sum(verdicts[i] == "match" for i in ids)
+    lo, hi = clopper_pearson(false_null, len(ids), 0.95)
+    return {
+        "negatives": len(ids),
+        "threshold_false_positives": int(sum(stat[i] >= threshold for i in ids)),
+        "null_false_positives": false_null,
+        "null_fpr_interval": [lo, hi],
+        "no_match": sum(verdicts[i] == "no-match" for i in ids),
+        "inconclusive": sum(verdicts[i] == "inconclusive" for i in ids),
+    }
 
 
 def check_held_out(fp_meta: dict[str, dict[str, Any]], suspects: list[ZooRow], src: ZooRow) -> None:
@@ -360,7 +385,8 @@ def score_method(
         "statistic": method.statistic_name,
         "evidence": method.evidence_kind,
         "fingerprint": fingerprint,
-        "calibrated": honest_thresholds(method, fp, full, pos_ids, split[0], split[1], fpr),
+        "calibrated": honest_thresholds(method, fp, full, pos_ids, split[0], split[1], fpr,
+                                        {r["id"]: r["category"] for r in plan.suspects}),  # fmt: skip
         "metrics": by_budget[str(items)],
         "budgets": by_budget,
         "by_category": summary["category"],
