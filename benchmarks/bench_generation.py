@@ -107,10 +107,25 @@ def art_pgd_per_step(model, x, t, steps: int, alpha: float) -> float | None:
         from art.estimators.classification import PyTorchClassifier
     except ImportError:
         return None
-    clf = PyTorchClassifier(model=model, loss=torch.nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]),
-                            nb_classes=model.card.num_classes, clip_values=(0.0, 1.0), device_type="cpu")
-    attack = ProjectedGradientDescentPyTorch(clf, norm="inf", eps=1.0, eps_step=alpha, max_iter=steps, targeted=True,
-                                             num_random_init=0, batch_size=len(x), verbose=False)
+    clf = PyTorchClassifier(
+        model=model,
+        loss=torch.nn.CrossEntropyLoss(),
+        input_shape=tuple(x.shape[1:]),
+        nb_classes=model.card.num_classes,
+        clip_values=(0.0, 1.0),
+        device_type="cpu",
+    )
+    attack = ProjectedGradientDescentPyTorch(
+        clf,
+        norm="inf",
+        eps=1.0,
+        eps_step=alpha,
+        max_iter=steps,
+        targeted=True,
+        num_random_init=0,
+        batch_size=len(x),
+        verbose=False,
+    )
     xn, tn = x.numpy(), t.numpy()
     attack.generate(xn, y=tn)
     return timed(lambda: attack.generate(xn, y=tn)) / steps
@@ -167,12 +182,18 @@ def main() -> None:
     splits = load_splits("digits:32")
     cnn = train_new("cnn", splits.owner, TrainConfig(epochs=3 if args.quick else 10), seed=0, test=splits.test)
     resnet = create_model("resnet18", num_classes=10, input_shape=(3, 32, 32), seed=0)
-    results = [bench_model("cnn, digits 32 px (trained)", cnn, n, steps, gm_steps, end_to_end=True),
-               bench_model("resnet18, 32 px x 3 ch (random weights)", resnet, n, max(2, steps // 5), 1,
-                           end_to_end=False)]
+    results = [
+        bench_model("cnn, digits 32 px (trained)", cnn, n, steps, gm_steps, end_to_end=True),
+        bench_model("resnet18, 32 px x 3 ch (random weights)", resnet, n, max(2, steps // 5), 1, end_to_end=False),
+    ]
     report = {
-        "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "platform": platform.platform(), "processor": platform.processor(), "torch": torch.__version__},
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "torch": torch.__version__,
+        },
         "results": [{**r, "ratios": ratios(r)} for r in results],
     }
     with open(args.out, "w") as f:
@@ -181,8 +202,18 @@ def main() -> None:
         print(f"\n{r['model']} (n={r['n']}, {r['params']:,} parameters)")
         for k, v in r["ratios"].items():
             print(f"  {k:40s} {v:8.2f}")
-        for k in ("bound_cl", "bound_contiguous", "c_step", "ltrc_step", "rcgm_step", "rcgm_vmap_step", "art_pgd_step",
-                  "c_end_to_end", "ltrc_end_to_end", "rcgm_end_to_end"):
+        for k in (
+            "bound_cl",
+            "bound_contiguous",
+            "c_step",
+            "ltrc_step",
+            "rcgm_step",
+            "rcgm_vmap_step",
+            "art_pgd_step",
+            "c_end_to_end",
+            "ltrc_end_to_end",
+            "rcgm_end_to_end",
+        ):
             if r.get(k) is not None:
                 print(f"  {k:40s} {r[k]:8.4f} s")
 

@@ -112,7 +112,6 @@ def test_sequential_matches_once_the_null_is_tight(ltrc_fp, negatives, source):
     assert res.sequential["steps"][-1]["queries"] == res.queries and res.sequential["queries_to_match"] <= 10
 
 
-
 def test_sequential_no_match_comes_early_for_a_typical_model(ltrc_fp, negatives):
     """A null fitted on many copies of the real negatives' counts: one of them is typical by
     construction and is called a no-match after the first batches."""

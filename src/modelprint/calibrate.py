@@ -191,5 +191,6 @@ def null_description(fp: Fingerprint, fprs: Sequence[float] = (1e-2, 1e-3)) -> d
         "n_models": null["n_models"],
         "source": null.get("source"),
         "reference_statistics": {"min": float(stats_.min()), "mean": float(stats_.mean()), "max": float(stats_.max())},
+        "smallest_p": Null.from_json(null).smallest_p(),
         **Null.from_json(null).needed(fprs),
     }

@@ -352,6 +352,7 @@ def _print_null(calibrated: Fingerprint) -> None:
         f"{ref['min']:.2f}-{ref['max']:.2f} (mean {ref['mean']:.2f})"
         + ("; a match needs " if reachable else "")
         + ", ".join(f"{d[f'needed_at_{a:g}']:.2f} at FPR {a:g}" for a in reachable)
+        + (f"; the smallest p it can give is {d['smallest_p']:.2g}" if d.get("smallest_p") is not None else "")
     )
     for a in (1e-2, 1e-3):
         if a not in reachable:

@@ -450,9 +450,15 @@ class Null:
         """The smallest p-value this null can give (a perfect suspect's); None without a p-value."""
         return None
 
+    def stated_smallest_p(self) -> float:
+        """The smallest p as the full null stated it (a verification's summary keeps the number,
+        not the likelihood region it came from)."""
+        return self.data["smallest_p"] if self.data.get("smallest_p") is not None else self.smallest_p()
+
     def summary(self) -> dict[str, Any]:
         """The numbers a verification reports about the null it used."""
-        keep = ("family", "mean", "rho", "sd", "q_upper", "n_models", "n_queries", "confidence", "source")
+        keep = ("family", "mean", "rho", "sd", "n_models", "n_queries", "confidence", "source",
+                *("tau", "keys", "components", "above", "trials", "q_hat", "q_upper"))  # fmt: skip
         return {**{k: self.data[k] for k in keep if k in self.data}, "smallest_p": self.smallest_p()}
 
     @staticmethod
@@ -616,7 +622,7 @@ class BetaNull(Null):
         d = self.data
         return (
             f"null: Beta fitted on {d['n_models']} independent models ({d.get('source', '?')}), "
-            f"mean {d['mean']:.3f}, rho {d['rho']:.3f}; the smallest p it can give is {self.smallest_p():.2g}"
+            f"mean {d['mean']:.3f}, rho {d['rho']:.3f}; the smallest p it can give is {self.stated_smallest_p():.2g}"
         )
 
     def needed(self, alphas: Sequence[float]) -> dict[str, Any]:
@@ -665,7 +671,7 @@ class KeyNull(Null):
         return (
             f"null: {d['keys']} simulated independent keys, a component clears tau = {d['tau']:g} with chance "
             f"at most {d['q_upper']:.2g} ({d['above']} of {d['trials']}); {d['n_models']} reference models; "
-            f"the smallest p it can give is {self.smallest_p():.2g}"
+            f"the smallest p it can give is {self.stated_smallest_p():.2g}"
         )
 
     def needed(self, alphas: Sequence[float]) -> dict[str, Any]:

@@ -74,7 +74,10 @@ def separation(pos: np.ndarray, neg: np.ndarray, fpr: float) -> dict[str, float]
 
 
 def null_tpr(
-    method: FingerprintMethod, fp: Fingerprint, positives: Sequence[np.ndarray], negatives: Sequence[np.ndarray],
+    method: FingerprintMethod,
+    fp: Fingerprint,
+    positives: Sequence[np.ndarray],
+    negatives: Sequence[np.ndarray],
     fpr: float,
 ) -> dict[str, Any]:
     """Fit the method's null on the negatives' evidence and call each positive at ``fpr``:

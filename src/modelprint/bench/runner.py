@@ -101,8 +101,14 @@ def split_negatives(rows: list[dict[str, Any]], seed: int) -> tuple[list[str], l
 
 
 def honest_thresholds(
-    method: Any, fp: Fingerprint, values: dict[str, list[float]], pos_ids: list[str], calib: list[str],
-    evaluation: list[str], fpr: float, category: dict[str, str] | None = None,
+    method: Any,
+    fp: Fingerprint,
+    values: dict[str, list[float]],
+    pos_ids: list[str],
+    calib: list[str],
+    evaluation: list[str],
+    fpr: float,
+    category: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """FPR and TPR of two calibrated decision rules, fitted on ``calib`` negatives only and
     scored on ``evaluation`` negatives (and every positive):
@@ -385,8 +391,9 @@ def score_method(
         "statistic": method.statistic_name,
         "evidence": method.evidence_kind,
         "fingerprint": fingerprint,
-        "calibrated": honest_thresholds(method, fp, full, pos_ids, split[0], split[1], fpr,
-                                        {r["id"]: r["category"] for r in plan.suspects}),  # fmt: skip
+        "calibrated": honest_thresholds(
+            method, fp, full, pos_ids, split[0], split[1], fpr, {r["id"]: r["category"] for r in plan.suspects}
+        ),  # fmt: skip
         "metrics": by_budget[str(items)],
         "budgets": by_budget,
         "by_category": summary["category"],
