@@ -52,6 +52,12 @@ class Dataset:
     def subset(self, index: torch.Tensor, split: str) -> Dataset:
         return Dataset(self.x[index], self.y[index], self.classes, self.spec, split)
 
+    def balanced(self, limit: int, seed: int) -> Dataset:
+        """At most ``limit`` images (0 = all), the same share of every class, chosen by ``seed``."""
+        if not limit or limit >= len(self):
+            return self
+        return self.subset(_balanced_subset(self.y, limit, seed), self.split)
+
 
 @dataclass(frozen=True)
 class DatasetSplits:

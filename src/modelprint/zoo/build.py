@@ -143,7 +143,7 @@ def _build_model(plan: dict[str, Any], context: dict[str, Any], data: BuildData,
     if p.parent is None:
         model = train_new(
             p.arch,
-            splits.get(p.split),
+            splits.get(p.split).balanced(p.subset, p.seed),
             TrainConfig(**p.train),
             seed=p.seed,
             test=splits.test,

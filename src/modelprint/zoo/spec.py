@@ -4,7 +4,8 @@ A spec has top-level ``name``, ``data`` (a dataset spec), ``split_seed``, ``trai
 (images kept of each training half, class-balanced and seeded; 0 = all), a ``[train]``
 table (training defaults for models trained from scratch, :class:`~modelprint.train.TrainConfig`
 fields) and a list of ``[[models]]`` entries. An entry either trains from scratch
-(``arch``, ``args``, ``split``, ``seed``, ``role``, ``category``, optional ``train``, and
+(``arch``, ``args``, ``split``, ``seed``, ``role``, ``category``, optional ``subset``: the
+images of its split it trains on, class-balanced and drawn with its seed, optional ``train``, and
 optional ``mark = { host = LAYER, key = SEED, ... }``: the white-box frequency mark trained
 in on the same split after training, with the ``frequency`` method's ``prepare`` settings) or
 derives from other entries (``from = ["name", ...]``, ``category`` and ``steps``, a list of
@@ -36,7 +37,8 @@ from ..models import ARCHITECTURES
 from ..train import TrainConfig, training_settings
 
 ENTRY_FIELDS = {
-    *("name", "role", "category", "arch", "args", "split", "seed", "train", "mark", "from", "steps", "variants")
+    *("name", "role", "category", "arch", "args", "split", "seed", "subset", "train", "mark", "from", "steps"),
+    "variants",
 }
 # A scratch model's ``mark`` table: the white-box mark this method trains in after training
 # (its ``prepare`` settings, and the owner's ``key``); the recipe records the method's name.
@@ -63,6 +65,7 @@ class ModelPlan:
     args: dict[str, Any] = field(default_factory=dict)
     split: str = "owner"
     seed: int = 0
+    subset: int = 0  # scratch models: images of the split it trains on (0: the zoo's train_subset)
     train: dict[str, Any] = field(default_factory=dict)  # scratch models: TrainConfig fields
     mark: dict[str, Any] = field(default_factory=dict)  # scratch models: the frequency mark, after training
     steps: list[dict[str, Any]] = field(default_factory=list)  # derived models: attack steps
@@ -76,6 +79,8 @@ class ModelPlan:
     def recipe(self) -> list[dict[str, Any]]:
         if self.parent is None:
             trained = {"train": self.arch, "args": self.args, "split": self.split, "seed": self.seed, **self.train}
+            if self.subset:
+                trained["subset"] = self.subset
             return [trained, {"mark": MARK_METHOD, **self.mark}] if self.mark else [trained]
         return self.steps
 
@@ -135,9 +140,9 @@ def _substitute(value: Any, variables: dict[str, Any], used: set[str]) -> Any:
     return value
 
 
-def _scratch_id(arch: str, args: dict[str, Any], split: str, seed: int) -> str:
+def _scratch_id(arch: str, args: dict[str, Any], split: str, seed: int, subset: int = 0) -> str:
     shown = ",".join(f"{k}={v}" for k, v in sorted(args.items()))
-    return f"{arch}{f'[{shown}]' if shown else ''}({split},s{seed})"
+    return f"{arch}{f'[{shown}]' if shown else ''}({split},s{seed}{f',n{subset}' if subset else ''})"
 
 
 def _check_data(value: Any, where: str) -> None:
@@ -317,19 +322,23 @@ def _scratch_plan(fields: dict[str, Any], train_defaults: dict[str, Any], line: 
     if split not in ("owner", "attacker", "all"):
         raise ParameterError(f"split must be owner, attacker or all, got {split!r}")
     seed = int(fields.get("seed", 0))
+    subset = fields.get("subset", 0)
+    if not isinstance(subset, int) or isinstance(subset, bool) or subset < 0:
+        raise ParameterError(f"subset must be a whole number >= 0 (0 = the zoo's train_subset), got {subset!r}")
     explicit = fields.get("train", {})
     if not isinstance(explicit, dict):
         raise ParameterError("train must be a table of training settings")
     train = training_settings(arch, train_defaults, explicit)
     mark = _check_mark(fields.get("mark", {}))
     return ModelPlan(
-        id=_scratch_id(arch, args, split, seed) + (f"+mark(key={mark['key']})" if mark else ""),
+        id=_scratch_id(arch, args, split, seed, subset) + (f"+mark(key={mark['key']})" if mark else ""),
         role=fields["role"],
         category=fields["category"],
         arch=arch,
         args=dict(args),
         split=split,
         seed=seed,
+        subset=subset,
         train=train,
         mark=mark,
         line=line,
