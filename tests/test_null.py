@@ -226,3 +226,18 @@ def test_no_match_only_when_the_suspect_is_typical_of_independent_models():
         smallest = null.summary()["smallest_p"]
         assert 0 <= smallest < 1 and smallest == pytest.approx(null.decide(np.ones(100 if null is count else 1),
                                                                            1.0, 0.5)[1])  # fmt: skip
+
+
+def test_vectorised_p_values_equal_the_one_at_a_time_ones():
+    from modelprint.null import BetaBinomialNull, BetaNull, NormalNull
+
+    rng = np.random.default_rng(7)
+    evidence = [rng.binomial(1, p, size=50).astype(float) for p in rng.uniform(0.1, 0.9, size=12)]
+    stats_ = [float(v.mean()) for v in evidence]
+    for kind in (BetaBinomialNull, NormalNull):
+        null = kind.fit(evidence[:6], stats_[:6])
+        one = [null.p_value(v, s) for v, s in zip(evidence, stats_)]
+        assert np.allclose(null.p_values(evidence, stats_), one)
+    probs = list(rng.beta(0.4, 3, size=12))
+    null = BetaNull.fit([np.array([s]) for s in probs[:6]], probs[:6])
+    assert np.allclose(null.p_values([np.array([s]) for s in probs], probs), [null.p_value(None, s) for s in probs])

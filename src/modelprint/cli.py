@@ -19,9 +19,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ._io import check_output_path, printable, sha256_file
+from ._io import atomic_write_text, check_output_path, printable, sha256_file
 from .attacks import ATTACKS, create_attack
 from .bench import run_bench
+from .bench.nullcheck import null_check_tables, plot_null_check, run_null_check
 from .bench.report import write_report
 from .calibrate import calibrate, null_description, parse_arch, train_reference
 from .data import load_splits
@@ -695,6 +696,28 @@ def bench(
     md, html_path = write_report(out)
     console.print(f"report: {html_path} (and {md.name})")
     sys.stdout.write(f"{html_path}\n")
+
+
+@app.command("null-check")
+def null_check(
+    null_zoo: Path = typer.Argument(..., help="A zoo of independent models only (e.g. zoo build null-fmnist)."),
+    bench_dir: Path = typer.Option(..., "--bench", help="A finished bench folder: its fingerprints and positives."),
+    out: Path = typer.Option(..., "--out", help="Folder for null_check.json, null_check.md and the plots."),
+    sizes: str = typer.Option("5,10,20,40", "--sizes", help="Calibration sizes N (comma-separated)."),
+    repeats: int = typer.Option(20, "--repeats", help="Random calibration draws per size."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Check each method's null on independent models it was not calibrated on: observed vs nominal FPR."""
+    check_output_path(out, "null check", folder=True)
+    try:
+        size_list = tuple(int(s) for s in sizes.split(",") if s.strip())
+    except ValueError:
+        raise ParameterError(f"--sizes must be comma-separated integers, got {sizes!r}") from None
+    record = run_null_check(null_zoo, bench_dir, out, sizes=size_list, repeats=repeats, seed=seed)
+    atomic_write_text(out / "null_check.md", "# Null check\n\n" + null_check_tables(record))
+    plots = plot_null_check(record, out)
+    console.print(f"wrote {out / 'null_check.md'}, {', '.join(p.name for p in plots)}")
+    sys.stdout.write(f"{out / 'null_check.json'}\n")
 
 
 @app.command()

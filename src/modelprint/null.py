@@ -421,6 +421,10 @@ class Null:
         """P[an independent model scores at least this], from its evidence ``values`` and ``statistic``."""
         raise NotImplementedError  # abstract: every family overrides it
 
+    def p_values(self, evidence: Sequence[np.ndarray], statistics: Sequence[float]) -> np.ndarray:
+        """:meth:`p_value` of many suspects at once (families with a likelihood region vectorise it)."""
+        return np.array([self.p_value(np.asarray(v), s) for v, s in zip(evidence, statistics)], dtype=float)
+
     def critical(self, alpha: float) -> float | None:
         """The statistic an independent model exceeds with probability ``alpha`` (None: none known)."""
         return None
@@ -493,6 +497,19 @@ class BetaBinomialNull(Null):
 
     def typical_p(self, values: np.ndarray, statistic: float) -> float:
         return _tail(round(float(np.sum(values))), len(values), self.data["mean"], self.data.get("rho", 0.0))
+
+    def p_values(self, evidence: Sequence[np.ndarray], statistics: Sequence[float]) -> np.ndarray:
+        k = np.array([round(float(np.sum(v))) for v in evidence])
+        n = np.array([len(v) for v in evidence])
+        points = self.data.get("region") or [[self.data["mean"], self.data.get("rho", 0.0)]]
+        out = np.zeros(len(k))
+        for m, r in points:
+            if r <= 0:
+                tail = stats.binom.sf(k - 1, n, m)
+            else:
+                tail = stats.betabinom.sf(k - 1, n, *_ab(np.float64(m), np.float64(r)))
+            out = np.maximum(out, tail)
+        return np.where(k <= 0, 1.0, out)
 
     def critical(self, alpha: float) -> float:
         return critical_rate(self.data, alpha)
@@ -614,6 +631,11 @@ class BetaNull(Null):
 
     def typical_p(self, values: np.ndarray, statistic: float) -> float:
         return probability_p_value(self.data, statistic, conservative=False)
+
+    def p_values(self, evidence: Sequence[np.ndarray], statistics: Sequence[float]) -> np.ndarray:
+        s = np.clip(np.asarray(statistics, dtype=float), SCORE_EPS, 1 - SCORE_EPS)
+        points = self.data.get("region") or [[self.data["mean"], self.data["rho"]]]
+        return np.max([stats.beta.sf(s, *_ab(np.float64(m), np.float64(r))) for m, r in points], axis=0)
 
     def smallest_p(self) -> float:
         return probability_p_value(self.data, 1.0)

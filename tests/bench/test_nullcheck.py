@@ -1,0 +1,97 @@
+"""The null check: every method's null, fitted on N null models, scored on the others."""
+
+import json
+
+import numpy as np
+import pytest
+
+from modelprint.bench import run_bench
+from modelprint.bench.nullcheck import ALPHAS, null_check_tables, plot_null_check, run_null_check
+
+from ..cli_run import run
+
+PARAMS = {"c": {"steps": 30}, "ltrc": {"steps": 30, "k": 2}}
+
+NULL_SPEC = """
+name = "tiny-null"
+data = "digits"
+[train]
+epochs = 3
+lr = 0.05
+[[models]]
+name = "independent"
+role = "negative"
+category = "independent"
+variants = [
+  { arch = "cnn", args = { width = 4 }, split = "owner", seed = 100, subset = 300 },
+  { arch = "cnn", args = { width = 4 }, split = "owner", seed = 101, subset = 400 },
+  { arch = "cnn", args = { width = 8 }, split = "attacker", seed = 102 },
+  { arch = "cnn", args = { width = 8 }, split = "attacker", seed = 103, subset = 300 },
+  { arch = "cnn", args = { width = 4 }, split = "attacker", seed = 104 },
+  { arch = "cnn", args = { width = 8 }, split = "owner", seed = 105, subset = 500 },
+  { arch = "cnn", args = { width = 4 }, split = "owner", seed = 106 },
+  { arch = "cnn", args = { width = 8 }, split = "attacker", seed = 107, subset = 400 },
+]
+"""
+
+
+@pytest.fixture(scope="module")
+def null_zoo(tmp_path_factory):
+    from modelprint.zoo.build import build_zoo
+
+    root = tmp_path_factory.mktemp("null")
+    (root / "null.toml").write_text(NULL_SPEC)
+    build_zoo(root / "null.toml", root / "zoo", workers=0, progress=False)
+    return root / "zoo"
+
+
+@pytest.fixture(scope="module")
+def checked(reference_zoo, null_zoo, tmp_path_factory):
+    bench = tmp_path_factory.mktemp("nb")
+    run_bench(reference_zoo, ["c", "ltrc"], bench, n=20, method_params=PARAMS, workers=0, progress=False)
+    out = tmp_path_factory.mktemp("nc")
+    return run_null_check(null_zoo, bench, out, sizes=(3, 5), repeats=4, progress=False), bench, out
+
+
+def test_every_method_and_size_counts_false_matches_on_models_it_did_not_calibrate_on(checked, null_zoo):
+    record, _, out = checked
+    assert record["null_models"] == 8 and record["categories"] == {"independent": 8}
+    assert json.loads((out / "null_check.json").read_text()) == record
+    for m in ("c", "ltrc"):
+        entry = record["methods"][m]
+        assert entry["null_family"] == "counts" and entry["items"] == 20
+        for size in ("3", "5"):
+            s = entry["sizes"][size]
+            assert s["held_out"] == 8 - int(size) and s["repeats"] == 4
+            assert set(s["alphas"]) == {f"{a:g}" for a in ALPHAS}
+            for a, v in s["alphas"].items():
+                assert len(v["false_matches"]) == 4 and all(0 <= k <= s["held_out"] for k in v["false_matches"])
+                assert v["observed_fpr"] == pytest.approx(sum(v["false_matches"]) / (4 * s["held_out"]))
+                assert 0 <= v["tpr"] <= 1
+            # a larger alpha never calls fewer models a match
+            counts = [sum(s["alphas"][f"{a:g}"]["false_matches"]) for a in ALPHAS]
+            assert counts == sorted(counts)
+
+
+def test_subsets_train_on_fewer_images_and_are_recorded(null_zoo):
+    from modelprint.zoo import ZooManifest
+
+    rows = {r["id"]: r for r in ZooManifest.read(null_zoo).rows}
+    small = rows["cnn[width=4](owner,s100,n300)"]
+    assert small["recipe"][0]["subset"] == 300
+    assert "subset" not in rows["cnn[width=8](attacker,s102)"]["recipe"][0]
+
+
+def test_tables_plots_and_cli(checked, null_zoo, tmp_path, capsys):
+    record, bench, _ = checked
+    table = null_check_tables(record)
+    assert "| c | counts | 3 | 5 |" in table and "| ltrc | counts | 5 | 3 |" in table
+    paths = plot_null_check(record, tmp_path)
+    assert all(p.read_bytes().startswith(b"\x89PNG") for p in paths)
+    code, out, err = run(["null-check", str(null_zoo), "--bench", str(bench), "--out", str(tmp_path / "cli"),
+                          "--sizes", "3", "--repeats", "2"], capsys)  # fmt: skip
+    assert code == 0, err
+    assert (tmp_path / "cli" / "null_check.md").read_text().startswith("# Null check")
+    code, out, err = run(["null-check", str(bench), "--bench", str(bench), "--out", str(tmp_path / "bad")], capsys)
+    assert code == 2 and "not a zoo" in err
+    assert np.isfinite(record["seconds"]["total"])
