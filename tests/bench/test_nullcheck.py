@@ -64,7 +64,7 @@ def test_every_method_and_size_counts_false_matches_on_models_it_did_not_calibra
             s = entry["sizes"][size]
             assert s["held_out"] == 8 - int(size) and s["repeats"] == 4
             assert set(s["alphas"]) == {f"{a:g}" for a in ALPHAS}
-            for a, v in s["alphas"].items():
+            for v in s["alphas"].values():
                 assert len(v["false_matches"]) == 4 and all(0 <= k <= s["held_out"] for k in v["false_matches"])
                 assert v["observed_fpr"] == pytest.approx(sum(v["false_matches"]) / (4 * s["held_out"]))
                 assert 0 <= v["tpr"] <= 1
