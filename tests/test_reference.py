@@ -6,7 +6,11 @@ import shutil
 import pytest
 from cli_run import run
 
-from modelprint.models import save_model
+from modelprint.models import load_model, save_model
+
+
+def fresh_args(path):
+    return load_model(path).card.arch_args
 
 
 @pytest.fixture()
@@ -24,6 +28,10 @@ def test_one_reference_set_calibrates_every_fingerprint_without_training_again(o
     record = json.loads((refs / "reference.json").read_text())
     shas = [m["sha256"] for m in record["models"]]
     assert len(shas) == 3 and len(set(shas)) == 3 and record["dataset"] == "digits"
+    # the hardest negatives first: the source's own architecture on the owner's data, another seed
+    first = record["models"][0]
+    assert first["arch"] == "cnn" and first["arch_args"] == fresh_args(src) and first["seed"] != 0
+    assert [p["derived"] for p in record["positives"]] == ["prune30", "prune60", "finetune", "prune60-finetune"]
     files_before = sorted(p.name for p in refs.rglob("*"))
     args = ["fingerprint", "create", str(src), "--param", "steps=20", "--n", "10", "--seed", "0"]
     code, out, err = run([*args, "--method", "c", "--references", str(refs), "--out", str(tmp_path / "c.fp")], capsys)
@@ -36,8 +44,10 @@ def test_one_reference_set_calibrates_every_fingerprint_without_training_again(o
     assert code == 0, err
     for name in ("c.fp", "l.fp"):
         code, out, _ = run(["fingerprint", "show", str(tmp_path / name), "--json"], capsys)
-        null = json.loads(out)["null"]
+        meta = json.loads(out)
+        null = meta["null"]
         assert code == 0 and null["sha256"] == shas and "reference set refs" in null["source"]
+        assert len(meta["positives"]["statistics"]) == 4  # where copies agree: sequential's prior
     assert sorted(p.name for p in refs.rglob("*")) == files_before  # nothing trained or written again
     code, out, _ = run(["verify", str(tmp_path / "c.fp"), str(src), "--fpr", "0.05", "--json"], capsys)
     assert json.loads(out)["null"]["calibrated"] and code in (0, 3)

@@ -25,6 +25,7 @@ from .data import load_splits
 from .errors import CalibrationError, ParameterError
 from .fingerprints import Fingerprint, method_of
 from .models import ModelprintModel, save_model, weights_digest
+from .models.attachments import split_attachments
 from .null import Null
 from .progress import console
 from .scoring import model_evidence
@@ -98,14 +99,19 @@ def parse_arch(text: str) -> tuple[str, dict[str, Any]]:
 def reference_plan(
     meta: dict[str, Any], n: int, *, first_seed: int, archs: Sequence[tuple[str, dict[str, Any]]] | None = None
 ) -> list[tuple[str, dict[str, Any], int]]:
-    """(architecture, arguments, seed) for ``n`` reference models: the source's architecture,
-    then ``archs`` (default :data:`REFERENCE_ARCHS`), in turn; seeds count up from ``first_seed``,
-    skipping the source's own."""
+    """(architecture, arguments, seed) for ``n`` reference models: the source's own architecture
+    always first (the same network trained on the same data with another seed is the hardest
+    honest negative, so the null must see it), then ``archs`` (default :data:`REFERENCE_ARCHS`,
+    other families than the source's), in turn; seeds count up from ``first_seed``, skipping
+    the source's own."""
     if n < 1:
         raise ParameterError(f"--reference needs at least 1 model, got {n}")
+    # an independent owner's model has no attachment of ours (a mark is added per method by reference_model)
+    own = (str(meta.get("source_arch") or "cnn"), split_attachments(dict(meta.get("source_arch_args") or {}))[0])
     if archs is None:
-        own = (str(meta.get("source_arch") or "cnn"), dict(meta.get("source_arch_args") or {}))
         archs = [own] + [a for a in REFERENCE_ARCHS if a[0] != own[0]]
+    else:
+        archs = [own] + [(name, dict(args)) for name, args in archs if (name, dict(args)) != own]
     source_seed = (meta.get("source_training") or {}).get("seed")
     seeds = (s for s in range(first_seed, first_seed + 10 * n + 10) if s != source_seed)
     return [(archs[i % len(archs)][0], archs[i % len(archs)][1], next(seeds)) for i in range(n)]

@@ -37,7 +37,7 @@ from .models import ARCHITECTURES, create_model, load_model, save_model
 from .models.attachments import attachment_hosts, attachment_names
 from .progress import console
 from .reference import DEFAULT_SIZE as DEFAULT_REFERENCE_SIZE
-from .reference import build_reference_set, reference_models
+from .reference import build_reference_set, reference_models, reference_positives
 from .stealth import StealthConfig, detection_rates
 from .suspects import open_suspect
 from .suspects import suspect_type as guess_type
@@ -230,7 +230,8 @@ def fingerprint_create(
     if record is not None:
         fp.meta["tuning"] = record
     if references is not None:
-        fp = calibrate(fp, reference_models(references, fp), origin=f"the reference set {references.name}")
+        fp = calibrate(fp, reference_models(references, fp), reference_positives(references, fp),
+                       origin=f"the reference set {references.name}")  # fmt: skip
     digest = fp.save(out)
     hit = fp.meta.get("target_hit_rate")
     console.print(
@@ -330,14 +331,16 @@ def fingerprint_calibrate(
             prepare=lambda model, s: method_of(fp).reference_model(fp, model, s),
         )
         origin.append(f"{reference} reference models in {folder}")
+    owner_copies = [load_model(p) for p in positives or []]
     if references is not None:
         models += reference_models(references, fp)
+        owner_copies += reference_positives(references, fp)
         origin.append(f"the reference set {references.name}")
     if not models:
         raise ParameterError(
             "give independent models: --negatives MODEL..., --zoo DIR, --references DIR or --reference N"
         )
-    calibrated = calibrate(fp, models, [load_model(p) for p in positives or []], origin=", ".join(origin))
+    calibrated = calibrate(fp, models, owner_copies, origin=", ".join(origin))
     digest = calibrated.save(out)
     _print_null(calibrated)
     sys.stdout.write(f"sha256 {digest}  {out}\n")
@@ -370,6 +373,9 @@ def reference_build(
         None, "--reference-arch", help="NAME or NAME:K=V,... (repeat; default: the source's, cnn, resnet18, vgg11)."
     ),
     epochs: int = typer.Option(None, "--epochs", help="Epochs per reference model (default: the source's)."),
+    positives: bool = typer.Option(
+        True, "--positives/--no-positives", help="Also make the owner's 4 derived copies (pruned, fine-tuned)."
+    ),
     device: str = typer.Option("cpu", "--device"),
     out: Path = typer.Option(..., "--out", help="Folder for the reference set."),
 ) -> None:
@@ -378,9 +384,13 @@ def reference_build(
     check_output_path(out, "reference set", folder=True)
     archs = [parse_arch(a) for a in reference_arch] if reference_arch else None
     record = build_reference_set(
-        load_model(model), n, out, data=data, split_seed=split_seed, archs=archs, epochs=epochs, device=device
+        load_model(model), n, out, data=data, split_seed=split_seed, archs=archs, epochs=epochs,
+        positives=positives, device=device,
+    )  # fmt: skip
+    console.print(
+        f"reference set of {len(record['models'])} independent models and {len(record['positives'])} derived "
+        f"copies of the source on {record['dataset']} in {out}"
     )
-    console.print(f"reference set of {len(record['models'])} models on {record['dataset']} in {out}")
     sys.stdout.write(f"{out / 'reference.json'}\n")
 
 

@@ -3,7 +3,9 @@ training recipe, then reused to calibrate every fingerprint of that source.
 
 Reference models depend on the owner's data and recipe, not on the fingerprint, so training
 them again for each fingerprint (``calibrate --reference N``) pays the same cost many times.
-A reference set is a folder: ``models/`` (model files) and ``reference.json`` (the source's
+A reference set is a folder: ``models/`` (model files), ``positives/`` (the owner's own
+derived copies of the source: pruned 30 % and 60 %, fine-tuned, pruned and fine-tuned; they
+tell sequential verification where copies agree) and ``reference.json`` (the source's
 sha256, the data set, the recipe, and each model's file, sha256, architecture and seed).
 Loading checks every model against its recorded sha256 and the set against the fingerprint
 (same data set and input shape, not the source itself). A method that needs its own view
@@ -13,7 +15,7 @@ through :meth:`~modelprint.fingerprints.FingerprintMethod.reference_model`.
 Example::
 
     refs = build_reference_set(load_model("owner.safetensors"), 10, "owner-refs")
-    fp = calibrate(fp, reference_models("owner-refs", fp))
+    fp = calibrate(fp, reference_models("owner-refs", fp), reference_positives("owner-refs", fp))
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ from typing import Any
 
 from ._io import atomic_write_text, check_readable
 from ._version import __version__
-from .calibrate import CALIBRATION_SEED, source_meta, train_reference
+from .calibrate import CALIBRATION_SEED, source_meta, source_subset, train_reference
+from .data import load_splits
 from .errors import ParameterError
 from .fingerprints import Fingerprint, method_of
 from .models import ModelprintModel, load_model, save_model, weights_digest
+from .tune import reference_positives as derived_copies
 
 REFERENCE_FILE = "reference.json"
 REFERENCE_SCHEMA_VERSION = 1
@@ -46,11 +50,13 @@ def build_reference_set(
     archs: Sequence[tuple[str, dict[str, Any]]] | None = None,
     epochs: int | None = None,
     first_seed: int = CALIBRATION_SEED,
+    positives: bool = True,
     device: str = "cpu",
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train ``n`` models independent of ``source`` on the owner's split (the source's
-    architecture first, then others; seeds from ``first_seed``) into ``out`` and record them.
+    architecture first, then others; seeds from ``first_seed``) into ``out`` and record them,
+    with the owner's ``positives`` (derived copies of ``source``, see the module docstring).
     Returns the record written to ``out/reference.json``."""
     out = Path(out)
     if (out / REFERENCE_FILE).exists():
@@ -65,6 +71,13 @@ def build_reference_set(
         path = save_model(m, out / "models" / f"reference-{i:02d}-{m.card.arch}-s{m.card.seed}")
         entries.append({"file": str(path.relative_to(out)), "sha256": weights_digest(m), "arch": m.card.arch,
                         "arch_args": m.card.arch_args, "seed": m.card.seed, "accuracy": m.card.accuracy})  # fmt: skip
+    copies = []
+    if positives:
+        splits = load_splits(data or meta["dataset"], split_seed=split_seed, train_subset=source_subset(meta))
+        names = ("prune30", "prune60", "finetune", "prune60-finetune")
+        for name, m in zip(names, derived_copies(source, splits.owner)):
+            path = save_model(m, out / "positives" / f"positive-{name}")
+            copies.append({"file": str(path.relative_to(out)), "sha256": weights_digest(m), "derived": name})
     record = {
         "schema_version": REFERENCE_SCHEMA_VERSION,
         "modelprint": __version__,
@@ -75,6 +88,7 @@ def build_reference_set(
         "first_seed": first_seed,
         "epochs": epochs,
         "models": entries,
+        "positives": copies,
     }
     atomic_write_text(out / REFERENCE_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
     return record
@@ -95,6 +109,26 @@ def read_reference_set(folder: str | os.PathLike) -> dict[str, Any]:
     return record
 
 
+def _checked(root: Path, entry: dict[str, Any]) -> ModelprintModel:
+    path = (root / str(entry["file"])).resolve()
+    if not path.is_relative_to(root):
+        raise ParameterError(f"{root / REFERENCE_FILE}: model file {entry['file']!r} lies outside the set")
+    model = load_model(path)
+    if weights_digest(model) != entry["sha256"]:
+        raise ParameterError(f"{path} has changed since the reference set was built (sha256 differs)")
+    return model
+
+
+def reference_positives(folder: str | os.PathLike, fp: Fingerprint) -> list[ModelprintModel]:
+    """The owner's derived copies in the set, checked like its models; none when ``fp`` was not
+    made from the very model the set was built for (e.g. a marked copy of it)."""
+    root = Path(folder).resolve()
+    record = read_reference_set(root)
+    if record.get("source_sha256") != fp.meta.get("source_sha256"):
+        return []
+    return [_checked(root, entry) for entry in record.get("positives") or []]
+
+
 def reference_models(folder: str | os.PathLike, fp: Fingerprint) -> list[ModelprintModel]:
     """The set's models as ``fp``'s method sees independent models, each checked against the
     sha256 the set recorded; refuses a set made for other data or another input shape."""
@@ -110,11 +144,6 @@ def reference_models(folder: str | os.PathLike, fp: Fingerprint) -> list[Modelpr
     method = method_of(fp)
     models = []
     for entry in record["models"]:
-        path = (root / str(entry["file"])).resolve()
-        if not path.is_relative_to(root):
-            raise ParameterError(f"{root / REFERENCE_FILE}: model file {entry['file']!r} lies outside the set")
-        model = load_model(path)
-        if weights_digest(model) != entry["sha256"]:
-            raise ParameterError(f"{path} has changed since the reference set was built (sha256 differs)")
+        model = _checked(root, entry)
         models.append(method.reference_model(fp, model, int(model.card.seed or 0)))
     return models
