@@ -24,7 +24,13 @@ def test_builtin_specs_have_the_fingerbench_categories(name, data):
     assert counts["negative", "other-arch"] == counts["negative", "other-arch-distill"] == 14
     for mini in (load_spec("mini-digits"), load_spec("mini-fmnist")):
         mini_counts = Counter((m.role, m.category) for m in mini.models)
-        assert {c for _, c in mini_counts} == {c for _, c in counts}
+        same_data = {"independent-same-data", "independent-same-data-distill"}
+        assert {c for _, c in mini_counts} == {c for _, c in counts} | same_data
+        # the hardest honest negatives: trained on the owner's own half, several architectures, and their students
+        scratch = [m for m in mini.models if m.category == "independent-same-data"]
+        assert len(scratch) == 5 and {m.split for m in scratch} == {"owner"} and len({m.arch for m in scratch}) >= 3
+        assert all(m.role == "negative" for m in mini.models if m.category in same_data)
+        assert mini_counts["negative", "independent-same-data-distill"] == 5
         for category in ("finetune", "prune", "noise", "advtrain", "distill", "knockoff"):
             assert mini_counts["positive", category] == mini_counts["negative", category] > 0
         others = [m for m in mini.models if m.category == "other-arch"]
