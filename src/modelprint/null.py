@@ -271,12 +271,29 @@ def upper_bound(k: int, n: int, alpha: float) -> float:
     return 1.0 if k >= n else float(stats.beta.isf(alpha, k + 1, n - k))
 
 
+def mixture_log_evidence(k: int, n: int, theta: float, side: str) -> float:
+    """log M: the e-value against "rate <= theta" (``side="above"``) or "rate >= theta"
+    (``side="below"``) after ``k`` agreements in ``n`` queries.
+
+    ``M = integral over p of L(p) / L(theta)``, with p uniform on the alternative side and
+    ``L(p) = p^k (1 - p)^(n - k)``. For every rate on the null side it is a nonnegative
+    supermartingale in n, so by Ville's inequality ``P[sup_n M >= 1/delta] <= delta``: the
+    test may look after every batch and stop whenever it likes (anytime-valid)."""
+    if not 0 < theta < 1:
+        return -np.inf
+    a, b = k + 1, n - k + 1
+    log_lik_theta = k * np.log(theta) + (n - k) * np.log1p(-theta)
+    if side == "above":
+        return float(special.betaln(a, b) + stats.beta.logsf(theta, a, b) - np.log1p(-theta) - log_lik_theta)
+    return float(special.betaln(a, b) + stats.beta.logcdf(theta, a, b) - np.log(theta) - log_lik_theta)
+
+
 # The alternative of sequential verification: rates on a grid, weighted where the owner's own
 # copies agree (``positive_prior``).
 _PRIOR_GRID = np.linspace(0.0005, 0.9995, 1000)
 
 
-def positive_prior(rates: Sequence[float] | None, *, uniform: float = 0.1) -> np.ndarray:
+def positive_prior(rates: Sequence[float] | None, *, uniform: float = 0.5) -> np.ndarray:
     """Log weights over :data:`_PRIOR_GRID`: the rates where derived copies agree, in narrow
     bumps (sd 0.02) at the owner's reference positives' rates (stored at calibration; without
     any, at 1: pruned and fine-tuned copies agree with nearly every query), with ``uniform`` of

@@ -21,7 +21,10 @@ the fitted Beta, then its answers); the alternative mixes binomial rates over a 
 sits where the owner's reference positives agree (stored at calibration; without them, near
 1). ``match`` once the ratio reaches 1/alpha: by Ville's inequality an independent model
 gets there with probability at most alpha *whatever the stopping time*. ``no-match`` once the
-reverse ratio reaches 1/alpha and the suspect is typical. Before any query is sent, the
+reverse ratio reaches 1/alpha, the suspect is typical, and a confidence sequence (uniform
+mixture, :func:`modelprint.null.mixture_log_evidence`) shows at 95 % that its rate is below
+the highest reference model's: a copy unlike the owner's own (a distilled student) must not
+be let go after a lucky first batch. Before any query is sent, the
 budget is checked: if even a suspect agreeing on every query would need more queries than
 the budget allows, verification stops with the number it would need. We chose a mixture
 over Wald's SPRT because the SPRT needs one rate for a derived copy, which the verifier does
@@ -41,7 +44,7 @@ from .errors import ParameterError
 from .fingerprints import Fingerprint, FingerprintMethod, method_of
 from .fingerprints.base import fitting
 from .models import ModelprintModel
-from .null import SCORE_MAX, Null, queries_to_match, sequence_log_evidence
+from .null import SCORE_MAX, Null, mixture_log_evidence, queries_to_match, sequence_log_evidence
 from .suspects import Suspect, as_suspect
 
 DEFAULT_FPR = 1e-3
@@ -104,6 +107,11 @@ def null_of(fp: Fingerprint, method: FingerprintMethod, suspect: Suspect) -> Nul
     return Null.uncalibrated(method.null_family, int(fp.meta.get("num_classes") or suspect.num_classes or 0))
 
 
+# How sure sequential verification must be that a suspect agrees less than every reference model before it
+# may stop at no-match (a copy unlike the owner's own would otherwise be let go after its first batches).
+TYPICAL_LEVEL = 0.05
+
+
 def _sequential(
     fp: Fingerprint, method: FingerprintMethod, suspect: Suspect, null: Null, *, budget: int, batch: int, fpr: float
 ) -> tuple[str, np.ndarray, dict[str, Any]]:
@@ -118,6 +126,11 @@ def _sequential(
             + (f" (the fingerprint holds {method.items(fp)} queries)" if needed and needed > method.items(fp) else "")
             + " or verify with the fixed test"
         )
+    highest = max(null.data.get("statistics") or [null.critical(0.05) or 1.0])
+
+    def below_references(k: int, n: int) -> bool:  # anytime-valid 95 %: its rate is below every reference's
+        return mixture_log_evidence(k, n, min(highest, 1 - 1e-9), "below") >= math.log(1 / TYPICAL_LEVEL)
+
     values: list[float] = []
     verdict, trail = "inconclusive", []
     while len(values) < budget:
@@ -129,7 +142,7 @@ def _sequential(
         if up >= math.log(1 / fpr):
             verdict = "match"
             break
-        if down >= math.log(1 / fpr) and null.typical(np.asarray(values), k / n):
+        if down >= math.log(1 / fpr) and below_references(k, n) and null.typical(np.asarray(values), k / n):
             verdict = "no-match"
             break
     prior_of = f"at {len(rates)} reference positives" if rates else "at 1 (no reference positives stored)"
