@@ -274,7 +274,8 @@ def format_verification(r: Verification) -> str:
     if r.sequential:
         lines.append(
             f"sequential: stopped after {r.queries} of at most {r.sequential['max_queries']} queries "
-            f"(batches of {r.sequential['batch']})"
+            f"(batches of {r.sequential['batch']}; a suspect agreeing on every query is a match after "
+            f"{r.sequential['queries_to_match']}; copies' prior {r.sequential['prior']})"
         )
     sus = r.suspect or {}
     if sus.get("type") in ("onnx", "torchscript", "http"):
