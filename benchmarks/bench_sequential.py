@@ -22,7 +22,6 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from scipy import special, stats
 
 os.environ.setdefault("MODELPRINT_QUIET", "1")
 
@@ -32,22 +31,10 @@ from modelprint.data import load_splits  # noqa: E402
 from modelprint.errors import ParameterError  # noqa: E402
 from modelprint.fingerprints import create_method  # noqa: E402
 from modelprint.models import load_model  # noqa: E402
-from modelprint.null import Null  # noqa: E402
+from modelprint.null import Null, mixture_log_evidence  # noqa: E402
 from modelprint.tune import reference_positives, tune_method  # noqa: E402
 from modelprint.verify import verify  # noqa: E402
 from modelprint.zoo import ZooManifest, source_row  # noqa: E402
-
-
-def _mixture_log_evidence(k: int, n: int, theta: float, side: str) -> float:
-    """The previous test's e-value against "rate <= theta" (``above``) or ">= theta" (``below``):
-    the binomial likelihood mixed uniformly over the alternative side, over L(theta)."""
-    if not 0 < theta < 1:
-        return -np.inf
-    a, b = k + 1, n - k + 1
-    log_lik_theta = k * np.log(theta) + (n - k) * np.log1p(-theta)
-    if side == "above":
-        return float(special.betaln(a, b) + stats.beta.logsf(theta, a, b) - np.log1p(-theta) - log_lik_theta)
-    return float(special.betaln(a, b) + stats.beta.logcdf(theta, a, b) - np.log(theta) - log_lik_theta)
 
 
 def previous_sequential(fp, model, fpr: float, budget: int, batch: int) -> tuple[str, int]:
@@ -57,9 +44,9 @@ def previous_sequential(fp, model, fpr: float, budget: int, batch: int) -> tuple
     theta = Null.from_json(fp.meta["null"]).critical(fpr / 2)
     for n in range(batch, len(values) + 1, batch):
         k = int(values[:n].sum())
-        if _mixture_log_evidence(k, n, theta, "above") >= np.log(2 / fpr):
+        if mixture_log_evidence(k, n, theta, "above") >= np.log(2 / fpr):
             return "match", n
-        if _mixture_log_evidence(k, n, theta, "below") >= np.log(1 / fpr):
+        if mixture_log_evidence(k, n, theta, "below") >= np.log(1 / fpr):
             return "no-match", n
     return "inconclusive", len(values)
 
