@@ -143,13 +143,28 @@ def _tail(k: int, n: int, mean: float, rho: float) -> float:
     return float(stats.betabinom.sf(k - 1, n, a, b))
 
 
+def tail_table(null: dict, n: int) -> np.ndarray:
+    """(n + 1,): P[K >= k] for k = 0..n, at its largest over the null's confidence region: every
+    count's conservative p-value at once (one array operation instead of a tail per point)."""
+    points = np.asarray(null.get("region") or [[null["mean"], null.get("rho", 0.0)]], dtype=np.float64)
+    k = np.arange(n + 1)
+    mean, rho = points[:, :1], points[:, 1:]
+    a, b = _ab(mean, rho)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_bb = special.betaln(k + a, n - k + b) - special.betaln(a, b)
+        log_binom = k * np.log(mean) + (n - k) * np.log1p(-mean)
+    log_choose = special.gammaln(n + 1) - special.gammaln(k + 1) - special.gammaln(n - k + 1)
+    log_pmf = np.nan_to_num(np.where(rho > 0, log_bb, log_binom) + log_choose, nan=-np.inf)
+    log_tails = np.logaddexp.accumulate(log_pmf[:, ::-1], axis=1)[:, ::-1]  # log P[K >= k] per point
+    return np.minimum(np.exp(log_tails.max(axis=0)), 1.0)
+
+
 def count_p_value(null: dict, k: int, n: int) -> float:
     """Conservative p-value of ``k`` agreements out of ``n`` queries: the largest P[K >= k]
     over the null's confidence region (its point estimate when it has no region, e.g. chance)."""
     if not 0 <= k <= n or n < 1:
         raise ParameterError(f"need 0 <= k <= n and n >= 1, got k={k}, n={n}")
-    points = null.get("region") or [[null["mean"], null.get("rho", 0.0)]]
-    return max(_tail(k, n, m, r) for m, r in points)
+    return float(tail_table(null, n)[k])
 
 
 def critical_rate(null: dict, alpha: float) -> float:
@@ -516,17 +531,11 @@ class BetaBinomialNull(Null):
         return _tail(round(float(np.sum(values))), len(values), self.data["mean"], self.data.get("rho", 0.0))
 
     def p_values(self, evidence: Sequence[np.ndarray], statistics: Sequence[float]) -> np.ndarray:
-        k = np.array([round(float(np.sum(v))) for v in evidence])
-        n = np.array([len(v) for v in evidence])
-        points = self.data.get("region") or [[self.data["mean"], self.data.get("rho", 0.0)]]
-        out = np.zeros(len(k))
-        for m, r in points:
-            if r <= 0:
-                tail = stats.binom.sf(k - 1, n, m)
-            else:
-                tail = stats.betabinom.sf(k - 1, n, *_ab(np.float64(m), np.float64(r)))
-            out = np.maximum(out, tail)
-        return np.where(k <= 0, 1.0, out)
+        k = np.array([round(float(np.sum(v))) for v in evidence], dtype=int)
+        n = {len(v) for v in evidence}
+        if len(n) != 1:
+            return super().p_values(evidence, statistics)
+        return tail_table(self.data, n.pop())[k]
 
     def critical(self, alpha: float) -> float:
         return critical_rate(self.data, alpha)
