@@ -218,7 +218,7 @@ def plot_null_check(record: dict[str, Any], out: Path) -> list[Path]:
         ax.plot(alphas, alphas, "k--", lw=1, label="nominal")
         ax.set(xscale="log", yscale="log", title=f"calibrated on N = {size}", xlabel="nominal FPR")
     axes[0][0].set_ylabel("observed FPR on held-out null models (0 drawn at 1e-4)")
-    axes[0][-1].legend(fontsize=7, loc="upper left")
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
     fig.tight_layout()
     paths = [out / "calibration.png", out / "power.png"]
     fig.savefig(paths[0], dpi=110)
@@ -232,7 +232,7 @@ def plot_null_check(record: dict[str, Any], out: Path) -> list[Path]:
         ax.set(xscale="log", title=f"TPR on the benchmark's positives at FPR {a}", xlabel="reference models N")
         ax.set_xticks([int(s) for s in sizes], sizes)
     axes[0].set_ylabel("share called a match")
-    axes[1].legend(fontsize=7)
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
     fig.tight_layout()
     fig.savefig(paths[1], dpi=110)
     plt.close(fig)
