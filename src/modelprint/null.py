@@ -243,12 +243,18 @@ def fit_probability_null(scores: Sequence[float], *, confidence: float = CONFIDE
             "region": region, "n_models": int(s.size)}  # fmt: skip
 
 
-def probability_p_value(null: dict, score: float, *, conservative: bool = True) -> float:
-    """P[S >= score] for an independent model, S ~ Beta: the largest over the confidence
-    region (``conservative``), or at the estimate."""
-    s = float(np.clip(score, SCORE_EPS, 1 - SCORE_EPS))
+def probability_p_values(null: dict, scores: np.ndarray, *, conservative: bool = True) -> np.ndarray:
+    """P[S >= score] for each score and an independent model, S ~ Beta: the largest over the
+    confidence region (``conservative``), or at the estimate; one array operation."""
+    s = np.clip(np.asarray(scores, dtype=np.float64), SCORE_EPS, 1 - SCORE_EPS)
     points = null.get("region") if conservative and null.get("region") else [[null["mean"], null["rho"]]]
-    return max(float(stats.beta.sf(s, *_ab(np.float64(m), np.float64(r)))) for m, r in points)
+    a, b = _ab(*np.asarray(points, dtype=np.float64).T[:, :, None])
+    return stats.beta.sf(s[None, :], a, b).max(axis=0)
+
+
+def probability_p_value(null: dict, score: float, *, conservative: bool = True) -> float:
+    """:func:`probability_p_values` of one score."""
+    return float(probability_p_values(null, np.array([score]), conservative=conservative)[0])
 
 
 def fit_key_null(similarities: np.ndarray, tau: float, *, confidence: float = CONFIDENCE) -> dict:
@@ -659,9 +665,7 @@ class BetaNull(Null):
         return probability_p_value(self.data, statistic, conservative=False)
 
     def p_values(self, evidence: Sequence[np.ndarray], statistics: Sequence[float]) -> np.ndarray:
-        s = np.clip(np.asarray(statistics, dtype=float), SCORE_EPS, 1 - SCORE_EPS)
-        points = self.data.get("region") or [[self.data["mean"], self.data["rho"]]]
-        return np.max([stats.beta.sf(s, *_ab(np.float64(m), np.float64(r))) for m, r in points], axis=0)
+        return probability_p_values(self.data, np.asarray(statistics, dtype=float))
 
     def smallest_p(self) -> float:
         return probability_p_value(self.data, 1.0)
@@ -676,9 +680,10 @@ class BetaNull(Null):
     def needed(self, alphas: Sequence[float]) -> dict[str, Any]:
         out: dict[str, Any] = {"mean": self.data["mean"], "rho": self.data["rho"], "smallest_p": self.smallest_p()}
         grid = np.linspace(0.0, 1.0, 10_001)
+        p = probability_p_values(self.data, grid)
         for a in alphas:
-            score = next((float(s) for s in grid if probability_p_value(self.data, s) < a), None)
-            out[f"needed_at_{a:g}"] = score
+            below = np.flatnonzero(p < a)
+            out[f"needed_at_{a:g}"] = float(grid[below[0]]) if below.size else None
         return out
 
 
