@@ -72,7 +72,8 @@ def calibrate(
     method = method_of(fp)
     rows = model_evidence(fp, negatives)
     null = method.fit_null(fp, [r.values for r in rows], [r.statistic for r in rows]).to_json()
-    null.update({"n_models": len(rows), "source": origin, "sha256": shas, "statistics": [r.statistic for r in rows]})
+    # n_models and statistics are the null's own: a family may fit on some of the references only
+    null.update({"source": origin, "sha256": shas})
     meta = {**fp.meta, "null": null}
     if positives:
         pos = model_evidence(fp, positives)

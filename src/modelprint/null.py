@@ -623,9 +623,11 @@ class NormalNull(Null):
     def describe(self, critical: float | None = None) -> str:
         d = self.data
         floored = f" (floored at {SD_FLOOR:g}: the models all scored alike)" if d["sd"] < SD_FLOOR else ""
+        left = d.get("left_out")
+        left_out = f"; {left} of other architectures left out (nothing to compare)" if left else ""
         return (
             f"null: normal fitted on {d['n_models']} independent models ({d.get('source', '?')}), "
-            f"mean {d['mean']:.3f}, sd {d['sd']:.3f}" + floored
+            f"mean {d['mean']:.3f}, sd {d['sd']:.3f}" + floored + left_out
         )
 
     def needed(self, alphas: Sequence[float]) -> dict[str, Any]:

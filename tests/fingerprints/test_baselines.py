@@ -1,11 +1,12 @@
 """The white-box baselines: direct weight cosine and CKA of penultimate features."""
 
+import numpy as np
 import pytest
 import torch
 
 from modelprint.attacks import create_attack
 from modelprint.calibrate import calibrate
-from modelprint.errors import ParameterError
+from modelprint.errors import CalibrationError, ParameterError
 from modelprint.fingerprints import Fingerprint, create_method
 from modelprint.fingerprints.baselines import comparable_weights, linear_cka
 
@@ -36,6 +37,22 @@ def test_weight_cosine_sees_copies_and_is_fooled_by_permutation(source, independ
     path = tmp_path / "w.fp.safetensors"
     fp.save(path)
     assert _stat("weight-cosine", Fingerprint.load(path), tuned) == _stat("weight-cosine", fp, tuned)
+
+
+def test_weight_cosine_null_is_fitted_on_references_of_the_source_architecture_only(source):
+    method = create_method("weight-cosine")
+    fp = method.generate(source, progress=False)
+    layers = len(fp.meta["layers"])
+    rng = np.random.default_rng(0)
+    alike = [rng.normal(0.0, 0.03, layers) for _ in range(6)]
+    unlike = [np.zeros(layers) for _ in range(14)]  # other architectures: no layer lines up
+    evidence = alike + unlike
+    null = method.fit_null(fp, evidence, [float(v.mean()) for v in evidence])
+    assert null.data["n_models"] == 6 and null.data["left_out"] == 14
+    assert null.data["sd"] == pytest.approx(float(np.std([v.mean() for v in alike], ddof=1)))
+    assert "14 of other architectures left out" in null.describe()
+    with pytest.raises(CalibrationError, match="at least 3 reference models of the source's architecture"):
+        method.fit_null(fp, alike[:2] + unlike, [0.0] * 16)
 
 
 def test_weight_cosine_compares_a_marked_copy_by_its_host_weights(source, splits):

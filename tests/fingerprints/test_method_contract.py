@@ -115,7 +115,8 @@ def check_contract(name, files, splits, negatives, tmp_path):
 
     cal = calibrate(loaded, negatives)
     null = Null.from_json(cal.meta["null"])
-    assert null.fits(method.null_family) and cal.meta["null"]["n_models"] == len(negatives)
+    assert null.fits(method.null_family) and len(cal.meta["null"]["sha256"]) == len(negatives)
+    assert cal.meta["null"]["n_models"] + cal.meta["null"].get("left_out", 0) == len(negatives)
     cal.save(tmp_path / "cal.safetensors")
     cal = Fingerprint.load(tmp_path / "cal.safetensors")
     assert Null.from_json(cal.meta["null"]).to_json() == cal.meta["null"]

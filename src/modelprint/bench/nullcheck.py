@@ -31,7 +31,7 @@ import numpy as np
 from .._io import atomic_write_text
 from .._lazy import pyplot
 from .._version import __version__
-from ..errors import ParameterError
+from ..errors import CalibrationError, ParameterError
 from ..fingerprints import Fingerprint, method_of
 from ..models import load_model
 from ..null import clopper_pearson
@@ -101,11 +101,18 @@ def check_method(
         false = {a: [] for a in ALPHAS}
         tpr = {a: [] for a in ALPHAS}
         smallest = []
-        held = total - size
+        held, unfitted = total - size, 0
         for _ in range(repeats):
             calib = set(rng.sample(range(total), size))
             rest = [i for i in range(total) if i not in calib]
-            null = method.fit_null(fp, [values[i] for i in sorted(calib)], [statistics[i] for i in sorted(calib)])
+            try:
+                null = method.fit_null(fp, [values[i] for i in sorted(calib)], [statistics[i] for i in sorted(calib)])
+            except CalibrationError:  # e.g. too few references a family can use: no null, so no match either
+                unfitted += 1
+                for a in ALPHAS:
+                    false[a].append(0)
+                    tpr[a].append(0.0)
+                continue
             p_neg = null.p_values([values[i] for i in rest], [statistics[i] for i in rest])
             p_pos = null.p_values(*positives)
             smallest.append(null.smallest_p())
@@ -115,6 +122,7 @@ def check_method(
         out[str(size)] = {
             "held_out": held,
             "repeats": repeats,
+            "draws_without_null": unfitted,
             "smallest_p": {"median": float(np.median([s for s in smallest if s is not None] or [np.nan]))},
             "alphas": {f"{a:g}": _rates(false[a], held, a) | {"tpr": float(np.mean(tpr[a]))} for a in ALPHAS},
         }
@@ -183,7 +191,8 @@ def null_check_tables(record: dict[str, Any]) -> str:
     lines = [
         f"{record['null_models']} null models ({', '.join(f'{n} {c}' for c, n in record['categories'].items())}); "
         f"{record['repeats']} random calibration draws per size; each draw scores every null model it did not "
-        "calibrate on. Intervals: 95 % Clopper-Pearson of the first draw's rate.",
+        "calibrate on. Intervals: 95 % Clopper-Pearson of the first draw's rate. A draw a method can fit no null "
+        "on (too few references it can use) calls nothing a match and counts 0 towards TPR.",
         "",
         "| method | null | N | held out | smallest p (median) | false matches at 1e-2 (first draw; pooled rate) "
         "| interval | TPR at 1e-2 | false matches at 1e-3 (first draw; pooled rate) | interval | TPR at 1e-3 |",
@@ -198,7 +207,9 @@ def null_check_tables(record: dict[str, Any]) -> str:
                 cells += [f"{v['false_matches'][0]}; {v['observed_fpr']:.4f}", f"[{lo:.4f}, {hi:.4f}]",
                           f"{v['tpr']:.2f}"]  # fmt: skip
             smallest = s["smallest_p"]["median"]
-            lines.append(f"| {m} | {entry['null_family']} | {size} | {s['held_out']} | {smallest:.2g} | "
+            unfitted = s.get("draws_without_null", 0)
+            n = f"{size} ({unfitted} draws: no null)" if unfitted else size
+            lines.append(f"| {m} | {entry['null_family']} | {n} | {s['held_out']} | {smallest:.2g} | "
                          + " | ".join(cells) + " |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
