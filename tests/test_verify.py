@@ -2,6 +2,7 @@
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 
@@ -110,6 +111,24 @@ def test_sequential_matches_once_the_null_is_tight(ltrc_fp, negatives, source):
     res = verify(fp, source, fpr=1e-3, max_queries=50, batch=10)
     assert res.verdict == "match" and res.queries < 50 and res.decided_by == "sequential"
     assert res.sequential["steps"][-1]["queries"] == res.queries and res.sequential["queries_to_match"] <= 10
+
+
+def test_sequential_spends_the_rest_of_the_fpr_on_a_fixed_test_over_the_whole_budget(ltrc_fp, source):
+    """A stored prior far from where this suspect agrees keeps the anytime test from deciding in
+    one batch; the budget is then spent, and the fixed test over it decides at alpha/2."""
+    from modelprint.null import fit_count_null, sequence_log_evidence
+
+    counts = [3, 4, 3, 4, 3, 4, 3, 4, 4, 3] * 4
+    null = {**fit_count_null(counts, 10), "n_models": 40, "source": "synthetic", "statistics": [c / 10 for c in counts]}
+    fp = copy.copy(ltrc_fp)
+    fp.meta = {**ltrc_fp.meta, "null": null, "positives": {"sha256": ["x"], "statistics": [0.3]}}
+    assert sequence_log_evidence(null, 10, 10, [0.3])[0] < np.log(2 / 1e-3)  # the anytime test cannot decide
+    res = verify(fp, source, fpr=1e-3, max_queries=10, batch=10)
+    last = res.sequential["final_test"]
+    assert res.verdict == "match" and res.queries == 10 and res.sequential["anytime_fpr"] == pytest.approx(5e-4)
+    assert last["verdict"] == "match" and last["fpr"] == pytest.approx(5e-4) and last["p_value"] < 5e-4
+    decided_early = verify(fp, source, fpr=1e-3, max_queries=20, batch=10)  # not spent yet at 10: no final test
+    assert decided_early.sequential["steps"][0]["queries"] == 10
 
 
 def test_sequential_no_match_comes_early_for_a_typical_model(ltrc_fp, negatives):

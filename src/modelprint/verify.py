@@ -19,14 +19,16 @@ likelihood-ratio martingale decides (:func:`modelprint.null.sequence_log_evidenc
 the null an independent model is a random draw of the reference population (its rate from
 the fitted Beta, then its answers); the alternative mixes binomial rates over a prior that
 sits where the owner's reference positives agree (stored at calibration; without them, near
-1). ``match`` once the ratio reaches 1/alpha: by Ville's inequality an independent model
-gets there with probability at most alpha *whatever the stopping time*. ``no-match`` once the
+1). ``match`` once the ratio reaches 2/alpha: by Ville's inequality an independent model
+gets there with probability at most alpha/2 *whatever the stopping time*; if the budget is
+spent without a decision, the fixed test on all of it decides at alpha/2 (so the two add up to
+alpha, and a copy too weak for the anytime test is still caught). ``no-match`` once the
 reverse ratio reaches 1/alpha, the suspect is typical, and a confidence sequence (uniform
 mixture, :func:`modelprint.null.mixture_log_evidence`) shows at 95 % that its rate is below
 the highest reference model's: a copy unlike the owner's own (a distilled student) must not
 be let go after a lucky first batch. Before any query is sent, the
-budget is checked: if even a suspect agreeing on every query would need more queries than
-the budget allows, verification stops with the number it would need. We chose a mixture
+budget is checked: if neither test could call even a suspect agreeing on every query a match
+within the budget, verification stops with the number of queries it would need. We chose a mixture
 over Wald's SPRT because the SPRT needs one rate for a derived copy, which the verifier does
 not know (pruned copies agree at 1.0, distilled ones far less), and over a fixed-n p-value,
 which is invalid once one peeks after each batch.
@@ -107,6 +109,13 @@ def null_of(fp: Fingerprint, method: FingerprintMethod, suspect: Suspect) -> Nul
     return Null.uncalibrated(method.null_family, int(fp.meta.get("num_classes") or suspect.num_classes or 0))
 
 
+# The share of the FPR that sequential verification keeps for one fixed test over the whole
+# budget, when the anytime test has not decided by then (union bound: the two shares add up to
+# the FPR). Half, as Bonferroni would split it: a copy that agrees only moderately (an
+# adversarially trained one) builds evidence too slowly for the anytime test but is caught by
+# the fixed test, and perfect copies pay little for the halved anytime level (log 2 more).
+FINAL_SHARE = 0.5
+
 # How sure sequential verification must be that a suspect agrees less than every reference model before it
 # may stop at no-match (a copy unlike the owner's own would otherwise be let go after its first batches).
 TYPICAL_LEVEL = 0.05
@@ -118,8 +127,10 @@ def _sequential(
     """Spend queries ``batch`` at a time, at most ``budget``, until the sequential test decides
     (see the module docstring): (verdict, evidence values, what it did)."""
     rates = (fp.meta.get("positives") or {}).get("statistics") or []
-    needed = queries_to_match(null.data, fpr, rates)
-    if null.calibrated and (needed is None or needed > budget):
+    level = fpr * (1 - FINAL_SHARE)  # the anytime part's share of the FPR; the last look has the rest
+    needed = queries_to_match(null.data, level, rates)
+    final_can_match = null.calibrated and null.decide(np.ones(budget), SCORE_MAX, fpr * FINAL_SHARE)[0] == "match"
+    if null.calibrated and (needed is None or needed > budget) and not final_can_match:
         raise ParameterError(
             f"sequential verification cannot decide within {budget} queries: at FPR {fpr:g} even a suspect "
             f"agreeing on every query needs {needed or 'more than 10000'}; raise --max-queries"
@@ -139,21 +150,34 @@ def _sequential(
         k, n = int(round(sum(values))), len(values)
         up, down = sequence_log_evidence(null.data, k, n, rates)
         trail.append({"queries": n, "matches": k, "log_e_match": round(up, 3), "log_e_no_match": round(down, 3)})
-        if up >= math.log(1 / fpr):
+        if up >= math.log(1 / level):
             verdict = "match"
             break
         if down >= math.log(1 / fpr) and below_references(k, n) and null.typical(np.asarray(values), k / n):
             verdict = "no-match"
             break
+    last = None
+    if verdict == "inconclusive" and len(values) >= budget:  # the budget is spent: the fixed test on all of it
+        last_verdict, p, _ = null.decide(np.asarray(values), float(np.mean(values)), fpr * FINAL_SHARE)
+        last = {"queries": len(values), "fpr": fpr * FINAL_SHARE, "p_value": p, "verdict": last_verdict}
+        verdict = last_verdict
     prior_of = f"at {len(rates)} reference positives" if rates else "at 1 (no reference positives stored)"
-    return verdict, np.asarray(values), {"prior": prior_of, "queries_to_match": needed, "steps": trail}
+    info = {"prior": prior_of, "queries_to_match": needed, "anytime_fpr": level, "steps": trail, "final_test": last}
+    return verdict, np.asarray(values), info
 
 
 def _why_inconclusive(null: Null, evidence: np.ndarray, fpr: float, p: float | None, seq: dict[str, Any] | None) -> str:
     """What kept a calibrated fingerprint from deciding, in one sentence."""
     if seq is not None:
+        last = seq.get("final_test") or {}
+        at_end = (
+            f" and the fixed test over them gave p = {last['p_value']:.3g}, not below its share of the FPR "
+            f"({last['fpr']:g})"
+            if last.get("p_value") is not None
+            else ""
+        )
         return (
-            f"the budget of {seq['max_queries']} queries ran out before either sequential test decided; "
+            f"the budget of {seq['max_queries']} queries ran out before the anytime test decided{at_end}; "
             "a larger --max-queries, or the fixed test over every query, may decide"
         )
     best, _, _ = null.decide(np.ones_like(evidence), SCORE_MAX, fpr)  # a perfect suspect
@@ -277,6 +301,12 @@ def format_verification(r: Verification) -> str:
             f"(batches of {r.sequential['batch']}; a suspect agreeing on every query is a match after "
             f"{r.sequential['queries_to_match']}; copies' prior {r.sequential['prior']})"
         )
+        last = r.sequential.get("final_test")
+        if last:
+            lines.append(
+                f"the anytime test had not decided when the budget was spent: the fixed test over all "
+                f"{last['queries']} queries gave p = {last['p_value']:.3g} at FPR {last['fpr']:g} (its share)"
+            )
     sus = r.suspect or {}
     if sus.get("type") in ("onnx", "torchscript", "http"):
         what = "labels only" if sus["labels_only"] else "labels and probabilities"
