@@ -95,3 +95,27 @@ def test_tables_plots_and_cli(checked, null_zoo, tmp_path, capsys):
     code, out, err = run(["null-check", str(bench), "--bench", str(bench), "--out", str(tmp_path / "bad")], capsys)
     assert code == 2 and "not a zoo" in err
     assert np.isfinite(record["seconds"]["total"])
+
+
+def test_a_draw_a_method_cannot_fit_calls_nothing_a_match_and_is_counted():
+    """A family that needs references of a kind (weight cosine: the source's architecture)
+    refuses draws without enough of them; the check counts those draws instead of failing."""
+    from modelprint.bench.nullcheck import check_method
+    from modelprint.errors import CalibrationError
+    from modelprint.null import NormalNull
+
+    class NeedsThreeAlike:
+        def fit_null(self, fp, evidence, statistics):
+            alike = [i for i, v in enumerate(evidence) if v[0] != 0]
+            if len(alike) < 3:
+                raise CalibrationError("too few alike")
+            return NormalNull.fit([evidence[i] for i in alike], [statistics[i] for i in alike])
+
+    stats = [0.0] * 8 + [0.01, 0.02, -0.01, 0.015]  # 4 of 12 comparable models
+    negatives = {"values": [np.array([s]) for s in stats], "statistics": stats}
+    positives = ([np.array([0.9])], [0.9])
+    out = check_method(NeedsThreeAlike(), None, negatives, positives, sizes=(7,), repeats=30, seed=0)["7"]
+    assert 0 < out["draws_without_null"] < 30
+    for v in out["alphas"].values():
+        assert len(v["false_matches"]) == 30 and sum(k == 0 for k in v["false_matches"]) >= out["draws_without_null"]
+    assert out["alphas"]["0.01"]["tpr"] <= 1 - out["draws_without_null"] / 30 + 1e-12
