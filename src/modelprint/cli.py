@@ -716,6 +716,12 @@ def null_check(
     sizes: str = typer.Option("5,10,20,40", "--sizes", help="Calibration sizes N (comma-separated)."),
     repeats: int = typer.Option(20, "--repeats", help="Random calibration draws per size."),
     seed: int = typer.Option(0, "--seed"),
+    draws: str = typer.Option(
+        "references",
+        "--draws",
+        help="references: calibration sets shaped like modelprint's reference sets (a third of the source's "
+        "architecture, all on the owner's half); uniform: any N null models.",
+    ),  # fmt: skip
 ) -> None:
     """Check each method's null on independent models it was not calibrated on: observed vs nominal FPR."""
     check_output_path(out, "null check", folder=True)
@@ -723,7 +729,7 @@ def null_check(
         size_list = tuple(int(s) for s in sizes.split(",") if s.strip())
     except ValueError:
         raise ParameterError(f"--sizes must be comma-separated integers, got {sizes!r}") from None
-    record = run_null_check(null_zoo, bench_dir, out, sizes=size_list, repeats=repeats, seed=seed)
+    record = run_null_check(null_zoo, bench_dir, out, sizes=size_list, repeats=repeats, seed=seed, draws=draws)
     atomic_write_text(out / "null_check.md", "# Null check\n\n" + null_check_tables(record))
     plots = plot_null_check(record, out)
     console.print(f"wrote {out / 'null_check.md'}, {', '.join(p.name for p in plots)}")

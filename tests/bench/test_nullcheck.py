@@ -89,11 +89,14 @@ def test_tables_plots_and_cli(checked, null_zoo, tmp_path, capsys):
     paths = plot_null_check(record, tmp_path)
     assert all(p.read_bytes().startswith(b"\x89PNG") for p in paths)
     code, out, err = run(["null-check", str(null_zoo), "--bench", str(bench), "--out", str(tmp_path / "cli"),
-                          "--sizes", "3", "--repeats", "2"], capsys)  # fmt: skip
+                          "--sizes", "3", "--repeats", "2", "--draws", "uniform"], capsys)  # fmt: skip
     assert code == 0, err
     assert (tmp_path / "cli" / "null_check.md").read_text().startswith("# Null check")
     code, out, err = run(["null-check", str(bench), "--bench", str(bench), "--out", str(tmp_path / "bad")], capsys)
     assert code == 2 and "not a zoo" in err
+    code, out, err = run(["null-check", str(null_zoo), "--bench", str(bench), "--out", str(tmp_path / "bad2"),
+                          "--draws", "some"], capsys)  # fmt: skip
+    assert code == 2 and "draws must be one of uniform, references" in err
     assert np.isfinite(record["seconds"]["total"])
 
 
@@ -119,3 +122,25 @@ def test_a_draw_a_method_cannot_fit_calls_nothing_a_match_and_is_counted():
     for v in out["alphas"].values():
         assert len(v["false_matches"]) == 30 and sum(k == 0 for k in v["false_matches"]) >= out["draws_without_null"]
     assert out["alphas"]["0.01"]["tpr"] <= 1 - out["draws_without_null"] / 30 + 1e-12
+
+
+def test_reference_shaped_draws_take_a_third_of_the_source_architecture_all_from_the_owners_half():
+    import random
+
+    from modelprint.bench.nullcheck import reference_draw
+    from modelprint.errors import ParameterError
+
+    own, other_arch, other_width = (
+        ("cnn", {"width": 16}, "owner"),
+        ("vgg11", {}, "owner"),
+        ("cnn", {"width": 8}, "owner"),
+    )
+    scratch = [own] * 6 + [other_arch] * 6 + [other_width] * 6 + [("cnn", {"width": 16}, "attacker")] * 6 + [None] * 6
+    draw = reference_draw(scratch, "cnn", {"width": 16})
+    rng = random.Random(0)
+    for size in (3, 7, 10):
+        picked = draw(rng, size)
+        assert len(picked) == size and sum(scratch[i] == own for i in picked) == -(-size // 3)
+        assert all(scratch[i] is not None and scratch[i][2] == "owner" for i in picked)  # no students, no attacker half
+    with pytest.raises(ParameterError, match="6 models of the source's architecture"):
+        draw(rng, 21)  # needs 7 of the source's architecture

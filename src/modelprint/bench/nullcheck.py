@@ -7,7 +7,10 @@ independent models nobody calibrated on?
    (:meth:`~modelprint.fingerprints.FingerprintMethod.reference_model`).
 2. For each calibration size N and each of ``repeats`` seeded random draws, the method's null
    is fitted on N of the null models (:meth:`~modelprint.fingerprints.FingerprintMethod.fit_null`)
-   and every *other* null model is called: a p-value below alpha is a false match.
+   and every *other* null model is called: a p-value below alpha is a false match. Draws are
+   ``uniform`` over the null zoo, or shaped like the reference sets modelprint trains
+   (``references``): every third model of the source's architecture, all trained from scratch
+   on the owner's half (:func:`modelprint.calibrate.reference_plan`).
 3. Per method and N: false matches at each nominal alpha, pooled over the draws, with the
    95 % Clopper-Pearson interval of one draw's rate and of the pooled rate (the draws share
    models, so the pooled interval is narrower than the evidence; read one draw's for a
@@ -23,6 +26,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +38,13 @@ from .._version import __version__
 from ..errors import CalibrationError, ParameterError
 from ..fingerprints import Fingerprint, method_of
 from ..models import load_model
+from ..models.attachments import split_attachments
 from ..null import clopper_pearson
 from ..progress import progress_bar
 from ..zoo import ZooManifest
 
 NULL_CHECK = "null_check.json"
+DRAWS = ("uniform", "references")
 SIZES = (5, 10, 20, 40)
 ALPHAS = (1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 1e-1)
 
@@ -74,7 +80,42 @@ def null_evidence(null_zoo: str | Path, fps: dict[str, Fingerprint], *, progress
                 out[m]["values"].append(values)
                 out[m]["statistics"].append(methods[m].statistic(values))
             bar.update(1)
-    return {"ids": [r["id"] for r in rows], "categories": [r["category"] for r in rows], "methods": out}
+    return {
+        "ids": [r["id"] for r in rows],
+        "categories": [r["category"] for r in rows],
+        # what a reference-shaped draw needs: (architecture, arguments, split) of a model trained from scratch
+        "scratch": [
+            (r["arch"], r["recipe"][0].get("args", {}), r["recipe"][0].get("split")) if not r.get("parent") else None
+            for r in rows
+        ],
+        "methods": out,
+    }
+
+
+Draw = Callable[[random.Random, int], set[int]]
+
+
+def uniform_draw(total: int) -> Draw:
+    """N of the ``total`` null models, uniformly at random."""
+    return lambda rng, size: set(rng.sample(range(total), size))
+
+
+def reference_draw(scratch: list, arch: str, args: dict[str, Any]) -> Draw:
+    """N null models shaped like a reference set: ceil(N / 3) of the source's architecture and
+    the rest of others, all trained from scratch on the owner's half."""
+    own = [i for i, s in enumerate(scratch) if s and s[0] == arch and s[1] == args and s[2] == "owner"]
+    other = [i for i, s in enumerate(scratch) if s and s[2] == "owner" and i not in set(own)]
+
+    def draw(rng: random.Random, size: int) -> set[int]:
+        k = -(-size // 3)
+        if k > len(own) or size - k > len(other):
+            raise ParameterError(
+                f"the null zoo holds {len(own)} models of the source's architecture ({arch} {args}) and "
+                f"{len(other)} others trained on the owner's half: too few for reference-shaped draws of {size}"
+            )
+        return set(rng.sample(own, k)) | set(rng.sample(other, size - k))
+
+    return draw
 
 
 def _positive_evidence(results: dict[str, Any], m: str, items: int, family: str) -> tuple[list, list[float]]:
@@ -88,11 +129,13 @@ def _positive_evidence(results: dict[str, Any], m: str, items: int, family: str)
 
 def check_method(
     method: Any, fp: Fingerprint, negatives: dict[str, list], positives: tuple[list, list], *, sizes: tuple[int, ...],
-    repeats: int, seed: int,
+    repeats: int, seed: int, draw: Draw | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Step 2-3 for one method: per N, false matches among the held-out null models and TPR."""
+    """Step 2-3 for one method: per N, false matches among the held-out null models and TPR;
+    ``draw`` picks each calibration set (default: uniform)."""
     values, statistics = negatives["values"], negatives["statistics"]
     total = len(values)
+    draw = draw or uniform_draw(total)
     out: dict[str, Any] = {}
     for size in sizes:
         if size + 1 > total:
@@ -103,7 +146,7 @@ def check_method(
         smallest = []
         held, unfitted = total - size, 0
         for _ in range(repeats):
-            calib = set(rng.sample(range(total), size))
+            calib = draw(rng, size)
             rest = [i for i in range(total) if i not in calib]
             try:
                 null = method.fit_null(fp, [values[i] for i in sorted(calib)], [statistics[i] for i in sorted(calib)])
@@ -145,11 +188,13 @@ def _rates(false: list[int], held: int, alpha: float) -> dict[str, Any]:
 
 def run_null_check(
     null_zoo: str | Path, bench: str | Path, out: str | Path, *, sizes: tuple[int, ...] = SIZES, repeats: int = 20,
-    seed: int = 0, progress: bool = True,
+    seed: int = 0, draws: str = "uniform", progress: bool = True,
 ) -> dict[str, Any]:  # fmt: skip
     """Check every method of the benchmark in ``bench`` on the null zoo; writes ``out/null_check.json``."""
     if repeats < 1 or not sizes or min(sizes) < 3:
         raise ParameterError("give at least one repeat and calibration sizes of 3 or more")
+    if draws not in DRAWS:
+        raise ParameterError(f"draws must be one of {', '.join(DRAWS)}, got {draws!r}")
     bench, out = Path(bench), Path(out)
     results, fps = _bench_fingerprints(bench)
     started = time.perf_counter()
@@ -158,13 +203,17 @@ def run_null_check(
     per_method = {}
     for m, fp in fps.items():
         method = method_of(fp)
+        draw = None
+        if draws == "references":
+            arch, args = fp.meta.get("source_arch"), split_attachments(dict(fp.meta.get("source_arch_args") or {}))[0]
+            draw = reference_draw(evidence["scratch"], str(arch), args)
         items = method.items(fp)
         positives = _positive_evidence(results, m, items, method.null_family)
         per_method[m] = {
             "null_family": method.null_family,
             "items": items,
             "sizes": check_method(
-                method, fp, evidence["methods"][m], positives, sizes=sizes, repeats=repeats, seed=seed
+                method, fp, evidence["methods"][m], positives, sizes=sizes, repeats=repeats, seed=seed, draw=draw
             ),  # fmt: skip
         }
     record = {
@@ -177,6 +226,7 @@ def run_null_check(
         "sizes": list(sizes),
         "repeats": repeats,
         "seed": seed,
+        "draws": draws,
         "alphas": [f"{a:g}" for a in ALPHAS],
         "seconds": {"querying": round(querying, 2), "total": round(time.perf_counter() - started, 2)},
         "methods": per_method,
@@ -186,13 +236,20 @@ def run_null_check(
     return record
 
 
+def _draws_text(draws: str) -> str:
+    if draws == "references":
+        return "shaped like a reference set: a third of the source's architecture, all from scratch on the owner's half"
+    return "uniform over the null zoo"
+
+
 def null_check_tables(record: dict[str, Any]) -> str:
     """Markdown: per method and N, false matches at 1e-2 and 1e-3 and the power there."""
     lines = [
         f"{record['null_models']} null models ({', '.join(f'{n} {c}' for c, n in record['categories'].items())}); "
-        f"{record['repeats']} random calibration draws per size; each draw scores every null model it did not "
-        "calibrate on. Intervals: 95 % Clopper-Pearson of the first draw's rate. A draw a method can fit no null "
-        "on (too few references it can use) calls nothing a match and counts 0 towards TPR.",
+        f"{record['repeats']} random calibration draws per size ({_draws_text(record.get('draws', 'uniform'))}); "
+        "each draw scores every null model it did not calibrate on. Intervals: 95 % Clopper-Pearson of the "
+        "first draw's rate. A draw a method can fit no null on (too few references it can use) calls nothing "
+        "a match and counts 0 towards TPR.",
         "",
         "| method | null | N | held out | smallest p (median) | false matches at 1e-2 (first draw; pooled rate) "
         "| interval | TPR at 1e-2 | false matches at 1e-3 (first draw; pooled rate) | interval | TPR at 1e-3 |",
