@@ -20,7 +20,7 @@ import numpy as np
 
 os.environ.setdefault("MODELPRINT_QUIET", "1")
 
-from modelprint.bench.nullcheck import _bench_fingerprints, null_evidence  # noqa: E402
+from modelprint.bench.nullcheck import bench_fingerprints, null_evidence, owner_pools  # noqa: E402
 from modelprint.fingerprints import method_of  # noqa: E402
 from modelprint.models.attachments import split_attachments  # noqa: E402
 
@@ -34,7 +34,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
-    _, fps = _bench_fingerprints(Path(args.bench))
+    _, fps = bench_fingerprints(Path(args.bench))
     fps = {m: fps[m] for m in args.methods.split(",")}
     out = null_evidence(args.null_zoo, fps, progress=False)
     scratch, ids = out["scratch"], out["ids"]
@@ -47,9 +47,8 @@ def main() -> None:
     for m, fp in fps.items():
         arch = fp.meta["source_arch"]
         arch_args = split_attachments(dict(fp.meta.get("source_arch_args") or {}))[0]
-        own = [i for i, s in enumerate(scratch) if s and s[0] == arch and s[1] == arch_args and s[2] == "owner"]
+        own, other = owner_pools(scratch, arch, arch_args)
         students = [i for i, x in enumerate(ids) if scratch[i] is None and "(owner" in x]
-        other = [i for i, s in enumerate(scratch) if s and s[2] == "owner" and i not in set(own)]
         method, values, stats = method_of(fp), out["methods"][m]["values"], out["methods"][m]["statistics"]
         record["methods"][m] = {}
         for size in (int(s) for s in args.sizes.split(",")):

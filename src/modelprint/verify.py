@@ -127,9 +127,9 @@ def _sequential(
     """Spend queries ``batch`` at a time, at most ``budget``, until the sequential test decides
     (see the module docstring): (verdict, evidence values, what it did)."""
     rates = (fp.meta.get("positives") or {}).get("statistics") or []
-    level = fpr * (1 - FINAL_SHARE)  # the anytime part's share of the FPR; the last look has the rest
+    level, final_fpr = fpr * (1 - FINAL_SHARE), fpr * FINAL_SHARE  # the anytime test's share; the last look's
     needed = queries_to_match(null.data, level, rates)
-    final_can_match = null.calibrated and null.decide(np.ones(budget), SCORE_MAX, fpr * FINAL_SHARE)[0] == "match"
+    final_can_match = null.calibrated and null.decide(np.ones(budget), SCORE_MAX, final_fpr)[0] == "match"
     if null.calibrated and (needed is None or needed > budget) and not final_can_match:
         raise ParameterError(
             f"sequential verification cannot decide within {budget} queries: at FPR {fpr:g} even a suspect "
@@ -158,8 +158,8 @@ def _sequential(
             break
     last = None
     if verdict == "inconclusive" and len(values) >= budget:  # the budget is spent: the fixed test on all of it
-        last_verdict, p, _ = null.decide(np.asarray(values), float(np.mean(values)), fpr * FINAL_SHARE)
-        last = {"queries": len(values), "fpr": fpr * FINAL_SHARE, "p_value": p, "verdict": last_verdict}
+        last_verdict, p, _ = null.decide(np.asarray(values), float(np.mean(values)), final_fpr)
+        last = {"queries": len(values), "fpr": final_fpr, "p_value": p, "verdict": last_verdict}
         verdict = last_verdict
     prior_of = f"at {len(rates)} reference positives" if rates else "at 1 (no reference positives stored)"
     info = {"prior": prior_of, "queries_to_match": needed, "anytime_fpr": level, "steps": trail, "final_test": last}

@@ -49,7 +49,7 @@ SIZES = (5, 10, 20, 40)
 ALPHAS = (1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 1e-1)
 
 
-def _bench_fingerprints(bench: Path) -> tuple[dict[str, Any], dict[str, Fingerprint]]:
+def bench_fingerprints(bench: Path) -> tuple[dict[str, Any], dict[str, Fingerprint]]:
     path = bench / "results.json"
     if not path.is_file():
         raise ParameterError(f"{bench} holds no results.json: run `modelprint bench` there first")
@@ -100,11 +100,18 @@ def uniform_draw(total: int) -> Draw:
     return lambda rng, size: set(rng.sample(range(total), size))
 
 
+def owner_pools(scratch: list, arch: str, args: dict[str, Any]) -> tuple[list[int], list[int]]:
+    """(the source's architecture, every other) among the null models trained from scratch on
+    the owner's half: what a reference set is drawn from."""
+    owner = [i for i, s in enumerate(scratch) if s and s[2] == "owner"]
+    alike = [scratch[i][0] == arch and scratch[i][1] == args for i in owner]
+    return [i for i, a in zip(owner, alike) if a], [i for i, a in zip(owner, alike) if not a]
+
+
 def reference_draw(scratch: list, arch: str, args: dict[str, Any]) -> Draw:
     """N null models shaped like a reference set: ceil(N / 3) of the source's architecture and
     the rest of others, all trained from scratch on the owner's half."""
-    own = [i for i, s in enumerate(scratch) if s and s[0] == arch and s[1] == args and s[2] == "owner"]
-    other = [i for i, s in enumerate(scratch) if s and s[2] == "owner" and i not in set(own)]
+    own, other = owner_pools(scratch, arch, args)
 
     def draw(rng: random.Random, size: int) -> set[int]:
         k = -(-size // 3)
@@ -196,7 +203,7 @@ def run_null_check(
     if draws not in DRAWS:
         raise ParameterError(f"draws must be one of {', '.join(DRAWS)}, got {draws!r}")
     bench, out = Path(bench), Path(out)
-    results, fps = _bench_fingerprints(bench)
+    results, fps = bench_fingerprints(bench)
     started = time.perf_counter()
     evidence = null_evidence(null_zoo, fps, progress=progress)
     querying = time.perf_counter() - started
