@@ -256,3 +256,27 @@ def test_vectorised_p_values_equal_the_one_at_a_time_ones():
     probs = list(rng.beta(0.4, 3, size=12))
     null = BetaNull.fit([np.array([s]) for s in probs[:6]], probs[:6])
     assert np.allclose(null.p_values([np.array([s]) for s in probs], probs), [null.p_value(None, s) for s in probs])
+
+
+def test_beta_null_never_goes_below_the_references_rank_p_value():
+    """Scores piled at 0 and 1: a Beta fitted on a few references that all sit at 0 would call
+    the independent models at 1 a match; the rank floor keeps the FPR at most alpha."""
+    from modelprint.null import BetaNull
+
+    rng = np.random.default_rng(11)
+    population = lambda k: np.where(rng.random(k) < 0.7, rng.uniform(0, 0.02, k), rng.uniform(0.98, 1, k))  # noqa: E731
+    false, trials = {0.01: 0, 0.2: 0}, 3000
+    for _ in range(trials):
+        refs, suspect = list(population(5)), float(population(1)[0])
+        null = BetaNull.fit([np.array([s]) for s in refs], refs)
+        p = null.p_value(np.array([suspect]), suspect)
+        assert p >= (1 + sum(r >= suspect for r in refs)) / 6 - 1e-12
+        for a in false:
+            false[a] += p < a
+    assert false[0.01] == 0  # nothing is rarer than 1 in 6 among 5 references
+    assert false[0.2] / trials <= 0.2 + 3 * np.sqrt(0.2 * 0.8 / trials)
+    refs = [0.01, 0.02, 0.005, 0.03, 0.002]
+    null = BetaNull.fit([np.array([s]) for s in refs], refs)
+    needed = null.needed([1e-2])
+    assert null.smallest_p() == pytest.approx(1 / 6) and needed["needed_at_0.01"] is None
+    assert needed["references_at_0.01"] == 100

@@ -31,6 +31,12 @@ def test_one_reference_set_calibrates_every_fingerprint_without_training_again(o
     # the hardest negatives first: the source's own architecture on the owner's data, another seed
     first = record["models"][0]
     assert first["arch"] == "cnn" and first["arch_args"] == fresh_args(src) and first["seed"] != 0
+    # then another architecture, then the source's architecture distilled from that one: an innocent extraction
+    other, student = record["models"][1:]
+    assert other["arch_args"] == {"width": 4} and "distilled_from" not in other
+    assert student["distilled_from"] == 1 and student["arch_args"] == fresh_args(src)
+    lineage = load_model(refs / student["file"]).card.lineage
+    assert lineage[-1]["recipe"]["attack"] == "distill" and lineage[-1]["parent_sha256"] == other["sha256"]
     assert [p["derived"] for p in record["positives"]] == ["prune30", "prune60", "finetune", "prune60-finetune"]
     files_before = sorted(p.name for p in refs.rglob("*"))
     args = ["fingerprint", "create", str(src), "--param", "steps=20", "--n", "10", "--seed", "0"]

@@ -6,9 +6,10 @@ publish the commitment. Positives (the owner's own pruned / fine-tuned copies) a
 stored too, so a verdict can say how typical a suspect is of a derived copy.
 
 Reference models (``--reference N``) are trained by modelprint on the owner's split with
-seeds from :data:`CALIBRATION_SEED` on, cycling through the source's architecture and a
-few others; :mod:`modelprint.tune` uses seeds from :data:`TUNING_SEED` on, so the models
-a method's settings were chosen on never also calibrate its null.
+seeds from :data:`CALIBRATION_SEED` on: the source's architecture, a few others, and
+students distilled from those (:func:`reference_plan`); :mod:`modelprint.tune` uses seeds
+from :data:`TUNING_SEED` on, so the models a method's settings were chosen on never also
+calibrate its null.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from .attacks.extraction import Distill
 from .data import load_splits
 from .errors import CalibrationError, ParameterError
 from .fingerprints import Fingerprint, method_of
@@ -97,25 +99,56 @@ def parse_arch(text: str) -> tuple[str, dict[str, Any]]:
     return name, args
 
 
+def reference_kinds(n: int) -> list[str]:
+    """What each of ``n`` reference models of the default plan is, in order: ``own`` (the
+    source's architecture from scratch), ``other`` (another architecture from scratch) and
+    ``student`` (the source's architecture distilled from the ``other`` model just before it)."""
+    return [("own", "other", "student")[i % 3] for i in range(n)]
+
+
 def reference_plan(
-    meta: dict[str, Any], n: int, *, first_seed: int, archs: Sequence[tuple[str, dict[str, Any]]] | None = None
-) -> list[tuple[str, dict[str, Any], int]]:
-    """(architecture, arguments, seed) for ``n`` reference models: the source's own architecture
-    always first (the same network trained on the same data with another seed is the hardest
-    honest negative, so the null must see it), then ``archs`` (default :data:`REFERENCE_ARCHS`,
-    other families than the source's), in turn; seeds count up from ``first_seed``, skipping
-    the source's own."""
+    meta: dict[str, Any],
+    n: int,
+    *,
+    first_seed: int,
+    archs: Sequence[tuple[str, dict[str, Any]]] | None = None,
+    students: bool = True,
+) -> list[tuple[str, dict[str, Any], int, int | None]]:
+    """(architecture, arguments, seed, teacher) for ``n`` reference models, ``teacher`` being the
+    index of the model a student is distilled from (None: trained from scratch).
+
+    The source's own architecture always comes first (the same network trained on the same
+    data with another seed is the hardest honest negative, so the null must see it). With
+    ``students`` the plan runs own, other, student, own, other, student...: a student of an
+    independent model is what an innocent extraction looks like, and on the null zoos nulls
+    fitted without such models called them a match several times more often than nominal at
+    1e-3. Without ``students``, the source's architecture is followed by ``archs`` (default
+    :data:`REFERENCE_ARCHS`, other families than the source's) in turn. Seeds count up from
+    ``first_seed``, skipping the source's own."""
     if n < 1:
         raise ParameterError(f"--reference needs at least 1 model, got {n}")
     # an independent owner's model has no attachment of ours (a mark is added per method by reference_model)
     own = (str(meta.get("source_arch") or "cnn"), split_attachments(dict(meta.get("source_arch_args") or {}))[0])
     if archs is None:
-        archs = [own] + [a for a in REFERENCE_ARCHS if a[0] != own[0]]
+        others = [a for a in REFERENCE_ARCHS if a[0] != own[0]]
     else:
-        archs = [own] + [(name, dict(args)) for name, args in archs if (name, dict(args)) != own]
+        others = [(name, dict(args)) for name, args in archs if (name, dict(args)) != own]
     source_seed = (meta.get("source_training") or {}).get("seed")
     seeds = (s for s in range(first_seed, first_seed + 10 * n + 10) if s != source_seed)
-    return [(archs[i % len(archs)][0], archs[i % len(archs)][1], next(seeds)) for i in range(n)]
+    plan: list[tuple[str, dict[str, Any], int, int | None]] = []
+    if not students:
+        cycle = [own] + others
+        return [(*cycle[i % len(cycle)], next(seeds), None) for i in range(n)]
+    k = 0
+    for i, kind in enumerate(reference_kinds(n)):
+        if kind == "other" and others:
+            arch, k = others[k % len(others)], k + 1
+            plan.append((*arch, next(seeds), None))
+        elif kind == "student":
+            plan.append((*own, next(seeds), i - 1))
+        else:
+            plan.append((*own, next(seeds), None))
+    return plan
 
 
 def source_subset(meta: dict[str, Any]) -> int:
@@ -148,9 +181,11 @@ def train_reference(
     device: str = "cpu",
     progress: bool = True,
     prepare: Callable[[ModelprintModel, int], ModelprintModel] | None = None,
+    students: bool = True,
 ) -> list[ModelprintModel]:
     """Train ``n`` models independent of the source on the owner's split, as the owner always
-    can: same data set, other seeds and architectures, the source's training settings.
+    can: same data set, other seeds and architectures, the source's training settings, and
+    (``students``) every third model distilled from another (:func:`reference_plan`).
     ``prepare(model, seed)``, when given, turns each into what the null should see (a
     method's :meth:`~modelprint.fingerprints.FingerprintMethod.reference_model`) before it is kept."""
 
@@ -168,19 +203,29 @@ def train_reference(
     base = {k: v for k, v in (meta.get("source_training") or {}).items() if k in fields}
     if epochs is not None:
         base["epochs"] = epochs
+    plan = reference_plan(meta, n, first_seed=first_seed, archs=archs, students=students)
+    trained: list[ModelprintModel] = []  # as trained, before prepare: what a student learns from
     models = []
-    for i, (arch, args, seed) in enumerate(reference_plan(meta, n, first_seed=first_seed, archs=archs)):
+    for i, (arch, args, seed, teacher) in enumerate(plan):
         cfg = TrainConfig(**training_settings(arch, base))  # the architecture's own needs over the source's
-        model = train_new(
-            arch, splits.owner, cfg, seed=seed, test=splits.test, device=device, progress=progress, **args
-        )
+        if teacher is None:
+            model = train_new(
+                arch, splits.owner, cfg, seed=seed, test=splits.test, device=device, progress=progress, **args
+            )
+        else:  # the owner's unlabelled images, as an independent thief of the teacher would use its own
+            student = Distill(arch=arch, arch_args=dict(args), epochs=cfg.epochs, lr=cfg.lr, optimizer=cfg.optimizer,
+                              batch_size=cfg.batch_size, augment=cfg.augment)  # fmt: skip
+            model = student.apply(trained[teacher], splits.owner, seed=seed, device=device, test=splits.test)
+        trained.append(model)
         if prepare is not None:
             model = prepare(model, seed)
         if out_dir is not None:
             save_model(model, Path(out_dir) / f"reference-{i:02d}-{arch}-s{seed}")
         if progress:
+            how = f"distilled from reference model {teacher + 1}" if teacher is not None else "from scratch"
             console.print(
-                f"reference model {i + 1}/{n}: {arch} {args or ''} seed {seed}, accuracy {model.card.accuracy:.3f}"
+                f"reference model {i + 1}/{n}: {arch} {args or ''} seed {seed} ({how}), "
+                f"accuracy {model.card.accuracy:.3f}"
             )
         models.append(model)
     return models

@@ -376,6 +376,9 @@ def reference_build(
     positives: bool = typer.Option(
         True, "--positives/--no-positives", help="Also make the owner's 4 derived copies (pruned, fine-tuned)."
     ),
+    students: bool = typer.Option(
+        True, "--students/--no-students", help="Every third model a student distilled from an independent one."
+    ),
     device: str = typer.Option("cpu", "--device"),
     out: Path = typer.Option(..., "--out", help="Folder for the reference set."),
 ) -> None:
@@ -385,7 +388,7 @@ def reference_build(
     archs = [parse_arch(a) for a in reference_arch] if reference_arch else None
     record = build_reference_set(
         load_model(model), n, out, data=data, split_seed=split_seed, archs=archs, epochs=epochs,
-        positives=positives, device=device,
+        positives=positives, students=students, device=device,
     )  # fmt: skip
     console.print(
         f"reference set of {len(record['models'])} independent models and {len(record['positives'])} derived "

@@ -3,10 +3,12 @@ training recipe, then reused to calibrate every fingerprint of that source.
 
 Reference models depend on the owner's data and recipe, not on the fingerprint, so training
 them again for each fingerprint (``calibrate --reference N``) pays the same cost many times.
-A reference set is a folder: ``models/`` (model files), ``positives/`` (the owner's own
+A reference set is a folder: ``models/`` (model files: the source's architecture and others
+trained from scratch, and students distilled from independent ones), ``positives/`` (the owner's own
 derived copies of the source: pruned 30 % and 60 %, fine-tuned, pruned and fine-tuned; they
 tell sequential verification where copies agree) and ``reference.json`` (the source's
-sha256, the data set, the recipe, and each model's file, sha256, architecture and seed).
+sha256, the data set, the recipe, and each model's file, sha256, architecture, seed and, for
+a student, the model it was distilled from).
 Loading checks every model against its recorded sha256 and the set against the fingerprint
 (same data set and input shape, not the source itself). A method that needs its own view
 of a reference model (the white-box mark's independent owner) gets it per fingerprint
@@ -28,7 +30,7 @@ from typing import Any
 
 from ._io import atomic_write_text, check_readable
 from ._version import __version__
-from .calibrate import CALIBRATION_SEED, source_meta, source_subset, train_reference
+from .calibrate import CALIBRATION_SEED, reference_plan, source_meta, source_subset, train_reference
 from .data import load_splits
 from .errors import ParameterError
 from .fingerprints import Fingerprint, method_of
@@ -54,26 +56,32 @@ def build_reference_set(
     epochs: int | None = None,
     first_seed: int = CALIBRATION_SEED,
     positives: bool = True,
+    students: bool = True,
     device: str = "cpu",
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train ``n`` models independent of ``source`` on the owner's split (the source's
-    architecture first, then others; seeds from ``first_seed``) into ``out`` and record them,
-    with the owner's ``positives`` (derived copies of ``source``, see the module docstring).
-    Returns the record written to ``out/reference.json``."""
+    architecture first, then others and, with ``students``, every third distilled from the one
+    before; seeds from ``first_seed``, see :func:`~modelprint.calibrate.reference_plan`) into
+    ``out`` and record them, with the owner's ``positives`` (derived copies of ``source``, see
+    the module docstring). Returns the record written to ``out/reference.json``."""
     out = Path(out)
     if (out / REFERENCE_FILE).exists():
         raise ParameterError(f"{out} already holds a reference set: build into a new folder")
     meta = source_meta(source)
     models = train_reference(
         meta, n, data=data, split_seed=split_seed, first_seed=first_seed, archs=archs, epochs=epochs,
-        device=device, progress=progress,
+        students=students, device=device, progress=progress,
     )  # fmt: skip
+    plan = reference_plan(meta, n, first_seed=first_seed, archs=archs, students=students)
     entries = []
-    for i, m in enumerate(models):
-        path = save_model(m, out / "models" / f"reference-{i:02d}-{m.card.arch}-s{m.card.seed}")
-        entries.append({"file": str(path.relative_to(out)), "sha256": weights_digest(m), "arch": m.card.arch,
-                        "arch_args": m.card.arch_args, "seed": m.card.seed, "accuracy": m.card.accuracy})  # fmt: skip
+    for i, (m, (_, _, seed, teacher)) in enumerate(zip(models, plan)):
+        path = save_model(m, out / "models" / f"reference-{i:02d}-{m.card.arch}-s{seed}")
+        entry = {"file": str(path.relative_to(out)), "sha256": weights_digest(m), "arch": m.card.arch,
+                 "arch_args": m.card.arch_args, "seed": seed, "accuracy": m.card.accuracy}  # fmt: skip
+        if teacher is not None:
+            entry["distilled_from"] = teacher
+        entries.append(entry)
     copies = []
     if positives:
         splits = load_splits(data or meta["dataset"], split_seed=split_seed, train_subset=source_subset(meta))
@@ -90,6 +98,7 @@ def build_reference_set(
         "input_shape": meta["input_shape"],
         "first_seed": first_seed,
         "epochs": epochs,
+        "students": students,
         "models": entries,
         "positives": copies,
     }
@@ -148,5 +157,5 @@ def reference_models(folder: str | os.PathLike, fp: Fingerprint) -> list[Modelpr
     models = []
     for entry in record["models"]:
         model = _checked(root, entry)
-        models.append(method.reference_model(fp, model, int(model.card.seed or 0)))
+        models.append(method.reference_model(fp, model, int(entry.get("seed", model.card.seed) or 0)))
     return models

@@ -124,10 +124,11 @@ def test_a_draw_a_method_cannot_fit_calls_nothing_a_match_and_is_counted():
     assert out["alphas"]["0.01"]["tpr"] <= 1 - out["draws_without_null"] / 30 + 1e-12
 
 
-def test_reference_shaped_draws_take_a_third_of_the_source_architecture_all_from_the_owners_half():
+def test_reference_shaped_draws_mirror_the_reference_plan_own_other_and_students_of_the_owners_half():
     import random
 
     from modelprint.bench.nullcheck import reference_draw
+    from modelprint.calibrate import reference_kinds
     from modelprint.errors import ParameterError
 
     own, other_arch, other_width = (
@@ -135,12 +136,17 @@ def test_reference_shaped_draws_take_a_third_of_the_source_architecture_all_from
         ("vgg11", {}, "owner"),
         ("cnn", {"width": 8}, "owner"),
     )
-    scratch = [own] * 6 + [other_arch] * 6 + [other_width] * 6 + [("cnn", {"width": 16}, "attacker")] * 6 + [None] * 6
-    draw = reference_draw(scratch, "cnn", {"width": 16})
+    student, attacker_student = ("cnn", {"width": 16}, "owner"), ("cnn", {"width": 16}, "attacker")
+    scratch = [own] * 6 + [other_arch] * 6 + [other_width] * 6 + [("cnn", {"width": 16}, "attacker")] * 6 + [None] * 12
+    students = [None] * 24 + [student] * 5 + [attacker_student] * 5 + [("vgg11", {}, "owner")] * 2
+    draw = reference_draw({"scratch": scratch, "students": students}, "cnn", {"width": 16})
     rng = random.Random(0)
     for size in (3, 7, 10):
         picked = draw(rng, size)
-        assert len(picked) == size and sum(scratch[i] == own for i in picked) == -(-size // 3)
-        assert all(scratch[i] is not None and scratch[i][2] == "owner" for i in picked)  # no students, no attacker half
-    with pytest.raises(ParameterError, match="6 models of the source's architecture"):
-        draw(rng, 21)  # needs 7 of the source's architecture
+        kinds = reference_kinds(size)
+        assert len(picked) == size
+        assert sum(scratch[i] == own for i in picked) == kinds.count("own")
+        assert sum(scratch[i] in (other_arch, other_width) for i in picked) == kinds.count("other")
+        assert sum(students[i] == student for i in picked) == kinds.count("student")  # none of the attacker's half
+    with pytest.raises(ParameterError, match="6 own \\(needs 7\\), 5 student \\(needs 6\\)"):
+        draw(rng, 19)

@@ -9,8 +9,9 @@ independent models nobody calibrated on?
    is fitted on N of the null models (:meth:`~modelprint.fingerprints.FingerprintMethod.fit_null`)
    and every *other* null model is called: a p-value below alpha is a false match. Draws are
    ``uniform`` over the null zoo, or shaped like the reference sets modelprint trains
-   (``references``): every third model of the source's architecture, all trained from scratch
-   on the owner's half (:func:`modelprint.calibrate.reference_plan`).
+   (``references``, :func:`modelprint.calibrate.reference_plan`): about a third each of the
+   source's architecture and others, trained from scratch on the owner's half, and students
+   in the source's architecture of such models.
 3. Per method and N: false matches at each nominal alpha, pooled over the draws, with the
    95 % Clopper-Pearson interval of one draw's rate and of the pooled rate (the draws share
    models, so the pooled interval is narrower than the evidence; read one draw's for a
@@ -35,6 +36,7 @@ import numpy as np
 from .._io import atomic_write_text
 from .._lazy import pyplot
 from .._version import __version__
+from ..calibrate import reference_kinds
 from ..errors import CalibrationError, ParameterError
 from ..fingerprints import Fingerprint, method_of
 from ..models import load_model
@@ -70,6 +72,11 @@ def null_evidence(null_zoo: str | Path, fps: dict[str, Fingerprint], *, progress
     if any(r["role"] != "negative" for r in rows):
         raise ParameterError(f"{null_zoo} holds positives: a null zoo is independent models only")
     methods = {m: method_of(fp) for m, fp in fps.items()}
+    scratch = {
+        r["id"]: (r["arch"], r["recipe"][0].get("args", {}), r["recipe"][0].get("split"))
+        for r in rows
+        if not r.get("parent")
+    }
     out: dict[str, Any] = {m: {"values": [], "statistics": []} for m in fps}
     with progress_bar(len(rows), "query null models", progress) as bar:
         for i, r in enumerate(rows):
@@ -83,11 +90,10 @@ def null_evidence(null_zoo: str | Path, fps: dict[str, Fingerprint], *, progress
     return {
         "ids": [r["id"] for r in rows],
         "categories": [r["category"] for r in rows],
-        # what a reference-shaped draw needs: (architecture, arguments, split) of a model trained from scratch
-        "scratch": [
-            (r["arch"], r["recipe"][0].get("args", {}), r["recipe"][0].get("split")) if not r.get("parent") else None
-            for r in rows
-        ],
+        # what a reference-shaped draw needs: (architecture, arguments, split) of a model trained from
+        # scratch, and (architecture, arguments, the teacher's split) of a student of one
+        "scratch": [scratch.get(r["id"]) for r in rows],
+        "students": [_student(r, scratch) for r in rows],
         "methods": out,
     }
 
@@ -100,27 +106,45 @@ def uniform_draw(total: int) -> Draw:
     return lambda rng, size: set(rng.sample(range(total), size))
 
 
-def owner_pools(scratch: list, arch: str, args: dict[str, Any]) -> tuple[list[int], list[int]]:
-    """(the source's architecture, every other) among the null models trained from scratch on
-    the owner's half: what a reference set is drawn from."""
-    owner = [i for i, s in enumerate(scratch) if s and s[2] == "owner"]
-    alike = [scratch[i][0] == arch and scratch[i][1] == args for i in owner]
-    return [i for i, a in zip(owner, alike) if a], [i for i, a in zip(owner, alike) if not a]
+def _student(row: dict[str, Any], scratch: dict[str, tuple]) -> tuple | None:
+    """(architecture, arguments, the teacher's split) of a student distilled from a model trained
+    from scratch; None for any other model."""
+    step = row["recipe"][-1] if row.get("recipe") else {}
+    teacher = scratch.get(row.get("parent") or "")
+    if step.get("attack") != "distill" or teacher is None:
+        return None
+    return (row["arch"], step.get("arch_args", {}), teacher[2])
 
 
-def reference_draw(scratch: list, arch: str, args: dict[str, Any]) -> Draw:
-    """N null models shaped like a reference set: ceil(N / 3) of the source's architecture and
-    the rest of others, all trained from scratch on the owner's half."""
-    own, other = owner_pools(scratch, arch, args)
+def owner_pools(evidence: dict[str, Any], arch: str, args: dict[str, Any]) -> dict[str, list[int]]:
+    """What a reference set is drawn from, by kind (:func:`~modelprint.calibrate.reference_kinds`):
+    the null models trained from scratch on the owner's half in the source's architecture
+    (``own``) and in every other (``other``), and students in the source's architecture of
+    teachers trained on the owner's half (``student``)."""
+    pools: dict[str, list[int]] = {"own": [], "other": [], "student": []}
+    for i, (s, t) in enumerate(zip(evidence["scratch"], evidence["students"])):
+        if s and s[2] == "owner":
+            pools["own" if (s[0], s[1]) == (arch, args) else "other"].append(i)
+        elif t and t[2] == "owner" and (t[0], t[1]) == (arch, args):
+            pools["student"].append(i)
+    return pools
+
+
+def reference_draw(evidence: dict[str, Any], arch: str, args: dict[str, Any]) -> Draw:
+    """N null models shaped like the reference set modelprint trains: as many of each kind as
+    :func:`~modelprint.calibrate.reference_kinds` gives for N (about a third each of the source's
+    architecture and others, trained from scratch on the owner's half, and students)."""
+    pools = owner_pools(evidence, arch, args)
 
     def draw(rng: random.Random, size: int) -> set[int]:
-        k = -(-size // 3)
-        if k > len(own) or size - k > len(other):
+        kinds = reference_kinds(size)
+        short = {k: kinds.count(k) for k in pools if kinds.count(k) > len(pools[k])}
+        if short:
             raise ParameterError(
-                f"the null zoo holds {len(own)} models of the source's architecture ({arch} {args}) and "
-                f"{len(other)} others trained on the owner's half: too few for reference-shaped draws of {size}"
+                f"the null zoo holds too few models for reference-shaped draws of {size} with a {arch} {args} "
+                "source: " + ", ".join(f"{len(pools[k])} {k} (needs {n})" for k, n in short.items())
             )
-        return set(rng.sample(own, k)) | set(rng.sample(other, size - k))
+        return set().union(*(rng.sample(pools[k], kinds.count(k)) for k in pools))
 
     return draw
 
@@ -213,7 +237,7 @@ def run_null_check(
         draw = None
         if draws == "references":
             arch, args = fp.meta.get("source_arch"), split_attachments(dict(fp.meta.get("source_arch_args") or {}))[0]
-            draw = reference_draw(evidence["scratch"], str(arch), args)
+            draw = reference_draw(evidence, str(arch), args)
         items = method.items(fp)
         positives = _positive_evidence(results, m, items, method.null_family)
         per_method[m] = {
@@ -245,7 +269,10 @@ def run_null_check(
 
 def _draws_text(draws: str) -> str:
     if draws == "references":
-        return "shaped like a reference set: a third of the source's architecture, all from scratch on the owner's half"
+        return (
+            "shaped like a reference set: thirds of the source's architecture and others from scratch on the "
+            "owner's half, and students of such models"
+        )
     return "uniform over the null zoo"
 
 
