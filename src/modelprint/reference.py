@@ -40,8 +40,8 @@ from .tune import reference_positives as derived_copies
 REFERENCE_FILE = "reference.json"
 REFERENCE_SCHEMA_VERSION = 1
 # 20: on 336 independent digits models (the null-digits zoo, disjoint from every benchmark zoo),
-# nulls fitted on 20 reference models let C and LTRC give p-values below 1e-3 (median smallest
-# p 3e-4 and 3e-5), on 10 they could not for C (4e-3); see benchmarks/BENCHMARKS.md.
+# nulls fitted on 20 models drawn like a reference set let C and LTRC give p-values below 1e-3
+# (median smallest p 4e-4 and 6e-5), on 10 they could not for C (4e-3); see benchmarks/BENCHMARKS.md.
 DEFAULT_SIZE = 20
 
 
