@@ -546,3 +546,13 @@ def test_control_characters_from_files_are_escaped_when_printed(files, small_fp,
     code, _, err = run(["zoo", "build", str(spec), "--out", str(tmp / "z"), "--workers", "0"], capsys)
     _one_line_error(code, err, "control characters")
     assert "\x1b" not in err
+
+
+def test_method_params_keep_hyphenated_method_names():
+    from modelprint.cli import _method_params
+    from modelprint.errors import ParameterError
+
+    params = _method_params(["sac-m.output=logits", "weight-cosine.min-layers=2", "ltrc.k=8"])
+    assert params == {"sac-m": {"output": "logits"}, "weight-cosine": {"min_layers": 2}, "ltrc": {"k": 8}}
+    with pytest.raises(ParameterError, match="METHOD.K=V"):
+        _method_params(["k=8"])

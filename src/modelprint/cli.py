@@ -646,11 +646,12 @@ def evaluate(
 
 def _method_params(items: list[str] | None) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
-    for key, value in parse_params(items).items():
-        method, sep, k = key.partition(".")
-        if not sep:
-            raise ParameterError(f"--param here is METHOD.K=V, got {key!r}")
-        out.setdefault(method, {})[k] = value
+    for item in items or []:
+        method, sep, rest = item.partition(".")
+        if not sep or "=" in method:
+            raise ParameterError(f"--param here is METHOD.K=V, got {item!r}")
+        # method names keep their hyphens (weight-cosine, sac-m); setting names take underscores
+        out.setdefault(method, {}).update(parse_params([rest]))
     return out
 
 

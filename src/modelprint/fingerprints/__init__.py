@@ -11,6 +11,7 @@ from . import (  # noqa: F401  (register every method)
     ipguard,
     metafinger,
     metav,
+    sac,
     sensitive,
 )
 from .base import (
