@@ -25,6 +25,7 @@ from .bench import run_bench
 from .bench.nullcheck import null_check_tables, plot_null_check, run_null_check
 from .bench.report import write_report
 from .calibrate import calibrate, null_description, parse_arch, train_reference
+from .combine import format_combined, verify_combined
 from .data import load_splits
 from .demo import run_demo
 from .errors import ModelprintError, ParameterError
@@ -460,7 +461,9 @@ def attack(
 
 @app.command()
 def verify(
-    fp_path: Path = typer.Argument(..., metavar="FP", help="Fingerprint file."),
+    fp_paths: list[Path] = typer.Argument(
+        ..., metavar="FP...", help="Fingerprint file; several of one source give one combined verdict (Holm)."
+    ),
     suspect: str = typer.Argument(
         ..., help="Suspect: a model file (.safetensors), .onnx, TorchScript (.pt) or an http(s):// prediction API."
     ),
@@ -472,7 +475,9 @@ def verify(
         None, "--max-queries", help="Query budget, spent sequentially: batches until decided, at most this many."
     ),
     batch: int = typer.Option(10, "--batch", help="Queries per batch in sequential verification."),
-    commitment: str = typer.Option(None, "--commitment", help="Expected sha256 of FP (the owner's published one)."),
+    commitment: list[str] = typer.Option(
+        None, "--commitment", help="Expected sha256 of FP (the owner's published one); repeat, in FP order."
+    ),
     threshold: float = typer.Option(None, "--threshold", help="Decide by statistic >= T instead of the p-value."),
     token: str = typer.Option(
         None, "--token", envvar="MODELPRINT_TOKEN", help="Bearer token for an HTTP suspect (or $MODELPRINT_TOKEN)."
@@ -497,12 +502,21 @@ def verify(
     ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Query a suspect with a fingerprint: statistic, p-value under the calibrated null, verdict."""
+    """Query a suspect with a fingerprint: statistic, p-value under the calibrated null, verdict.
+    With several fingerprints of one source: each verified, one verdict by Holm's procedure."""
 
-    fp = Fingerprint.load(fp_path)
-    digest = sha256_file(fp_path)
-    if commitment is not None and commitment.strip().lower() != digest:
-        raise ParameterError(f"{fp_path} has sha256 {digest}, not the commitment {commitment}: not the committed file")
+    if commitment and len(commitment) != len(fp_paths):
+        raise ParameterError(f"give one --commitment per fingerprint ({len(fp_paths)}), got {len(commitment)}")
+    fps, digests = [], []
+    for i, path in enumerate(fp_paths):
+        fps.append(Fingerprint.load(path))
+        digests.append(sha256_file(path))
+        if commitment and commitment[i].strip().lower() != digests[-1]:
+            raise ParameterError(
+                f"{path} has sha256 {digests[-1]}, not the commitment {commitment[i]}: not the committed file"
+            )
+    if len(fps) > 1 and threshold is not None:
+        raise ParameterError("--threshold applies to one fingerprint: a combined verdict is decided by p-values")
     kind = guess_type(suspect) if suspect_type == "auto" else suspect_type
     options: dict[str, Any] = {}
     if kind == "http":
@@ -519,6 +533,20 @@ def verify(
     elif outputs != "logits":
         raise ParameterError("--outputs applies to ONNX and TorchScript suspects only")
     adapter = open_suspect(suspect, kind, **options)
+    if len(fps) > 1:
+        combined = verify_combined(fps, adapter, fpr=fpr, max_queries=max_queries)
+        for fam in combined.families:
+            if fam.warning:
+                console.print(f"[yellow]warning:[/] {fam.method}: {fam.warning}")
+        if as_json:
+            out = combined.to_dict()
+            for fam, digest in zip(out["families"], digests):
+                fam["fingerprint_sha256"] = digest
+            _out(out)
+        else:
+            sys.stdout.write(format_combined(combined) + "\n")
+        raise typer.Exit(VERDICT_EXIT_CODES[combined.verdict])
+    fp, digest = fps[0], digests[0]
     result = _verify(fp, adapter, fpr=fpr, max_queries=max_queries, batch=batch, threshold=threshold)
     if result.warning:
         console.print(f"[yellow]warning:[/] {result.warning}")
