@@ -7,6 +7,7 @@ A family that needs one file is a module here; one that needs more is a folder
 from . import (  # noqa: F401  (register every method)
     baselines,
     characteristic,
+    dataset_inference,
     frequency,  # noqa: F401
     ipguard,
     metafinger,

@@ -196,6 +196,11 @@ class FingerprintMethod:
     null_family: ClassVar[str] = "counts"
     # Sequential verification spends items in order and stops early: only for per-item 0/1 evidence.
     sequential: ClassVar[bool] = True
+    # What a high statistic says: "lineage" (the suspect derives from the source) or "training-data"
+    # (it learnt the owner's private points, as the source did: dataset inference). A model trained
+    # on the same data without any theft is a negative for the first and scores like the source for
+    # the second, which also shows nothing when the source did not memorise its points.
+    evidence_of: ClassVar[str] = "lineage"
     # Evidence needs the suspect's scores (probabilities), not only its labels: a label-only suspect is refused.
     needs_scores: ClassVar[bool] = False
     # Boolean settings that switch a paper's tricks on and off, for `bench --ablation` (short name -> setting).
