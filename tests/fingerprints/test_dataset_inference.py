@@ -62,8 +62,7 @@ def test_dataset_inference_end_to_end_on_the_source(source, tmp_path):
 
 def test_a_source_that_memorised_its_points_scores_above_models_that_did_not_learn_them(splits):
     """The paper's premise at test scale: a source trained to fit 150 images scores far above an
-    independent model of the attacker's half and above its own distilled student."""
-    from modelprint.attacks import create_attack
+    independent model of the attacker's half."""
     from modelprint.train import TrainConfig, train_new
 
     private = splits.owner.balanced(150, 0)

@@ -25,7 +25,7 @@ FAST: dict[str, dict] = {
     **{name: {"steps": 20} for name in ("c", "rc", "rcgm", "ltrc", "ltrcgm", "ipguard", "sensitive")},
     "metafinger": {"iterations": 20, "trained": "{zoo}"},
     "metav": {"iterations": 40, "trained": "{zoo}"},
-    "naturalfinger": {"iterations": 30, "screen_draws": 2, "gan": "{gan}", "trained": "{zoo}"},
+    "naturalfinger": {"iterations": 30, "screen_draws": 2, "gan": "{gan}", "trained": "{zoo}", "fill": True},
     "dataset-inference": {"train_points": 60, "directions": 2, "max_steps": 20, "step": 0.05},
 }
 

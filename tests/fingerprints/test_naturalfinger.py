@@ -24,7 +24,9 @@ def trained(tmp_path_factory, splits, training_zoo):
 
 
 def _method(trained, **kw):
-    settings = {"gan": trained["gan"], "trained": trained["zoo"], "iterations": 40, "screen_draws": 2, **kw}
+    # fill: at this scale few latents pass the final screen; these tests are about what the queries do
+    settings = {"gan": trained["gan"], "trained": trained["zoo"], "iterations": 40, "screen_draws": 2, "fill": True}
+    settings.update(kw)
     return create_method("naturalfinger", **settings)
 
 
@@ -100,3 +102,22 @@ def test_cw_loss_and_transforms():
     assert x.grad is not None and x.grad.abs().sum() > 0
     same = random_transform(x, torch.Generator(), flip=False, translate=0, shear=0, noise=0)
     assert torch.allclose(same, x, atol=1e-5)
+
+
+def test_only_queries_that_pass_the_screen_are_kept_unless_fill_says_so(trained):
+    from modelprint.fingerprints.naturalfinger.method import screened_queries
+
+    ok = torch.tensor([False, True, False, True, True])
+    score = torch.tensor([0.9, 0.5, 0.8, 0.7, 0.6])
+    assert screened_queries(ok, score, 2, fill=False) == [3, 4]  # successes, best first
+    assert screened_queries(ok, score, 10, fill=False) == [3, 4, 1]  # a smaller fingerprint, no failure
+    assert screened_queries(ok, score, 5, fill=True) == [3, 4, 1, 0, 2]  # topped up with the best failures
+    # at this scale no latent wins over every trained negative: refused, naming the models that resisted
+    with pytest.raises(ParameterError, match=r"none of the 20 optimised latents passed .*\(attacker,s101\) 0/20"):
+        _method(trained, fill=False).generate(trained["source"], n=10, seed=0, progress=False)
+    fp = _method(trained).generate(trained["source"], n=10, seed=0, progress=False)
+    assert fp.meta["filled"] == 10 - fp.meta["kept_successes"] and fp.meta["screen_views"] == 3
+    assert set(fp.meta["screen_per_model"]) == {r["id"] for r in fp.meta["trained_models"]}
+    assert f"{fp.meta['filled']} failures of the screen kept to fill n" in create_method("naturalfinger").summary(fp)
+    flat = _method(trained, input_transform=False).generate(trained["source"], n=10, seed=0, progress=False)
+    assert flat.meta["screen_views"] == 1  # the screen honours the transformation switch

@@ -20,9 +20,13 @@ Adversarial Networks", Algorithm 1:
    own discriminator, relu(1 - D(G(z))): the image should pass as real. With more
    trained models than ``model_batch``, each iteration updates z once per mini-batch of
    models (a seeded shuffle), as the paper does to save memory.
-4. **Screen again**: keep the images on which every trained model gives its label under
-   ``screen_draws`` random transformations and none; the ``n`` best (all successes
-   first) are the queries, labelled by the source model.
+4. **Screen again**: keep the images on which every trained model gives its label, as they
+   are and (when ``input_transform`` is on) under ``screen_draws`` random transformations:
+   at most ``n`` of them are the queries, labelled by the source model. When fewer pass, the
+   fingerprint is smaller; with none, generation stops and says which trained models the
+   latents did not win over. ``fill=True`` tops the queries up to ``n`` with the best
+   failures instead, and records how many (``filled``): queries that missed the method's
+   own objective are never kept silently.
 
 Trained models come from a training zoo (``trained``: a folder built by ``modelprint zoo
 build`` from a ``*-train`` spec, with other seeds than any zoo it is scored on); its source
@@ -49,6 +53,7 @@ Parameters (paper symbols where the paper has them):
     shear (float): largest shear factor, 0.1.
     noise (float): Gaussian noise standard deviation in [0, 1] pixel units, 0.03.
     screen_draws (int): random transformations each query must survive, 4.
+    fill (bool): top the queries up to n with the best failures of the screen, False.
 
 Shapes: queries (n, C, H, W) in [0, 1] (the GAN's sigmoid output); labels (n,) int64.
 
@@ -91,6 +96,13 @@ def _majority(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     return counts.argmax(1)
 
 
+def screened_queries(ok: torch.Tensor, score: torch.Tensor, n: int, *, fill: bool) -> list[int]:
+    """Indices of the queries to keep: those that passed the screen (``ok``), best ``score``
+    first, at most ``n``; with ``fill``, topped up to ``n`` with the best failures."""
+    ranked = sorted(range(len(ok)), key=lambda i: (-int(ok[i]), -float(score[i]), i))
+    return ranked[:n] if fill else ranked[: min(n, int(ok.sum()))]
+
+
 @register_method("naturalfinger")
 @dataclass(kw_only=True)
 class NaturalFinger(FingerprintMethod):
@@ -105,6 +117,7 @@ class NaturalFinger(FingerprintMethod):
         oversample (float): 2.0. model_batch (int): 16. adversarial_label, input_transform,
         discriminator_loss (bool): the paper's tricks (``bench --ablation`` switches them).
         flip, translate, shear, noise: the random transformation. screen_draws (int): 4.
+        fill (bool): keep the best failures of the final screen to reach n, False.
 
     Shape: queries (n, C, H, W) in [0, 1], labels (n,).
 
@@ -132,6 +145,7 @@ class NaturalFinger(FingerprintMethod):
     shear: float = 0.1
     noise: float = 0.03
     screen_draws: int = 4
+    fill: bool = False
 
     ablation: ClassVar[dict[str, str]] = {
         "AL": "adversarial_label",
@@ -154,6 +168,18 @@ class NaturalFinger(FingerprintMethod):
             raise ParameterError("translate must be in [0, 0.5], shear and noise in [0, 1]")
         if not 0 <= self.fgsm_eps <= 1:
             raise ParameterError(f"fgsm_eps must be in [0, 1], got {self.fgsm_eps}")
+
+    def summary(self, fp: Any) -> str:
+        m = fp.meta
+        if "final_successes" not in m:
+            return super().summary(fp)
+        # fingerprints made before `fill` existed kept failures without saying so: count them from kept_successes
+        k = m.get("filled", len(fp) - int(m.get("kept_successes", len(fp))))
+        filled = f", {k} failures of the screen kept to fill n" if k else ""
+        return (
+            f"{len(fp)} queries; {m['final_successes']} of {m['optimised']} optimised latents passed the final "
+            f"screen{filled}"
+        )
 
     def _inputs(self, model: ModelprintModel) -> tuple[Any, TrainedModels]:
         if not self.gan or not self.trained:
@@ -238,19 +264,34 @@ class NaturalFinger(FingerprintMethod):
                 bar.update(1)
         z = z.detach()
 
-        # 4. final screening under transformations
+        # 4. final screening, under transformations when the method trains through them
         with torch.no_grad():
             x = torch.cat([generator(chunk) for chunk in z.split(256)])
-            views = [x] + [transform(x) for _ in range(self.screen_draws)]
+            views = [x] + ([transform(x) for _ in range(self.screen_draws)] if self.input_transform else [])
             hits = torch.zeros(len(x))
             ok = torch.ones(len(x), dtype=torch.bool)
-            for view in views:
-                for net, t in zip(nets, targets):
+            per_model = []  # how many latents each trained model gives its target on every view
+            for net, t in zip(nets, targets):
+                right_all = torch.ones(len(x), dtype=torch.bool)
+                for view in views:
                     right = net.predict(view).cpu() == t.cpu()
                     hits += right.float()
-                    ok &= right
+                    right_all &= right
+                ok &= right_all
+                per_model.append(int(right_all.sum()))
             score = hits / (len(views) * len(nets))
-        keep = sorted(range(len(x)), key=lambda i: (-int(ok[i]), -score[i].item(), i))[:n]
+        successes = int(ok.sum())
+        ids = [r["id"] for r in trained.records]
+        screen = {rid: f"{k}/{len(x)}" for rid, k in zip(ids, per_model)}
+        if successes == 0 and not self.fill:
+            worst = sorted(zip(ids, per_model), key=lambda p: p[1])[:3]
+            raise ParameterError(
+                f"naturalfinger: none of the {len(x)} optimised latents passed the final screen (every trained "
+                f"model gives its target label on {len(views)} views); fewest successes: "
+                + ", ".join(f"{rid} {k}/{len(x)}" for rid, k in worst)
+                + ". Raise iterations, lower kappa or screen_draws, or pass fill=true to keep the best failures"
+            )
+        keep = screened_queries(ok, score, n, fill=self.fill)
         x = x[keep].cpu()
         expected = model.predict(x.to(device)).cpu()
         pos_rate = (_predict(trained.positives, x) == expected).float().mean().item()
@@ -261,9 +302,12 @@ class NaturalFinger(FingerprintMethod):
             "trained_models": trained.records,
             "flip": flip,
             "screened_latents": f"{screened} of {len(z_all)} agreed on all positives",
-            "final_successes": int(ok.sum()),
+            "final_successes": successes,
             "optimised": n_opt,
             "kept_successes": int(ok[keep].sum()),
+            "filled": int(len(keep) - ok[keep].sum()),
+            "screen_views": len(views),
+            "screen_per_model": screen,
             "trained_positive_match": round(pos_rate, 4),
             "trained_negative_match": round(neg_rate, 4),
         }
