@@ -698,6 +698,9 @@ def bench(
     stealth: bool = typer.Option(
         False, "--stealth", help="Also measure each method's detection rate (detectors trained on the zoo's data)."
     ),
+    combine: str = typer.Option(
+        None, "--combine", help="Also the combined verdict (Holm) over these methods, e.g. c,ltrc,sac-m."
+    ),
     seed: int = typer.Option(0, "--seed"),
     workers: int = typer.Option(0, "--workers", help="Worker processes for querying (0 = in process, fastest on CPU)."),
     backend: str = typer.Option("local", "--backend", help="local | ray"),
@@ -734,6 +737,7 @@ def bench(
         workers=workers,
         backend=backend,
         device=device,
+        combine=[m.strip() for m in combine.split(",") if m.strip()] if combine else None,
     )
     md, html_path = write_report(out)
     console.print(f"report: {html_path} (and {md.name})")

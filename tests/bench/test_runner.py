@@ -176,3 +176,34 @@ def test_held_out_fpr_is_reported_per_category_and_every_group_is_in_both_halves
         for v in per.values():
             assert v["null_false_positives"] + v["no_match"] + v["inconclusive"] == v["negatives"]
         assert 0 < null["smallest_p"] < 1
+
+
+def test_the_combined_verdict_is_holm_over_nulls_fitted_on_the_calibration_half(bench_dir, reference_zoo, tmp_path):
+    from modelprint.bench.report import write_report
+    from modelprint.fingerprints import Fingerprint, method_of
+
+    results = run_bench(reference_zoo, ["c", "ltrc"], bench_dir, n=20, budgets=(5, 10), method_params=PARAMS,
+                        combine=["c", "ltrc"], progress=False)  # fmt: skip
+    c = results["combined"]
+    assert c["methods"] == ["c", "ltrc"] and c["rule"] == "holm" and 0 <= c["auc"] <= 1
+    calib, evaluation = results["negative_split"]["calibration"], results["negative_split"]["evaluation"]
+    rates = {s["id"]: s["rates"] for s in results["suspects"]}
+    # recompute one evaluation negative's combined p by hand: each family's null on the calibration half
+    p = {}
+    for m in ("c", "ltrc"):
+        fp = Fingerprint.load(bench_dir / results["methods"][m]["fingerprint"]["file"])
+        method, items = method_of(fp), 20
+        ones = {i: round(r[m] * items) for i, r in rates.items()}  # counts nulls read only how many agree
+        evidence = {i: np.r_[np.ones(k), np.zeros(items - k)] for i, k in ones.items()}
+        null = method.fit_null(fp, [evidence[i] for i in calib], [rates[i][m] for i in calib])
+        p[m] = {i: null.p_value(evidence[i], rates[i][m]) for i in evaluation}
+    combined = {i: min(1.0, 2 * min(p["c"][i], p["ltrc"][i])) for i in evaluation}
+    assert c["held_out"]["false_matches"] == sum(v < c["fpr"] for v in combined.values())
+    assert c["held_out"]["evaluation_negatives"] == len(evaluation)
+    assert sum(v["positives"] for v in c["by_category"].values()) == sum(
+        1 for s in results["suspects"] if s["role"] == "positive" and s["id"] != results["source"]
+    )
+    md, _ = write_report(bench_dir)
+    assert "## Combined verdict: c, ltrc by Holm's procedure" in md.read_text()
+    with pytest.raises(ParameterError, match="--combine takes two or more of --methods"):
+        run_bench(reference_zoo, ["c", "ltrc"], tmp_path / "b", method_params=PARAMS, combine=["c"], progress=False)

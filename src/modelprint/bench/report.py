@@ -305,8 +305,33 @@ def _tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str
         ),  # fmt: skip
         ("Fingerprint generation", ["method", "seconds", "cached"], time_rows),
     ]
-    extra = (_category_fpr_table(results), _stealth_table(results), _ablation_table(results))
+    extra = (_category_fpr_table(results), _combined_table(results), _stealth_table(results), _ablation_table(results))
     return tables + [t for t in extra if t is not None]
+
+
+def _combined_table(results: dict[str, Any]) -> tuple[str, list[str], list[list[str]]] | None:
+    """The combined verdict (Holm over several families): TPR per category, then its held-out FPR."""
+    c = results.get("combined")
+    if not c:
+        return None
+    fpr, h = c["fpr"], c["held_out"]
+    rows = [
+        [cat, str(v["positives"]), f"{v['tpr']:.2f}", f"{v['tpr_at_0.001']:.2f}",
+         ", ".join(f"{m} {t:.2f}" for m, t in v["families_alone"].items())]
+        for cat, v in c["by_category"].items()
+    ]  # fmt: skip
+    rows.append(["all positives", str(sum(v["positives"] for v in c["by_category"].values())), f"{c['tpr']:.2f}",
+                 f"{c['tpr_at_0.001']:.2f}", ""])  # fmt: skip
+    rows.append([
+        "evaluation negatives (false matches)", str(h["evaluation_negatives"]),
+        f"{h['false_matches']} ({h['fpr']:.3f}, 95% [{h['fpr_interval'][0]:.3f}, {h['fpr_interval'][1]:.3f}])",
+        str(h["false_matches_at_0.001"]), "",
+    ])  # fmt: skip
+    title = (
+        f"Combined verdict: {', '.join(c['methods'])} by {c['rule'].capitalize()}'s procedure, each null fitted on the "
+        f"calibration negatives (ROC AUC of -log10 p: {c['auc']:.2f})"
+    )
+    return title, ["category", "models", f"match at {fpr:g}", "match at 0.001", f"each family alone at {fpr:g}"], rows
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:

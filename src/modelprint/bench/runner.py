@@ -48,6 +48,7 @@ from ..scoring import separation, statistics_of
 from ..stealth import detection_rates
 from ..zoo import ZooManifest, ZooRow, source_row
 from ..zoo.build import build_data
+from .combined import combined_entry
 
 RESULTS = "results.json"
 DEFAULT_BUDGETS = (10, 20, 50, 100)
@@ -419,6 +420,7 @@ def run_bench(
     backend: str = "local",
     device: str = "cpu",
     progress: bool = True,
+    combine: list[str] | None = None,
 ) -> dict[str, Any]:
     """Benchmark ``methods`` on the zoo in ``zoo``; writes ``out/results.json`` and returns it.
 
@@ -432,8 +434,14 @@ def run_bench(
     method's ``method_params`` too, with its own settings on top.
 
     ``stealth`` adds each method's detection rate (:mod:`modelprint.stealth`): detectors
-    trained on the zoo's attacker split against noise and FGSM on the zoo's source."""
+    trained on the zoo's attacker split against noise and FGSM on the zoo's source.
+
+    ``combine`` (two or more of ``methods``) adds the combined verdict over them, as ``verify
+    FP... SUSPECT`` decides, each null fitted on the calibration negatives
+    (:mod:`modelprint.bench.combined`)."""
     plan = plan_bench(zoo, methods, method_params, variants)
+    if combine is not None and (len(set(combine)) < 2 or not set(combine) <= set(plan.methods)):
+        raise ParameterError(f"--combine takes two or more of --methods ({', '.join(plan.methods)}), got {combine}")
     out = Path(out)
     (out / "fingerprints").mkdir(parents=True, exist_ok=True)
     timings: dict[str, Any] = {"generation": {}, "querying": 0.0, "metrics": 0.0}
@@ -466,12 +474,22 @@ def run_bench(
             per_method[m]["detection_rate"] = stealth_result["methods"].get(m)
         for row in suspect_rows:
             row.setdefault("rates", {})[m] = rates[row["id"]]
+    combined = None
+    if combine:
+        negatives = [r["id"] for r in plan.suspects if r["role"] == "negative"]
+        combined = combined_entry(
+            {m: plan.methods[m] for m in combine}, {m: made.fingerprints[m] for m in combine},
+            {m: {i: v[m][: made.items[m]] for i, v in answers.items()} for m in combine}, pos_ids, negatives,
+            split[0], split[1], {r["id"]: r["category"] for r in plan.suspects}, fpr=fpr,
+        )  # fmt: skip
     timings["metrics"] = round(time.perf_counter() - started, 3)
     budget_list = sorted({b for m in methods for b in _budgets_of(plan.methods[m], made.items[m], budgets)})
     machine = {"cpus": os.cpu_count() or 1, "workers": workers, "backend": backend, "platform": platform.platform()}
     results = _results(plan, n=n, seed=seed, fpr=fpr, split=split, mirror=mirror, per_method=per_method,
                        suspect_rows=suspect_rows, stealth_result=stealth_result, timings=timings, machine=machine,
                        budgets=budget_list)  # fmt: skip
+    if combined is not None:
+        results["combined"] = combined
     # Insertion order (methods as asked, categories in spec order, budgets ascending) is the reading order.
     atomic_write_text(out / RESULTS, json.dumps(results, indent=2) + "\n")
     if progress:
