@@ -505,16 +505,7 @@ def verify(
     """Query a suspect with a fingerprint: statistic, p-value under the calibrated null, verdict.
     With several fingerprints of one source: each verified, one verdict by Holm's procedure."""
 
-    if commitment and len(commitment) != len(fp_paths):
-        raise ParameterError(f"give one --commitment per fingerprint ({len(fp_paths)}), got {len(commitment)}")
-    fps, digests = [], []
-    for i, path in enumerate(fp_paths):
-        fps.append(Fingerprint.load(path))
-        digests.append(sha256_file(path))
-        if commitment and commitment[i].strip().lower() != digests[-1]:
-            raise ParameterError(
-                f"{path} has sha256 {digests[-1]}, not the commitment {commitment[i]}: not the committed file"
-            )
+    fps, digests = _committed_fingerprints(fp_paths, commitment)
     if len(fps) > 1 and threshold is not None:
         raise ParameterError("--threshold applies to one fingerprint: a combined verdict is decided by p-values")
     kind = guess_type(suspect) if suspect_type == "auto" else suspect_type
@@ -534,18 +525,7 @@ def verify(
         raise ParameterError("--outputs applies to ONNX and TorchScript suspects only")
     adapter = open_suspect(suspect, kind, **options)
     if len(fps) > 1:
-        combined = verify_combined(fps, adapter, fpr=fpr, max_queries=max_queries)
-        for fam in combined.families:
-            if fam.warning:
-                console.print(f"[yellow]warning:[/] {fam.method}: {fam.warning}")
-        if as_json:
-            out = combined.to_dict()
-            for fam, digest in zip(out["families"], digests):
-                fam["fingerprint_sha256"] = digest
-            _out(out)
-        else:
-            sys.stdout.write(format_combined(combined) + "\n")
-        raise typer.Exit(VERDICT_EXIT_CODES[combined.verdict])
+        _verify_combined_cli(fps, digests, adapter, fpr=fpr, max_queries=max_queries, as_json=as_json)
     fp, digest = fps[0], digests[0]
     result = _verify(fp, adapter, fpr=fpr, max_queries=max_queries, batch=batch, threshold=threshold)
     if result.warning:
@@ -555,6 +535,38 @@ def verify(
     else:
         sys.stdout.write(format_verification(result) + "\n")
     raise typer.Exit(VERDICT_EXIT_CODES[result.verdict])
+
+
+def _committed_fingerprints(paths: list[Path], commitment: list[str] | None) -> tuple[list[Fingerprint], list[str]]:
+    """The fingerprints and their sha256s, each checked against its --commitment when given."""
+    if commitment and len(commitment) != len(paths):
+        raise ParameterError(f"give one --commitment per fingerprint ({len(paths)}), got {len(commitment)}")
+    fps, digests = [], []
+    for i, path in enumerate(paths):
+        fps.append(Fingerprint.load(path))
+        digests.append(sha256_file(path))
+        if commitment and commitment[i].strip().lower() != digests[-1]:
+            raise ParameterError(
+                f"{path} has sha256 {digests[-1]}, not the commitment {commitment[i]}: not the committed file"
+            )
+    return fps, digests
+
+
+def _verify_combined_cli(
+    fps: list[Fingerprint], digests: list[str], adapter: Any, *, fpr: float, max_queries: int | None, as_json: bool
+) -> None:
+    combined = verify_combined(fps, adapter, fpr=fpr, max_queries=max_queries)
+    for fam in combined.families:
+        if fam.warning:
+            console.print(f"[yellow]warning:[/] {fam.method}: {fam.warning}")
+    if as_json:
+        out = combined.to_dict()
+        for fam, digest in zip(out["families"], digests):
+            fam["fingerprint_sha256"] = digest
+        _out(out)
+    else:
+        sys.stdout.write(format_combined(combined) + "\n")
+    raise typer.Exit(VERDICT_EXIT_CODES[combined.verdict])
 
 
 @app.command()

@@ -55,7 +55,7 @@ def nf_inputs(tmp_path_factory, splits):
 def test_bench_with_ablation_and_stealth(reference_zoo, nf_inputs, tmp_path):
     variants = {k: v for k, v in ablation_variants("naturalfinger").items() if k != "naturalfinger"}
     methods = ["c", "naturalfinger", *variants]
-    params = {"c": {"steps": 20}, "naturalfinger": {**nf_inputs, "iterations": 5, "screen_draws": 1}}
+    params = {"c": {"steps": 20}, "naturalfinger": {**nf_inputs, "iterations": 5, "screen_draws": 1, "fill": True}}
     run_bench(reference_zoo, methods, tmp_path, n=10, budgets=(5,), method_params=params, variants=variants,
               stealth=True, progress=False)  # fmt: skip
     results = json.loads((tmp_path / "results.json").read_text())
@@ -74,7 +74,7 @@ def test_bench_with_ablation_and_stealth(reference_zoo, nf_inputs, tmp_path):
 
 
 def test_bench_refuses_a_training_zoo_that_is_the_evaluation_zoo(reference_zoo, nf_inputs, tmp_path):
-    params = {"naturalfinger": {"gan": nf_inputs["gan"], "trained": str(reference_zoo), "iterations": 2}}
+    params = {"naturalfinger": {"gan": nf_inputs["gan"], "trained": str(reference_zoo), "iterations": 2, "fill": True}}
     with pytest.raises(ParameterError, match="learnt from 9 model"):
         run_bench(reference_zoo, ["naturalfinger"], tmp_path, n=5, method_params=params, progress=False)
 

@@ -248,10 +248,13 @@ def plan_bench(
     methods: list[str],
     method_params: dict[str, dict[str, Any]] | None,
     variants: dict[str, tuple[str, dict[str, Any]]] | None,
+    combine: list[str] | None = None,
 ) -> BenchPlan:
     """Check the request against the registry and the zoo; configure every method."""
     if not methods:
         raise ParameterError("give at least one method, e.g. --methods c,ltrc")
+    if combine is not None and (len(set(combine)) < 2 or not set(combine) <= set(methods)):
+        raise ParameterError(f"--combine takes two or more of --methods ({', '.join(methods)}), got {combine}")
     variants = variants or {}
     base_of = {m: variants[m][0] if m in variants else m for m in methods}
     for m in methods:
@@ -434,14 +437,9 @@ def run_bench(
     method's ``method_params`` too, with its own settings on top.
 
     ``stealth`` adds each method's detection rate (:mod:`modelprint.stealth`): detectors
-    trained on the zoo's attacker split against noise and FGSM on the zoo's source.
-
-    ``combine`` (two or more of ``methods``) adds the combined verdict over them, as ``verify
-    FP... SUSPECT`` decides, each null fitted on the calibration negatives
-    (:mod:`modelprint.bench.combined`)."""
-    plan = plan_bench(zoo, methods, method_params, variants)
-    if combine is not None and (len(set(combine)) < 2 or not set(combine) <= set(plan.methods)):
-        raise ParameterError(f"--combine takes two or more of --methods ({', '.join(plan.methods)}), got {combine}")
+    trained on the zoo's attacker split against noise and FGSM on the zoo's source. ``combine``
+    adds the combined verdict over those methods (:mod:`modelprint.bench.combined`)."""
+    plan = plan_bench(zoo, methods, method_params, variants, combine)
     out = Path(out)
     (out / "fingerprints").mkdir(parents=True, exist_ok=True)
     timings: dict[str, Any] = {"generation": {}, "querying": 0.0, "metrics": 0.0}
@@ -474,14 +472,7 @@ def run_bench(
             per_method[m]["detection_rate"] = stealth_result["methods"].get(m)
         for row in suspect_rows:
             row.setdefault("rates", {})[m] = rates[row["id"]]
-    combined = None
-    if combine:
-        negatives = [r["id"] for r in plan.suspects if r["role"] == "negative"]
-        combined = combined_entry(
-            {m: plan.methods[m] for m in combine}, {m: made.fingerprints[m] for m in combine},
-            {m: {i: v[m][: made.items[m]] for i, v in answers.items()} for m in combine}, pos_ids, negatives,
-            split[0], split[1], {r["id"]: r["category"] for r in plan.suspects}, fpr=fpr,
-        )  # fmt: skip
+    combined = _combined(plan, made, answers, combine, pos_ids, split, fpr) if combine else None
     timings["metrics"] = round(time.perf_counter() - started, 3)
     budget_list = sorted({b for m in methods for b in _budgets_of(plan.methods[m], made.items[m], budgets)})
     machine = {"cpus": os.cpu_count() or 1, "workers": workers, "backend": backend, "platform": platform.platform()}
@@ -495,6 +486,17 @@ def run_bench(
     if progress:
         console.print(f"wrote {out / RESULTS}: {len(methods)} methods x {len(plan.suspects)} suspects")
     return results
+
+
+def _combined(plan: BenchPlan, made: BenchFingerprints, answers: dict[str, dict[str, list[float]]], combine: list[str],
+              pos_ids: list[str], split: tuple[list[str], list[str]], fpr: float) -> dict[str, Any]:  # fmt: skip
+    """The combined verdict over the ``combine`` methods (:mod:`modelprint.bench.combined`)."""
+    negatives = [r["id"] for r in plan.suspects if r["role"] == "negative"]
+    return combined_entry(
+        {m: plan.methods[m] for m in combine}, {m: made.fingerprints[m] for m in combine},
+        {m: {i: v[m][: made.items[m]] for i, v in answers.items()} for m in combine}, pos_ids, negatives,
+        split[0], split[1], {r["id"]: r["category"] for r in plan.suspects}, fpr=fpr,
+    )  # fmt: skip
 
 
 def _results(plan: BenchPlan, *, n: int, seed: int, fpr: float, split: tuple[list[str], list[str]],

@@ -96,6 +96,35 @@ def _majority(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     return counts.argmax(1)
 
 
+def final_screen(
+    nets: list[ModelprintModel], targets: list[torch.Tensor], views: list[torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """Whether every model gives its target on every view of each image (``ok``), the share of
+    (model, view) pairs that do (``score``), and per model the images it gives its target on every view."""
+    n = len(views[0])
+    hits, ok, per_model = torch.zeros(n), torch.ones(n, dtype=torch.bool), []
+    with torch.no_grad():
+        for net, t in zip(nets, targets):
+            right_all = torch.ones(n, dtype=torch.bool)
+            for view in views:
+                right = net.predict(view).cpu() == t.cpu()
+                hits += right.float()
+                right_all &= right
+            ok &= right_all
+            per_model.append(int(right_all.sum()))
+    return ok, hits / (len(views) * len(nets)), per_model
+
+
+def _nothing_passed(ids: list[str], per_model: list[int], latents: int, views: int) -> ParameterError:
+    worst = sorted(zip(ids, per_model), key=lambda p: p[1])[:3]
+    return ParameterError(
+        f"naturalfinger: none of the {latents} optimised latents passed the final screen (every trained model "
+        f"gives its target label on {views} views); fewest successes: "
+        + ", ".join(f"{rid} {k}/{latents}" for rid, k in worst)
+        + ". Raise iterations, lower kappa or screen_draws, or pass fill=true to keep the best failures"
+    )
+
+
 def screened_queries(ok: torch.Tensor, score: torch.Tensor, n: int, *, fill: bool) -> list[int]:
     """Indices of the queries to keep: those that passed the screen (``ok``), best ``score``
     first, at most ``n``; with ``fill``, topped up to ``n`` with the best failures."""
@@ -267,30 +296,12 @@ class NaturalFinger(FingerprintMethod):
         # 4. final screening, under transformations when the method trains through them
         with torch.no_grad():
             x = torch.cat([generator(chunk) for chunk in z.split(256)])
-            views = [x] + ([transform(x) for _ in range(self.screen_draws)] if self.input_transform else [])
-            hits = torch.zeros(len(x))
-            ok = torch.ones(len(x), dtype=torch.bool)
-            per_model = []  # how many latents each trained model gives its target on every view
-            for net, t in zip(nets, targets):
-                right_all = torch.ones(len(x), dtype=torch.bool)
-                for view in views:
-                    right = net.predict(view).cpu() == t.cpu()
-                    hits += right.float()
-                    right_all &= right
-                ok &= right_all
-                per_model.append(int(right_all.sum()))
-            score = hits / (len(views) * len(nets))
+        views = [x] + ([transform(x) for _ in range(self.screen_draws)] if self.input_transform else [])
+        ok, score, per_model = final_screen(nets, targets, views)
         successes = int(ok.sum())
-        ids = [r["id"] for r in trained.records]
-        screen = {rid: f"{k}/{len(x)}" for rid, k in zip(ids, per_model)}
+        screen = {r["id"]: f"{k}/{len(x)}" for r, k in zip(trained.records, per_model)}
         if successes == 0 and not self.fill:
-            worst = sorted(zip(ids, per_model), key=lambda p: p[1])[:3]
-            raise ParameterError(
-                f"naturalfinger: none of the {len(x)} optimised latents passed the final screen (every trained "
-                f"model gives its target label on {len(views)} views); fewest successes: "
-                + ", ".join(f"{rid} {k}/{len(x)}" for rid, k in worst)
-                + ". Raise iterations, lower kappa or screen_draws, or pass fill=true to keep the best failures"
-            )
+            raise _nothing_passed(list(screen), per_model, len(x), len(views))
         keep = screened_queries(ok, score, n, fill=self.fill)
         x = x[keep].cpu()
         expected = model.predict(x.to(device)).cpu()
