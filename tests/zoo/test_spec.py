@@ -125,7 +125,7 @@ def test_training_specs_share_only_the_source_with_their_evaluation_spec(evaluat
     assert ev_src.recipe() == tr_src.recipe() and ev_src.id == tr_src.id
     recipes = {(p.parent, json.dumps(p.recipe(), sort_keys=True)) for p in ev.models}
     others = [p for p in tr.models if p is not tr_src]
-    assert len(others) == 15 and sum(p.role == "positive" for p in others) == 7
+    assert len(others) == 27 and sum(p.role == "positive" for p in others) == 7
     assert not {(p.parent, json.dumps(p.recipe(), sort_keys=True)) for p in others} & recipes
     assert {p.seed for p in others if p.parent is None}.isdisjoint({p.seed for p in ev.models if p.parent is None})
 
