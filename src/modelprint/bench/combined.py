@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..combine import RULE
+from ..combine import RULE, holm
 from ..fingerprints import Fingerprint, FingerprintMethod
 from ..metrics import roc_auc
 from ..null import clopper_pearson
@@ -55,9 +55,9 @@ def combined_entry(
 ) -> dict[str, Any]:
     """The combined verdict's entry of results.json for the families in ``methods`` (module docstring)."""
     per = {m: family_p_values(methods[m], fingerprints[m], values[m], calib) for m in methods}
-    k = len(per)
     ids = list(next(iter(per.values())))
-    p = {i: min(1.0, k * min(per[m][i] for m in per)) for i in ids}
+    # the verdict verify_combined reaches: Holm's smallest adjusted p (Bonferroni's, globally)
+    p = {i: min(holm([per[m][i] for m in per], fpr)[0]) for i in ids}
 
     def rate(group: Sequence[str], alpha: float) -> float:
         return float(np.mean([p[i] < alpha for i in group])) if group else 0.0
