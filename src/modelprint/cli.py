@@ -156,6 +156,9 @@ def gan_train(
     width: int = typer.Option(64, "--width", help="Channels at the lowest resolution."),
     z_dim: int = typer.Option(64, "--z-dim"),
     batch_size: int = typer.Option(64, "--batch-size"),
+    conditional: bool = typer.Option(
+        True, "--conditional/--unconditional", help="Class-conditional (conditional batch norm, projection D)."
+    ),
     seed: int = typer.Option(..., "--seed"),
     device: str = typer.Option("cpu", "--device"),
     out: Path = typer.Option(..., "--out", help="GAN file (.safetensors; card .json and samples .png beside it)."),
@@ -165,7 +168,7 @@ def gan_train(
 
     if split not in ("owner", "all"):
         raise ParameterError(f"--split must be owner or all (the attacker's half is not the owner's), got {split!r}")
-    config = gan_tools.GANConfig(z_dim=z_dim, width=width, steps=steps, batch_size=batch_size)
+    config = gan_tools.GANConfig(z_dim=z_dim, width=width, steps=steps, batch_size=batch_size, conditional=conditional)
     images = load_splits(data, split_seed=split_seed, train_subset=train_subset).get(split)
     weights, _ = gan_tools.gan_paths(out)
     ckpt = gan_tools.checkpoint_path(weights)

@@ -17,18 +17,22 @@ from modelprint.fingerprints.naturalfinger.gan import (
 SMALL = GANConfig(width=16, z_dim=8, batch_size=32, steps=30, checkpoint_every=10)
 
 
-def test_one_step_lowers_each_networks_loss(splits):
+@pytest.mark.parametrize("conditional", [True, False])
+def test_one_step_lowers_each_networks_loss(splits, conditional):
     torch.manual_seed(0)
-    gan = build_gan((1, 8, 8), SMALL)
-    opt_g, opt_d = _optimizers(gan, SMALL)
-    real = splits.owner.x[:32]
+    config = GANConfig(**{**SMALL.__dict__, "conditional": conditional})
+    gan = build_gan((1, 8, 8), config, num_classes=10)
+    assert gan.conditional is conditional
+    opt_g, opt_d = _optimizers(gan, config)
+    real, labels = splits.owner.x[:32], splits.owner.y[:32].long() if conditional else None
     z = torch.randn(32, SMALL.z_dim, generator=torch.Generator().manual_seed(1))
+    y = torch.arange(32) % 10 if conditional else None
     gan.generator.train()
     gan.discriminator.train()
-    fake = gan.generator(z).detach()
+    fake = gan.generate(z, y).detach()
 
     def d_loss() -> torch.Tensor:
-        return hinge_losses(gan.discriminator(real), gan.discriminator(fake))
+        return hinge_losses(gan.realness(real, labels), gan.realness(fake, y))
 
     before = d_loss()
     opt_d.zero_grad()
@@ -37,7 +41,7 @@ def test_one_step_lowers_each_networks_loss(splits):
     assert d_loss().item() < before.item()
 
     def g_loss() -> torch.Tensor:
-        return -gan.discriminator(gan.generator(z)).mean()
+        return -gan.realness(gan.generate(z, y), y).mean()
 
     before = g_loss()
     opt_g.zero_grad()
@@ -95,6 +99,27 @@ def test_bad_gan_files_get_one_clear_error(splits, tmp_path):
     path.write_bytes(b"not safetensors")
     with pytest.raises(ModelFileError, match="not a readable"):
         load_gan(path)
+
+
+def test_a_conditional_gan_draws_the_class_it_is_asked_for(splits, tmp_path):
+    gan = train_gan(splits.owner, GANConfig(**{**SMALL.__dict__, "steps": 3}), seed=0, progress=False)
+    assert gan.conditional and gan.num_classes == 10 and gan.card["config"]["conditional"] is True
+    z = torch.randn(1, SMALL.z_dim).repeat(10, 1)
+    x = gan.sample(z, torch.arange(10))
+    assert not torch.equal(x[0], x[1])  # same latent, another class, another image
+    d = gan.realness(x, torch.arange(10))
+    assert not torch.allclose(d, gan.realness(x, (torch.arange(10) + 1) % 10))  # the projection term
+    with pytest.raises(ParameterError, match="needs a class"):
+        gan.generate(z, None)
+    # a GAN file from before conditioning has no such setting and loads as the unconditional networks
+    plain = train_gan(splits.owner, GANConfig(**{**SMALL.__dict__, "steps": 2, "conditional": False}), seed=0,
+                      progress=False)  # fmt: skip
+    path = save_gan(plain, tmp_path / "old.safetensors", grid=False)
+    card = json.loads(path.with_suffix(".json").read_text())
+    del card["config"]["conditional"]
+    path.with_suffix(".json").write_text(json.dumps(card))
+    old = load_gan(path)
+    assert not old.conditional and torch.equal(old.sample(z), plain.sample(z))
 
 
 def test_shapes_the_gan_cannot_make_are_refused():

@@ -65,6 +65,21 @@ def test_separates_held_out_positives_from_independent_models(trained, splits, n
     assert roc_auc(pos, neg) > 0.5 and pos.mean() > neg.mean() + 0.1, (pos, neg)
 
 
+def test_a_conditional_gan_is_asked_for_every_class_and_the_class_histograms_are_recorded(trained, splits, tmp_path):
+    fp = _method(trained, iterations=5).generate(trained["source"], n=20, seed=0, progress=False)
+    assert fp.meta["gan_conditional"] is True
+    assert sum(fp.meta["candidate_classes"]) == 4 * 40 and len(fp.meta["candidate_classes"]) == 10
+    assert fp.meta["query_classes"] == torch.bincount(fp.y, minlength=10).tolist()
+    assert 0 <= fp.meta["gan_class_agreement"] <= 1
+    # classes asked for alike: 160 candidates, 16 per class; the optimised ones keep their GAN class as y_o
+    assert torch.equal(fp.extra["original"], fp.extra["gan_class"])
+    # an unconditional GAN (and GAN files from before conditioning) still works: y_o is the positives' majority
+    plain = train_gan(splits.owner, GANConfig(width=16, z_dim=8, steps=20, conditional=False), seed=0, progress=False)
+    path = save_gan(plain, tmp_path / "plain.safetensors", grid=False)
+    fp = _method(trained, gan=str(path), iterations=3).generate(trained["source"], n=10, seed=0, progress=False)
+    assert fp.meta["gan_conditional"] is False and "gan_class" not in fp.extra and "gan_class_agreement" not in fp.meta
+
+
 def test_switching_the_tricks_off_changes_the_queries(trained):
     full = _method(trained, iterations=5).generate(trained["source"], n=10, seed=0, progress=False)
     for trick in ("adversarial_label", "input_transform", "discriminator_loss"):
@@ -113,11 +128,61 @@ def test_only_queries_that_pass_the_screen_are_kept_unless_fill_says_so(trained)
     assert screened_queries(ok, score, 10, fill=False) == [3, 4, 1]  # a smaller fingerprint, no failure
     assert screened_queries(ok, score, 5, fill=True) == [3, 4, 1, 0, 2]  # topped up with the best failures
     # at this scale no latent wins over every trained negative: refused, naming the models that resisted
-    with pytest.raises(ParameterError, match=r"none of the 20 optimised latents passed .*\(attacker,s101\) 0/20"):
+    with pytest.raises(
+        ParameterError, match=r"none of the 20 optimised latents passed .*fewest successes: cnn\[.* \d+/20"
+    ):
         _method(trained, fill=False).generate(trained["source"], n=10, seed=0, progress=False)
     fp = _method(trained).generate(trained["source"], n=10, seed=0, progress=False)
     assert fp.meta["filled"] == 10 - fp.meta["kept_successes"] and fp.meta["screen_views"] == 3
-    assert set(fp.meta["screen_per_model"]) == {r["id"] for r in fp.meta["trained_models"]}
+    screened = set(fp.meta["screen_per_model"]) | set(fp.meta["held_out_models"])
+    assert screened == {r["id"] for r in fp.meta["trained_models"]}
     assert f"{fp.meta['filled']} failures of the screen kept to fill n" in create_method("naturalfinger").summary(fp)
     flat = _method(trained, input_transform=False).generate(trained["source"], n=10, seed=0, progress=False)
     assert flat.meta["screen_views"] == 1  # the screen honours the transformation switch
+
+
+def test_held_out_trained_models_are_never_the_source_and_always_of_both_kinds(trained):
+    from modelprint.fingerprints.learnt import load_trained
+    from modelprint.fingerprints.naturalfinger.method import split_trained
+
+    everything = load_trained(trained["zoo"], trained["source"])
+    ids = [r["id"] for r in everything.records]
+    for share in (0.25, 0.5):
+        used, held = split_trained(everything, share, torch.Generator().manual_seed(0))
+        assert used.positives[0] is trained["source"] and used.records[0]["id"] == ids[0]
+        assert held.positives and held.negatives and used.negatives  # one of each held out, one negative left
+        assert sorted(r["id"] for r in used.records + held.records) == sorted(ids)
+    used, held = split_trained(everything, 0.0, torch.Generator().manual_seed(0))
+    assert not held.records and [r["id"] for r in used.records] == ids
+
+
+def test_the_kept_queries_are_screened_on_held_out_trained_models(trained):
+    fp = _method(trained, holdout=0.5).generate(trained["source"], n=10, seed=0, progress=False)
+    held = fp.meta["held_out_models"]
+    assert held and not set(held) & set(fp.meta["screen_per_model"])  # held out of the optimisation and its screen
+    passed, kept = (int(v) for v in fp.meta["held_out_screen"].split("/"))
+    assert kept == len(fp) and fp.meta["held_out_pass_rate"] == round(passed / kept, 4)
+    assert set(fp.meta["held_out_per_model"]) == set(held)
+
+
+def test_the_search_stops_once_n_latents_reach_the_objective(trained):
+    from modelprint.fingerprints.naturalfinger.gan import load_gan
+
+    gan = load_gan(trained["gan"])
+    source = trained["source"]
+    nf = _method(trained, iterations=30, screen_every=10)
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(6, gan.z_dim, generator=g)
+    c = torch.arange(6) % 10
+    mine = source.predict(gan.sample(z, c))
+
+    def views(x):
+        return [x]
+
+    # every latent already gives the source's own labels: the objective is met at the first check
+    _, ran = nf._optimise(gan, z.clone(), c, [source], [mine], 1, lambda x: x, views, 3, g, False)
+    assert ran == 10
+    # a label no model gives (a class the source never predicts here) is never reached: all iterations run
+    never = (mine + 1) % 10
+    _, ran = nf._optimise(gan, z.clone(), c, [source, source], [mine, never], 1, lambda x: x, views, 3, g, False)
+    assert ran == 30

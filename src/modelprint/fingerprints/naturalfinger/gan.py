@@ -5,7 +5,14 @@ Zhang, Goodfellow, Metaxas, Odena, "Self-Attention Generative Adversarial Networ
 both networks, one self-attention block in each (at half the image side), the hinge
 loss and two time-scale learning rates (G 1e-4, D 4e-4, Adam betas (0, 0.9)).
 
-Generator: z (z_dim) -> linear -> (width, s/4, s/4) -> [up x2, conv3, BN, ReLU] -> attention
+Class-conditional by default, as SAGAN is: the generator's batch norms take a gain and a
+bias per class (conditional batch norm) and the discriminator adds the projection term
+<embed(y), h(x)> to its score (Miyato and Koyama, "cGANs with Projection Discriminator",
+ICLR 2018). A conditional GAN is asked for every class alike, so it cannot collapse onto
+a few classes the way an unconditional one can; ``conditional=False`` gives the
+unconditional networks (and GAN files written before conditioning load as such).
+
+Generator: z (z_dim) [, class y] -> linear -> (width, s/4, s/4) -> [up x2, conv3, BN, ReLU] -> attention
 at s/2 -> [up x2, conv3, BN, ReLU] -> conv3 -> sigmoid: images (N, C, s, s) in [0, 1], so
 its samples live in the input space every modelprint model takes.
 Discriminator: conv3 -> conv4/2 -> attention -> conv4/2 -> conv3 -> sum over positions ->
@@ -63,6 +70,7 @@ class GANConfig:
     beta1: float = 0.0
     beta2: float = 0.9
     checkpoint_every: int = 250
+    conditional: bool = True
 
     def __post_init__(self) -> None:
         if self.z_dim < 1 or self.width < 8 or self.steps < 0 or self.batch_size < 2:
@@ -142,13 +150,73 @@ class Discriminator(nn.Module):
         return self.head(self.features(x * 2 - 1).sum(dim=(2, 3))).squeeze(1)
 
 
+class ConditionalBatchNorm(nn.Module):
+    """Batch norm whose gain and bias are looked up per class (gain starts at 1, bias at 0)."""
+
+    def __init__(self, channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels, affine=False)
+        self.gain = nn.Embedding(num_classes, channels)
+        self.bias = nn.Embedding(num_classes, channels)
+        nn.init.ones_(self.gain.weight)
+        nn.init.zeros_(self.bias.weight)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.bn(x) * self.gain(y)[:, :, None, None] + self.bias(y)[:, :, None, None]
+
+
+class ConditionalGenerator(nn.Module):
+    """The generator above with every batch norm conditioned on the class y (N,) int64."""
+
+    def __init__(self, z_dim: int, channels: int, size: int, width: int, num_classes: int) -> None:
+        super().__init__()
+        self.z_dim, self.s0, self.width, self.num_classes = z_dim, size // 4, width, num_classes
+        self.fc = spectral_norm(nn.Linear(z_dim, width * self.s0 * self.s0))
+        self.bn0 = ConditionalBatchNorm(width, num_classes)
+        self.conv1 = spectral_norm(nn.Conv2d(width, width // 2, 3, padding=1))
+        self.bn1 = ConditionalBatchNorm(width // 2, num_classes)
+        self.attn = SelfAttention(width // 2)
+        self.conv2 = spectral_norm(nn.Conv2d(width // 2, width // 4, 3, padding=1))
+        self.bn2 = ConditionalBatchNorm(width // 4, num_classes)
+        self.to_image = spectral_norm(nn.Conv2d(width // 4, channels, 3, padding=1))
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.bn0(self.fc(z).view(len(z), self.width, self.s0, self.s0), y))
+        h = self.attn(F.relu(self.bn1(self.conv1(F.interpolate(h, scale_factor=2)), y)))
+        h = F.relu(self.bn2(self.conv2(F.interpolate(h, scale_factor=2)), y))
+        return torch.sigmoid(self.to_image(h))
+
+
+class ProjectionDiscriminator(Discriminator):
+    """The discriminator above plus the projection term <embed(y), h(x)> on its pooled features."""
+
+    def __init__(self, channels: int, width: int, num_classes: int) -> None:
+        super().__init__(channels, width)
+        self.embed = spectral_norm(nn.Embedding(num_classes, width))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
+        """Realness scores (N,) of images in [0, 1] shown as class y (N,)."""
+        if y is None:
+            raise ParameterError("a class-conditional discriminator needs the class of each image")
+        h = self.features(x * 2 - 1).sum(dim=(2, 3))
+        return self.head(h).squeeze(1) + (self.embed(y) * h).sum(1)
+
+
 @dataclass
 class GAN:
     """A generator, its discriminator and the card that says what they were trained on."""
 
-    generator: Generator
+    generator: Generator | ConditionalGenerator
     discriminator: Discriminator
     card: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def conditional(self) -> bool:
+        return isinstance(self.generator, ConditionalGenerator)
+
+    @property
+    def num_classes(self) -> int:
+        return int(getattr(self.generator, "num_classes", self.card.get("num_classes", 0)))
 
     @property
     def z_dim(self) -> int:
@@ -158,18 +226,46 @@ class GAN:
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.card["input_shape"])  # type: ignore[return-value]
 
-    def sample(self, z: torch.Tensor) -> torch.Tensor:
+    def generate(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """G(z) or, for a conditional GAN, G(z, y): images (N, C, H, W) in [0, 1], with gradients."""
+        if self.conditional:
+            if y is None:
+                raise ParameterError("a class-conditional GAN needs a class per latent")
+            return self.generator(z, y)  # type: ignore[call-arg]
+        return self.generator(z)  # type: ignore[call-arg]
+
+    def realness(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """D(x) or, for a conditional GAN, D(x, y): scores (N,)."""
+        return self.discriminator(x, y) if self.conditional else self.discriminator(x)  # type: ignore[call-arg]
+
+    def sample(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Images from latents (and classes), in eval mode, without gradients; a conditional GAN
+        asked for no classes draws class i % num_classes for latent i."""
+        if self.conditional and y is None:
+            y = torch.arange(len(z), device=z.device) % self.num_classes
+        self.generator.eval()
         with torch.no_grad():
-            return self.generator.eval()(z)
+            return torch.cat([self.generate(zc, yc) for zc, yc in zip(z.split(256), _split(y, 256, len(z)))])
 
 
-def build_gan(input_shape: tuple[int, int, int], config: GANConfig) -> GAN:
+def _split(y: torch.Tensor | None, size: int, n: int) -> list[torch.Tensor | None]:
+    return list(y.split(size)) if y is not None else [None] * len(range(0, n, size))
+
+
+def build_gan(input_shape: tuple[int, int, int], config: GANConfig, num_classes: int = 0) -> GAN:
     c, h, w = input_shape
     if h != w or h % 4 or not 8 <= h <= 64:
         raise ParameterError(f"the GAN needs square images with a side in 8-64 divisible by 4, got {h}x{w}")
     if c not in (1, 3):
         raise ParameterError(f"the GAN needs 1 or 3 channels, got {c}")
-    return GAN(Generator(config.z_dim, c, h, config.width), Discriminator(c, config.width))
+    if not config.conditional:
+        return GAN(Generator(config.z_dim, c, h, config.width), Discriminator(c, config.width))
+    if num_classes < 2:
+        raise ParameterError(f"a class-conditional GAN needs at least 2 classes, got {num_classes}")
+    return GAN(
+        ConditionalGenerator(config.z_dim, c, h, config.width, num_classes),
+        ProjectionDiscriminator(c, config.width, num_classes),
+    )
 
 
 def data_digest(data: Dataset) -> str:
@@ -194,19 +290,28 @@ def _optimizers(gan: GAN, config: GANConfig) -> tuple[torch.optim.Adam, torch.op
 
 
 def gan_step(
-    gan: GAN, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, real: torch.Tensor, g: torch.Generator
+    gan: GAN,
+    opt_g: torch.optim.Optimizer,
+    opt_d: torch.optim.Optimizer,
+    real: torch.Tensor,
+    g: torch.Generator,
+    labels: torch.Tensor | None = None,
 ) -> tuple[float, float]:
-    """One discriminator and one generator update; returns (d_loss, g_loss) before the updates."""
+    """One discriminator and one generator update; returns (d_loss, g_loss) before the updates.
+    A conditional GAN sees the real images with their ``labels`` and makes fakes of uniformly
+    drawn classes."""
     device = real.device
     gan.generator.train()
     gan.discriminator.train()
     z = torch.randn(len(real), gan.z_dim, generator=g).to(device)
-    fake = gan.generator(z)
-    d_loss = hinge_losses(gan.discriminator(real), gan.discriminator(fake.detach()))
+    y_fake = torch.randint(0, max(gan.num_classes, 1), (len(real),), generator=g).to(device)
+    y_fake = y_fake if gan.conditional else None
+    fake = gan.generate(z, y_fake)
+    d_loss = hinge_losses(gan.realness(real, labels), gan.realness(fake.detach(), y_fake))
     opt_d.zero_grad(set_to_none=True)
     d_loss.backward()
     opt_d.step()
-    g_loss = -gan.discriminator(fake).mean()  # the generator's hinge loss
+    g_loss = -gan.realness(fake, y_fake).mean()  # the generator's hinge loss
     opt_g.zero_grad(set_to_none=True)
     g_loss.backward()
     opt_g.step()
@@ -285,7 +390,7 @@ def train_gan(
     digest = data_digest(data)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        gan = build_gan(data.input_shape, config)
+        gan = build_gan(data.input_shape, config, data.num_classes)
     gan.generator.to(device)
     gan.discriminator.to(device)
     opts = _optimizers(gan, config)
@@ -299,15 +404,15 @@ def train_gan(
         if state.get("identity") != identity:
             raise ParameterError(f"{ckpt} is a checkpoint of another GAN run (settings, seed or data); delete it")
         start, history, seconds = state["step"], state["history"], state["seconds"]
-    x = data.x.to(device)
+    x, y = data.x.to(device), data.y.long().to(device)
     started = time.perf_counter()
     window: list[tuple[float, float]] = []
     with progress_bar(config.steps, "GAN training", progress) as bar:
         bar.update(start)
         for step in range(start, config.steps):
             g = _step_generator(seed, step)
-            real = x[torch.randint(0, len(x), (config.batch_size,), generator=g).to(device)]
-            window.append(gan_step(gan, *opts, real, g))
+            idx = torch.randint(0, len(x), (config.batch_size,), generator=g).to(device)
+            window.append(gan_step(gan, *opts, x[idx], g, y[idx] if gan.conditional else None))
             if (step + 1) % 100 == 0 or step + 1 == config.steps:
                 d, gl = (sum(v) / len(window) for v in zip(*window))
                 history.append({"step": step + 1, "d_loss": round(d, 4), "g_loss": round(gl, 4)})
@@ -369,15 +474,20 @@ def load_gan(path: str | os.PathLike) -> GAN:
         if card.get("kind") != GAN_KIND:
             raise KeyError("kind")
         names = {f.name for f in fields(GANConfig)}
-        config = GANConfig(**{k: v for k, v in card["config"].items() if k in names})
+        # GAN files from before class conditioning have no such setting: they are unconditional
+        config = GANConfig(**({"conditional": False} | {k: v for k, v in card["config"].items() if k in names}))
         shape = tuple(int(v) for v in card["input_shape"])
+        num_classes = int(card.get("num_classes", 0))
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise ModelFileError(
             f"{card_path}: not a modelprint GAN card ({e}); make one with `modelprint gan train`"
         ) from None
     if len(shape) != 3:
         raise ModelFileError(f"{card_path}: input_shape must be [C, H, W], got {list(shape)}")
-    gan = build_gan(shape, config)  # type: ignore[arg-type]
+    try:
+        gan = build_gan(shape, config, num_classes)  # type: ignore[arg-type]
+    except ParameterError as e:
+        raise ModelFileError(f"{card_path}: {e}") from None
     try:
         with safe_open(str(weights), framework="pt") as f:
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no items())
@@ -391,15 +501,18 @@ def load_gan(path: str | os.PathLike) -> GAN:
 
 
 def save_sample_grid(gan: GAN, path: str | os.PathLike, *, rows: int = 8, seed: int = 0) -> None:
-    """An rows x rows grid of samples from fixed latents (the same picture for the same GAN)."""
+    """A grid of samples from fixed latents (the same picture for the same GAN): rows x rows,
+    or for a conditional GAN one row per class."""
     plt = pyplot()
-    z = torch.randn(rows * rows, gan.z_dim, generator=torch.Generator().manual_seed(seed))
-    x = gan.sample(z)
+    cols = rows
+    rows = gan.num_classes if gan.conditional else rows
+    z = torch.randn(rows * cols, gan.z_dim, generator=torch.Generator().manual_seed(seed))
+    x = gan.sample(z, torch.arange(rows * cols) // cols if gan.conditional else None)
     c, s = x.shape[1], x.shape[2]
     pad = 1
-    canvas = torch.ones(c, rows * (s + pad) + pad, rows * (s + pad) + pad)
-    for i in range(rows * rows):
-        r, q = divmod(i, rows)
+    canvas = torch.ones(c, rows * (s + pad) + pad, cols * (s + pad) + pad)
+    for i in range(rows * cols):
+        r, q = divmod(i, cols)
         canvas[:, pad + r * (s + pad) : pad + r * (s + pad) + s, pad + q * (s + pad) : pad + q * (s + pad) + s] = x[i]
     scale = -(-56 // s)  # small images drawn at least 56 px wide, to be seen
     canvas = canvas.repeat_interleave(scale, 1).repeat_interleave(scale, 2)

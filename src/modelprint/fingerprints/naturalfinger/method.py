@@ -3,10 +3,12 @@
 Paper: Yang, Wang, Wang, "NaturalFinger: Generating Natural Fingerprint with Generative
 Adversarial Networks", Algorithm 1:
 
-1. **Screen** ``candidates x n'`` latents z ~ N(0, I): keep those whose image G(z) every
-   positive trained model labels alike (the paper: "correctly classified by all positive
-   models"); ``n' = oversample x n`` are optimised.
-2. **Labels**: the original label y_o is the positives' majority; the adversarial label
+1. **Screen** ``candidates x n'`` latents z ~ N(0, I): keep those whose image every positive
+   trained model classifies correctly (the paper's words); ``n' = oversample x n`` are
+   optimised. With a class-conditional GAN (the default of ``modelprint gan train``) each
+   latent is drawn with a class c, every class alike, the image is G(z, c) and "correctly"
+   means as c; with an unconditional GAN, as the positives' majority.
+2. **Labels**: the original label y_o is that class (c or the majority); the adversarial label
    y_a is the negatives' majority label on their own untargeted FGSM examples (step
    ``fgsm_eps``), the class most often different from y_o. Off (ablation): a random
    label other than y_o.
@@ -17,7 +19,8 @@ Adversarial Networks", Algorithm 1:
 
    with T a random input transformation drawn every step (horizontal flip where the data
    allows it, Gaussian noise, translation, shear) and L_D the hinge loss of the GAN's
-   own discriminator, relu(1 - D(G(z))): the image should pass as real. With more
+   own discriminator, relu(1 - D(G(z))) (D(G(z, c), c) when conditional): the image should
+   pass as real. With more
    trained models than ``model_batch``, each iteration updates z once per mini-batch of
    models (a seeded shuffle), as the paper does to save memory.
 4. **Screen again**: keep the images on which every trained model gives its label, as they
@@ -96,6 +99,11 @@ def _majority(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     return counts.argmax(1)
 
 
+def class_histogram(labels: torch.Tensor, num_classes: int) -> list[int]:
+    """How many of ``labels`` fall in each class 0 .. num_classes - 1."""
+    return torch.bincount(labels.long().cpu(), minlength=num_classes).tolist()
+
+
 def final_screen(
     nets: list[ModelprintModel], targets: list[torch.Tensor], views: list[torch.Tensor]
 ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
@@ -123,6 +131,30 @@ def _nothing_passed(ids: list[str], per_model: list[int], latents: int, views: i
         + ", ".join(f"{rid} {k}/{latents}" for rid, k in worst)
         + ". Raise iterations, lower kappa or screen_draws, or pass fill=true to keep the best failures"
     )
+
+
+def split_trained(trained: TrainedModels, share: float, g: torch.Generator) -> tuple[TrainedModels, TrainedModels]:
+    """Hold ``share`` of the positives (never the source, which comes first) and of the negatives
+    out of the optimisation, at least one of each kind while one of that kind is left to optimise
+    on: the queries are then screened on models they were not made on."""
+    records = trained.records
+    pos = list(range(1, len(trained.positives)))
+    neg = list(range(len(trained.positives), len(records)))
+    held: set[int] = set()
+    for kind in (pos, neg):
+        k = min(max(round(share * len(kind)), 1 if share > 0 else 0), len(kind) - (kind is neg))
+        held |= {kind[i] for i in torch.randperm(len(kind), generator=g)[:k].tolist()}
+    models = trained.positives + trained.negatives
+
+    def part(keep: bool) -> TrainedModels:
+        idx = [i for i in range(len(models)) if (i in held) != keep]
+        return TrainedModels(
+            [models[i] for i in idx if i < len(trained.positives)],
+            [models[i] for i in idx if i >= len(trained.positives)],
+            [records[i] for i in idx],
+        )
+
+    return part(True), part(False)
 
 
 def screened_queries(ok: torch.Tensor, score: torch.Tensor, n: int, *, fill: bool) -> list[int]:
@@ -173,8 +205,10 @@ class NaturalFinger(FingerprintMethod):
     translate: float = 0.1
     shear: float = 0.1
     noise: float = 0.03
-    screen_draws: int = 4
+    screen_draws: int = 1
     fill: bool = False
+    holdout: float = 0.25
+    screen_every: int = 50
 
     ablation: ClassVar[dict[str, str]] = {
         "AL": "adversarial_label",
@@ -193,6 +227,9 @@ class NaturalFinger(FingerprintMethod):
             raise ParameterError(
                 "candidates >= 1, oversample >= 1, model_batch >= 1 and screen_draws >= 0 are required"
             )
+        if not 0 <= self.holdout < 1 or self.screen_every < 0:
+            raise ParameterError(f"holdout must be in [0, 1) and screen_every >= 0, got {self.holdout}, "
+                                 f"{self.screen_every}")  # fmt: skip
         if not 0 <= self.translate <= 0.5 or not 0 <= self.shear <= 1 or not 0 <= self.noise <= 1:
             raise ParameterError("translate must be in [0, 0.5], shear and noise in [0, 1]")
         if not 0 <= self.fgsm_eps <= 1:
@@ -221,6 +258,11 @@ class NaturalFinger(FingerprintMethod):
             raise ParameterError(
                 f"the GAN makes {list(gan.input_shape)} images, the model takes {list(model.card.input_shape)}"
             )
+        if gan.conditional and gan.num_classes != model.card.num_classes:
+            raise ParameterError(
+                f"the GAN draws {gan.num_classes} classes, the model has {model.card.num_classes}: train the GAN "
+                "on the model's data"
+            )
         return gan, load_trained(self.trained, model)
 
     def inputs_digest(self) -> str:
@@ -248,81 +290,132 @@ class NaturalFinger(FingerprintMethod):
         progress: bool,
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:  # fmt: skip
         flip = self._flip(gan)
-        num_classes = model.card.num_classes
-        generator, disc = gan.generator.to(device).eval(), gan.discriminator.to(device).eval()
-        nets = trained.positives + trained.negatives
-        for net in [*nets, generator, disc]:
+        for net in [*trained.positives, *trained.negatives, gan.generator, gan.discriminator]:
             net.to(device).eval()
             net.requires_grad_(False)
-        n_pos = len(trained.positives)
+        used, held = split_trained(trained, self.holdout, torch.Generator().manual_seed(seed + 1))
+        nets = used.positives + used.negatives
         g = torch.Generator().manual_seed(seed)
 
         def transform(x: torch.Tensor) -> torch.Tensor:
             return random_transform(x, g, flip=flip, translate=self.translate, shear=self.shear, noise=self.noise)
 
-        # 1. screening of initial latents
-        n_opt = math.ceil(self.oversample * n)
+        def views(x: torch.Tensor) -> list[torch.Tensor]:
+            # the image as it will be sent, and under transformations when the method trains through them
+            return [x] + ([transform(x) for _ in range(self.screen_draws)] if self.input_transform else [])
+
+        z, c, y_o, info = self._screen_latents(model, gan, used, math.ceil(self.oversample * n), g, device)
+        y_a = self._adversarial_labels(used.negatives, gan.sample(z, c), y_o, model.card.num_classes, g)
+        targets = [y_o] * len(used.positives) + [y_a] * len(used.negatives)
+        z, info["iterations_run"] = self._optimise(gan, z, c, nets, targets, len(used.positives), transform, views,
+                                                   n, g, progress)  # fmt: skip
+
+        # final screen on the models the latents were optimised on
+        x = gan.sample(z, c)
+        seen = views(x)
+        ok, score, per_model = final_screen(nets, targets, seen)
+        screen = {r["id"]: f"{k}/{len(x)}" for r, k in zip(used.records, per_model)}
+        if int(ok.sum()) == 0 and not self.fill:
+            raise _nothing_passed(list(screen), per_model, len(x), len(seen))
+        keep = screened_queries(ok, score, n, fill=self.fill)
+        info |= self._held_out_screen(held, y_o[keep], y_a[keep], [v[keep] for v in seen])
+        x = x[keep].cpu()
+        expected = model.predict(x.to(device)).cpu()
+        info |= {
+            "gan_sha256": gan.card.get("weights_sha256"),
+            "gan_data_sha256": gan.card.get("data_sha256"),
+            "trained_models": trained.records,
+            "flip": flip,
+            "final_successes": int(ok.sum()),
+            "optimised": len(z),
+            "kept_successes": int(ok[keep].sum()),
+            "filled": int(len(keep) - ok[keep].sum()),
+            "screen_views": len(seen),
+            "screen_per_model": screen,
+            "query_classes": class_histogram(expected, model.card.num_classes),
+            "trained_positive_match": round((_predict(used.positives, x) == expected).float().mean().item(), 4),
+            "trained_negative_match": round((_predict(used.negatives, x) == expected).float().mean().item(), 4),
+        }
+        extras = {"original": y_o[keep].cpu(), "adversarial": y_a[keep].cpu(), "latent": z[keep].cpu()}
+        if c is not None:
+            extras["gan_class"] = c[keep].cpu()
+        return x, expected, extras, info
+
+    @staticmethod
+    def _held_out_screen(
+        held: TrainedModels, y_o: torch.Tensor, y_a: torch.Tensor, views: list[torch.Tensor]
+    ) -> dict[str, Any]:
+        """The final screen on the trained models held out of the optimisation: how many of the kept
+        queries every held-out positive gives y_o and every held-out negative y_a, on the same views."""
+        if not held.records or not len(y_o):
+            return {"held_out_models": [r["id"] for r in held.records]}
+        targets = [y_o] * len(held.positives) + [y_a] * len(held.negatives)
+        ok, _, per_model = final_screen(held.positives + held.negatives, targets, views)
+        return {
+            "held_out_models": [r["id"] for r in held.records],
+            "held_out_screen": f"{int(ok.sum())}/{len(ok)}",
+            "held_out_pass_rate": round(ok.float().mean().item(), 4),
+            "held_out_per_model": {r["id"]: f"{k}/{len(ok)}" for r, k in zip(held.records, per_model)},
+        }
+
+    def _screen_latents(
+        self, model: ModelprintModel, gan: Any, trained: TrainedModels, n_opt: int, g: torch.Generator, device: str
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, dict[str, Any]]:
+        """Step 1: the ``n_opt`` of ``candidates x n_opt`` latents the positives agree on most, with
+        their classes (a conditional GAN is asked for every class alike) and original labels y_o:
+        the GAN's class, or without conditioning the positives' majority."""
+        k = model.card.num_classes
         z_all = torch.randn(n_opt * self.candidates, gan.z_dim, generator=g).to(device)
-        with torch.no_grad():
-            x_all = torch.cat([generator(chunk) for chunk in z_all.split(256)])
-        pos_labels = _predict(trained.positives, x_all)
-        agreement = (pos_labels == _majority(pos_labels, num_classes)).float().mean(0)
+        c_all = (torch.randperm(len(z_all), generator=g) % k).to(device) if gan.conditional else None
+        x_all = gan.sample(z_all, c_all)
+        pos_labels = _predict(trained.positives, x_all).to(device)
+        wanted = c_all if c_all is not None else _majority(pos_labels, k)
+        agreement = (pos_labels == wanted).float().mean(0)
         order = sorted(range(len(z_all)), key=lambda i: (-agreement[i].item(), i))[:n_opt]
-        z = z_all[order].clone()
-        screened = int((agreement == 1).sum())
+        source_labels = model.predict(x_all).to(device)
+        info: dict[str, Any] = {
+            "gan_conditional": bool(gan.conditional),
+            "screened_latents": f"{int((agreement == 1).sum())} of {len(z_all)} agreed on all positives",
+            "candidate_classes": class_histogram(source_labels, k),
+        }
+        if c_all is not None:
+            info["gan_class_agreement"] = round((source_labels == c_all).float().mean().item(), 4)
+        c = c_all[order] if c_all is not None else None
+        return z_all[order].clone(), c, wanted[order], info
 
-        # 2. labels: original (positives' majority) and adversarial (FGSM on the negatives)
-        x0 = x_all[order]
-        y_o = _majority(pos_labels[:, order], num_classes)
-        y_a = self._adversarial_labels(trained.negatives, x0, y_o, num_classes, g)
-
-        # 3. latent optimisation
+    def _optimise(
+        self, gan: Any, z: torch.Tensor, c: torch.Tensor | None, nets: list[ModelprintModel],
+        targets: list[torch.Tensor], n_pos: int, transform: Any, views: Any, n: int, g: torch.Generator,
+        progress: bool,
+    ) -> tuple[torch.Tensor, int]:  # fmt: skip
+        """Step 3: SGD on the latents, one update per mini-batch of ``model_batch`` trained models.
+        Every ``screen_every`` iterations the latents that pass the final screen are frozen (their
+        objective is met) and the search stops once ``n`` have: the rest of the iterations could
+        only move latents that already do what they are for. Returns the latents and the
+        iterations run."""
         z.requires_grad_(True)
         opt = torch.optim.SGD([z], lr=self.lr)
-        targets = [y_o] * n_pos + [y_a] * len(trained.negatives)
+        active = torch.arange(len(z), device=z.device)
         with progress_bar(self.iterations, f"{self.name} latents", progress) as bar:
-            for _ in range(self.iterations):
+            for it in range(self.iterations):
+                if self.screen_every and it and it % self.screen_every == 0:
+                    passed, _, _ = final_screen(nets, targets, views(gan.sample(z.detach(), c)))
+                    bar.update(0, description=f"{self.name} latents ({int(passed.sum())} pass)")
+                    if int(passed.sum()) >= n:
+                        return z.detach(), it
+                    active = (~passed).nonzero().squeeze(1).to(z.device)
                 perm = torch.randperm(len(nets), generator=g).tolist()
                 for start in range(0, len(nets), self.model_batch):
                     batch = perm[start : start + self.model_batch]
-                    loss = self._loss(generator, disc, z, [nets[i] for i in batch], [targets[i] for i in batch],
+                    c_now = c[active] if c is not None else None
+                    t_now = [targets[i][active] for i in batch]
+                    loss = self._loss(gan, z[active], c_now, [nets[i] for i in batch], t_now,
                                       [i < n_pos for i in batch], transform)  # fmt: skip
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
                 bar.update(1)
-        z = z.detach()
-
-        # 4. final screening, under transformations when the method trains through them
-        with torch.no_grad():
-            x = torch.cat([generator(chunk) for chunk in z.split(256)])
-        views = [x] + ([transform(x) for _ in range(self.screen_draws)] if self.input_transform else [])
-        ok, score, per_model = final_screen(nets, targets, views)
-        successes = int(ok.sum())
-        screen = {r["id"]: f"{k}/{len(x)}" for r, k in zip(trained.records, per_model)}
-        if successes == 0 and not self.fill:
-            raise _nothing_passed(list(screen), per_model, len(x), len(views))
-        keep = screened_queries(ok, score, n, fill=self.fill)
-        x = x[keep].cpu()
-        expected = model.predict(x.to(device)).cpu()
-        pos_rate = (_predict(trained.positives, x) == expected).float().mean().item()
-        neg_rate = (_predict(trained.negatives, x) == expected).float().mean().item()
-        info = {
-            "gan_sha256": gan.card.get("weights_sha256"),
-            "gan_data_sha256": gan.card.get("data_sha256"),
-            "trained_models": trained.records,
-            "flip": flip,
-            "screened_latents": f"{screened} of {len(z_all)} agreed on all positives",
-            "final_successes": successes,
-            "optimised": n_opt,
-            "kept_successes": int(ok[keep].sum()),
-            "filled": int(len(keep) - ok[keep].sum()),
-            "screen_views": len(views),
-            "screen_per_model": screen,
-            "trained_positive_match": round(pos_rate, 4),
-            "trained_negative_match": round(neg_rate, 4),
-        }
-        return x, expected, {"original": y_o[keep].cpu(), "adversarial": y_a[keep].cpu(), "latent": z[keep].cpu()}, info
+        return z.detach(), self.iterations
 
     def _adversarial_labels(
         self,
@@ -352,20 +445,20 @@ class NaturalFinger(FingerprintMethod):
 
     def _loss(
         self,
-        generator: torch.nn.Module,
-        disc: torch.nn.Module,
+        gan: Any,
         z: torch.Tensor,
+        c: torch.Tensor | None,
         nets: list[ModelprintModel],
         targets: list[torch.Tensor],
         positive: list[bool],
         transform: Any,
     ) -> torch.Tensor:
-        x = generator(z)
+        x = gan.generate(z, c)
         xt = transform(x) if self.input_transform else x
         pos = [cw_loss(net(xt), t, self.kappa) for net, t, p in zip(nets, targets, positive) if p]
         neg = [cw_loss(net(xt), t, self.kappa) for net, t, p in zip(nets, targets, positive) if not p]
         # Per-image sums: each latent's gradient is its own image's loss, whatever n is.
         loss = sum((torch.stack(part).mean(0).sum() for part in (pos, neg) if part), torch.zeros((), device=z.device))
         if self.discriminator_loss and self.lam > 0:
-            loss = loss + self.lam * F.relu(1 - disc(x)).sum()
+            loss = loss + self.lam * F.relu(1 - gan.realness(x, c)).sum()
         return loss
