@@ -163,6 +163,9 @@ def test_the_kept_queries_are_screened_on_held_out_trained_models(trained):
     passed, kept = (int(v) for v in fp.meta["held_out_screen"].split("/"))
     assert kept == len(fp) and fp.meta["held_out_pass_rate"] == round(passed / kept, 4)
     assert set(fp.meta["held_out_per_model"]) == set(held)
+    summary = create_method("naturalfinger").summary(fp)
+    assert f"held-out trained models ({len(held)}): {fp.meta['held_out_screen']} queries pass" in summary
+    assert f"class-conditional GAN; query classes {fp.meta['query_classes']}" in summary
 
 
 def test_the_search_stops_once_n_latents_reach_the_objective(trained):
@@ -185,4 +188,8 @@ def test_the_search_stops_once_n_latents_reach_the_objective(trained):
     # a label no model gives (a class the source never predicts here) is never reached: all iterations run
     never = (mine + 1) % 10
     _, ran = nf._optimise(gan, z.clone(), c, [source, source], [mine, never], 1, lambda x: x, views, 3, g, False)
+    assert ran == 30
+    # ... unless the pass count stalls for `patience` checks: 0 at 10 (the best so far), 0 at 20 and 30
+    stalls = _method(trained, iterations=100, screen_every=10, patience=2)
+    _, ran = stalls._optimise(gan, z.clone(), c, [source, source], [mine, never], 1, lambda x: x, views, 3, g, False)
     assert ran == 30

@@ -209,6 +209,7 @@ class NaturalFinger(FingerprintMethod):
     fill: bool = False
     holdout: float = 0.25
     screen_every: int = 50
+    patience: int = 4
 
     ablation: ClassVar[dict[str, str]] = {
         "AL": "adversarial_label",
@@ -227,9 +228,9 @@ class NaturalFinger(FingerprintMethod):
             raise ParameterError(
                 "candidates >= 1, oversample >= 1, model_batch >= 1 and screen_draws >= 0 are required"
             )
-        if not 0 <= self.holdout < 1 or self.screen_every < 0:
-            raise ParameterError(f"holdout must be in [0, 1) and screen_every >= 0, got {self.holdout}, "
-                                 f"{self.screen_every}")  # fmt: skip
+        if not 0 <= self.holdout < 1 or self.screen_every < 0 or self.patience < 1:
+            raise ParameterError(f"holdout must be in [0, 1), screen_every >= 0 and patience >= 1, got "
+                                 f"{self.holdout}, {self.screen_every}, {self.patience}")  # fmt: skip
         if not 0 <= self.translate <= 0.5 or not 0 <= self.shear <= 1 or not 0 <= self.noise <= 1:
             raise ParameterError("translate must be in [0, 0.5], shear and noise in [0, 1]")
         if not 0 <= self.fgsm_eps <= 1:
@@ -242,10 +243,17 @@ class NaturalFinger(FingerprintMethod):
         # fingerprints made before `fill` existed kept failures without saying so: count them from kept_successes
         k = m.get("filled", len(fp) - int(m.get("kept_successes", len(fp))))
         filled = f", {k} failures of the screen kept to fill n" if k else ""
-        return (
+        lines = [
             f"{len(fp)} queries; {m['final_successes']} of {m['optimised']} optimised latents passed the final "
             f"screen{filled}"
-        )
+        ]
+        if "held_out_screen" in m:
+            lines.append(f"held-out trained models ({len(m['held_out_models'])}): {m['held_out_screen']} queries pass "
+                         "their screen")  # fmt: skip
+        if "query_classes" in m:
+            gan = "class-conditional GAN" if m.get("gan_conditional") else "unconditional GAN"
+            lines.append(f"{gan}; query classes {m['query_classes']}")
+        return "\n".join(lines)
 
     def _inputs(self, model: ModelprintModel) -> tuple[Any, TrainedModels]:
         if not self.gan or not self.trained:
@@ -390,18 +398,21 @@ class NaturalFinger(FingerprintMethod):
     ) -> tuple[torch.Tensor, int]:  # fmt: skip
         """Step 3: SGD on the latents, one update per mini-batch of ``model_batch`` trained models.
         Every ``screen_every`` iterations the latents that pass the final screen are frozen (their
-        objective is met) and the search stops once ``n`` have: the rest of the iterations could
-        only move latents that already do what they are for. Returns the latents and the
-        iterations run."""
+        objective is met) and the search stops once ``n`` have, or when ``patience`` checks in a
+        row found no more passing than the best so far: more iterations would only move latents
+        that already do what they are for, or that have stopped getting there. Returns the
+        latents and the iterations run."""
         z.requires_grad_(True)
         opt = torch.optim.SGD([z], lr=self.lr)
         active = torch.arange(len(z), device=z.device)
+        best, stalled = -1, 0
         with progress_bar(self.iterations, f"{self.name} latents", progress) as bar:
             for it in range(self.iterations):
                 if self.screen_every and it and it % self.screen_every == 0:
                     passed, _, _ = final_screen(nets, targets, views(gan.sample(z.detach(), c)))
                     bar.update(0, description=f"{self.name} latents ({int(passed.sum())} pass)")
-                    if int(passed.sum()) >= n:
+                    best, stalled = (int(passed.sum()), 0) if passed.sum() > best else (best, stalled + 1)
+                    if best >= n or stalled >= self.patience:
                         return z.detach(), it
                     active = (~passed).nonzero().squeeze(1).to(z.device)
                 perm = torch.randperm(len(nets), generator=g).tolist()
