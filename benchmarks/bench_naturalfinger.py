@@ -9,9 +9,12 @@ train``) it measures, on one torch thread:
              every trained model, the discriminator loss, backward to the latents, SGD step
   ratio      iteration / bound (target <= 1.5)
 
-and reads the GAN's training time from its card.
+and reads the GAN's training time from its card. With ``--compare`` it also times two whole
+generations in the same run: every one of the 1,000 iterations (``screen_every=0``, how the
+method ran before) against the defaults (screens every 50 iterations freeze the latents that
+pass and stop a search that is complete or stalled), and gives their ratio and what each kept.
 
-Run:  python benchmarks/bench_naturalfinger.py --trained ZOO --gan GAN [--n 100] [--out FILE]
+Run:  python benchmarks/bench_naturalfinger.py --trained ZOO --gan GAN [--n 100] [--compare] [--out FILE]
 """
 
 from __future__ import annotations
@@ -44,6 +47,27 @@ def best_of(fn, repeat: int) -> float:
     return min(times)
 
 
+def compare(args: argparse.Namespace, source) -> dict:
+    """Two whole generations, same seed and inputs: all iterations, then the early-stopping defaults."""
+    out = {}
+    for name, settings in (("every_iteration", {"screen_every": 0}), ("early_stop", {})):
+        m = create_method("naturalfinger", gan=args.gan, trained=args.trained, **settings)
+        t = time.perf_counter()
+        fp = m.generate(source, n=args.n, seed=0, progress=False)
+        meta = fp.meta
+        out[name] = {
+            "seconds": round(time.perf_counter() - t, 1),
+            "iterations_run": meta["iterations_run"],
+            "queries": len(fp),
+            "final_successes": meta["final_successes"],
+            "held_out_screen": meta.get("held_out_screen"),
+            "held_out_pass_rate": meta.get("held_out_pass_rate"),
+        }
+        print(name, json.dumps(out[name]), flush=True)
+    out["speedup"] = round(out["every_iteration"]["seconds"] / out["early_stop"]["seconds"], 2)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--trained", required=True)
@@ -51,6 +75,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--generate", type=int, default=0, help="also time a whole generation with this many iterations")
+    ap.add_argument("--compare", action="store_true", help="time a full-length and an early-stopping generation")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -62,11 +87,13 @@ def main() -> None:
     nets = trained.positives + trained.negatives
     for net in nets:
         net.eval().requires_grad_(False)
-    gen, disc = gan.generator.eval().requires_grad_(False), gan.discriminator.eval().requires_grad_(False)
+    gan.generator.eval().requires_grad_(False)
+    gan.discriminator.eval().requires_grad_(False)
     n_opt = math.ceil(method.oversample * args.n)
     g = torch.Generator().manual_seed(0)
     z = torch.randn(n_opt, gan.z_dim, generator=g).requires_grad_(True)
-    x0 = gen(z).detach()
+    c = torch.arange(n_opt) % source.card.num_classes if gan.conditional else None
+    x0 = gan.sample(z.detach(), c)
     targets = [torch.randint(0, source.card.num_classes, (n_opt,), generator=g) for _ in nets]
     opt = torch.optim.SGD([z], lr=method.lr)
 
@@ -81,7 +108,7 @@ def main() -> None:
     positive = [i < len(trained.positives) for i in range(len(nets))]
 
     def iteration() -> None:
-        loss = method._loss(gen, disc, z, nets, targets, positive, transform)
+        loss = method._loss(gan, z, c, nets, targets, positive, transform)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -104,6 +131,8 @@ def main() -> None:
         t = time.perf_counter()
         m.generate(source, n=args.n, seed=0, progress=False)
         result[f"generation_{args.generate}_iterations_s"] = round(time.perf_counter() - t, 1)
+    if args.compare:
+        result["compare"] = compare(args, source)
     print(json.dumps(result, indent=2))
     if args.out:
         with open(args.out, "w") as f:

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from modelprint.bench import run_bench
+from modelprint.bench.report import write_report
 from modelprint.errors import ModelprintError, ParameterError, UnknownNameError
 from modelprint.metrics import aruc
 from modelprint.zoo import ZooManifest
@@ -62,6 +63,11 @@ def test_fingerprints_are_cached_and_parallel_querying_agrees(bench_dir, referen
     )
     assert all(g["cached"] for g in again["timings"]["generation"].values())
     assert [s["rates"] for s in again["suspects"]] == [s["rates"] for s in before["suspects"]]
+    made = again["methods"]["c"]["fingerprint"]
+    assert made["queries"] == 20 and made["summary"] == "20 queries"
+    md, _ = write_report(bench_dir)
+    row = next(line for line in md.read_text().splitlines() if line.startswith("| c | cached (made in "))
+    assert row.endswith("| 20 | 20 queries |")
 
 
 def test_bad_requests_fail_clearly(reference_zoo, tmp_path):

@@ -282,7 +282,13 @@ def _tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str
         for b, v in r["budgets"].items()
     ]
     generation = results["timings"]["generation"]
-    time_rows = [[m, f"{g['seconds']:.1f}", "yes" if g["cached"] else "no"] for m, g in generation.items()]
+    time_rows = []
+    for m, g in generation.items():
+        meta = results["methods"].get(m, {}).get("fingerprint", {})
+        made = meta.get("generation_seconds")
+        seconds = f"{g['seconds']:.1f}" if not g["cached"] else f"cached (made in {made:.1f})" if made else "cached"
+        summary = str(meta.get("summary", "")).replace("\n", "; ")
+        time_rows.append([m, seconds, str(meta.get("queries", "")), summary])
     held_out = ["method", "rule", "negatives calib / eval", "observed FPR", "95% interval", "nominal inside", "TPR",
                 "in-sample TPR"]  # fmt: skip
     tables = [
@@ -303,7 +309,11 @@ def _tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str
             ["method", "b", "aruc", "auc", "uniqueness", "f1"],
             budget_rows,
         ),  # fmt: skip
-        ("Fingerprint generation", ["method", "seconds", "cached"], time_rows),
+        (
+            "Fingerprints: generation time, queries kept and what each method says of its fingerprint",
+            ["method", "seconds", "queries", "summary"],
+            time_rows,
+        ),  # fmt: skip
     ]
     extra = (_category_fpr_table(results), _combined_table(results), _stealth_table(results), _ablation_table(results))
     return tables + [t for t in extra if t is not None]

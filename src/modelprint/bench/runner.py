@@ -297,6 +297,7 @@ def make_fingerprints(
             timings["generation"][m] = {"seconds": round(time.perf_counter() - started, 3), "cached": False}
         made.files[m], made.fingerprints[m], made.items[m] = str(path), fp, method.items(fp)
         made.meta[m] = {"params": method.params(), "file": str(path.relative_to(out)), **fp.meta}
+        made.meta[m] |= {"queries": len(fp), "summary": method.summary(fp)}
         if method.ablation:
             kept = {short: bool(getattr(method, k)) for short, k in method.ablation.items()}
             label = "+".join(short for short, on in kept.items() if on) or "none"
