@@ -75,3 +75,29 @@ def test_a_source_that_memorised_its_points_scores_above_models_that_did_not_lea
     t = {name: method.statistic(method.evidence(fp, m).values) for name, m in (("source", source), ("other", other))}
     assert t["source"] > 1.5 and t["other"] < t["source"] - 1
     assert method.evidence_of == "training-data"
+
+
+def test_mingd_finds_the_distance_to_a_known_boundary():
+    from modelprint.fingerprints.dataset_inference import min_gd_distances
+
+    x = torch.full((2, 1, 4, 4), 0.31)
+    d = min_gd_distances(BrightnessThreshold(), x, torch.zeros(2, dtype=torch.long), step=0.05, max_steps=20)
+    # L-infinity steps of 0.05 on every pixel: the mean passes 0.5 after 4 steps (0.31 + 0.2); L2 steps of
+    # 0.05 along the uniform gradient move each of the 16 pixels by 0.0125: 16 steps, ||delta||_2 = 0.8
+    assert d.shape == (2, 2)
+    assert torch.allclose(d[:, 0], torch.full((2,), 0.2, dtype=torch.float64), atol=1e-5)
+    assert torch.allclose(d[:, 1], torch.full((2,), 16 * 0.05, dtype=torch.float64), atol=1e-5)
+
+
+def test_mingd_reads_weights_and_separates_a_memorising_source(splits):
+    from modelprint.train import TrainConfig, train_new
+
+    private = splits.owner.balanced(150, 0)
+    cfg = TrainConfig(epochs=40, batch_size=32, lr=0.05, augment="none")
+    source = train_new("cnn", private, cfg, seed=0, test=splits.test, width=8)
+    other = train_new("cnn", splits.attacker.balanced(150, 0), cfg, seed=1, test=splits.test, width=8)
+    method = create_method("dataset-inference-mingd", train_points=60, max_steps=30)
+    fp = method.generate(source, private, n=40, seed=0, progress=False)
+    assert method.evidence_kind == "components" and "MinGD" in method.summary(fp)
+    t = {name: method.statistic(method.evidence(fp, m).values) for name, m in (("source", source), ("other", other))}
+    assert t["source"] > 1.5 and t["other"] < t["source"] - 1, t
