@@ -174,9 +174,11 @@ def test_no_reference_to_documents_outside_the_repository() -> None:
     pattern = re.compile(r"DESIGN\.md|DESIGN[,:' ]|papers/|\bissue \d+")
     found = [
         f"{path.relative_to(PACKAGE.parents[1])}:{i}"
-        for root in (PACKAGE, PACKAGE.parents[1] / "tests")
-        for path in root.rglob("*.py")
+        for root in (PACKAGE, *(PACKAGE.parents[1] / d for d in ("tests", "benchmarks", "docs")))
+        for path in [*root.rglob("*.py"), *root.rglob("*.md")]
         for i, line in enumerate(path.read_text().splitlines(), 1)
         if pattern.search(line) and path.name != "test_structure.py"
     ]
+    readme = PACKAGE.parents[1] / "README.md"
+    found += [f"README.md:{i}" for i, line in enumerate(readme.read_text().splitlines(), 1) if pattern.search(line)]
     assert found == []
