@@ -391,7 +391,7 @@ class NaturalFinger(FingerprintMethod):
         wanted = c_all if c_all is not None else _majority(pos_labels, k)
         agreement = (pos_labels == wanted).float().mean(0)
         order = sorted(range(len(z_all)), key=lambda i: (-agreement[i].item(), i))[:n_opt]
-        source_labels = model.predict(x_all).to(device)
+        source_labels = pos_labels[0]  # the source is the first positive
         info: dict[str, Any] = {
             "gan_conditional": bool(gan.conditional),
             "screened_latents": f"{int((agreement == 1).sum())} of {len(z_all)} agreed on all positives",
@@ -427,9 +427,9 @@ class NaturalFinger(FingerprintMethod):
                         return z.detach(), it
                     active = (~passed).nonzero().squeeze(1).to(z.device)
                 perm = torch.randperm(len(nets), generator=g).tolist()
+                c_now = c[active] if c is not None else None
                 for start in range(0, len(nets), self.model_batch):
                     batch = perm[start : start + self.model_batch]
-                    c_now = c[active] if c is not None else None
                     t_now = [targets[i][active] for i in batch]
                     loss = self._loss(gan, z[active], c_now, [nets[i] for i in batch], t_now,
                                       [i < n_pos for i in batch], transform)  # fmt: skip
