@@ -3,26 +3,42 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
+# The CPU build: an unpinned torch pulls a multi-GB CUDA build. The package accepts a range.
+TORCH ?= torch==2.13.0+cpu
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: venv install demo test lint bench clean
+.PHONY: install demo test lint bench docs clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.torch:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet "$(TORCH)" --extra-index-url $(TORCH_INDEX)
+	touch $@
+
+# The demo needs the package and matplotlib for its report's plots; its data (digits) ships with scikit-learn.
+$(VENV)/.installed-demo: pyproject.toml $(VENV)/.torch
+	$(PIP) install --quiet -e ".[report]"
+	touch $@
+
+# The tests need every extra (ONNX, serving, plots, Ray) and the test tools.
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.torch
 	$(PIP) install --quiet -e ".[test]"
 	touch $@
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed-test
 
-demo: install
+demo: $(VENV)/.installed-demo
 	$(VENV)/bin/modelprint demo --out demo-out
 
-test: install
+test: $(VENV)/.installed-test
 	bash scripts/system-deps.sh
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks scripts
 	$(PY) -m pytest
 
-bench: install
+docs: $(VENV)/.installed-test
+	$(PY) scripts/make_docs.py
+
+bench: $(VENV)/.installed-test
 	$(PIP) install --quiet -e ".[bench]"
 	$(PY) benchmarks/bench_generation.py
 	$(PY) benchmarks/bench_zoo.py

@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("attacks",),
     ("fingerprints",),
     ("scoring", "verify", "calibrate", "reference", "evaluate", "tune", "zoo.spec", "zoo.build"),
-    ("combine",),
+    ("combine", "api"),
     ("bench", "serve"),
     ("demo",),
     ("cli", "__main__", ""),

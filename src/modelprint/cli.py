@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import random
 import sys
 import traceback
 from collections import Counter
@@ -18,8 +20,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperArgument, TyperOption
 
 from ._io import atomic_write_text, check_output_path, printable, sha256_file
+from ._version import __version__
 from .attacks import ATTACKS, create_attack
 from .bench import run_bench
 from .bench.nullcheck import null_check_tables, plot_null_check, run_null_check
@@ -34,9 +38,10 @@ from .evaluate import print_group_table, print_table, rates_by_group
 from .export import export_model
 from .fingerprints import METHODS, Fingerprint, ablation_variants, create_method, method_of
 from .fingerprints import gan as gan_tools
-from .models import ARCHITECTURES, create_model, load_model, save_model
+from .models import ARCHITECTURES, create_model, import_model, is_import_path, load_model, save_model
+from .models import trust_arch as trust_arch_paths
 from .models.attachments import attachment_hosts, attachment_names
-from .progress import console
+from .progress import configure_logging, console
 from .reference import DEFAULT_SIZE as DEFAULT_REFERENCE_SIZE
 from .reference import build_reference_set, reference_models, reference_positives
 from .stealth import StealthConfig, detection_rates
@@ -59,6 +64,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 fingerprint_app = typer.Typer(help="Create and inspect fingerprints.", no_args_is_help=True)
 app.add_typer(fingerprint_app, name="fingerprint")
@@ -71,6 +77,50 @@ reference_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(reference_app, name="reference")
+model_app = typer.Typer(
+    help="Bring your own model: import an nn.Module's weights as a model file.", no_args_is_help=True
+)
+app.add_typer(model_app, name="model")
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"modelprint {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+    trust_arch: list[str] = typer.Option(
+        None,
+        "--trust-arch",
+        metavar="MODULE:ATTR",
+        help="Import this architecture when a model card names it (your own code; repeat). Also MODELPRINT_TRUST_ARCH.",
+    ),  # fmt: skip
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress, warnings and results only."),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More detail in the log (debug lines)."),
+) -> None:
+    """Prove who owns a trained neural network."""
+    _trust(trust_arch or [])
+    if quiet:
+        os.environ["MODELPRINT_QUIET"] = "1"
+    configure_logging(-1 if quiet else min(verbose, 1))
+
+
+def _trust(paths: list[str]) -> None:
+    trust_arch_paths(*paths)
+
+
+def _seed(seed: int | None, what: str = "seed") -> int:
+    """The seed given, or one drawn now (printed, and recorded in what is written)."""
+    if seed is not None:
+        return seed
+    drawn = random.SystemRandom().randrange(2**31)
+    console.print(f"{what} {drawn} (drawn; pass --seed {drawn} to repeat this run)")
+    return drawn
 
 
 def parse_params(items: list[str] | None) -> dict[str, Any]:
@@ -124,12 +174,14 @@ def train(
     batch_size: int = typer.Option(64, "--batch-size"),
     split_seed: int = typer.Option(0, "--split-seed", help="Seed of the owner/attacker/test cut."),
     train_subset: int = typer.Option(0, "--train-subset", help="Keep N class-balanced images of the split (0: all)."),
-    seed: int = typer.Option(..., "--seed"),
+    seed: int = typer.Option(None, "--seed", help="Seed of the initial weights and batches (default: drawn)."),
     device: str = typer.Option("cpu", "--device"),
     out: Path = typer.Option(..., "--out", help="Model file to write (.safetensors + .json)."),
 ) -> None:
-    """Train a model and write a model file."""
+    """Train a model and write a model file (--arch: a registered name or your own MODULE:ATTR)."""
     check_output_path(out, "model")
+    if is_import_path(arch):
+        _trust([arch])
 
     if split not in ("owner", "attacker", "all"):
         raise ParameterError(f"--split must be owner, attacker or all, got {split!r}")
@@ -138,12 +190,86 @@ def train(
     given = {k: v for k, v in (("lr", lr), ("optimizer", optimizer)) if v is not None}
     cfg = TrainConfig(**training_settings(arch, general, given))
     model = train_new(
-        arch, splits.get(split), cfg, seed=seed, test=splits.test, device=device, **parse_params(arch_arg)
+        arch, splits.get(split), cfg, seed=_seed(seed), test=splits.test, device=device, **parse_params(arch_arg)
     )
     if train_subset:
         model.card.training["train_subset"] = train_subset
     path = save_model(model, out)
     console.print(f"wrote {path} (test accuracy {model.card.accuracy:.4f}, sha256 {model.card.weights_sha256[:16]}…)")
+
+
+@model_app.command("import")
+def model_import(
+    arch: str = typer.Option(
+        ..., "--arch", metavar="MODULE:ATTR", help="Your architecture (e.g. mynets:make_net) or a registered name."
+    ),
+    arch_arg: list[str] = typer.Option(
+        None, "--arch-arg", metavar="K=V", help="Argument of the architecture (repeat)."
+    ),
+    weights: Path = typer.Option(
+        ..., "--weights", help="State dict: .safetensors, or .pt/.pth (read with weights_only)."
+    ),
+    input_shape: str = typer.Option(..., "--input-shape", metavar="C,H,W", help="Input image shape, e.g. 3,32,32."),
+    num_classes: int = typer.Option(None, "--num-classes", help="Default: read from the network's output."),
+    mean: str = typer.Option(
+        None, "--mean", metavar="M[,M,M]", help="Per-channel mean the net was trained with (default 0)."
+    ),
+    std: str = typer.Option(
+        None, "--std", metavar="S[,S,S]", help="Per-channel std (default 1: the net sees [0, 1] images)."
+    ),
+    data: str = typer.Option(
+        None, "--data", help="The owner's data set, recorded in the card (and test accuracy measured)."
+    ),
+    out: Path = typer.Option(..., "--out", help="Model file to write (.safetensors + .json)."),
+) -> None:
+    """Turn your nn.Module's trained weights into a model file every command reads."""
+    check_output_path(out, "model")
+    if is_import_path(arch):
+        _trust([arch])
+    shape = _shape(input_shape)
+    model = import_model(
+        arch, weights, input_shape=shape, num_classes=num_classes, arch_args=parse_params(arch_arg),
+        mean=_floats(mean, shape[0], "--mean"), std=_floats(std, shape[0], "--std"), dataset=data or "",
+    )  # fmt: skip
+    if data:
+        splits = load_splits(data)
+        if tuple(splits.test.input_shape) != shape:
+            raise ParameterError(
+                f"{data} gives {'x'.join(map(str, splits.test.input_shape))} images, the model takes {input_shape}"
+            )
+        model.card.classes = splits.test.classes
+        model.card.accuracy = accuracy(model, splits.test)
+    path = save_model(model, out)
+    acc = f", test accuracy {model.card.accuracy:.4f}" if model.card.accuracy is not None else ""
+    console.print(
+        f"wrote {path} ({model.card.arch}, {'x'.join(map(str, shape))} -> {model.card.num_classes} classes{acc}, "
+        f"sha256 {model.card.weights_sha256[:16]}…)",
+        markup=False,
+    )
+
+
+def _shape(text: str) -> tuple[int, int, int]:
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise ParameterError(f"--input-shape must be C,H,W, e.g. 3,32,32; got {text!r}")
+    return shape  # type: ignore[return-value]
+
+
+def _floats(text: str | None, channels: int, flag: str) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) == 1:
+        values *= channels
+    if len(values) != channels:
+        raise ParameterError(f"{flag} takes 1 or {channels} comma-separated numbers, got {text!r}")
+    return values
 
 
 @gan_app.command("train")
@@ -159,7 +285,7 @@ def gan_train(
     conditional: bool = typer.Option(
         True, "--conditional/--unconditional", help="Class-conditional (conditional batch norm, projection D)."
     ),
-    seed: int = typer.Option(..., "--seed"),
+    seed: int = typer.Option(None, "--seed", help="Default: drawn, and recorded in the GAN's card."),
     device: str = typer.Option("cpu", "--device"),
     out: Path = typer.Option(..., "--out", help="GAN file (.safetensors; card .json and samples .png beside it)."),
 ) -> None:
@@ -174,7 +300,7 @@ def gan_train(
     ckpt = gan_tools.checkpoint_path(weights)
     if ckpt.is_file():
         console.print(f"resuming from {ckpt}")
-    gan = gan_tools.train_gan(images, config, seed=seed, device=device, checkpoint=ckpt)
+    gan = gan_tools.train_gan(images, config, seed=_seed(seed), device=device, checkpoint=ckpt)
     gan.card.update(split_seed=split_seed, train_subset=train_subset)
     path = gan_tools.save_gan(gan, weights)
     ckpt.unlink(missing_ok=True)
@@ -193,10 +319,14 @@ def fingerprint_create(
     ),
     param: list[str] = typer.Option(None, "--param", help="K=V method parameter (repeat)."),
     n: int = typer.Option(100, "--n", help="Number of queries."),
-    seed: int = typer.Option(..., "--seed", "--key", help="Seed of the queries; for frequency, the owner's key."),
+    seed: int = typer.Option(
+        None, "--seed", "--key", help="Seed of the queries; for frequency, the owner's key (default: drawn, recorded)."
+    ),
     tune: bool = typer.Option(False, "--tune", help="Choose the method's settings on the owner's reference models."),
     fpr: float = typer.Option(1e-2, "--fpr", help="--tune: the false-positive rate to maximise the TPR at."),
-    data: str = typer.Option(None, "--data", help="--tune: the owner's data set (default: the model card's)."),
+    data: str = typer.Option(
+        None, "--data", help="The owner's data set (default: the model card's), e.g. folder:PATH."
+    ),
     tune_negatives: int = typer.Option(6, "--tune-negatives", help="--tune: reference negatives to train."),
     epochs: int = typer.Option(None, "--epochs", help="--tune: epochs per reference negative (default: the source's)."),
     device: str = typer.Option("cpu", "--device"),
@@ -217,6 +347,7 @@ def fingerprint_create(
     check_output_path(out, "fingerprint")
     _check_fpr(fpr)
     source = load_model(model)
+    seed = _seed(seed, "key" if method == "frequency" else "seed")
     params = parse_params(param)
     record = None
     maker = create_method(method, **params)
@@ -230,7 +361,8 @@ def fingerprint_create(
         )  # fmt: skip
         console.print(f"tuned {method}: " + ", ".join(f"{k}={v}" for k, v in record["chosen"].items()))
         maker = create_method(method, **params)
-    fp = maker.generate(source, n=n, seed=seed, device=device)
+    owner_data = load_splits(data).owner if data else None
+    fp = maker.generate(source, owner_data, n=n, seed=seed, device=device)
     if record is not None:
         fp.meta["tuning"] = record
     if references is not None:
@@ -949,11 +1081,49 @@ def _expand_multi_value(argv: list[str]) -> list[str]:
     return out
 
 
+# What a value looks like in help, by the option's type (instead of typer's "<list[Path]>").
+_METAVARS = {"int": "N", "float": "X", "Path": "PATH", "str": "TEXT"}
+
+
+def _no_type(param: Any, ctx: Any) -> str | None:
+    return param.metavar if isinstance(param, TyperOption) and not (param.is_flag or param.count) else None
+
+
+def _readable_help(command: Any) -> Any:
+    """Help without Python types: arguments by their name, options by a short placeholder."""
+    TyperArgument.display_type_rich = _no_type  # type: ignore[method-assign]
+    for param in command.params:
+        if isinstance(param, TyperArgument):
+            name = param.metavar or param.name.upper().removesuffix("_PATH").removesuffix("_PATHS")
+            param.metavar = name
+            usage = name if name.endswith("...") or param.nargs == 1 else name + "..."
+            usage = usage if param.required else f"[{usage}]"
+            param._usage_display_name = lambda shown=usage: shown  # type: ignore[attr-defined]
+        elif isinstance(param, TyperOption):
+            if param.is_flag or param.count:
+                param.display_type_rich = lambda ctx, p=param: _no_type(p, ctx)  # type: ignore[method-assign]
+            elif param.metavar is None:
+                bare = param.bare_type().removeprefix("list[").removesuffix("]")
+                param.metavar = _METAVARS.get(bare, "VALUE")
+    for sub in getattr(command, "commands", {}).values():
+        _readable_help(sub)
+    # click makes the help option when help is asked for: a flag, shown without a type
+    make_help = command.get_help_option
+    command.get_help_option = lambda ctx: _flag(make_help(ctx))  # type: ignore[method-assign]
+    return command
+
+
+def _flag(option: Any) -> Any:
+    if option is not None:
+        option.display_type_rich = lambda ctx: None
+    return option
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _expand_multi_value(list(sys.argv[1:] if argv is None else argv))
     try:
-        # Standalone mode: typer reports usage errors itself (exit 2); ours propagate to here.
-        app(args=args, prog_name="modelprint")
+        # Standalone mode: click reports usage errors itself (exit 2); ours propagate to here.
+        _readable_help(typer.main.get_command(app)).main(args=args, prog_name="modelprint")
     except ModelprintError as e:
         sys.stderr.write(f"error: {printable(str(e))}\n")
         sys.exit(2)

@@ -1,8 +1,18 @@
-"""One place for progress bars and terminal output (rich, on stderr)."""
+"""One place for progress and terminal output, on stderr.
+
+On a terminal, rich draws bars. Anywhere else (a log file, CI, a pipe) a bar would print
+once, when it ends, so progress goes out instead as plain timestamped lines through the
+standard ``logging`` module (logger ``modelprint``): when a job starts, then at most every
+``MODELPRINT_PROGRESS_EVERY`` seconds (default 10) with its step and ETA, and when it ends.
+``MODELPRINT_QUIET=1`` (``--quiet``) silences both.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,11 +26,43 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-console = Console(stderr=True)
+log = logging.getLogger("modelprint")
+
+
+def _is_terminal() -> bool:
+    return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+
+
+# In a log, a message is one line however long: no wrapping at 80 columns.
+console = Console(stderr=True, soft_wrap=not _is_terminal(), width=None if _is_terminal() else 200)
 
 
 def _quiet() -> bool:
     return os.environ.get("MODELPRINT_QUIET", "") not in ("", "0")
+
+
+def _interval() -> float:
+    try:
+        return max(0.5, float(os.environ.get("MODELPRINT_PROGRESS_EVERY", "10")))
+    except ValueError:
+        return 10.0
+
+
+def configure_logging(verbosity: int = 0) -> None:
+    """Plain ``TIME LEVEL message`` lines on stderr for the ``modelprint`` logger:
+    verbosity -1 warnings only (``--quiet``), 0 progress and info, 1 debug (``-v``)."""
+    level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+        log.addHandler(handler)
+        log.propagate = False
+    log.setLevel(level)
+
+
+def _clock(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
 class _NullBar:
@@ -37,11 +79,51 @@ class _Bar:
         self._progress.update(self._task, advance=advance, **kw)
 
 
+class LogBar:
+    """Progress as log lines: the job, its step of the total, elapsed time and ETA."""
+
+    def __init__(self, total: float, description: str, every: float | None = None) -> None:
+        self.total, self.description, self.done = total, description, 0.0
+        self.every = _interval() if every is None else every
+        self.started = self.last = time.monotonic()
+        if not log.handlers:
+            configure_logging()
+        log.info("%s: started, %s steps", description, _count(total))
+
+    def line(self) -> str:
+        elapsed = time.monotonic() - self.started
+        share = self.done / self.total if self.total else 1.0
+        eta = f", ETA {_clock(elapsed * (1 - share) / share)}" if 0 < share < 1 else ""
+        done = f"{_count(self.done)}/{_count(self.total)} ({share:.0%})"
+        return f"{self.description}: {done}, {_clock(elapsed)} elapsed{eta}"
+
+    def update(self, advance: float = 1, description: str | None = None) -> None:
+        self.done += advance
+        if description is not None:
+            self.description = description
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.last = now
+            log.info("%s", self.line())
+
+    def finish(self) -> None:
+        log.info("%s: done, %s", self.description, _clock(time.monotonic() - self.started))
+
+
+def _count(v: float) -> str:
+    return f"{v:g}" if v != int(v) else str(int(v))
+
+
 @contextmanager
-def progress_bar(total: float, description: str, enabled: bool = True) -> Iterator[_Bar | _NullBar]:
-    """A progress bar on stderr; silent with ``enabled=False`` or MODELPRINT_QUIET=1."""
+def progress_bar(total: float, description: str, enabled: bool = True) -> Iterator[_Bar | _NullBar | LogBar]:
+    """A progress bar on a terminal, log lines elsewhere; silent with ``enabled=False`` or MODELPRINT_QUIET=1."""
     if not enabled or _quiet():
         yield _NullBar()
+        return
+    if not _is_terminal():
+        bar = LogBar(total, description)
+        yield bar
+        bar.finish()
         return
     columns = (
         TextColumn("[bold]{task.description}"),

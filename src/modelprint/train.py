@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from .data import Dataset
 from .errors import ParameterError
-from .models import ARCHITECTURES, ModelprintModel, create_model
+from .models import ModelprintModel, create_model, find_arch
 from .progress import progress_bar
 
 
@@ -63,7 +63,7 @@ class TrainingSettings:
 def arch_training(arch: str) -> dict[str, Any]:
     """An architecture's own training needs: its class attribute ``training``, a dict of
     :class:`TrainConfig` fields plus ``epoch_factor`` (how many times the usual epochs it needs)."""
-    return dict(getattr(ARCHITECTURES.get(arch), "training", {}))
+    return dict(getattr(find_arch(arch), "training", {}))
 
 
 def training_settings(arch: str, base: Mapping[str, Any] = {}, explicit: Mapping[str, Any] = {}) -> dict[str, Any]:
@@ -166,7 +166,8 @@ def train(
         opt = torch.optim.Adam(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     n = len(data)
     steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
-    with progress_bar(cfg.epochs * steps_per_epoch, f"train {model.card.arch}", progress) as bar:
+    label = f"train {model.card.arch} seed {seed} on {data.spec} {data.split}"  # names the model in a log
+    with progress_bar(cfg.epochs * steps_per_epoch, label, progress) as bar:
         for epoch in range(cfg.epochs):
             order = torch.randperm(n, generator=g)
             for i in range(steps_per_epoch):
@@ -184,7 +185,7 @@ def train(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                bar.update(1, description=f"train {model.card.arch} e{epoch + 1} loss {loss.item():.3f}")
+                bar.update(1, description=f"{label} e{epoch + 1} loss {loss.item():.3f}")
     for p, flag in was_trainable.items():
         p.requires_grad_(flag)
     model.eval().cpu()

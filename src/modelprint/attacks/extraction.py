@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from ..data import Dataset
 from ..errors import ParameterError
-from ..models import ARCHITECTURES, ModelprintModel, create_model
+from ..models import ModelprintModel, create_model, find_arch
 from ..train import TrainConfig, TrainingSettings, train, training_settings
 from .base import Attack, register_attack
 
@@ -66,7 +66,7 @@ class _Extraction(TrainingSettings, Attack):
         return TrainConfig(**settings)
 
     def _check(self) -> None:
-        ARCHITECTURES.get(self.arch)  # unknown names fail here, with the list of known ones
+        find_arch(self.arch)  # unknown names fail here, with the list of known ones
         self.train_config()
 
     def _train_student(

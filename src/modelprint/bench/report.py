@@ -377,33 +377,15 @@ def write_report(root: str | os.PathLike) -> tuple[Path, Path]:
         results["methods"], results["suspects"]
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise ParameterError(f"{path} is not a modelprint results file ({e})") from None
+    made = _make_plots(root, results)
     plots = root / "plots"
-    figures = [
-        (
-            "distributions.png",
-            "Each method's statistic per zoo category: positives should sit high, negatives low",
-            plot_distributions,
-        ),
-        ("aruc.png", "Robustness and uniqueness against the threshold; the shaded minimum is the ARUC", plot_aruc),
-        ("roc.png", "ROC curves (each method's statistic as the score)", plot_roc),
-    ]
-    made = []
-    for name, caption, fn in figures:
-        fn(results, plots / name)
-        made.append((name, caption))
-    if plot_margins(results, plots / "margins.png"):
-        made.append(("margins.png", "Margin (positive minus its mirror negative) against attack strength"))
-    if plot_detection(results, plots / "detection.png"):
-        made.append(("detection.png", "Detection rate of each method's queries (mean over detector seeds)"))
-    plot_queries(root, results, plots / "queries.png")
-    made.append(("queries.png", "The first query images of each fingerprint, with their expected labels"))
-
     tables = _tables(results)
     intro = (
         f"Zoo `{results['zoo']}`, source `{results['source']}`, mirror `{results['mirror']}`; "
         f"{len(results['suspects'])} suspects, {results['n']} queries per method, seed {results['seed']}, "
         f"modelprint {results['modelprint']}. Querying took {results['timings']['querying']:.1f} s "
         f"({results['timings']['suspects_per_second']:.1f} suspects/s)."
+        + ("" if made else " No plots: they need matplotlib (pip install 'modelprint[report]').")
     )
     md = ["# Fingerprint benchmark", "", intro, ""]
     for title, header, rows in tables:
@@ -431,3 +413,33 @@ def write_report(root: str | os.PathLike) -> tuple[Path, Path]:
     parts.append("</body></html>")
     atomic_write_text(html_path, "\n".join(parts) + "\n")
     return md_path, html_path
+
+
+def _make_plots(root: Path, results: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every plot the results allow, as (file name, caption); none when matplotlib is missing."""
+    try:
+        pyplot()
+    except ParameterError:
+        return []
+    plots = root / "plots"
+    figures = [
+        (
+            "distributions.png",
+            "Each method's statistic per zoo category: positives should sit high, negatives low",
+            plot_distributions,
+        ),
+        ("aruc.png", "Robustness and uniqueness against the threshold; the shaded minimum is the ARUC", plot_aruc),
+        ("roc.png", "ROC curves (each method's statistic as the score)", plot_roc),
+    ]
+    made = []
+    for name, caption, fn in figures:
+        fn(results, plots / name)
+        made.append((name, caption))
+    if plot_margins(results, plots / "margins.png"):
+        made.append(("margins.png", "Margin (positive minus its mirror negative) against attack strength"))
+    if plot_detection(results, plots / "detection.png"):
+        made.append(("detection.png", "Detection rate of each method's queries (mean over detector seeds)"))
+    plot_queries(root, results, plots / "queries.png")
+    made.append(("queries.png", "The first query images of each fingerprint, with their expected labels"))
+
+    return made

@@ -6,7 +6,8 @@ and exported graphs all speak the same input space.
 """
 
 from . import cnn, densenet, mobilenet, resnet, vgg, vit  # noqa: F401  (register architectures)
-from .architectures import ARCHITECTURES, create_arch, register_arch
+from .architectures import ARCHITECTURES, create_arch, find_arch, register_arch
+from .custom import is_import_path, trust_arch
 from .files import (
     CARD_SCHEMA_VERSION,
     ModelBytes,
@@ -19,8 +20,10 @@ from .files import (
     read_model_bytes,
     save_model,
     weights_digest,
+    wrap_model,
     write_model_bytes,
 )
+from .importing import import_model, read_state_dict
 
 __all__ = [
     "ARCHITECTURES",
@@ -30,12 +33,18 @@ __all__ = [
     "ModelprintModel",
     "create_arch",
     "create_model",
+    "find_arch",
+    "import_model",
+    "is_import_path",
     "load_model",
     "model_from_bytes",
     "model_to_bytes",
     "read_model_bytes",
+    "read_state_dict",
     "register_arch",
     "save_model",
+    "trust_arch",
     "weights_digest",
+    "wrap_model",
     "write_model_bytes",
 ]

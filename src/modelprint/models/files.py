@@ -6,6 +6,7 @@ import copy
 import hashlib
 import json
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,9 @@ from safetensors.torch import load, save
 from torch import nn
 
 from .._io import atomic_write, atomic_write_text, check_readable
-from ..errors import ModelFileError
+from ..errors import ModelFileError, ParameterError
 from .architectures import ARCHITECTURES, create_arch
+from .custom import import_path_of, is_import_path, is_trusted, trust_arch, untrusted_message
 
 CARD_SCHEMA_VERSION = 1
 
@@ -142,10 +144,95 @@ def create_model(
     return ModelprintModel(net, card)
 
 
+def wrap_model(
+    net: nn.Module,
+    *,
+    input_shape: tuple[int, int, int],
+    num_classes: int | None = None,
+    arch: str | Callable[..., nn.Module] | None = None,
+    arch_args: dict[str, Any] | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    classes: Sequence[str] = (),
+    dataset: str = "",
+) -> ModelprintModel:
+    """Your own ``nn.Module`` as a modelprint model (its weights are shared, not copied).
+
+    ``net`` is given ``(x - mean) / std`` of images ``x`` (N, *input_shape) in [0, 1] and returns
+    logits (N, num_classes); mean 0 and std 1 (the default) hand it the images as they are.
+    ``arch`` says how to rebuild it from a file: an import path ``MODULE:ATTRIBUTE`` or the class
+    or function itself, called with ``arch_args``; by default the net's own class. Naming it
+    here trusts it (:func:`~modelprint.models.custom.trust_arch`). ``num_classes`` is read from
+    one forward pass when not given.
+
+    Example::
+
+        model = wrap_model(MyNet(), input_shape=(1, 28, 28))
+        save_model(model, "owner")       # owner.safetensors + owner.json, arch "mynets:MyNet"
+    """
+    if isinstance(net, ModelprintModel):
+        return net
+    if not isinstance(net, nn.Module):
+        raise ParameterError(f"expected an nn.Module, got {type(net).__name__}")
+    shape = tuple(int(d) for d in input_shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ParameterError(f"input_shape is (C, H, W) of positive sizes, got {input_shape!r}")
+    path = arch if isinstance(arch, str) else import_path_of(arch if arch is not None else type(net))
+    trust_arch(path)
+    args = dict(arch_args or {})
+    # the card's own fields, which every build passes to a factory that takes them
+    num_classes = num_classes or args.pop("num_classes", None)
+    args.pop("input_shape", None)
+    c = shape[0]
+    card = ModelCard(
+        arch=path,
+        arch_args=args,
+        input_shape=shape,  # type: ignore[arg-type]
+        num_classes=num_classes or 0,
+        mean=tuple(float(v) for v in (mean if mean is not None else (0.0,) * c)),
+        std=tuple(float(v) for v in (std if std is not None else (1.0,) * c)),
+        classes=tuple(map(str, classes)),
+        dataset=dataset,
+    )
+    if len(card.mean) != c or len(card.std) != c:
+        raise ParameterError(f"mean and std need {c} values each (one per input channel)")
+    model = ModelprintModel(net, card)
+    if not num_classes:
+        model.card.num_classes = _classes_of(model, shape)
+    return model
+
+
+def _classes_of(model: ModelprintModel, shape: tuple[int, ...]) -> int:
+    try:
+        device = next(model.parameters()).device
+    except StopIteration:
+        device = torch.device("cpu")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.full((1, *shape), 0.5, device=device))
+    except Exception as e:  # the user's forward: any failure means the shape is wrong
+        raise ParameterError(f"the network fails on a {'x'.join(map(str, shape))} input: {e}") from None
+    finally:
+        model.train(was_training)
+    if out.ndim != 2:
+        raise ParameterError(
+            f"the network returns shape {tuple(out.shape)} for one input; expected (1, classes) logits"
+        )
+    return int(out.shape[1])
+
+
 def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
     p = Path(path)
     if p.is_dir():
         raise ModelFileError(f"{p} is a folder; give a model file (NAME.safetensors with NAME.json beside it)")
+    if p.suffix.lower() in (".onnx", ".pt", ".pth", ".ts", ".bin"):
+        raise ModelFileError(
+            f"{p} is not a modelprint model file (NAME.safetensors + NAME.json): a fingerprint is made from "
+            "weights; import them with `modelprint model import --arch MODULE:ATTR --weights FILE ...` "
+            "(an exported graph can still be verified as a suspect)"
+        )
     if p.suffix == ".json":
         p = p.with_suffix(".safetensors")
     if p.suffix != ".safetensors":
@@ -251,9 +338,13 @@ def model_from_bytes(
     except json.JSONDecodeError as e:
         raise ModelFileError(f"{card_name} is not valid JSON ({e})") from None
     card = ModelCard.from_dict(card_dict, card_name)
-    if card.arch not in ARCHITECTURES:
+    if is_import_path(card.arch):
+        if not is_trusted(card.arch):
+            raise ModelFileError(f"{card_name}: {untrusted_message(card.arch)}")
+    elif card.arch not in ARCHITECTURES:
         raise ModelFileError(
-            f"{card_name}: unknown architecture {card.arch!r}; known: {', '.join(ARCHITECTURES.names())}"
+            f"{card_name}: unknown architecture {card.arch!r}; known: {', '.join(ARCHITECTURES.names())} "
+            "or your own as MODULE:ATTRIBUTE"
         )
     digest = hashlib.sha256(data.weights).hexdigest()
     if card.weights_sha256 and digest != card.weights_sha256:

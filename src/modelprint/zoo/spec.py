@@ -33,7 +33,7 @@ from ..attacks import ATTACKS, create_attack
 from ..data import SPLITS, parse_spec
 from ..errors import ModelprintError, ParameterError
 from ..fingerprints import METHODS
-from ..models import ARCHITECTURES
+from ..models import find_arch
 from ..train import TrainConfig, training_settings
 
 ENTRY_FIELDS = {
@@ -315,7 +315,7 @@ def _scratch_plan(fields: dict[str, Any], train_defaults: dict[str, Any], line: 
         if key not in fields:
             raise ParameterError(f"a model trained from scratch needs {key!r} (or 'from' to derive it)")
     arch, args = fields["arch"], fields.get("args", {})
-    ARCHITECTURES.get(arch)
+    find_arch(arch)
     if fields["role"] not in ROLES:
         raise ParameterError(f"role must be positive or negative, got {fields['role']!r}")
     split = fields.get("split", "owner")

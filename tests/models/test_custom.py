@@ -1,0 +1,137 @@
+"""Your own architecture by import path: trust before import, argument checks, imported weights."""
+
+import json
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from modelprint.errors import ModelFileError, ParameterError
+from modelprint.models import create_arch, import_model, load_model, save_model, trust_arch, wrap_model
+from modelprint.models.custom import TRUST_ENV, is_import_path, is_trusted
+
+NET = """
+from torch import nn
+
+class Net(nn.Module):
+    def __init__(self, num_classes=10, width=4):
+        super().__init__()
+        self.conv = nn.Conv2d(1, width, 3, padding=1)
+        self.head = nn.Linear(width * 64, num_classes)
+
+    def forward(self, x):
+        return self.head(self.conv(x).relu().flatten(1))
+
+IMPORTED = []
+IMPORTED.append(1)   # a side effect: counts how often the module is imported
+"""
+
+
+@pytest.fixture()
+def user_module(tmp_path, monkeypatch, request):
+    """A module file beside the user's script, importable from the working folder; a fresh name per test."""
+    name = f"usernets_{request.node.name.replace('[', '_').replace(']', '_')}"
+    (tmp_path / f"{name}.py").write_text(NET)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(TRUST_ENV, raising=False)
+    yield name
+    sys.modules.pop(name, None)
+
+
+def test_import_path_syntax():
+    assert is_import_path("mynets:make_net") and is_import_path("a.b:C.make")
+    assert not is_import_path("cnn") and not is_import_path("cnn:width=8") and not is_import_path(":x")
+
+
+def test_an_untrusted_card_imports_nothing(user_module, tmp_path, monkeypatch):
+    monkeypatch.setenv(TRUST_ENV, f"{user_module}:Net")
+    net = create_arch(f"{user_module}:Net", num_classes=10, input_shape=(1, 8, 8))
+    path = save_model(wrap_model(net, input_shape=(1, 8, 8), arch=f"{user_module}:Net"), tmp_path / "m")
+    card = json.loads(path.with_suffix(".json").read_text())
+    card["arch"] = f"{user_module}_other:Net"  # a card naming a module nobody trusted
+    (tmp_path / f"{user_module}_other.py").write_text("raise SystemExit('imported!')\n")
+    path.with_suffix(".json").write_text(json.dumps(card))
+    with pytest.raises(ModelFileError, match="--trust-arch"):
+        load_model(path)
+    assert f"{user_module}_other" not in sys.modules
+
+
+def test_trusted_import_path_round_trips(user_module, tmp_path):
+    trust_arch(f"{user_module}:Net")
+    model = wrap_model(
+        create_arch(f"{user_module}:Net", num_classes=3, input_shape=(1, 8, 8), width=2),
+        input_shape=(1, 8, 8),
+        arch=f"{user_module}:Net",
+        arch_args={"width": 2, "num_classes": 3},
+    )
+    assert model.card.num_classes == 3  # read from one forward pass
+    loaded = load_model(save_model(model, tmp_path / "m"))
+    x = torch.rand(4, 1, 8, 8)
+    assert torch.equal(model.eval()(x), loaded(x))
+    assert loaded.card.arch == f"{user_module}:Net" and loaded.card.mean == (0.0,) and loaded.card.std == (1.0,)
+
+
+def test_a_typo_in_an_argument_is_one_line_naming_the_real_ones(user_module):
+    trust_arch(f"{user_module}:Net")
+    with pytest.raises(ParameterError, match=r"has no argument 'widht'; it takes: width$"):
+        create_arch(f"{user_module}:Net", num_classes=10, input_shape=(1, 8, 8), widht=3)
+    with pytest.raises(ParameterError, match=r"'cnn' has no argument 'widht'; it takes: width, depth"):
+        create_arch("cnn", num_classes=10, input_shape=(1, 8, 8), widht=3)
+
+
+def test_missing_module_and_attribute(monkeypatch):
+    trust_arch("no_such_module_xyz:Net", "torch.nn:NoSuchNet")
+    with pytest.raises(ParameterError, match="cannot import 'no_such_module_xyz'"):
+        create_arch("no_such_module_xyz:Net", num_classes=10, input_shape=(1, 8, 8))
+    with pytest.raises(ParameterError, match="has no attribute 'NoSuchNet'"):
+        create_arch("torch.nn:NoSuchNet", num_classes=10, input_shape=(1, 8, 8))
+
+
+def test_library_factories_are_trusted_without_being_named():
+    assert is_trusted("torchvision.models:resnet18") and is_trusted("timm:create_model")
+    assert not is_trusted("torchvision_evil:resnet18")
+
+
+def test_import_model_from_a_torch_save_state_dict(user_module, tmp_path):
+    trust_arch(f"{user_module}:Net")
+    net = create_arch(f"{user_module}:Net", num_classes=10, input_shape=(1, 8, 8))
+    # as nn.DataParallel saves it: every name prefixed with "module."
+    torch.save({"state_dict": {f"module.{k}": v for k, v in net.state_dict().items()}}, tmp_path / "w.pt")
+    model = import_model(f"{user_module}:Net", tmp_path / "w.pt", input_shape=(1, 8, 8))
+    x = torch.rand(2, 1, 8, 8)
+    assert torch.equal(model(x), net.eval()(x)) and model.card.num_classes == 10
+    wrong = r"does not fit .*conv.weight is \(4, 1, 3, 3\), the net has \(5, 1, 3, 3\)"
+    with pytest.raises(ModelFileError, match=wrong):
+        import_model(f"{user_module}:Net", tmp_path / "w.pt", input_shape=(1, 8, 8), arch_args={"width": 5})
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("pickled code ran",))
+
+
+def test_a_pickle_with_code_is_refused_not_run(tmp_path, capsys):
+    torch.save({"w": _Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(ModelFileError, match="not a readable state dict"):
+        import_model("cnn", tmp_path / "evil.pt", input_shape=(1, 8, 8), num_classes=10)
+    assert "pickled code ran" not in capsys.readouterr().out
+
+
+def test_an_exported_graph_is_not_a_model_file(tmp_path):
+    (tmp_path / "net.onnx").write_bytes(b"x")
+    with pytest.raises(ModelFileError, match="modelprint model import"):
+        load_model(tmp_path / "net.onnx")
+
+
+def test_wrap_model_checks_what_it_is_given():
+    with pytest.raises(ParameterError, match="input_shape"):
+        wrap_model(nn.Linear(4, 2), input_shape=(4,))
+    with pytest.raises(ParameterError, match="fails on a 1x8x8 input"):
+        wrap_model(nn.Linear(4, 2), input_shape=(1, 8, 8), arch="torch.nn:Linear")
+    with pytest.raises(ParameterError, match="no import path"):
+
+        def local_factory():
+            return nn.Flatten()
+
+        wrap_model(nn.Flatten(), input_shape=(1, 2, 2), arch=local_factory)
