@@ -54,6 +54,7 @@ from .verify import format_verification
 from .verify import verify as _verify
 from .zoo import ZooError, ZooManifest, source_row
 from .zoo.build import build_zoo, verify_zoo
+from .zoo.spec import builtin_specs
 
 # What `verify` exits with, so that scripts tell verdicts apart without parsing the output.
 VERDICT_EXIT_CODES = {"match": 0, "no-match": 1, "inconclusive": 3}
@@ -143,14 +144,28 @@ def _check_fpr(fpr: float) -> None:
 
 
 def _out(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def json_option() -> Any:
+    return typer.Option(False, "--json", help="Print the result as JSON on stdout (messages stay on stderr).")
+
+
+def _result(as_json: bool, record: dict[str, Any], line: str | None = None) -> None:
+    """A command's result: ``record`` as JSON with --json, else ``line`` (if any) on stdout."""
+    if as_json:
+        _out(record)
+    elif line is not None:
+        sys.stdout.write(printable(line) + "\n")
 
 
 @app.command()
 def demo(
     out: Path = typer.Option(Path("modelprint-demo"), "--out", help="Folder for models, fingerprints, results."),
     fast: bool = typer.Option(False, "--fast", help="Fewer epochs and models (a smoke run, not the study)."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(
+        0, "--seed", help="Seed of every random choice (default 0, so a rerun repeats the study)."
+    ),
 ) -> None:
     """Train a source and independent models on digits, fingerprint, prune, evaluate."""
     check_output_path(out, "demo", folder=True)
@@ -177,6 +192,7 @@ def train(
     seed: int = typer.Option(None, "--seed", help="Seed of the initial weights and batches (default: drawn)."),
     device: str = typer.Option("cpu", "--device"),
     out: Path = typer.Option(..., "--out", help="Model file to write (.safetensors + .json)."),
+    as_json: bool = json_option(),
 ) -> None:
     """Train a model and write a model file (--arch: a registered name or your own MODULE:ATTR)."""
     check_output_path(out, "model")
@@ -196,6 +212,8 @@ def train(
         model.card.training["train_subset"] = train_subset
     path = save_model(model, out)
     console.print(f"wrote {path} (test accuracy {model.card.accuracy:.4f}, sha256 {model.card.weights_sha256[:16]}…)")
+    _result(as_json, {"model": str(path), "sha256": model.card.weights_sha256, "accuracy": model.card.accuracy,
+                      "seed": model.card.seed, "arch": model.card.arch})  # fmt: skip
 
 
 @model_app.command("import")
@@ -221,6 +239,7 @@ def model_import(
         None, "--data", help="The owner's data set, recorded in the card (and test accuracy measured)."
     ),
     out: Path = typer.Option(..., "--out", help="Model file to write (.safetensors + .json)."),
+    as_json: bool = json_option(),
 ) -> None:
     """Turn your nn.Module's trained weights into a model file every command reads."""
     check_output_path(out, "model")
@@ -246,6 +265,8 @@ def model_import(
         f"sha256 {model.card.weights_sha256[:16]}…)",
         markup=False,
     )
+    _result(as_json, {"model": str(path), "sha256": model.card.weights_sha256, "accuracy": model.card.accuracy,
+                      "arch": model.card.arch, "num_classes": model.card.num_classes})  # fmt: skip
 
 
 def _shape(text: str) -> tuple[int, int, int]:
@@ -288,6 +309,7 @@ def gan_train(
     seed: int = typer.Option(None, "--seed", help="Default: drawn, and recorded in the GAN's card."),
     device: str = typer.Option("cpu", "--device"),
     out: Path = typer.Option(..., "--out", help="GAN file (.safetensors; card .json and samples .png beside it)."),
+    as_json: bool = json_option(),
 ) -> None:
     """Train a SAGAN on the owner's data; an interrupted run resumes from its checkpoint."""
     check_output_path(out, "GAN")
@@ -309,6 +331,8 @@ def gan_train(
         f"wrote {path}, {path.with_suffix('.json').name} and {path.with_suffix('.png').name} "
         f"({gan.card['train_seconds']:.0f} s; last losses D {last.get('d_loss')}, G {last.get('g_loss')})"
     )
+    _result(as_json, {"gan": str(path), "seconds": gan.card["train_seconds"], "seed": gan.card.get("seed"),
+                      "last": last})  # fmt: skip
 
 
 @fingerprint_app.command("create")
@@ -339,6 +363,7 @@ def fingerprint_create(
         None, "--references", help="Calibrate at once on this reference set (modelprint reference build)."
     ),
     out: Path = typer.Option(..., "--out", help="Fingerprint file (.fp.safetensors)."),
+    as_json: bool = json_option(),
 ) -> None:
     """Generate a fingerprint from a model; prints its sha256 commitment.
 
@@ -380,7 +405,9 @@ def fingerprint_create(
             "calibrate it before publishing the commitment: modelprint fingerprint calibrate FP --references DIR "
             "(or --reference N); until then verify can only say inconclusive"
         )
-    sys.stdout.write(f"sha256 {digest}  {out}\n")
+    record = {"fingerprint": str(out), "sha256": digest, "method": maker.name, "queries": len(fp), "seed": seed,
+              "calibrated": "null" in fp.meta, "holds": maker.summary(fp)}  # fmt: skip
+    _result(as_json, record, f"sha256 {digest}  {out}")
 
 
 def _marked_path(out: Path) -> Path:
@@ -402,21 +429,44 @@ def _prepare(maker: Any, source: Any, settings: dict[str, Any], key: int, data: 
 
 @fingerprint_app.command("show")
 def fingerprint_show(
-    fp_path: Path = typer.Argument(..., help="Fingerprint file."), as_json: bool = typer.Option(False, "--json")
+    fp_path: Path = typer.Argument(..., metavar="FP", help="Fingerprint file."),
+    verbose: bool = typer.Option(False, "--verbose", help="Every metadata field, the null's numbers included."),
+    as_json: bool = typer.Option(False, "--json", help="Every field as JSON."),
 ) -> None:
-    """Show a fingerprint's metadata and commitment."""
+    """The commitment in full, then what the fingerprint holds and how it is calibrated."""
 
     fp = Fingerprint.load(fp_path)
-    info = {**fp.meta, "queries": len(fp), "input_shape": list(fp.input_shape), "sha256": sha256_file(fp_path)}
+    digest = sha256_file(fp_path)
+    info = {**fp.meta, "queries": len(fp), "input_shape": list(fp.input_shape), "sha256": digest}
     info["holds"] = method_of(fp).summary(fp)
     if as_json:
         _out(info)
         return
-
-    table = Table(title=escape(printable(str(fp_path))), show_header=False)
-    for k, v in info.items():
-        table.add_row(escape(printable(k)), escape(printable(json.dumps(v) if isinstance(v, (dict, list)) else str(v))))
-    console.print(table)
+    sys.stdout.write(f"{digest}  {fp_path}\n")  # the line to publish, as `fingerprint commit` prints it
+    m = fp.meta
+    params = ", ".join(f"{k}={v}" for k, v in (m.get("params") or {}).items())
+    shape = "x".join(map(str, fp.input_shape))
+    lines = [
+        f"method   {m.get('method')} ({params})" if params else f"method   {m.get('method')}",
+        f"holds    {info['holds']}",
+        f"inputs   {shape} -> {m.get('num_classes')} classes, seed {m.get('seed')}",
+        f"source   sha256 {m.get('source_sha256')}, {m.get('source_arch')} {m.get('source_arch_args') or ''}".rstrip(),
+        f"data     {m.get('dataset') or '(not recorded)'}",
+        f"made     {m.get('created')} by modelprint {m.get('modelprint_version')}"
+        + (f" in {m['generation_seconds']:.1f} s" if m.get("generation_seconds") is not None else ""),
+    ]
+    for line in lines:
+        sys.stdout.write(printable(line) + "\n")
+    if "null" in m:
+        _print_null(fp, stream=True)
+    else:
+        sys.stdout.write(
+            "null     not calibrated: verify can only say inconclusive (modelprint fingerprint calibrate)\n"
+        )
+    if verbose:
+        for k, v in sorted(info.items()):
+            text = json.dumps(v) if isinstance(v, (dict, list)) else str(v)
+            sys.stdout.write(printable(f"{k}: {text}") + "\n")
 
 
 @fingerprint_app.command("calibrate")
@@ -436,6 +486,7 @@ def fingerprint_calibrate(
     references: Path = typer.Option(None, "--references", help="A reference set (modelprint reference build)."),
     device: str = typer.Option("cpu", "--device"),
     out: Path = typer.Option(..., "--out", help="Calibrated fingerprint to write (may be FP itself)."),
+    as_json: bool = json_option(),
 ) -> None:
     """Fit the statistic's null on independent models and store it in the fingerprint."""
     check_output_path(out, "fingerprint")
@@ -479,15 +530,18 @@ def fingerprint_calibrate(
     calibrated = calibrate(fp, models, owner_copies, origin=", ".join(origin))
     digest = calibrated.save(out)
     _print_null(calibrated)
-    sys.stdout.write(f"sha256 {digest}  {out}\n")
+    record = {"fingerprint": str(out), "sha256": digest, "null": null_description(calibrated)}
+    _result(as_json, record, f"sha256 {digest}  {out}")
 
 
-def _print_null(calibrated: Fingerprint) -> None:
-    """Where the independent models sit and what a match needs at FPR 1e-2 and 1e-3 (or why nothing can)."""
+def _print_null(calibrated: Fingerprint, stream: bool = False) -> None:
+    """Where the independent models sit and what a match needs at FPR 1e-2 and 1e-3 (or why
+    nothing can); on stdout with ``stream`` (a command's result), else on stderr."""
     d = null_description(calibrated)
     ref = d["reference_statistics"]
     reachable = [a for a in (1e-2, 1e-3) if d[f"needed_at_{a:g}"] is not None]
-    console.print(
+    say = (lambda text: sys.stdout.write(printable(text) + "\n")) if stream else console.print
+    say(
         f"null ({d['family']}) from {d['n_models']} independent models: statistic "
         f"{ref['min']:.2f}-{ref['max']:.2f} (mean {ref['mean']:.2f})"
         + ("; a match needs " if reachable else "")
@@ -496,7 +550,7 @@ def _print_null(calibrated: Fingerprint) -> None:
     )
     for a in (1e-2, 1e-3):
         if a not in reachable:
-            console.print(f"[yellow]warning:[/] {unreachable(d, a)}")
+            say(f"warning: {unreachable(d, a)}")
 
 
 @reference_app.command("build")
@@ -517,6 +571,7 @@ def reference_build(
     ),
     device: str = typer.Option("cpu", "--device"),
     out: Path = typer.Option(..., "--out", help="Folder for the reference set."),
+    as_json: bool = json_option(),
 ) -> None:
     """Train independent reference models on the owner's data once; calibrate any fingerprint of
     this source with them (fingerprint calibrate / create --references DIR)."""
@@ -530,7 +585,9 @@ def reference_build(
         f"reference set of {len(record['models'])} independent models and {len(record['positives'])} derived "
         f"copies of the source on {record['dataset']} in {out}"
     )
-    sys.stdout.write(f"{out / 'reference.json'}\n")
+    _result(as_json, {"reference_set": str(out / "reference.json"), "models": len(record["models"]),
+                      "positives": len(record["positives"]), "dataset": record["dataset"]},
+            str(out / "reference.json"))  # fmt: skip
 
 
 def unreachable(description: dict[str, Any], fpr: float) -> str:
@@ -549,11 +606,14 @@ def unreachable(description: dict[str, Any], fpr: float) -> str:
 
 
 @fingerprint_app.command("commit")
-def fingerprint_commit(fp_path: Path = typer.Argument(..., metavar="FP", help="Fingerprint file.")) -> None:
+def fingerprint_commit(
+    fp_path: Path = typer.Argument(..., metavar="FP", help="Fingerprint file."), as_json: bool = json_option()
+) -> None:
     """Print the fingerprint's commitment (its sha256) in `sha256sum` format, after checking it loads."""
 
     Fingerprint.load(fp_path)
-    sys.stdout.write(f"{sha256_file(fp_path)}  {fp_path}\n")
+    digest = sha256_file(fp_path)
+    _result(as_json, {"fingerprint": str(fp_path), "sha256": digest}, f"{digest}  {fp_path}")
 
 
 @app.command()
@@ -561,12 +621,14 @@ def export(
     model: Path = typer.Argument(..., help="Model file (.safetensors)."),
     fmt: str = typer.Option("onnx", "--format", help="onnx (runs with onnxruntime) or torchscript."),
     out: Path = typer.Option(..., "--out", help="File to write (.onnx or .pt)."),
+    as_json: bool = json_option(),
 ) -> None:
     """Export a model to ONNX or TorchScript (inputs in [0, 1], N x C x H x W; logits out; dynamic batch)."""
     check_output_path(out, "export")
 
     path = export_model(load_model(model), out, fmt)
     console.print(f"wrote {path} ({fmt}, {path.stat().st_size / 1e6:.2f} MB)")
+    _result(as_json, {"export": str(path), "format": fmt, "bytes": path.stat().st_size, "sha256": sha256_file(path)})
 
 
 @app.command()
@@ -577,9 +639,10 @@ def attack(
     data: str = typer.Option(None, "--data", help="Data set, for attacks that train (and the test accuracy)."),
     split: str = typer.Option(None, "--split", help="Split the attack trains on (default: tune or attacker)."),
     split_seed: int = typer.Option(0, "--split-seed"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(None, "--seed", help="Seed of the attack's random choices (default: drawn, recorded)."),
     device: str = typer.Option("cpu", "--device"),
-    out: Path = typer.Option(..., "--out"),
+    out: Path = typer.Option(..., "--out", help="Model file to write (.safetensors + .json)."),
+    as_json: bool = json_option(),
 ) -> None:
     """Apply a model modification or extraction and write the derived model with its lineage."""
     check_output_path(out, "model")
@@ -588,10 +651,14 @@ def attack(
     victim = load_model(model)
     splits = load_splits(data, split_seed=split_seed) if data else None
     dataset = splits.get(split or ATTACKS.get(name).default_split) if splits else None
+    seed = _seed(seed)
     child = attack_obj.apply(victim, dataset, seed=seed, device=device, test=splits.test if splits else None)
     path = save_model(child, out)
     acc = f", test accuracy {child.card.accuracy:.4f}" if child.card.accuracy is not None else ""
     console.print(f"wrote {path} ({attack_obj.step_id()} of {victim.card.weights_sha256[:12]}…{acc})", markup=False)
+    record = {"model": str(path), "sha256": child.card.weights_sha256, "step": attack_obj.step_id(), "seed": seed,
+              "parent_sha256": victim.card.weights_sha256, "accuracy": child.card.accuracy}  # fmt: skip
+    _result(as_json, record)
 
 
 @app.command()
@@ -609,7 +676,9 @@ def verify(
     max_queries: int = typer.Option(
         None, "--max-queries", help="Query budget, spent sequentially: batches until decided, at most this many."
     ),
-    batch: int = typer.Option(10, "--batch", help="Queries per batch in sequential verification."),
+    batch: int = typer.Option(
+        10, "--sequential-step", help="With --max-queries: queries sent between two looks at the evidence."
+    ),
     commitment: list[str] = typer.Option(
         None, "--commitment", help="Expected sha256 of FP (the owner's published one); repeat, in FP order."
     ),
@@ -772,7 +841,9 @@ def evaluate(
     prune_repeats: int = typer.Option(5, "--prune-repeats", help="Copies per rate (random pruning)."),
     param: list[str] = typer.Option(None, "--param", help="METHOD.K=V method parameter (repeat)."),
     n: int = typer.Option(100, "--n"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(
+        0, "--seed", help="Seed of the fingerprints and pruned copies (default 0: reruns repeat)."
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """The paper's protocol: robustness, transferability, uniqueness, AUC, F1 per method."""
@@ -848,10 +919,11 @@ def bench(
     combine: str = typer.Option(
         None, "--combine", help="Also the combined verdict (Holm) over these methods, e.g. c,ltrc,sac-m."
     ),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Seed of every fingerprint and of the negatives' split (recorded)."),
     workers: int = typer.Option(0, "--workers", help="Worker processes for querying (0 = in process, fastest on CPU)."),
     backend: str = typer.Option("local", "--backend", help="local | ray"),
     device: str = typer.Option("cpu", "--device"),
+    as_json: bool = json_option(),
 ) -> None:
     """Benchmark methods on every suspect of a zoo; writes results.json and the report."""
     check_output_path(out, "benchmark", folder=True)
@@ -888,7 +960,9 @@ def bench(
     )
     md, html_path = write_report(out)
     console.print(f"report: {html_path} (and {md.name})")
-    sys.stdout.write(f"{html_path}\n")
+    results = json.loads((out / "results.json").read_text())
+    aruc = {m: r["metrics"]["aruc"] for m, r in results["methods"].items()}
+    _result(as_json, {"report": str(html_path), "results": str(out / "results.json"), "aruc": aruc}, str(html_path))
 
 
 @app.command("null-check")
@@ -898,13 +972,14 @@ def null_check(
     out: Path = typer.Option(..., "--out", help="Folder for null_check.json, null_check.md and the plots."),
     sizes: str = typer.Option("5,10,20,40", "--sizes", help="Calibration sizes N (comma-separated)."),
     repeats: int = typer.Option(20, "--repeats", help="Random calibration draws per size."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the calibration draws (default 0: reruns repeat)."),
     draws: str = typer.Option(
         "references",
         "--draws",
         help="references: calibration sets shaped like modelprint's reference sets (a third of the source's "
         "architecture, all on the owner's half); uniform: any N null models.",
     ),  # fmt: skip
+    as_json: bool = json_option(),
 ) -> None:
     """Check each method's null on independent models it was not calibrated on: observed vs nominal FPR."""
     check_output_path(out, "null check", folder=True)
@@ -916,7 +991,7 @@ def null_check(
     atomic_write_text(out / "null_check.md", "# Null check\n\n" + null_check_tables(record))
     plots = plot_null_check(record, out)
     console.print(f"wrote {out / 'null_check.md'}, {', '.join(p.name for p in plots)}")
-    sys.stdout.write(f"{out / 'null_check.json'}\n")
+    _result(as_json, record, str(out / "null_check.json"))
 
 
 @app.command()
@@ -952,16 +1027,19 @@ def stealth(
 
 
 @app.command()
-def report(root: Path = typer.Argument(..., metavar="DIR", help="Benchmark folder with results.json.")) -> None:
-    """Regenerate report.md, report.html and the plots from results.json."""
+def report(
+    root: Path = typer.Argument(..., metavar="DIR", help="Benchmark folder with results.json."),
+    as_json: bool = json_option(),
+) -> None:
+    """Regenerate report.md, report.html, the CSV tables and the plots from results.json."""
 
     md, html_path = write_report(root)
-    sys.stdout.write(f"{html_path}\n{md}\n")
+    _result(as_json, {"report": str(html_path), "markdown": str(md)}, f"{html_path}\n{md}")
 
 
 @zoo_app.command("build")
 def zoo_build(
-    spec: str = typer.Argument(..., help="Spec file (.toml) or a built-in name: mini-digits, fingerbench-cifar10."),
+    spec: str = typer.Argument(..., help=f"Spec file (.toml) or a built-in name: {', '.join(builtin_specs())}."),
     out: Path = typer.Option(..., "--out", help="Zoo folder (created; an unfinished build there is resumed)."),
     workers: int = typer.Option(None, "--workers", help="Parallel models (default: CPU count; 0 = in process)."),
     backend: str = typer.Option("local", "--backend", help="local (process pool) | ray"),
@@ -973,6 +1051,7 @@ def zoo_build(
     gpus_per_task: float = typer.Option(
         1.0, "--gpus-per-task", help="With --device cuda and Ray: GPUs per model (0.25 packs 4 small models a GPU)."
     ),
+    as_json: bool = json_option(),
 ) -> None:
     """Build every model of a zoo spec; killed builds resume where they stopped."""
 
@@ -992,7 +1071,10 @@ def zoo_build(
     except KeyboardInterrupt:
         sys.stderr.write("interrupted: finished models are kept; run the same command to resume\n")
         raise typer.Exit(130) from None
-    sys.stdout.write(f"{out / 'manifest.jsonl'}\n")
+    rows = ZooManifest.read(out).rows
+    done = sum(r["status"] == "done" for r in rows)
+    _result(as_json, {"manifest": str(out / "manifest.jsonl"), "models": len(rows), "done": done},
+            str(out / "manifest.jsonl"))  # fmt: skip
 
 
 @zoo_app.command("ls")
@@ -1018,16 +1100,20 @@ def zoo_ls(zoo: Path = typer.Argument(..., help="Zoo folder."), as_json: bool = 
 
 
 @zoo_app.command("verify")
-def zoo_verify(zoo: Path = typer.Argument(..., help="Zoo folder.")) -> None:
+def zoo_verify(zoo: Path = typer.Argument(..., help="Zoo folder."), as_json: bool = json_option()) -> None:
     """Check every model file of a zoo against the manifest's sha256."""
 
     bad = verify_zoo(zoo)
     total = len(ZooManifest.read(zoo).rows)
-    for row, why in bad:
-        sys.stdout.write(f"FAIL {row['file']}: {why}\n")
+    if as_json:
+        _out({"models": total, "failed": [{"file": row["file"], "why": why} for row, why in bad]})
+    else:
+        for row, why in bad:
+            sys.stdout.write(f"FAIL {row['file']}: {why}\n")
     if bad:
         raise ZooError(f"{len(bad)} of {total} model files fail verification (first: {bad[0][0]['file']})")
-    sys.stdout.write(f"ok: {total} model files match the manifest\n")
+    if not as_json:
+        sys.stdout.write(f"ok: {total} model files match the manifest\n")
 
 
 @app.command("list")
@@ -1037,11 +1123,17 @@ def list_registered(
     ),  # fmt: skip
     input_shape: str = typer.Option("3,32,32", "--input-shape", help="C,H,W for --hosts."),
     k: int = typer.Option(8, "--k", help="Module size K for --hosts (the grid side must be a multiple of K)."),
+    as_json: bool = json_option(),
 ) -> None:
-    """List registered architectures, fingerprint methods and attacks."""
+    """List registered architectures, fingerprint methods, attacks and built-in zoo specs."""
+    if hosts is None and as_json:
+        _out({"architectures": ARCHITECTURES.names(), "methods": METHODS.names(), "attacks": ATTACKS.names(),
+              "zoo_specs": builtin_specs()})  # fmt: skip
+        return
     if hosts is None:
         for title, reg in (("architectures", ARCHITECTURES), ("methods", METHODS), ("attacks", ATTACKS)):
             sys.stdout.write(f"{title}: {', '.join(reg.names())}\n")
+        sys.stdout.write(f"zoo specs: {', '.join(builtin_specs())}\n")
         sys.stdout.write("frequency-module hosts: modelprint list --hosts ARCH [--input-shape 3,32,32] [--k 8]\n")
         return
     try:
@@ -1056,6 +1148,9 @@ def list_registered(
         for name in attachment_names()
         for layer, channels in attachment_hosts(name, net, shape, k=k).items()  # type: ignore[arg-type]
     }
+    if as_json:
+        _out({"hosts": {name: list(channels) for name, channels in layers.items()}})
+        return
     if not layers:
         sys.stdout.write(f"{hosts} at {input_shape} has no layer that can host a K={k} module\n")
     for name, (c_in, c_out) in layers.items():

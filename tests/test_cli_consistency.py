@@ -1,0 +1,97 @@
+"""Every command speaks the same language: shared option names, --json where it reports, -h,
+optional seeds, help without Python types, one error line and exit code 2 for bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import typer
+
+from modelprint import __version__
+from modelprint.cli import _readable_help, app, main
+
+ROOT = _readable_help(typer.main.get_command(app))
+# Commands that produce no result to print: the demo (a folder and its own report) and a server.
+NO_RESULT = {("demo",), ("serve",)}
+
+
+def commands(cmd=ROOT, path=()):
+    subs = getattr(cmd, "commands", None)
+    if not subs:
+        yield path, cmd
+        return
+    for name, sub in subs.items():
+        yield from commands(sub, (*path, name))
+
+
+ALL = list(commands())
+
+
+def options(cmd) -> dict[str, object]:
+    return {opt: p for p in cmd.params if p.param_type_name == "option" for opt in (*p.opts, *p.secondary_opts)}
+
+
+def run(args: list[str], capsys) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+        raise SystemExit(0)
+    out, err = capsys.readouterr()
+    return exit_info.value.code or 0, out, err
+
+
+@pytest.mark.parametrize("path", [p for p, _ in ALL], ids=" ".join)
+def test_help_is_readable(path, capsys):
+    code, out, _ = run([*path, "-h"], capsys)
+    assert code == 0 and "Usage: modelprint " + " ".join(path) in out
+    assert not re.search(r"<(int|str|float|bool|path|list\[)", out, re.I), out
+    assert not re.search(r"\{[a-z_A-Z.]+\}", out.splitlines()[1] if len(out.splitlines()) > 1 else out), out
+
+
+def test_every_reporting_command_has_json():
+    missing = [" ".join(p) for p, cmd in ALL if p not in NO_RESULT and "--json" not in options(cmd)]
+    assert not missing, f"commands without --json: {missing}"
+
+
+def test_shared_options_have_one_name_and_one_meaning():
+    for path, cmd in ALL:
+        opts = options(cmd)
+        where = " ".join(path)
+        if "--seed" in opts:
+            assert not opts["--seed"].required, f"{where}: --seed must be optional"
+        assert not ({"--batch", "--batch-size"} <= set(opts)), f"{where}: two names for a batch"
+        for alias in ("--queries", "--num", "--num-queries", "--output", "--outdir", "--cuda", "--gpu"):
+            assert alias not in opts, f"{where}: {alias} (the shared names are --n, --out, --device)"
+        for p in cmd.params:
+            if p.param_type_name == "option" and not (getattr(p, "is_flag", False) or getattr(p, "count", False)):
+                assert p.metavar and p.metavar.upper() == p.metavar, f"{where} {p.opts}: placeholder {p.metavar!r}"
+
+
+def test_version_and_root_help(capsys):
+    code, out, _ = run(["--version"], capsys)
+    assert (code, out.strip()) == (0, f"modelprint {__version__}")
+    code, out, _ = run(["-h"], capsys)
+    assert code == 0 and "--trust-arch" in out and "--quiet" in out
+
+
+def test_a_misspelt_architecture_argument_is_one_line_and_exit_2(tmp_path, capsys):
+    code, out, err = run(
+        ["train", "--data", "digits", "--arch", "cnn", "--arch-arg", "widht=8", "--out", str(tmp_path / "m")], capsys
+    )
+    assert code == 2 and out == ""
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines[-1] == "error: architecture 'cnn' has no argument 'widht'; it takes: width, depth, batch_norm"
+    assert not any(line.startswith("Traceback") for line in lines)
+
+
+def test_json_results_parse(tmp_path, capsys, source):
+    from modelprint.models import save_model
+
+    model = save_model(source, tmp_path / "m")
+    code, out, _ = run(["list", "--json"], capsys)
+    assert code == 0 and "cnn" in json.loads(out)["architectures"] and "mini-digits" in json.loads(out)["zoo_specs"]
+    code, out, _ = run(["attack", "prune", str(model), "--param", "rate=0.3", "--out", str(tmp_path / "p"), "--json"],
+                       capsys)  # fmt: skip
+    record = json.loads(out)
+    assert code == 0 and record["parent_sha256"] == source.card.weights_sha256 and isinstance(record["seed"], int)
