@@ -37,6 +37,7 @@ import base64
 import binascii
 import contextlib
 import hmac
+import html
 import json
 import math
 import threading
@@ -48,7 +49,6 @@ import numpy as np
 import torch
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -267,7 +267,7 @@ def create_app(
         description="Image classifier behind `modelprint serve`: inputs in [0, 1], N x C x H x W.",
         # With a token, the schema and the docs are served below, behind it.
         openapi_url=None if token else "/openapi.json",
-        docs_url=None if token else "/docs",
+        docs_url=None,  # Swagger UI loads from a CDN: blank offline. Our own page below needs nothing.
         redoc_url=None,
     )
 
@@ -290,9 +290,9 @@ def create_app(
         def openapi() -> JSONResponse:
             return JSONResponse(app.openapi())
 
-        @app.get("/docs", include_in_schema=False, dependencies=[Depends(authorised)])
-        def docs() -> HTMLResponse:
-            return get_swagger_ui_html(openapi_url="/openapi.json", title=app.title)
+    @app.get("/docs", include_in_schema=False, dependencies=[Depends(authorised)])
+    def docs() -> HTMLResponse:
+        return HTMLResponse(docs_page(app.openapi(), info.model_dump()))
 
     @app.get("/v1/info", response_model=InfoResponse, dependencies=[Depends(authorised)])
     def get_info() -> InfoResponse:
@@ -433,3 +433,38 @@ def serve_background(
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def docs_page(schema: dict[str, Any], info: dict[str, Any]) -> str:
+    """The API described in one self-contained HTML page: no script, no style sheet, no font
+    fetched from anywhere, so it reads the same offline."""
+    esc = html.escape
+    rows = []
+    for path, methods in schema.get("paths", {}).items():
+        for method, op in methods.items():
+            body = ((op.get("requestBody") or {}).get("content") or {}).get("application/json", {}).get("schema")
+            answers = ", ".join(
+                f"{code} {esc(r.get('description', ''))}" for code, r in op.get("responses", {}).items()
+            )
+            rows.append(
+                f"<h3><code>{esc(method.upper())} {esc(path)}</code></h3><p>{esc(op.get('summary', ''))}</p>"
+                + (f"<p>Request body: <code>{esc(json.dumps(body))}</code></p>" if body else "")
+                + f"<p>Answers: {answers}</p>"
+            )
+    models = "".join(
+        f"<h3>{esc(name)}</h3><pre>{esc(json.dumps(s, indent=2))}</pre>"
+        for name, s in schema.get("components", {}).get("schemas", {}).items()
+    )
+    c, h, w = info["input_shape"]
+    example = (
+        "curl -s http://HOST:PORT/v1/predict -H 'Content-Type: application/json' "
+        f'-d \'{{"inputs": [[[[0.5, ...]]]], "shape": [1, {c}, {h}, {w}]}}\''
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(schema['info']['title'])}</title></head>"
+        "<body style='font-family:sans-serif;max-width:60em;margin:2em auto'>"
+        f"<h1>{esc(schema['info']['title'])}</h1><p>{esc(schema['info'].get('description', ''))}</p>"
+        f"<p>This model: <code>{esc(json.dumps(info))}</code></p><pre>{esc(example)}</pre>"
+        f"<h2>Endpoints</h2>{''.join(rows)}<h2>Schemas</h2>{models}"
+        "<p>The machine-readable schema is <a href='/openapi.json'>/openapi.json</a>.</p></body></html>"
+    )

@@ -4,6 +4,7 @@ outputs, servers that hang, trickle, lie or send garbage, and oversized requests
 import copy
 import json
 import pickle
+import re
 import threading
 import time
 import zipfile
@@ -358,6 +359,17 @@ def test_with_a_token_the_schema_and_docs_need_it_too(zoo_source):
     assert client.get("/health").status_code == 200
     open_client = TestClient(create_app(zoo_source))
     assert open_client.get("/openapi.json").status_code == 200
+
+
+def test_the_docs_page_needs_nothing_from_the_network(zoo_source):
+    from fastapi.testclient import TestClient
+
+    page = TestClient(create_app(zoo_source)).get("/docs")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    text = page.text
+    assert "POST /v1/predict<" in text and "GET /v1/info<" in text and "<h3>PredictResponse</h3>" in text
+    # no script, style sheet or font fetched from anywhere (Swagger UI's CDN left the page blank offline)
+    assert "<script" not in text and "<link" not in text and not re.search(r"(src|href)=['\"]https?://", text)
 
 
 def test_idle_and_slow_connections_neither_block_health_nor_stay_open(zoo_source):
