@@ -22,11 +22,20 @@ def ray() -> ModuleType:
 
 
 def uvicorn() -> ModuleType:
-    return _optional("uvicorn", "serving a model", "pip install uvicorn")
+    return _optional("uvicorn", "serving a model", "pip install 'modelprint[serve]'")
+
+
+def onnx(purpose: str = "ONNX") -> ModuleType:
+    return _optional("onnx", purpose, "pip install 'modelprint[onnx]'")
+
+
+def require(name: str, purpose: str, extra: str) -> None:
+    """Fail with the install line when ``name`` is missing (imported later by its own user)."""
+    _optional(name, purpose, f"pip install 'modelprint[{extra}]'")
 
 
 def pyplot() -> ModuleType:
     """matplotlib.pyplot on the file-only Agg backend (no display)."""
-    matplotlib = _optional("matplotlib", "plots", "pip install matplotlib")
+    matplotlib = _optional("matplotlib", "plots", "pip install 'modelprint[report]'")
     matplotlib.use("Agg")
     return importlib.import_module("matplotlib.pyplot")

@@ -23,6 +23,7 @@ from rich.table import Table
 from typer.core import TyperArgument, TyperOption
 
 from ._io import atomic_write_text, check_output_path, printable, sha256_file
+from ._lazy import require
 from ._version import __version__
 from .attacks import ATTACKS, create_attack
 from .bench import run_bench
@@ -794,6 +795,8 @@ def serve(
     access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log every request to stderr."),
 ) -> None:
     """Serve a model as an HTTP prediction API (OpenAPI at /openapi.json, docs at /docs)."""
+    for name in ("fastapi", "uvicorn"):
+        require(name, "modelprint serve", "serve")
     from .serve import serve as _serve
 
     if max_batch < 1 or max_concurrent < 1 or not 0 < port < 65536:

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from ._io import atomic_write
+from ._lazy import require
 from .errors import ParameterError
 from .models import ModelprintModel
 
@@ -57,6 +58,7 @@ def _torchscript_bytes(model: ModelprintModel, example: torch.Tensor, card: str)
 
 
 def _onnx_bytes(model: ModelprintModel, example: torch.Tensor, card: str) -> bytes:
+    require("onnxscript", "ONNX export", "onnx")
     quiet = io.StringIO()
     loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo")]
     levels = [lg.level for lg in loggers]

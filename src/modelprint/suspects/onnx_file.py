@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .._io import check_readable
+from .._lazy import require
 from ..errors import ParameterError, SuspectError
 from .base import OUTPUTS, register_suspect
 from .sandbox import ContainedSuspect, SandboxLimits
@@ -132,6 +133,8 @@ class OnnxSuspect(ContainedSuspect):
         if outputs not in OUTPUTS:
             raise ParameterError(f"outputs must be one of {', '.join(OUTPUTS)}, got {outputs!r}")
         self.outputs = outputs
+        require("onnx", "an ONNX suspect", "onnx")
+        require("onnxruntime", "an ONNX suspect", "onnx")
         import onnx
         from google.protobuf.message import DecodeError
 
