@@ -1,11 +1,15 @@
 import base64
+import csv
+import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from modelprint.bench import run_bench
+from modelprint.bench.plots import PALETTE, method_style
 from modelprint.bench.report import write_report
 from modelprint.cli import main
 
@@ -23,16 +27,48 @@ def report_dir(reference_zoo, tmp_path_factory):
 
 def test_report_files_tables_and_plots(report_dir):
     plots = {p.name for p in (report_dir / "plots").iterdir()}
-    assert plots == {"distributions.png", "aruc.png", "roc.png", "margins.png", "queries.png"}
+    assert plots == {"distributions.png", "aruc.png", "roc.png", "roc-by-category.png", "margins.png", "queries.png"}
     for name in plots:
         assert (report_dir / "plots" / name).read_bytes().startswith(PNG)
     md = (report_dir / "report.md").read_text()
     assert "## Metrics over the whole zoo" in md and "| ltrc |" in md and "(plots/aruc.png)" in md
+    assert md.index("## Leaderboard") < md.index("## Metrics over the whole zoo")
     page = (report_dir / "report.html").read_text()
     images = re.findall(r"src='data:image/png;base64,([^']+)'", page)
-    assert len(images) == 5 and all(base64.b64decode(i).startswith(PNG) for i in images)
-    assert page.count("<table>") == 6 and "<td>finetune</td>" in page and "Held-out false-positive rate" in page
+    assert len(images) == 6 and all(base64.b64decode(i).startswith(PNG) for i in images)
+    assert page.count("<table>") == 7 and "<td>finetune</td>" in page and "Held-out false-positive rate" in page
     assert "Held-out false matches per category" in page
+    assert "`" not in re.sub(r"<[^>]+>", "", page.split("<body>")[-1]), "literal backticks in the HTML"
+
+
+def test_every_table_is_also_a_csv(report_dir):
+    tables = sorted((report_dir / "tables").glob("*.csv"))
+    assert len(tables) == 7 and tables[0].name == "00-leaderboard.csv"
+    rows = list(csv.reader(tables[0].open()))
+    assert rows[0][:3] == ["method", "ARUC", "ROC AUC"] and {r[0] for r in rows[1:]} == {"c", "ltrc"}
+    md = (report_dir / "report.md").read_text()
+    for table in tables:  # the CSV and the page hold the same first row of numbers
+        first = next(csv.reader(table.open().readlines()[1:2]))
+        assert "| " + " | ".join(first) + " |" in md or len(first) > 13, table.name
+
+
+def test_wide_tables_are_split_and_colours_are_distinct(report_dir):
+    from modelprint.bench.report import _split
+
+    header = ["category", *(f"m{i} {k}" for i in range(12) for k in ("pos", "neg", "aruc"))]
+    parts = _split(header, [["finetune", *map(str, range(36))]], 4)
+    assert len(parts) == 3 and all(len(h) == 13 and h[0] == "category" for h, _ in parts)
+    styles = method_style([f"m{i}" for i in range(len(PALETTE))])
+    assert len({s["color"] for s in styles.values()}) == len(PALETTE)
+
+
+def test_a_copied_results_folder_without_fingerprints_still_reports(report_dir, tmp_path):
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    shutil.copy(report_dir / "results.json", copy / "results.json")
+    md, page = write_report(copy)
+    assert page.is_file() and not (copy / "plots" / "queries.png").exists() and (copy / "plots" / "roc.png").is_file()
+    assert "queries.png" not in md.read_text()
 
 
 def test_report_command_regenerates_and_rejects_other_folders(report_dir, tmp_path, capsys):
@@ -74,12 +110,27 @@ def test_report_renders_in_headless_chromium(report_dir):
         return dom, dict(re.findall(r'(data-[\w-]+)="(\d+)"', body.group(1)))
 
     dom, attrs = render(report_dir / "report.html")
-    assert attrs == {"data-images": "5", "data-images-ok": "5"}  # every image decoded
-    assert dom.count("<table>") == 6 and "Metrics over the whole zoo" in dom
+    assert attrs == {"data-images": "6", "data-images-ok": "6"}  # every image decoded
+    assert dom.count("<table>") == 7 and "Metrics over the whole zoo" in dom
     # the check can fail: a page with one broken image reports it
     broken = report_dir / "broken.html"
     broken.write_text(re.sub(r"base64,[^']{40}", "base64,AAAA", (report_dir / "report.html").read_text(), count=1))
-    assert render(broken)[1] == {"data-images": "5", "data-images-ok": "4"}
+    assert render(broken)[1] == {"data-images": "6", "data-images-ok": "5"}
+
+    # a screenshot, kept with the test artifacts, is a page with content, not a blank one
+    from PIL import Image
+
+    artifacts = Path(os.environ.get("MODELPRINT_TEST_ARTIFACTS", Path(__file__).parents[2] / "test-artifacts"))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    shot = artifacts / "report.png"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    "--virtual-time-budget=5000", "--window-size=1200,2400", f"--screenshot={shot}",
+                    (report_dir / "report.html").resolve().as_uri()], capture_output=True, timeout=120)  # fmt: skip
+    image = Image.open(shot).convert("L")
+    assert image.size == (1200, 2400)
+    histogram = image.histogram()
+    assert sum(1 for count in histogram if count > 50) > 20, "the screenshot is nearly one colour"
+    assert histogram[255] < 0.97 * sum(histogram), "the screenshot is nearly all white"
 
 
 def test_report_names_the_chosen_false_positive_rate(reference_zoo, tmp_path):

@@ -1,181 +1,28 @@
-"""``report.md`` and a self-contained ``report.html`` (plots inlined as PNG) from a
-benchmark folder's ``results.json``; ``modelprint report DIR`` regenerates them.
-
-Plots (matplotlib, in ``DIR/plots/``): matching-rate distributions per category,
-robustness/uniqueness curves with the ARUC area shaded, ROC curves, margin against attack
-strength (as in NaturalFinger's figures) and each method's first query images.
+"""``report.md``, a self-contained ``report.html`` (plots inlined as PNG) and every table as
+CSV (``DIR/tables/``) from a benchmark folder's ``results.json``; ``modelprint report DIR``
+regenerates them. The report opens with a leaderboard; wide tables are split so each fits a
+page (the CSV keeps every column); the plots are :mod:`modelprint.bench.plots`.
 """
 
 from __future__ import annotations
 
 import base64
+import csv
 import html
+import io
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from sklearn.metrics import roc_curve
-
-from .._io import atomic_write, atomic_write_text
-from .._lazy import pyplot
+from .._io import atomic_write_text
 from ..errors import ParameterError
-from ..fingerprints import Fingerprint
-from ..metrics import robustness_uniqueness_curve
+from .plots import make_plots
 from .runner import RESULTS
 
-COLORS = {"positive": "#1f77b4", "negative": "#ff7f0e"}
+METHODS_PER_TABLE = 4  # the by-category table has three columns per method
 METRIC_COLUMNS = ("robustness", "transferability", "uniqueness", "aruc", "auc", "f1", "threshold")
-
-
-def _plt():  # noqa: ANN202 (matplotlib.pyplot)
-    return pyplot()
-
-
-def _save(fig: Any, path: Path) -> None:
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
-    _plt().close(fig)
-
-
-def _rates(results: dict[str, Any], method: str, role: str) -> np.ndarray:
-    return np.array(
-        [s["rates"][method] for s in results["suspects"] if s["role"] == role and s["id"] != results["source"]]
-    )
-
-
-def plot_distributions(results: dict[str, Any], path: Path) -> None:
-    plt = _plt()
-    methods = list(results["methods"])
-    categories = list(dict.fromkeys(s["category"] for s in results["suspects"] if s["id"] != results["source"]))
-    fig, axes = plt.subplots(
-        len(methods), 1, figsize=(max(6, 0.9 * len(categories)), 2.6 * len(methods)), squeeze=False
-    )
-    rng = np.random.default_rng(0)  # jitter only
-    for ax, m in zip(axes[:, 0], methods):
-        low = -0.03
-        for role, offset in (("positive", -0.15), ("negative", 0.15)):
-            xs, ys = [], []
-            for i, c in enumerate(categories):
-                vals = [
-                    s["rates"][m]
-                    for s in results["suspects"]
-                    if s["category"] == c and s["role"] == role and s["id"] != results["source"]
-                ]
-                xs += list(i + offset + rng.uniform(-0.08, 0.08, len(vals)))
-                ys += vals
-            ax.scatter(xs, ys, s=14, color=COLORS[role], label=role, alpha=0.8)
-            low = min([low, *(y - 0.03 for y in ys)])  # a cosine may be negative
-        ax.set_xticks(range(len(categories)), categories, rotation=30, ha="right")
-        ax.set_ylim(low, 1.03)
-        ax.set_ylabel(results["methods"][m].get("statistic", "matching_rate").replace("_", " "))
-        ax.set_title(m, loc="left")
-        ax.grid(axis="y", alpha=0.3)
-    axes[0, 0].legend(loc="lower left", fontsize=8)
-    fig.tight_layout()
-    _save(fig, path)
-
-
-def plot_aruc(results: dict[str, Any], path: Path) -> None:
-    plt = _plt()
-    methods = list(results["methods"])
-    fig, axes = plt.subplots(1, len(methods), figsize=(3.4 * len(methods), 3.0), squeeze=False)
-    for ax, m in zip(axes[0], methods):
-        t, tpr, tnr = robustness_uniqueness_curve(_rates(results, m, "positive"), _rates(results, m, "negative"))
-        # values hold on (t[i-1], t[i]]: draw as steps ending at each point
-        ax.step(t, tpr, where="pre", color=COLORS["positive"], label="robustness (TPR)")
-        ax.step(t, tnr, where="pre", color=COLORS["negative"], label="uniqueness (TNR)")
-        ax.fill_between(t, np.minimum(tpr, tnr), step="pre", color="grey", alpha=0.3, label="min: ARUC area")
-        ax.set_title(f"{m}: ARUC {results['methods'][m]['metrics']['aruc']:.2f}", loc="left")
-        ax.set_xlabel("threshold t")
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1.02)
-    axes[0, 0].legend(loc="lower left", fontsize=7)
-    fig.tight_layout()
-    _save(fig, path)
-
-
-def plot_roc(results: dict[str, Any], path: Path) -> None:
-
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(4.2, 4.0))
-    for m, res in results["methods"].items():
-        pos, neg = _rates(results, m, "positive"), _rates(results, m, "negative")
-        fpr, tpr, _ = roc_curve(np.r_[np.ones(pos.size), np.zeros(neg.size)], np.r_[pos, neg])
-        ax.plot(fpr, tpr, label=f"{m} (AUC {res['metrics']['auc']:.2f})")
-    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
-    ax.set_xlabel("false-positive rate")
-    ax.set_ylabel("true-positive rate")
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    _save(fig, path)
-
-
-def _strength_series(results: dict[str, Any]) -> dict[str, dict[str, list[tuple[float, float]]]]:
-    """{strength key: {method: [(numeric strength, margin)]}} for numeric strengths only."""
-    out: dict[str, dict[str, list[tuple[float, float]]]] = {}
-    for m, res in results["methods"].items():
-        for item in res["margins"]:
-            if item["strength"] and isinstance(item["strength"][1], (int, float)):
-                key, value = item["strength"]
-                out.setdefault(key, {}).setdefault(m, []).append((float(value), item["margin"]))
-    return out
-
-
-def plot_margins(results: dict[str, Any], path: Path) -> bool:
-    series = _strength_series(results)
-    if not series:
-        return False
-    plt = _plt()
-    fig, axes = plt.subplots(1, len(series), figsize=(3.6 * len(series), 3.0), squeeze=False)
-    for ax, (key, per_method) in zip(axes[0], sorted(series.items())):
-        for m, points in per_method.items():
-            points.sort()
-            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, label=m)
-        ax.axhline(0, color="grey", linewidth=0.8)
-        ax.set_ylim(-1.02, 1.02)
-        ax.set_xlabel(key)
-        ax.set_title("margin: positive - mirror", loc="left", fontsize=9)
-    axes[0, 0].set_ylabel("matching-rate margin")
-    axes[0, 0].legend(fontsize=7)
-    fig.tight_layout()
-    _save(fig, path)
-    return True
-
-
-def plot_detection(results: dict[str, Any], path: Path) -> bool:
-    rates = {m: r["detection_rate"] for m, r in results["methods"].items() if r.get("detection_rate")}
-    if not rates:
-        return False
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(max(4, 0.8 * len(rates)), 3))
-    names = list(rates)
-    ax.bar(names, [rates[m]["mean"] for m in names], color="#7f7f7f")
-    for i, m in enumerate(names):
-        ax.scatter([i] * len(rates[m]["per_seed"]), rates[m]["per_seed"], color="k", s=8, zorder=3)
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("detection rate")
-    ax.tick_params(axis="x", labelrotation=30)
-    _save(fig, path)
-    return True
-
-
-def plot_queries(root: Path, results: dict[str, Any], path: Path, per_method: int = 8) -> None:
-
-    plt = _plt()
-    methods = list(results["methods"])
-    fig, axes = plt.subplots(len(methods), per_method, figsize=(1.1 * per_method, 1.25 * len(methods)), squeeze=False)
-    for row, m in zip(axes, methods):
-        fp = Fingerprint.load(root / results["methods"][m]["fingerprint"]["file"])
-        for i, ax in enumerate(row):
-            ax.axis("off")
-            if i < len(fp):
-                img = fp.x[i].clamp(0, 1).permute(1, 2, 0).numpy()
-                ax.imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray", vmin=0, vmax=1)
-                ax.set_title(f"y={int(fp.y[i])}", fontsize=7)
-        row[0].text(-0.15, 0.5, m, transform=row[0].transAxes, ha="right", va="center", fontsize=9)
-    fig.tight_layout()
-    _save(fig, path)
 
 
 def _cell(v: float | None) -> str:
@@ -185,6 +32,19 @@ def _cell(v: float | None) -> str:
 def _fpr_key(results: dict[str, Any]) -> str:
     metrics = next(iter(results["methods"].values()))["metrics"]
     return next(k for k in metrics if k.startswith("tpr_at_") and k.endswith("_fpr"))
+
+
+def _leaderboard(results: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
+    """Methods by ARUC, with the numbers a reader compares first."""
+    fpr_key = _fpr_key(results)
+    rows = []
+    for m, r in sorted(results["methods"].items(), key=lambda kv: -kv[1]["metrics"]["aruc"]):
+        held = ((r.get("calibrated") or {}).get("threshold") or {}).get("tpr")
+        rows.append([m, _cell(r["metrics"]["aruc"]), _cell(r["metrics"]["auc"]), _cell(r["metrics"][fpr_key]),
+                     _cell(held), f"{r['metrics']['uniqueness']:+.2f}"])  # fmt: skip
+    fpr = results.get("fpr", 0.01)
+    head = ["method", "ARUC", "ROC AUC", f"TPR at {fpr:g} FPR", f"held-out TPR at {fpr:g}", "uniqueness"]
+    return "Leaderboard: methods by ARUC", head, rows
 
 
 def _category_rows(results: dict[str, Any]) -> list[list[str]]:
@@ -344,14 +204,43 @@ def _combined_table(results: dict[str, Any]) -> tuple[str, list[str], list[list[
     return title, ["category", "models", f"match at {fpr:g}", "match at 0.001", f"each family alone at {fpr:g}"], rows
 
 
+def _split(header: list[str], rows: list[list[str]], per: int) -> list[tuple[list[str], list[list[str]]]]:
+    """A wide table as several that fit a page: the first column repeated, ``per`` groups of
+    three columns each (the by-category table: pos, neg, aruc per method)."""
+    width = 3 * per
+    if len(header) <= width + 1:
+        return [(header, rows)]
+    return [
+        ([header[0], *header[i : i + width]], [[r[0], *r[i : i + width]] for r in rows])
+        for i in range(1, len(header), width)
+    ]
+
+
+def _csv(header: list[str], rows: list[list[str]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def _slug(title: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", title.lower().split(":")[0]).strip("-")[:40]
+
+
+def _inline_code(text: str) -> str:
+    """HTML-escaped ``text`` with Markdown's `code` spans as <code> (no literal backticks)."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
 def _html_table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+    head = "".join(f"<th>{_inline_code(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_inline_code(c)}</td>" for c in r) + "</tr>" for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -367,7 +256,7 @@ window.addEventListener('load', () => {
 
 
 def write_report(root: str | os.PathLike) -> tuple[Path, Path]:
-    """Write ``report.md``, ``report.html`` and ``plots/*.png`` in a benchmark folder."""
+    """Write ``report.md``, ``report.html``, ``tables/*.csv`` and ``plots/*.png`` in a benchmark folder."""
     root = Path(root)
     path = root / RESULTS
     if not path.is_file():
@@ -377,19 +266,23 @@ def write_report(root: str | os.PathLike) -> tuple[Path, Path]:
         results["methods"], results["suspects"]
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise ParameterError(f"{path} is not a modelprint results file ({e})") from None
-    made = _make_plots(root, results)
-    plots = root / "plots"
-    tables = _tables(results)
+    made = make_plots(root, results)
+    tables = [_leaderboard(results), *_tables(results)]
+    for i, (title, header, rows) in enumerate(tables):
+        atomic_write_text(root / "tables" / f"{i:02d}-{_slug(title)}.csv", _csv(header, rows))
     intro = (
-        f"Zoo `{results['zoo']}`, source `{results['source']}`, mirror `{results['mirror']}`; "
+        f"Zoo `{Path(results['zoo']).name}`, source `{results['source']}`, mirror `{results['mirror']}`; "
         f"{len(results['suspects'])} suspects, {results['n']} queries per method, seed {results['seed']}, "
         f"modelprint {results['modelprint']}. Querying took {results['timings']['querying']:.1f} s "
-        f"({results['timings']['suspects_per_second']:.1f} suspects/s)."
+        f"({results['timings']['suspects_per_second']:.1f} suspects/s). Every table is also a CSV in `tables/`."
         + ("" if made else " No plots: they need matplotlib (pip install 'modelprint[report]').")
     )
+    pages = [(title, part) for title, header, rows in tables for part in _split(header, rows, METHODS_PER_TABLE)]
     md = ["# Fingerprint benchmark", "", intro, ""]
-    for title, header, rows in tables:
-        md += [f"## {title}", "", _md_table(header, rows), ""]
+    shown = None
+    for title, (header, rows) in pages:
+        md += ([f"## {title}", ""] if title != shown else []) + [_md_table(header, rows), ""]
+        shown = title
     for name, caption in made:
         md += [f"![{caption}](plots/{name})", "", f"*{caption}*", ""]
     md_path, html_path = root / "report.md", root / "report.html"
@@ -398,14 +291,20 @@ def write_report(root: str | os.PathLike) -> tuple[Path, Path]:
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>modelprint benchmark</title>",
         "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-        "td:first-child,th:first-child{text-align:left}img{max-width:100%}figcaption{color:#555}</style>",
-        f"{_IMAGE_CHECK}</head><body><h1>Fingerprint benchmark</h1><p>{html.escape(intro)}</p>",
+        "table{border-collapse:collapse;margin:1em 0;font-size:14px}"
+        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+        "td:first-child,th:first-child{text-align:left}img{max-width:100%}figcaption{color:#555}"
+        "code{background:#f3f3f3;padding:0 3px}</style>",
+        f"{_IMAGE_CHECK}</head><body><h1>Fingerprint benchmark</h1><p>{_inline_code(intro)}</p>",
     ]
-    for title, header, rows in tables:
-        parts.append(f"<h2>{html.escape(title)}</h2>{_html_table(header, rows)}")
+    previous = None
+    for title, (header, rows) in pages:
+        if title != previous:  # a split table's parts share its heading
+            parts.append(f"<h2>{_inline_code(title)}</h2>")
+        parts.append(_html_table(header, rows))
+        previous = title
     for name, caption in made:
-        data = base64.b64encode((plots / name).read_bytes()).decode()
+        data = base64.b64encode((root / "plots" / name).read_bytes()).decode()
         parts.append(
             f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
             f"<figcaption>{html.escape(caption)}</figcaption></figure>"
@@ -413,33 +312,3 @@ def write_report(root: str | os.PathLike) -> tuple[Path, Path]:
     parts.append("</body></html>")
     atomic_write_text(html_path, "\n".join(parts) + "\n")
     return md_path, html_path
-
-
-def _make_plots(root: Path, results: dict[str, Any]) -> list[tuple[str, str]]:
-    """Every plot the results allow, as (file name, caption); none when matplotlib is missing."""
-    try:
-        pyplot()
-    except ParameterError:
-        return []
-    plots = root / "plots"
-    figures = [
-        (
-            "distributions.png",
-            "Each method's statistic per zoo category: positives should sit high, negatives low",
-            plot_distributions,
-        ),
-        ("aruc.png", "Robustness and uniqueness against the threshold; the shaded minimum is the ARUC", plot_aruc),
-        ("roc.png", "ROC curves (each method's statistic as the score)", plot_roc),
-    ]
-    made = []
-    for name, caption, fn in figures:
-        fn(results, plots / name)
-        made.append((name, caption))
-    if plot_margins(results, plots / "margins.png"):
-        made.append(("margins.png", "Margin (positive minus its mirror negative) against attack strength"))
-    if plot_detection(results, plots / "detection.png"):
-        made.append(("detection.png", "Detection rate of each method's queries (mean over detector seeds)"))
-    plot_queries(root, results, plots / "queries.png")
-    made.append(("queries.png", "The first query images of each fingerprint, with their expected labels"))
-
-    return made
