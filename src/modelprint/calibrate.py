@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -204,6 +205,7 @@ def train_reference(
     if epochs is not None:
         base["epochs"] = epochs
     plan = reference_plan(meta, n, first_seed=first_seed, archs=archs, students=students)
+    started = time.monotonic()
     trained: list[ModelprintModel] = []  # as trained, before prepare: what a student learns from
     models = []
     for i, (arch, args, seed, teacher) in enumerate(plan):
@@ -223,9 +225,11 @@ def train_reference(
             save_model(model, Path(out_dir) / f"reference-{i:02d}-{arch}-s{seed}")
         if progress:
             how = f"distilled from reference model {teacher + 1}" if teacher is not None else "from scratch"
+            spent = time.monotonic() - started
+            eta = f", ETA {spent / (i + 1) * (n - i - 1):.0f} s" if i + 1 < n else ""
             console.print(
                 f"reference model {i + 1}/{n}: {arch} {args or ''} seed {seed} ({how}), "
-                f"accuracy {model.card.accuracy:.3f}"
+                f"accuracy {model.card.accuracy:.3f} ({spent:.0f} s so far{eta})"
             )
         models.append(model)
     return models

@@ -27,7 +27,7 @@ from .data import load_splits
 from .evaluate import evaluate_fingerprint, print_table, pruned_copies
 from .fingerprints import Fingerprint, create_method
 from .models import ModelprintModel, save_model
-from .progress import console
+from .progress import Steps, console
 from .train import TrainConfig, accuracy, train_new
 from .tune import tune_method
 from .verify import format_verification, verify
@@ -53,16 +53,25 @@ FAST_ZOO_SPEC = "smoke-digits"  # --fast: ten tiny models, a smoke run of the sa
 WHITEBOX_HOST, WHITEBOX_KEY = "features.0", 7  # the first convolution; the owner's key
 
 
+_STEPS = Steps(6, "demo")
+
+
+def _step(title: str) -> None:
+    _STEPS.start(title)
+
+
 def run_demo(out: Path, *, fast: bool = False, seed: int = 0) -> dict:
     """The whole story in six steps on digits (``fast``: fewer and shorter runs); writes
     ``out/results.json`` and returns it."""
+    global _STEPS
+    _STEPS = Steps(6, "demo")  # step i of 6 with an ETA, on a terminal and in a log
     started = time.time()
     out.mkdir(parents=True, exist_ok=True)
     splits = load_splits(DATA)
     cfg = TrainConfig(epochs=3 if fast else 15)
     independent = INDEPENDENT[:2] if fast else INDEPENDENT
     source, negatives = _train_models(out, splits, cfg, independent, seed)
-    console.rule("2/6  prune the source (the owner's legitimate compressed copies)")
+    _step("prune the source (the owner's legitimate compressed copies)")
     pruned = pruned_copies(source, PRUNE_RATES, seed=seed)
     for rate, model in pruned:
         save_model(model, out / "models" / f"source-prune{int(rate * 100)}")
@@ -100,7 +109,7 @@ def run_demo(out: Path, *, fast: bool = False, seed: int = 0) -> dict:
 def _train_models(
     out: Path, splits: Any, cfg: TrainConfig, independent: list, seed: int
 ) -> tuple[ModelprintModel, list[ModelprintModel]]:
-    console.rule(f"1/6  train the owner's model and {len(independent)} independent models on {DATA}")
+    _step(f"train the owner's model and {len(independent)} independent models on {DATA}")
     source = train_new("cnn", splits.owner, cfg, seed=seed, test=splits.test)
     save_model(source, out / "models" / "source")
     negatives: list[ModelprintModel] = []
@@ -119,7 +128,7 @@ def _fingerprint(
     out: Path, source: ModelprintModel, negatives: list, pruned: list, cfg: TrainConfig, *, fast: bool, seed: int
 ) -> tuple[dict[str, dict], dict, list[ModelprintModel], dict, dict[str, str]]:
     """Step 3: tune LTRC, fingerprint with every black-box method, evaluate, calibrate, save."""
-    console.rule("3/6  fingerprint the source (LTRC tuned on the owner's references), calibrate on reference models")
+    _step("fingerprint the source (LTRC tuned on the owner's references), calibrate on reference models")
     fast_params = {"steps": 100} if fast else {}
     tuned, record = tune_method(
         source,
@@ -161,7 +170,7 @@ def _fingerprint(
 
 def _verify_black_box(out: Path, results: dict, pruned: list, negatives: list, independent: list) -> dict[str, str]:
     """Step 4: the evaluation table, then LTRC's verdicts on the most pruned copy and an independent model."""
-    console.rule("4/6  evaluate and verify: pruned copies should match, independent models should not")
+    _step("evaluate and verify: pruned copies should match, independent models should not")
     print_table(results, f"digits 16 px, small CNN source, {len(negatives)} independent models")
     best = max(results.values(), key=lambda r: r.uniqueness)
     c, ltrc = results["c"], results["ltrc"]
@@ -183,7 +192,7 @@ def _verify_black_box(out: Path, results: dict, pruned: list, negatives: list, i
 
 def _zoo_bench(out: Path, method_params: dict[str, dict], *, fast: bool, seed: int) -> dict[str, Any]:
     """Step 6: build a zoo of derived and independent suspects, benchmark every method, write the report."""
-    console.rule("6/6  a zoo of derived and independent suspects: benchmark, report")
+    _step("a zoo of derived and independent suspects: benchmark, report")
     zoo_dir, bench_dir = out / "zoo", out / "bench"
     spec = load_spec(FAST_ZOO_SPEC if fast else ZOO_SPEC)
     workers = 0 if fast else None  # a ten-model smoke zoo is quicker in process
@@ -202,7 +211,7 @@ def _whitebox(
     """The white-box story: mark the source's first convolution with the owner's key, read the
     fingerprint, calibrate on the reference models (each carrying its own owner's mark), and
     verify the marked model, copies an attacker made of it and an independent model."""
-    console.rule(f"5/6  white-box: mark {WHITEBOX_HOST} with key {WHITEBOX_KEY}, fingerprint its spectrum, verify")
+    _step(f"white-box: mark {WHITEBOX_HOST} with key {WHITEBOX_KEY}, fingerprint its spectrum, verify")
     method = create_method("frequency")
     marked = method.prepare(source, splits.owner, key=WHITEBOX_KEY, test=splits.test, host=WHITEBOX_HOST,
                             epochs=3 if fast else 20)  # fmt: skip

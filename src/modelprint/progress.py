@@ -12,11 +12,13 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
+from rich.text import Text
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -80,15 +82,26 @@ class _Bar:
 
 
 class LogBar:
-    """Progress as log lines: the job, its step of the total, elapsed time and ETA."""
+    """Progress as log lines: the job, its step of the total, elapsed time and ETA. A line
+    goes out at least every ``every`` seconds even while one step runs long (a heartbeat)."""
 
     def __init__(self, total: float, description: str, every: float | None = None) -> None:
-        self.total, self.description, self.done = total, description, 0.0
+        self.total, self.description, self.done = total, _plain(description), 0.0
+        self.job = self.description
         self.every = _interval() if every is None else every
         self.started = self.last = time.monotonic()
         if not log.handlers:
             configure_logging()
         log.info("%s: started, %s steps", description, _count(total))
+        self._stop = threading.Event()
+        self._beat = threading.Thread(target=self._heartbeat, daemon=True, name="modelprint-progress")
+        self._beat.start()
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.every / 4):
+            if time.monotonic() - self.last >= self.every:
+                self.last = time.monotonic()
+                log.info("%s", self.line())
 
     def line(self) -> str:
         elapsed = time.monotonic() - self.started
@@ -100,14 +113,43 @@ class LogBar:
     def update(self, advance: float = 1, description: str | None = None) -> None:
         self.done += advance
         if description is not None:
-            self.description = description
+            self.description = _plain(description)
         now = time.monotonic()
         if now - self.last >= self.every:
             self.last = now
             log.info("%s", self.line())
 
     def finish(self) -> None:
-        log.info("%s: done, %s", self.description, _clock(time.monotonic() - self.started))
+        self._stop.set()
+        log.info("%s: done, %s steps in %s", self.job, _count(self.done), _clock(time.monotonic() - self.started))
+
+
+class Steps:
+    """An overall step counter for a long command: ``steps.start(title)`` opens step i of n
+    with the time so far and an ETA from the steps done (a rule on a terminal, a log line
+    elsewhere)."""
+
+    def __init__(self, total: int, job: str) -> None:
+        self.total, self.job, self.i = total, job, 0
+        self.started = time.monotonic()
+
+    def start(self, title: str) -> None:
+        elapsed = time.monotonic() - self.started
+        eta = f", ETA {_clock(elapsed / self.i * (self.total - self.i))}" if self.i else ""
+        self.i += 1
+        if _quiet():
+            return
+        if _is_terminal():
+            console.rule(f"{self.i}/{self.total}  {title}")
+        else:
+            if not log.handlers:
+                configure_logging()
+            log.info("%s step %d/%d: %s (%s elapsed%s)", self.job, self.i, self.total, title, _clock(elapsed), eta)
+
+
+def _plain(text: str) -> str:
+    """A bar's description without rich markup (a log shows ``cnn[width=8]``, not ``cnn\\[width=8]``)."""
+    return Text.from_markup(text).plain
 
 
 def _count(v: float) -> str:
@@ -122,7 +164,11 @@ def progress_bar(total: float, description: str, enabled: bool = True) -> Iterat
         return
     if not _is_terminal():
         bar = LogBar(total, description)
-        yield bar
+        try:
+            yield bar
+        except BaseException:
+            bar._stop.set()  # no "done" for a job that failed
+            raise
         bar.finish()
         return
     columns = (

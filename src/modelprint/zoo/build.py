@@ -418,7 +418,10 @@ def _build_locked(
             capacity = max(workers, 1) * 2 - len(running)  # keep every worker busy, never queue the whole zoo
             ready = [p for p in todo if p.parent is None or p.parent in finished]
             ready.sort(key=lambda p: -descendants[p.id])  # unblock long chains first (stable: spec order)
-            for p in ready[: max(capacity, 0)]:
+            starting = ready[: max(capacity, 0)]
+            if starting:  # a log's heartbeat names the models being built
+                bar.update(0, description=f"zoo {zoo.name}: building {escape(', '.join(p.id for p in starting))}")
+            for p in starting:
                 todo.remove(p)
                 running[pool.submit(build_model, p.to_dict(), context, data_arg, parent_arg(p.parent))] = p
             if not running:
