@@ -68,6 +68,15 @@ def test_shared_options_have_one_name_and_one_meaning():
                 assert p.metavar and p.metavar.upper() == p.metavar, f"{where} {p.opts}: placeholder {p.metavar!r}"
 
 
+def test_commands_that_run_a_model_take_a_device():
+    runs_a_model = {
+        ("train",), ("attack",), ("verify",), ("serve",), ("bench",), ("fingerprint", "create"),
+        ("fingerprint", "calibrate"), ("reference", "build"), ("zoo", "build"), ("gan", "train"),
+    }  # fmt: skip
+    missing = [" ".join(p) for p, cmd in ALL if p in runs_a_model and "--device" not in options(cmd)]
+    assert not missing, f"commands without --device: {missing}"
+
+
 def test_version_and_root_help(capsys):
     code, out, _ = run(["--version"], capsys)
     assert (code, out.strip()) == (0, f"modelprint {__version__}")

@@ -116,6 +116,16 @@ def _trust(paths: list[str]) -> None:
     trust_arch_paths(*paths)
 
 
+def _device(device: str) -> str:
+    """``device`` checked before any work: cpu, or a CUDA device this machine has."""
+    import torch
+
+    if device != "cpu" and not (device.startswith("cuda") and torch.cuda.is_available()):
+        raise ParameterError(f"--device {device!r}: this machine offers cpu only" if device.startswith("cuda")
+                             else f"--device must be cpu or cuda[:N], got {device!r}")  # fmt: skip
+    return device
+
+
 def _seed(seed: int | None, what: str = "seed") -> int:
     """The seed given, or one drawn now (printed, and recorded in what is written)."""
     if seed is not None:
@@ -705,7 +715,8 @@ def verify(
         help="ONNX / TorchScript: 'required' refuses to run a file where the file-system sandbox (Landlock) is "
         "missing; 'best-effort' runs it with limits and deadlines only.",
     ),
-    as_json: bool = typer.Option(False, "--json"),
+    device: str = typer.Option("cpu", "--device", help="Model files: cpu or cuda, where the suspect runs."),
+    as_json: bool = typer.Option(False, "--json", help="Print the verdict as JSON on stdout."),
 ) -> None:
     """Query a suspect with a fingerprint: statistic, p-value under the calibrated null, verdict.
     With several fingerprints of one source: each verified, one verdict by Holm's procedure."""
@@ -728,6 +739,10 @@ def verify(
         options = {"outputs": outputs, "limits": limits}
     elif outputs != "logits":
         raise ParameterError("--outputs applies to ONNX and TorchScript suspects only")
+    if kind == "model":
+        options["device"] = _device(device)
+    elif device != "cpu":
+        raise ParameterError("--device applies to model-file suspects; exported graphs and APIs run where they are")
     adapter = open_suspect(suspect, kind, **options)
     if len(fps) > 1:
         _verify_combined_cli(fps, digests, adapter, fpr=fpr, max_queries=max_queries, as_json=as_json)
@@ -793,6 +808,7 @@ def serve(
         10.0, "--read-timeout", help="Seconds a client has to send a whole request; slower or idle ones are dropped."
     ),
     access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log every request to stderr."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda: where the model answers."),
 ) -> None:
     """Serve a model as an HTTP prediction API (OpenAPI at /openapi.json, docs at /docs)."""
     for name in ("fastapi", "uvicorn"):
@@ -825,6 +841,7 @@ def serve(
         max_concurrent=max_concurrent,
         read_timeout=read_timeout,
         access_log=access_log,
+        device=_device(device),
     )
 
 

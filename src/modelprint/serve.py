@@ -252,11 +252,12 @@ def create_app(
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     disclose_sha256: bool = False,
     max_concurrent: int = DEFAULT_MAX_CONCURRENT,
+    device: str = "cpu",
 ) -> Any:
-    """The FastAPI app answering for ``model``; see the module docstring for the endpoints."""
+    """The FastAPI app answering for ``model`` on ``device``; see the module docstring for the endpoints."""
     if max_batch < 1 or max_request_bytes < 1 or max_concurrent < 1:
         raise ValueError("max_batch, max_request_bytes and max_concurrent must be positive")
-    model = model.cpu().eval()
+    model = model.to(device).eval()
     shape = tuple(model.card.input_shape)
     lock = threading.Lock()  # one forward at a time: torch already uses every core for one batch
     info = _info(model, labels_only=labels_only, max_batch=max_batch, max_request_bytes=max_request_bytes,
@@ -303,7 +304,7 @@ def create_app(
     def predict(req: Any) -> PredictResponse:
         x = _decode(req, shape)
         with lock, torch.no_grad():
-            logits = model(torch.from_numpy(x)).float().numpy()
+            logits = model(torch.from_numpy(x).to(device)).float().cpu().numpy()
         labels = logits.argmax(1).tolist()
         if labels_only:
             return PredictResponse(labels=labels)

@@ -92,6 +92,8 @@ class ModelFileSuspect(TorchSuspect):
 
     suffixes = (".safetensors", ".json")
 
-    def __init__(self, path: str | os.PathLike, *, labels_only: bool = False, batch_size: int = 256) -> None:
-        super().__init__(load_model(path), labels_only=labels_only, batch_size=batch_size)
+    def __init__(
+        self, path: str | os.PathLike, *, labels_only: bool = False, batch_size: int = 256, device: str = "cpu"
+    ) -> None:
+        super().__init__(load_model(path, device=device), labels_only=labels_only, batch_size=batch_size)
         self.location = str(path)
