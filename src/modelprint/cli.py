@@ -1197,7 +1197,7 @@ def _expand_multi_value(argv: list[str]) -> list[str]:
 
 
 # What a value looks like in help, by the option's type (instead of typer's "<list[Path]>").
-_METAVARS = {"int": "N", "float": "X", "Path": "PATH", "str": "TEXT"}
+_METAVARS = {"int": "N", "float": "X", "Path": "PATH", "str": "TEXT", "integer": "N", "path": "PATH", "text": "TEXT"}
 
 
 def _no_type(param: Any, ctx: Any) -> str | None:
@@ -1218,8 +1218,10 @@ def _readable_help(command: Any) -> Any:
             if param.is_flag or param.count:
                 param.display_type_rich = lambda ctx, p=param: _no_type(p, ctx)  # type: ignore[method-assign]
             elif param.metavar is None:
-                bare = param.bare_type().removeprefix("list[").removesuffix("]")
-                param.metavar = _METAVARS.get(bare, "VALUE")
+                # typer >= 0.2x names the annotation; older releases only click's type name
+                bare = param.bare_type() if hasattr(param, "bare_type") else getattr(param.type, "name", "")
+                bare = bare.removeprefix("list[").removesuffix("]")
+                param.metavar = _METAVARS.get(bare, _METAVARS.get(bare.lower(), "VALUE"))
     for sub in getattr(command, "commands", {}).values():
         _readable_help(sub)
     # click makes the help option when help is asked for: a flag, shown without a type
