@@ -1156,12 +1156,7 @@ def list_registered(
         sys.stdout.write(f"zoo specs: {', '.join(builtin_specs())}\n")
         sys.stdout.write("frequency-module hosts: modelprint list --hosts ARCH [--input-shape 3,32,32] [--k 8]\n")
         return
-    try:
-        shape = tuple(int(v) for v in input_shape.split(","))
-    except ValueError:
-        shape = ()
-    if len(shape) != 3:
-        raise ParameterError(f"--input-shape must be C,H,W, e.g. 3,32,32; got {input_shape!r}")
+    shape = _shape(input_shape)
     net = create_model(hosts, num_classes=10, input_shape=shape).net  # type: ignore[arg-type]
     layers = {
         layer: channels
