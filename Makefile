@@ -12,7 +12,8 @@ TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 $(VENV)/.torch:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet "$(TORCH)" --extra-index-url $(TORCH_INDEX)
+	# A local wheel or mirror first (no network round trips); else PyTorch's CPU index.
+	$(PIP) install --quiet "$(TORCH)" 2>/dev/null || $(PIP) install --quiet "$(TORCH)" --extra-index-url $(TORCH_INDEX)
 	touch $@
 
 # The demo needs the package and matplotlib for its report's plots; its data (digits) ships with scikit-learn.
