@@ -725,25 +725,16 @@ def verify(
     if len(fps) > 1 and threshold is not None:
         raise ParameterError("--threshold applies to one fingerprint: a combined verdict is decided by p-values")
     kind = guess_type(suspect) if suspect_type == "auto" else suspect_type
-    options: dict[str, Any] = {}
-    if kind == "http":
-        options = {"token": token, "timeout": timeout, "retries": retries, "batch_size": batch_size}
-        options["max_queries"] = max_queries
-    elif kind in ("onnx", "torchscript"):
-        limits = SandboxLimits(
-            memory_mb=sandbox_memory_mb,
-            load_timeout=sandbox_timeout,
-            call_timeout=sandbox_timeout,
-            containment=containment,
-        )
-        options = {"outputs": outputs, "limits": limits}
-    elif outputs != "logits":
-        raise ParameterError("--outputs applies to ONNX and TorchScript suspects only")
-    if kind == "model":
-        options["device"] = _device(device)
-    elif device != "cpu":
-        raise ParameterError("--device applies to model-file suspects; exported graphs and APIs run where they are")
-    adapter = open_suspect(suspect, kind, **options)
+    http = {
+        "token": token,
+        "timeout": timeout,
+        "retries": retries,
+        "batch_size": batch_size,
+        "max_queries": max_queries,
+    }
+    limits = SandboxLimits(memory_mb=sandbox_memory_mb, load_timeout=sandbox_timeout, call_timeout=sandbox_timeout,
+                           containment=containment)  # fmt: skip
+    adapter = open_suspect(suspect, kind, **_adapter_options(kind, http, limits, outputs, device))
     if len(fps) > 1:
         _verify_combined_cli(fps, digests, adapter, fpr=fpr, max_queries=max_queries, as_json=as_json)
     fp, digest = fps[0], digests[0]
@@ -755,6 +746,19 @@ def verify(
     else:
         sys.stdout.write(format_verification(result) + "\n")
     raise typer.Exit(VERDICT_EXIT_CODES[result.verdict])
+
+
+def _adapter_options(kind: str, http: dict[str, Any], limits: SandboxLimits, outputs: str, device: str) -> dict:
+    """The options of ``kind``'s adapter; an option given for another kind is an error, not ignored."""
+    if outputs != "logits" and kind not in ("onnx", "torchscript"):
+        raise ParameterError("--outputs applies to ONNX and TorchScript suspects only")
+    if device != "cpu" and kind != "model":
+        raise ParameterError("--device applies to model-file suspects; exported graphs and APIs run where they are")
+    if kind == "http":
+        return http
+    if kind in ("onnx", "torchscript"):
+        return {"outputs": outputs, "limits": limits}
+    return {"device": _device(device)} if kind == "model" else {}
 
 
 def _committed_fingerprints(paths: list[Path], commitment: list[str] | None) -> tuple[list[Fingerprint], list[str]]:
