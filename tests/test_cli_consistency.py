@@ -104,3 +104,21 @@ def test_json_results_parse(tmp_path, capsys, source):
                        capsys)  # fmt: skip
     record = json.loads(out)
     assert code == 0 and record["parent_sha256"] == source.card.weights_sha256 and isinstance(record["seed"], int)
+
+
+def test_model_import_writes_each_model_beside_its_weights(tmp_path, capsys, source):
+    import torch
+
+    for name in ("a", "b"):
+        torch.save(source.net.state_dict(), tmp_path / f"{name}.pt")
+    args = ["model", "import", "--arch", "cnn", "--arch-arg", "width=8", "--input-shape", "1,8,8",
+            "--num-classes", "10", "--weights", str(tmp_path / "a.pt"), str(tmp_path / "b.pt")]  # fmt: skip
+    code, out, err = run([*args, "--out", str(tmp_path / "x")], capsys)
+    assert code == 2 and "--out names one model file" in err
+    code, out, _ = run([*args, "--json"], capsys)
+    models = json.loads(out)["models"]
+    assert code == 0 and [m["model"] for m in models] == [
+        str(tmp_path / "a.safetensors"),
+        str(tmp_path / "b.safetensors"),
+    ]
+    assert models[0]["sha256"] == models[1]["sha256"]  # the same weights give the same file, bit for bit

@@ -46,13 +46,13 @@ def test_fingerprint_and_verify_a_model_file_without_extras(tmp_path):
 
     ok("train", "--data", "digits", "--arch", "cnn", "--arch-arg", "width=8", "--epochs", "3", "--seed", "0",
        "--out", "owner")  # fmt: skip
-    for seed in (1, 2, 3, 4):
+    for seed in (1, 2, 3):
         ok("train", "--data", "digits", "--split", "attacker", "--arch", "cnn", "--arch-arg", "width=8",
            "--epochs", "3", "--seed", str(seed), "--out", f"other{seed}")  # fmt: skip
     ok("fingerprint", "create", "owner.safetensors", "--method", "c", "--n", "20", "--param", "steps=20",
        "--seed", "0", "--out", "owner.fp.safetensors")  # fmt: skip
     ok("fingerprint", "calibrate", "owner.fp.safetensors", "--negatives", "other1.safetensors", "other2.safetensors",
-       "other3.safetensors", "other4.safetensors", "--out", "owner.fp.safetensors")  # fmt: skip
+       "other3.safetensors", "--out", "owner.fp.safetensors")  # fmt: skip
     run = cli(["verify", "owner.fp.safetensors", "owner.safetensors", "--fpr", "0.05"], tmp_path)
     assert run.returncode in (0, 1, 3), run.stderr[-1500:]
     assert run.stdout.split(":")[0] in ("match", "no-match", "inconclusive")

@@ -235,8 +235,10 @@ def model_import(
     arch_arg: list[str] = typer.Option(
         None, "--arch-arg", metavar="K=V", help="Argument of the architecture (repeat)."
     ),
-    weights: Path = typer.Option(
-        ..., "--weights", help="State dict: .safetensors, or .pt/.pth (read with weights_only)."
+    weights: list[Path] = typer.Option(
+        ...,
+        "--weights",
+        help="State dicts: .safetensors, or .pt/.pth (read with weights_only); several after one flag.",
     ),
     input_shape: str = typer.Option(..., "--input-shape", metavar="C,H,W", help="Input image shape, e.g. 3,32,32."),
     num_classes: int = typer.Option(None, "--num-classes", help="Default: read from the network's output."),
@@ -249,35 +251,41 @@ def model_import(
     data: str = typer.Option(
         None, "--data", help="The owner's data set, recorded in the card (and test accuracy measured)."
     ),
-    out: Path = typer.Option(..., "--out", help="Model file to write (.safetensors + .json)."),
+    out: Path = typer.Option(
+        None, "--out", help="Model file to write (one --weights); default: NAME.safetensors beside each weights file."
+    ),
     as_json: bool = json_option(),
 ) -> None:
-    """Turn your nn.Module's trained weights into a model file every command reads."""
-    check_output_path(out, "model")
+    """Turn your nn.Module's trained weights into model files every command reads."""
+    if out is not None and len(weights) > 1:
+        raise ParameterError("--out names one model file: with several --weights, each is written beside its weights")
+    targets = [out] if out is not None else [w.with_suffix("") for w in weights]
+    for target in targets:
+        check_output_path(target, "model")
     if is_import_path(arch):
         _trust([arch])
     shape = _shape(input_shape)
-    model = import_model(
-        arch, weights, input_shape=shape, num_classes=num_classes, arch_args=parse_params(arch_arg),
-        mean=_floats(mean, shape[0], "--mean"), std=_floats(std, shape[0], "--std"), dataset=data or "",
-    )  # fmt: skip
-    if data:
-        splits = load_splits(data)
-        if tuple(splits.test.input_shape) != shape:
-            raise ParameterError(
-                f"{data} gives {'x'.join(map(str, splits.test.input_shape))} images, the model takes {input_shape}"
-            )
-        model.card.classes = splits.test.classes
-        model.card.accuracy = accuracy(model, splits.test)
-    path = save_model(model, out)
-    acc = f", test accuracy {model.card.accuracy:.4f}" if model.card.accuracy is not None else ""
-    console.print(
-        f"wrote {path} ({model.card.arch}, {'x'.join(map(str, shape))} -> {model.card.num_classes} classes{acc}, "
-        f"sha256 {model.card.weights_sha256[:16]}…)",
-        markup=False,
-    )
-    _result(as_json, {"model": str(path), "sha256": model.card.weights_sha256, "accuracy": model.card.accuracy,
-                      "arch": model.card.arch, "num_classes": model.card.num_classes})  # fmt: skip
+    splits = load_splits(data) if data else None
+    if splits is not None and tuple(splits.test.input_shape) != shape:
+        raise ParameterError(
+            f"{data} gives {'x'.join(map(str, splits.test.input_shape))} images, the model takes {input_shape}"
+        )
+    records = []
+    for source, target in zip(weights, targets):
+        model = import_model(
+            arch, source, input_shape=shape, num_classes=num_classes, arch_args=parse_params(arch_arg),
+            mean=_floats(mean, shape[0], "--mean"), std=_floats(std, shape[0], "--std"), dataset=data or "",
+        )  # fmt: skip
+        if splits is not None:
+            model.card.classes = splits.test.classes
+            model.card.accuracy = accuracy(model, splits.test)
+        path = save_model(model, target)
+        acc = f", test accuracy {model.card.accuracy:.4f}" if model.card.accuracy is not None else ""
+        console.print(f"wrote {path} ({model.card.arch}, {'x'.join(map(str, shape))} -> {model.card.num_classes} "
+                      f"classes{acc}, sha256 {model.card.weights_sha256[:16]}…)", markup=False)  # fmt: skip
+        records.append({"model": str(path), "sha256": model.card.weights_sha256, "accuracy": model.card.accuracy,
+                        "arch": model.card.arch, "num_classes": model.card.num_classes})  # fmt: skip
+    _result(as_json, {"models": records})
 
 
 def _shape(text: str) -> tuple[int, int, int]:
@@ -1177,7 +1185,7 @@ def list_registered(
 
 
 # Options that take several values after one flag (`--positives A B C`), as the manual writes them.
-_MULTI_VALUE = ("--positives", "--negatives")
+_MULTI_VALUE = ("--positives", "--negatives", "--weights")
 
 
 def _expand_multi_value(argv: list[str]) -> list[str]:

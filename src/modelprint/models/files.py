@@ -178,7 +178,8 @@ def wrap_model(
     if len(shape) != 3 or min(shape) < 1:
         raise ParameterError(f"input_shape is (C, H, W) of positive sizes, got {input_shape!r}")
     path = arch if isinstance(arch, str) else import_path_of(arch if arch is not None else type(net))
-    trust_arch(path)
+    if is_import_path(path):  # a registered name is not code to trust
+        trust_arch(path)
     args = dict(arch_args or {})
     # the card's own fields, which every build passes to a factory that takes them
     num_classes = num_classes or args.pop("num_classes", None)
