@@ -317,11 +317,14 @@ def query_all(
         # object store, the fingerprints put there once), so no worker needs this machine's files.
         inline = backend == "local" and workers == 0
         shared = fingerprints if inline else pool.put(fingerprints)
-        running = {}
-        for r in plan.suspects:
-            suspect = load_model(plan.manifest.path(r)) if inline else read_model_bytes(plan.manifest.path(r))
-            running[pool.submit(query_suspect, suspect, shared)] = r
-        while running:
+        # A bounded number in flight: results (and the progress) come as suspects finish, and no
+        # more than a few suspects' bytes wait at once. In process a task runs as it is submitted.
+        pending, running = list(plan.suspects), {}
+        while pending or running:
+            while pending and len(running) < max(workers, 1) * 2:
+                r = pending.pop(0)
+                suspect = load_model(plan.manifest.path(r)) if inline else read_model_bytes(plan.manifest.path(r))
+                running[pool.submit(query_suspect, suspect, shared)] = r
             done, _ = pool.wait(list(running))
             for handle in done:
                 row = running.pop(handle)
