@@ -90,7 +90,8 @@ def fingerprint(
     """
     dataset = as_dataset(data) if data is not None else None
     shape = input_shape or (dataset.input_shape if dataset is not None else None)
-    source = as_model(model, input_shape=shape, mean=mean, std=std, classes=dataset.classes if dataset else ())
+    source = as_model(model, input_shape=shape, mean=mean, std=std, classes=dataset.classes if dataset else (),
+                      dataset=data if isinstance(data, str) else "")  # fmt: skip
     if seed is None:
         seed = random.SystemRandom().randrange(2**31)
     return create_method(method, **params).generate(source, dataset, n=n, seed=seed, device=device, progress=progress)
