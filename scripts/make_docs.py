@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+from modelprint.bench.report import _md_table  # noqa: E402  (the report's own Markdown tables)
+
 BENCHMARKS = ROOT / "benchmarks"
 RECORD = "mini-fmnist-record"  # the benchmark of record: the leaderboard's source
 CHUNK = 7  # methods per table, so a table fits a page
@@ -24,11 +27,6 @@ def _f(v: Any, signed: bool = False) -> str:
     if v is None:
         return "–"
     return f"{v:+.2f}" if signed else f"{v:.2f}"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
 def _tpr(metrics: dict[str, Any], fpr: float) -> Any:
@@ -52,11 +50,11 @@ def _leaderboard(results: dict[str, Any], name: str) -> str:
     head = ["method", "ARUC", "ROC AUC", f"TPR at held-out FPR {fpr:g}", "ARUC distill", "ARUC knockoff"]
     return (
         f"Methods on the benchmark of record, [`{name}`](#{name}), best ARUC first. TPR is at the "
-        "threshold fitted on the calibration half of the negatives.\n\n" + _table(head, [r for _, r in rows])
+        "threshold fitted on the calibration half of the negatives.\n\n" + _md_table(head, [r for _, r in rows])
     )
 
 
-def _metrics_table(results: dict[str, Any]) -> str:
+def _metrics_md_table(results: dict[str, Any]) -> str:
     fpr = results.get("fpr", 0.01)
     head = ["method", "robustness", "transferability", "uniqueness", "ARUC", "ROC AUC", f"TPR at {fpr:g} FPR"]
     rows = []
@@ -64,7 +62,7 @@ def _metrics_table(results: dict[str, Any]) -> str:
         x = r["metrics"]
         rows.append([f"`{m}`", _f(x["robustness"]), _f(x["transferability"]), _f(x["uniqueness"], True),
                      _f(x["aruc"]), _f(x["auc"]), _f(_tpr(x, fpr))])  # fmt: skip
-    return _table(head, rows)
+    return _md_table(head, rows)
 
 
 def _category_tables(results: dict[str, Any]) -> list[str]:
@@ -83,7 +81,7 @@ def _category_tables(results: dict[str, Any]) -> list[str]:
         chunk = methods[i : i + CHUNK]
         rows = [[c] + [_f(aruc(m, c)) for m in chunk]
                 for c in cats]  # fmt: skip
-        out.append(_table(["category"] + [f"`{m}`" for m in chunk], rows))
+        out.append(_md_table(["category"] + [f"`{m}`" for m in chunk], rows))
     return out
 
 
@@ -99,7 +97,7 @@ def _combined(results: dict[str, Any]) -> str | None:
         f"{_f(comb.get('auc'))}; false matches at {comb.get('fpr', 0.01):g} on held-out negatives: "
         f"{held.get('false_matches', '–')} of {held.get('evaluation_negatives', '–')}."
     )
-    return text + "\n\n" + _table(["category", "positives", "match at 0.01", "match at 0.001"], rows)
+    return text + "\n\n" + _md_table(["category", "positives", "match at 0.01", "match at 0.001"], rows)
 
 
 def bench_section(name: str, results: dict[str, Any]) -> str:
@@ -110,7 +108,7 @@ def bench_section(name: str, results: dict[str, Any]) -> str:
         f"{results['n']} queries per method, seed {results['seed']}, modelprint {results['modelprint']}. "
         f"Full report: [benchmarks/{name}/report.md](../benchmarks/{name}/report.md).",
         "",
-        _metrics_table(results),
+        _metrics_md_table(results),
         "",
         "ARUC of each category's positives against every negative:",
         "",
@@ -157,7 +155,6 @@ def _options(command: Any) -> list[list[str]]:
 
 
 def cli_md() -> str:
-    sys.path.insert(0, str(ROOT / "src"))
     import typer
 
     from modelprint.cli import _readable_help, app
@@ -172,7 +169,8 @@ def cli_md() -> str:
             if path:
                 parts.extend([f"## `modelprint {' '.join(path)}`", "", (cmd.help or "").strip(), ""])
             else:
-                parts.extend(["## `modelprint`", "", _table(["option", "value", "default", "help"], _options(cmd)), ""])
+                table = _md_table(["option", "value", "default", "help"], _options(cmd))
+                parts.extend(["## `modelprint`", "", table, ""])
             for name in subs:
                 walk(subs[name], [*path, name])
             return
@@ -182,7 +180,7 @@ def cli_md() -> str:
         parts.extend([(cmd.help or "").strip(), ""])
         rows = _options(cmd)
         if rows:
-            parts.extend([_table(["option", "value", "default", "help"], rows), ""])
+            parts.extend([_md_table(["option", "value", "default", "help"], rows), ""])
 
     walk(root, [])
     return "\n".join(parts).rstrip("\n") + "\n"

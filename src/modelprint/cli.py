@@ -106,14 +106,10 @@ def root(
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More detail in the log (debug lines)."),
 ) -> None:
     """Prove who owns a trained neural network."""
-    _trust(trust_arch or [])
+    trust_arch_paths(*(trust_arch or []))
     if quiet:
         os.environ["MODELPRINT_QUIET"] = "1"
     configure_logging(-1 if quiet else min(verbose, 1))
-
-
-def _trust(paths: list[str]) -> None:
-    trust_arch_paths(*paths)
 
 
 def _device(device: str) -> str:
@@ -208,7 +204,7 @@ def train(
     """Train a model and write a model file (--arch: a registered name or your own MODULE:ATTR)."""
     check_output_path(out, "model")
     if is_import_path(arch):
-        _trust([arch])
+        trust_arch_paths(arch)
 
     if split not in ("owner", "attacker", "all"):
         raise ParameterError(f"--split must be owner, attacker or all, got {split!r}")
@@ -263,7 +259,7 @@ def model_import(
     for target in targets:
         check_output_path(target, "model")
     if is_import_path(arch):
-        _trust([arch])
+        trust_arch_paths(arch)
     shape = _shape(input_shape)
     splits = load_splits(data) if data else None
     if splits is not None and tuple(splits.test.input_shape) != shape:

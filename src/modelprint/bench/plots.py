@@ -16,6 +16,7 @@ from sklearn.metrics import roc_curve
 
 from .._io import atomic_write
 from .._lazy import pyplot
+from ..errors import ParameterError
 from ..fingerprints import Fingerprint
 from ..metrics import robustness_uniqueness_curve
 
@@ -214,8 +215,6 @@ def plot_queries(root: Path, results: dict[str, Any], path: Path, per_method: in
 
 def make_plots(root: Path, results: dict[str, Any]) -> list[tuple[str, str]]:
     """Every plot the results allow, as (file name, caption); none when matplotlib is missing."""
-    from ..errors import ParameterError
-
     try:
         pyplot()
     except ParameterError:
