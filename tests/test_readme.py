@@ -16,7 +16,7 @@ BIN = Path(sys.executable).parent
 ILLUSTRATIVE = "<!-- illustrative"
 # Blocks run by this file, by their first line, and the small sizes they run with.
 RUN_HERE = {
-    "export MODELPRINT_TRUST_ARCH=mynets:TinyNet": {},
+    "export MODELPRINT_TRUST_ARCH=mynets:TinyNet PYTHONPATH=$PWD": {},
     "modelprint train --data digits:16 --arch cnn --seed 0 --out owner": {
         "--seed 0 --out owner": "--seed 0 --epochs 2 --out owner",
         "--reference 10": "--reference 3 --epochs 1",
@@ -91,7 +91,7 @@ def test_your_own_model_walkthrough_runs_as_written(tmp_path):
     for line in lines:
         if line.startswith("modelprint verify"):
             expected = int(re.search(r"# exit code (\d)", line).group(1))
-            run = _bash(f"export MODELPRINT_TRUST_ARCH=mynets:TinyNet\n{line.split('#')[0]}", tmp_path)
+            run = _bash(f"export MODELPRINT_TRUST_ARCH=mynets:TinyNet PYTHONPATH=$PWD\n{line.split('#')[0]}", tmp_path)
             assert run.returncode == expected, (line, run.stdout, run.stderr[-1000:])
             verdicts.append(run.stdout.split(":")[0])
     assert verdicts == [v.split(":")[0] for v in shown_cli.splitlines() if not v.startswith("null:")]

@@ -100,7 +100,10 @@ def root(
         None,
         "--trust-arch",
         metavar="MODULE:ATTR",
-        help="Import this architecture when a model card names it (your own code; repeat). Also MODELPRINT_TRUST_ARCH.",
+        help=(
+            "Import this exact architecture path when a model card names it (your code or a library's factory; "
+            "repeat), from installed packages and PYTHONPATH, never the working folder. Also MODELPRINT_TRUST_ARCH."
+        ),
     ),  # fmt: skip
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress, warnings and results only."),
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More detail in the log (debug lines)."),

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from modelprint.errors import ModelFileError, ParameterError
-from modelprint.models import create_arch, import_model, load_model, save_model, trust_arch, wrap_model
-from modelprint.models.custom import TRUST_ENV, is_import_path, is_trusted
+from modelprint.models import create_arch, create_model, import_model, load_model, save_model, trust_arch, wrap_model
+from modelprint.models.custom import TRUST_ENV, is_import_path, is_trusted, valid_import_path
 
 NET = """
 from torch import nn
@@ -30,10 +30,12 @@ IMPORTED.append(1)   # a side effect: counts how often the module is imported
 
 @pytest.fixture()
 def user_module(tmp_path, monkeypatch, request):
-    """A module file beside the user's script, importable from the working folder; a fresh name per test."""
+    """A module file in a folder the user put on PYTHONPATH (and works in); a fresh name per test."""
     name = f"usernets_{request.node.name.replace('[', '_').replace(']', '_')}"
     (tmp_path / f"{name}.py").write_text(NET)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.syspath_prepend(str(tmp_path))  # what the interpreter makes of PYTHONPATH at start-up
     monkeypatch.delenv(TRUST_ENV, raising=False)
     yield name
     sys.modules.pop(name, None)
@@ -42,6 +44,11 @@ def user_module(tmp_path, monkeypatch, request):
 def test_import_path_syntax():
     assert is_import_path("mynets:make_net") and is_import_path("a.b:C.make")
     assert not is_import_path("cnn") and not is_import_path("cnn:width=8") and not is_import_path(":x")
+    assert valid_import_path("mynets:make_net") and valid_import_path("a.b_2:Net")
+    for chain in ("a.b:C.make", "torchvision.models:_api.inspect.os.system", "a..b:C", "a:b c", "a:b()", "1a:b"):
+        assert not valid_import_path(chain)
+        with pytest.raises(ParameterError, match="one"):
+            trust_arch(chain)
 
 
 def test_an_untrusted_card_imports_nothing(user_module, tmp_path, monkeypatch):
@@ -88,9 +95,14 @@ def test_missing_module_and_attribute(monkeypatch):
         create_arch("torch.nn:NoSuchNet", num_classes=10, input_shape=(1, 8, 8))
 
 
-def test_library_factories_are_trusted_without_being_named():
-    assert is_trusted("torchvision.models:resnet18") and is_trusted("timm:create_model")
-    assert not is_trusted("torchvision_evil:resnet18")
+def test_library_factories_are_trusted_only_when_named_exactly(monkeypatch):
+    monkeypatch.delenv(TRUST_ENV, raising=False)
+    for path in ("torchvision.models:resnet18", "timm:create_model", "torchvision.models:_api.inspect.os.system"):
+        assert not is_trusted(path)
+    monkeypatch.setenv(TRUST_ENV, "torchvision.models:resnet18,torchvision.models:_api.os.system")
+    assert is_trusted("torchvision.models:resnet18")
+    assert not is_trusted("torchvision.models:resnet34")  # no prefix match
+    assert not is_trusted("torchvision.models:_api.os.system")  # an attribute chain, even when listed
 
 
 def test_import_model_from_a_torch_save_state_dict(user_module, tmp_path):
@@ -135,3 +147,79 @@ def test_wrap_model_checks_what_it_is_given():
             return nn.Flatten()
 
         wrap_model(nn.Flatten(), input_shape=(1, 2, 2), arch=local_factory)
+
+
+# A suspect's folder, as an attacker lays it out: weights, a card naming a library factory, and
+# a module of the same name beside them that writes a marker when imported.
+SHADOW = "import pathlib\npathlib.Path({marker!r}).write_text('ran')\nresnet18 = create_model = Net = None\n"
+
+
+def _hostile_suspect(tmp_path, arch, shadows, arch_args=None):
+    folder = tmp_path / "suspect"
+    folder.mkdir()
+    marker = tmp_path / "marker"
+    for relative in shadows:
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        (folder / relative).write_text(SHADOW.format(marker=str(marker)))
+    path = save_model(create_model("cnn", num_classes=10, input_shape=(1, 8, 8)), folder / "suspect")
+    card = json.loads(path.with_suffix(".json").read_text())
+    card.update(arch=arch, arch_args=arch_args or {})
+    path.with_suffix(".json").write_text(json.dumps(card))
+    return path, marker
+
+
+LIBRARY_SHADOWS = [
+    ("torchvision.models:resnet18", ["torchvision/__init__.py", "torchvision/models.py"]),
+    ("timm:create_model", ["timm.py"]),
+    ("timm:create_model", ["timm/__init__.py"]),
+]
+
+
+@pytest.mark.parametrize("arch,shadows", LIBRARY_SHADOWS)
+@pytest.mark.parametrize("trusted", [False, True])
+def test_a_library_name_on_a_card_never_imports_the_suspects_folder(arch, shadows, trusted, tmp_path, monkeypatch):
+    monkeypatch.delenv(TRUST_ENV, raising=False)
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    if trusted:  # even a verifier who uses that library's models imports the library, not the folder
+        monkeypatch.setenv(TRUST_ENV, arch)
+    path, marker = _hostile_suspect(tmp_path, arch, shadows)
+    monkeypatch.chdir(path.parent)  # verifying from the suspect's own folder
+    module = arch.partition(":")[0]
+    saved = {k: v for k, v in sys.modules.items() if k.split(".")[0] == module.split(".")[0]}
+    for k in saved:
+        sys.modules.pop(k)
+    try:
+        with pytest.raises(ModelFileError, match="--trust-arch" if not trusted else "cannot"):
+            load_model(path)
+    finally:
+        for k in [k for k in sys.modules if k.split(".")[0] == module.split(".")[0]]:
+            sys.modules.pop(k)
+        sys.modules.update(saved)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "arch",
+    ["torchvision.models:_api.inspect.os.system", "os:system", "builtins:eval", "subprocess:run", "a.b:C.make"],
+)
+def test_a_card_reaching_for_code_is_refused(arch, tmp_path, monkeypatch):
+    monkeypatch.delenv(TRUST_ENV, raising=False)
+    marker = tmp_path / "ran"
+    path, _ = _hostile_suspect(tmp_path, arch, [], arch_args={"command": f"touch {marker}", "source": "1"})
+    with pytest.raises(ModelFileError, match="refused|--trust-arch"):
+        load_model(path)
+    assert not marker.exists()
+
+
+def test_a_trusted_module_is_not_replaced_by_a_same_named_file_beside_the_suspect(user_module, tmp_path, monkeypatch):
+    """The user's own mynets on PYTHONPATH; the suspect's folder (the working folder) holds another."""
+    trust_arch(f"{user_module}:Net")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    path, marker = _hostile_suspect(elsewhere, f"{user_module}:Net", [f"{user_module}.py"])
+    monkeypatch.chdir(path.parent)
+    monkeypatch.syspath_prepend(str(path.parent))  # as `python -m` puts the working folder first
+    with pytest.raises(ModelFileError, match=r"does not fit its card.*missing 4 tensors \(e.g. net.conv"):
+        load_model(path)  # the real Net was built (and its shapes differ from the cnn's weights)
+    assert not marker.exists()

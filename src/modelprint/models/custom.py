@@ -3,10 +3,14 @@
 A model card records the architecture either as a registered name (``cnn``) or as an import
 path ``MODULE:ATTRIBUTE``, a class or function returning the network. Importing a module runs
 its code, so a card from someone else must never choose what gets imported: an import path is
-built only once you have trusted it, by naming it on the command line (``--arch``,
-``--trust-arch``), in ``MODELPRINT_TRUST_ARCH`` (comma-separated) or with :func:`trust_arch`.
-``torchvision.models:NAME`` and ``timm:create_model`` are trusted from the start: they are
-libraries, not the suspect's code.
+built only once you have trusted that exact path, by naming it on the command line
+(``--arch``, ``--trust-arch``), in ``MODELPRINT_TRUST_ARCH`` (comma-separated) or with
+:func:`trust_arch`. Library factories (``torchvision.models:resnet18``, ``timm:create_model``)
+are no exception: a card can name any attribute of a library, so each one is trusted by name.
+A path is ``MODULE:ATTRIBUTE`` with ATTRIBUTE one identifier (no attribute chains such as
+``pkg:_api.os.system``), and it is imported from the installed packages and ``PYTHONPATH``:
+never from the working folder or a suspect's folder, where a hostile ``torchvision/`` or
+``mynets.py`` could stand in for the real module (put your own folder on ``PYTHONPATH``).
 
 The factory is called with the card's ``arch_args``, plus ``num_classes`` / ``input_shape``
 when its signature takes them and the arguments do not already set them. As with the
@@ -20,11 +24,14 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import os
+import re
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from torch import nn
@@ -32,33 +39,69 @@ from torch import nn
 from ..errors import ParameterError
 
 TRUST_ENV = "MODELPRINT_TRUST_ARCH"
-# Library factories: importing them runs no code a suspect's card could have chosen.
-_LIBRARY_PREFIXES = ("torchvision.models:", "timm:create_model")
+# MODULE is dotted identifiers, ATTRIBUTE exactly one: an attribute chain could walk from any
+# trusted module to anything it imported (``pkg:_api.inspect.os.system``).
+_IMPORT_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*", re.ASCII)
 _trusted: set[str] = set()
+# sys.path is narrowed for the length of an import; imports from two threads must not interleave.
+_import_lock = threading.Lock()
+_untrusted_folders: list[str] = []
 
 
 def is_import_path(name: str) -> bool:
-    """True for ``MODULE:ATTRIBUTE`` (registered names hold no colon)."""
+    """True for anything of the form ``MODULE:ATTRIBUTE`` (registered names hold no colon);
+    :func:`valid_import_path` says whether it is one modelprint would ever import."""
     module, sep, attr = name.partition(":")
     return bool(sep and module and attr and "=" not in name)
 
 
+def valid_import_path(name: str) -> bool:
+    """``MODULE:ATTRIBUTE``, MODULE dotted identifiers and ATTRIBUTE a single identifier."""
+    return _IMPORT_PATH.fullmatch(name) is not None
+
+
 def trust_arch(*paths: str) -> None:
-    """Allow these import paths to be imported when a model card names them."""
+    """Allow exactly these import paths to be imported when a model card names them."""
     for path in paths:
-        if not is_import_path(path):
+        if not valid_import_path(path):
             raise ParameterError(
-                f"an architecture import path is MODULE:ATTRIBUTE (e.g. mynets:make_net), got {path!r}"
+                "an architecture import path is MODULE:ATTRIBUTE with ATTRIBUTE one name "
+                f"(e.g. mynets:make_net), got {path!r}"
             )
         _trusted.add(path)
 
 
 def is_trusted(path: str) -> bool:
+    """Whether ``path`` was trusted exactly (no prefixes, no patterns)."""
     from_env = {p.strip() for p in os.environ.get(TRUST_ENV, "").split(",") if p.strip()}
-    return path in _trusted or path in from_env or path.startswith(_LIBRARY_PREFIXES)
+    return valid_import_path(path) and (path in _trusted or path in from_env)
+
+
+@contextlib.contextmanager
+def untrusted_folder(folder: str | os.PathLike) -> Iterator[None]:
+    """While a file from ``folder`` is being built, no import resolves from that folder."""
+    _untrusted_folders.append(os.path.realpath(folder))
+    try:
+        yield
+    finally:
+        _untrusted_folders.pop()
+
+
+def _import_search_path() -> list[str]:
+    """sys.path without the working folder and the folders of files being loaded, unless the
+    user named that folder in PYTHONPATH themselves."""
+    explicit = {os.path.realpath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p}
+    refused = {os.path.realpath(os.getcwd()), *_untrusted_folders}
+    # "" and "." are the working folder too
+    return [p for p in sys.path if os.path.realpath(p or ".") not in refused - explicit]
 
 
 def untrusted_message(path: str) -> str:
+    if not valid_import_path(path):
+        return (
+            f"the architecture {path[:200]!r} is not an import path MODULE:NAME with NAME one identifier "
+            "(attribute chains are never followed); refused"
+        )
     return (
         f"the architecture is code named by import path {path!r}, and modelprint imports code only "
         f"when you trust it: add --trust-arch {path} (or set {TRUST_ENV}={path}, "
@@ -71,15 +114,21 @@ def import_factory(path: str) -> Callable[..., nn.Module]:
     if not is_trusted(path):
         raise ParameterError(untrusted_message(path))
     module_name, _, attr = path.partition(":")
-    # As uvicorn does: a module beside the user's script, in the working folder, is importable.
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
     try:
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
+        with _import_lock:
+            saved = sys.path[:]
+            sys.path[:] = _import_search_path()
+            try:
+                module = importlib.import_module(module_name)
+            finally:
+                sys.path[:] = saved
+        obj: Any = getattr(module, attr)
     except ImportError as e:
-        raise ParameterError(f"architecture {path!r}: cannot import {module_name!r} ({e})") from None
+        raise ParameterError(
+            f"architecture {path!r}: cannot import {module_name!r} ({e}); modules are imported from installed "
+            "packages and PYTHONPATH, never from the working folder or a suspect's folder: "
+            f"add the folder that holds {module_name.split('.')[0]!r} to PYTHONPATH"
+        ) from None
     except AttributeError:
         raise ParameterError(f"architecture {path!r}: module {module_name!r} has no attribute {attr!r}") from None
     if not callable(obj):
@@ -133,8 +182,9 @@ def build_imported(
 def import_path_of(obj: Any) -> str:
     """``MODULE:QUALNAME`` of a class or function, as a card records it."""
     module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
-    if not module or not qualname or "<locals>" in qualname:
+    if not module or not qualname or not valid_import_path(f"{module}:{qualname}"):
         raise ParameterError(
-            f"{obj!r} has no import path (defined inside a function?); define it at a module's top level"
+            f"{obj!r} has no import path MODULE:NAME (defined inside a function or a class?); "
+            "define it at a module's top level"
         )
     return f"{module}:{qualname}"

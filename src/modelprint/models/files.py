@@ -19,7 +19,7 @@ from torch import nn
 from .._io import atomic_write, atomic_write_text, check_readable
 from ..errors import ModelFileError, ParameterError
 from .architectures import ARCHITECTURES, create_arch
-from .custom import import_path_of, is_import_path, is_trusted, trust_arch, untrusted_message
+from .custom import import_path_of, is_import_path, is_trusted, trust_arch, untrusted_folder, untrusted_message
 
 CARD_SCHEMA_VERSION = 1
 
@@ -306,7 +306,10 @@ def read_model_bytes(path: str | os.PathLike) -> ModelBytes:
 def load_model(path: str | os.PathLike, device: str = "cpu") -> ModelprintModel:
     """Load a model file, checking the card against the weights; errors say what is wrong."""
     weights_path, card_path = _paths(path)
-    return model_from_bytes(read_model_bytes(path), device, names=(str(weights_path), str(card_path)))
+    data = read_model_bytes(path)
+    # a card is the suspect's: the architecture it names is never imported from the suspect's folder
+    with untrusted_folder(weights_path.parent), untrusted_folder(card_path.parent):
+        return model_from_bytes(data, device, names=(str(weights_path), str(card_path)))
 
 
 def _build(card: ModelCard, card_name: str) -> ModelprintModel:

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import io
 import pickletools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 from ..errors import SuspectError
 
@@ -64,12 +66,42 @@ def torchscript_global(module: str, name: str) -> bool:
     )
 
 
-def check_pickle(data: bytes, where: str, allowed: Callable[[str, str], bool] = torchscript_global) -> None:
-    """Refuse ``data`` (a pickle) unless every global it names passes ``allowed(module, name)``."""
-    try:
-        ops = list(pickletools.genops(io.BytesIO(data)))
-    except Exception as e:  # pickletools raises ValueError and others on malformed streams
-        raise SuspectError(f"{where}: malformed pickle ({_line(e)}); refused") from None
+@dataclass
+class PickleBudget:
+    """Work the check may do, shared by every pickle of one file: opcodes read in all, and the
+    symbolic stack and memo of each (a real TorchScript archive needs well under 1 % of these)."""
+
+    max_opcodes: int = 2_000_000
+    max_stack: int = 1_000_000
+    max_memo: int = 1_000_000
+    opcodes: int = 0
+
+
+def _opcodes(data: bytes, where: str, budget: PickleBudget) -> Iterator[tuple[Any, Any]]:
+    """The pickle's opcodes one at a time (never all held), counted against the budget."""
+    stream = pickletools.genops(io.BytesIO(data))
+    while True:
+        try:
+            op, arg, _ = next(stream)
+        except StopIteration:
+            return
+        except Exception as e:  # pickletools raises ValueError and others on malformed streams
+            raise SuspectError(f"{where}: malformed pickle ({_line(e)}); refused") from None
+        budget.opcodes += 1
+        if budget.opcodes > budget.max_opcodes:
+            raise SuspectError(f"{where}: more than {budget.max_opcodes} pickle opcodes in one file; refused")
+        yield op, arg
+
+
+def check_pickle(
+    data: bytes,
+    where: str,
+    allowed: Callable[[str, str], bool] = torchscript_global,
+    budget: PickleBudget | None = None,
+) -> None:
+    """Refuse ``data`` (a pickle) unless every global it names passes ``allowed(module, name)``;
+    ``budget`` bounds the work (shared across the pickles of one file)."""
+    budget = budget or PickleBudget()
     stack: list[object] = []
     memo: dict[int, object] = {}
 
@@ -86,7 +118,10 @@ def check_pickle(data: bytes, where: str, allowed: Callable[[str, str], bool] = 
                 return
         raise SuspectError(f"{where}: malformed pickle (no mark); refused")
 
-    for op, arg, _ in ops:
+    for op, arg in _opcodes(data, where, budget):
+        if len(stack) > budget.max_stack or len(memo) > budget.max_memo:
+            limit = max(budget.max_stack, budget.max_memo)
+            raise SuspectError(f"{where}: the pickle's stack or memo grows past {limit} entries; refused")
         name = op.name
         if name in _REFUSED_OPS:
             raise SuspectError(f"{where} uses the pickle opcode {name}, which TorchScript never writes; refused")

@@ -12,6 +12,9 @@ methods the archive itself defines and the usual list / dict methods.
 from __future__ import annotations
 
 import ast
+import io
+import tokenize
+from collections.abc import Callable, Mapping
 
 import torch
 
@@ -69,25 +72,29 @@ CONTAINER_METHODS = frozenset(
 )
 
 
-def check_torchscript_code(sources: dict[str, str], where: str) -> None:
-    """Refuse the archive unless every call in ``sources`` ({member: code}) is allowed."""
-    trees = {}
-    for name, text in sources.items():
-        try:
-            trees[name] = ast.parse(text)
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
-            raise SuspectError(f"{where}:{name} is not TorchScript code; refused") from None
-    defined = {n.name for tree in trees.values() for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
-    # Scripted code binds the archive's own functions to locals first: ``_0 = __torch__.torch.nn.
-    # functional.batch_norm``, then ``_0(...)``; those functions' code is checked like the rest.
-    aliases = {
-        n.targets[0].id
-        for tree in trees.values()
-        for n in ast.walk(tree)
-        if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name)
-        and isinstance(n.value, ast.Attribute) and (_dotted(n.value) or [""])[0] == "__torch__"
-    }  # fmt: skip
-    for name, tree in trees.items():
+MAX_TOKENS = 200_000  # per member; a scripted or traced member of a real model has a few thousand
+
+
+def check_torchscript_code(sources: Mapping[str, str | Callable[[], str]], where: str) -> None:
+    """Refuse the archive unless every call in ``sources`` ({member: code, or a function that
+    reads it}) is allowed. Each member is counted in tokens before it is parsed, and parsed
+    twice (its names, then its calls), so only one member's tree is ever held."""
+    defined: set[str] = set()
+    aliases: set[str] = set()
+    for name, source in sources.items():
+        tree = _parse(source, f"{where}:{name}")
+        defined |= {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+        # Scripted code binds the archive's own functions to locals first: ``_0 = __torch__.torch.nn.
+        # functional.batch_norm``, then ``_0(...)``; those functions' code is checked like the rest.
+        aliases |= {
+            n.targets[0].id
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name)
+            and isinstance(n.value, ast.Attribute) and (_dotted(n.value) or [""])[0] == "__torch__"
+        }  # fmt: skip
+        del tree
+    for name, source in sources.items():
+        tree = _parse(source, f"{where}:{name}")
         inner = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute) and id(node) not in inner:  # whole chains only
@@ -96,6 +103,20 @@ def check_torchscript_code(sources: dict[str, str], where: str) -> None:
                     _check_operator(path, f"{where}:{name}")
             elif isinstance(node, ast.Call):
                 _check_call(node.func, defined, aliases, f"{where}:{name}")
+        del tree, inner
+
+
+def _parse(source: str | Callable[[], str], where: str) -> ast.Module:
+    text = source if isinstance(source, str) else source()
+    count = 0
+    try:
+        for _ in tokenize.generate_tokens(io.StringIO(text).readline):
+            count += 1
+            if count > MAX_TOKENS:
+                raise SuspectError(f"{where} holds more than {MAX_TOKENS} tokens of code, over the limit; refused")
+        return ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError, tokenize.TokenError):
+        raise SuspectError(f"{where} is not TorchScript code; refused") from None
 
 
 def _check_operator(path: list[str], where: str) -> None:

@@ -5,7 +5,11 @@ is inspected first, with nothing executed, and refused unless it is a TorchScrip
 
 * a zip (a bare pickle, the classic ``torch.save`` payload, is refused on its first bytes);
 * with a ``code/`` folder (a ``torch.save`` checkpoint zip has none: loading it would unpickle);
-* every member intact (zip CRC), uncompressed total under the size limit (no zip bomb);
+* every member enumerated and in TorchScript's layout: one top-level folder, no duplicate names
+  or case variants of one (torch looks names up regardless of case), no bytes before the
+  archive, nothing encrypted, no member of a name torch or the check would not expect;
+* every member intact (zip CRC), uncompressed total under the size limit (no zip bomb), code
+  and pickles under their own limits and in proportion to the file, before any is parsed;
 * every pickle in it naming only the globals TorchScript writes, resolved symbolically
   through the stack and the memo (:mod:`~modelprint.suspects.pickle_check`);
 * its code calling only standard tensor operators (:mod:`~modelprint.suspects.torchscript_code`).
@@ -22,19 +26,83 @@ Example::
 from __future__ import annotations
 
 import os
+import re
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 from .._io import MAX_FILE_BYTES, check_readable
 from ..errors import ParameterError, SuspectError
 from .base import OUTPUTS, register_suspect
 from .onnx_file import CARD_KEY, _first_line, card_shape
-from .pickle_check import check_pickle
+from .pickle_check import PickleBudget, check_pickle
 from .sandbox import ContainedSuspect, SandboxLimits
 from .torchscript_code import check_torchscript_code
 
-MAX_CODE_BYTES = 64 * 1024**2
+# Bounds on the static check itself, so a small hostile file cannot make it slow or large:
+# parsing costs up to ~700 bytes of memory per byte of code, so code is read one member at a
+# time, each counted in tokens before it is parsed. Real archives are far below every bound
+# (a traced MobileNetV2: 102 KB of code in 178 members, none over 1,000 tokens; 345 KB of pickles).
+MAX_CODE_MEMBER_BYTES = 1024**2
+MAX_CODE_BYTES = 8 * 1024**2
+MAX_PICKLE_BYTES = 16 * 1024**2
+# code and pickles together may unpack to at most this many times the file's size (and 1 MB)
+MAX_EXPANSION = 64
+
+# Every member a TorchScript archive holds, below its one top-level folder. Names are matched
+# exactly (torch looks members up regardless of case and takes the first of two same names, so
+# duplicates and case variants are refused rather than guessed at).
+_FIXED_MEMBERS = {"data.pkl", "constants.pkl", "traced_inputs.pkl", "version", "byteorder",
+                  ".data/version", ".data/serialization_id"}  # fmt: skip
+_MEMBER = re.compile(
+    r"(data|constants|traced_inputs)/\d+"  # raw tensor bytes
+    r"|code/\w+(/\w+)*\.py(\.debug_pkl)?"  # TorchScript code and its pickled debug info
+    r"|extra/[\w.-]+",  # extra files, read only by modelprint (the card)
+    re.ASCII,
+)
+_PREFIX = re.compile(r"[\w.-]+", re.ASCII)
+
+
+def _checked_members(z: zipfile.ZipFile, p: Path) -> dict[str, zipfile.ZipInfo]:
+    """Every member, by its name below the archive's folder; refused unless the layout is exactly
+    TorchScript's and every reader would find the same bytes under each name."""
+    infos = z.infolist()
+    if not infos:
+        raise SuspectError(f"{p} is an empty archive; refused")
+    if min(i.header_offset for i in infos) != 0:
+        # bytes before the archive: zipfile shifts every offset to skip them, torch's reader does not
+        raise SuspectError(f"{p} has data before its first member; refused")
+    seen: dict[str, str] = {}
+    prefixes = set()
+    for info in infos:
+        name = info.filename
+        folded = name.casefold()
+        if folded in seen:
+            raise SuspectError(
+                f"{p} holds two members named {_shown(seen[folded])} and {_shown(name)} (torch would read one "
+                "and the check another); refused"
+            )
+        seen[folded] = name
+        if info.flag_bits & 0x1:
+            raise SuspectError(f"{p}:{_shown(name)} is encrypted; refused")
+        prefix, sep, _ = name.partition("/")
+        if not sep or not _PREFIX.fullmatch(prefix):
+            raise SuspectError(f"{p}:{_shown(name)} is not inside the archive's one top-level folder; refused")
+        prefixes.add(prefix)
+    if len(prefixes) != 1:
+        raise SuspectError(f"{p} has more than one top-level folder ({len(prefixes)}); refused")
+    members = {}
+    for info in infos:
+        rest = info.filename.partition("/")[2]
+        if rest not in _FIXED_MEMBERS and not _MEMBER.fullmatch(rest):
+            raise SuspectError(f"{p}:{_shown(info.filename)} is not part of a TorchScript archive; refused")
+        members[rest] = info
+    return members
+
+
+def _shown(name: str) -> str:
+    return repr(name[:120])
 
 
 def inspect_torchscript(path: str | os.PathLike) -> str | None:
@@ -52,35 +120,64 @@ def inspect_torchscript(path: str | os.PathLike) -> str | None:
     try:
         with zipfile.ZipFile(p) as z:
             infos = z.infolist()
-            names = [i.filename for i in infos]
             if sum(i.file_size for i in infos) > MAX_FILE_BYTES:
                 raise SuspectError(f"{p} unpacks to more than {MAX_FILE_BYTES} bytes; refused")
-            if not any("/code/" in n for n in names):
+            if not any(i.filename.partition("/")[2].startswith("code/") for i in infos):
                 raise SuspectError(
                     f"{p} is a torch.save checkpoint (pickled Python objects), not TorchScript: refused without "
                     "loading it; export the model with `modelprint export` or torch.jit.save"
                 )
+            members = _checked_members(z, p)
             bad = z.testzip()
             if bad is not None:
-                raise SuspectError(f"{p} is corrupt: member {bad} fails its checksum")
-            code = [i for i in infos if "/code/" in i.filename and i.filename.endswith(".py")]
-            if sum(i.file_size for i in code) > MAX_CODE_BYTES:
-                raise SuspectError(f"{p} holds more than {MAX_CODE_BYTES} bytes of code; refused")
-            sources = {}
-            for info in code:
-                try:
-                    sources[info.filename] = z.read(info).decode("utf-8")
-                except UnicodeDecodeError:
-                    raise SuspectError(f"{p}:{info.filename} is not text; refused") from None
-            check_torchscript_code(sources, str(p))
-            for name in names:
+                raise SuspectError(f"{p} is corrupt: member {_shown(bad)} fails its checksum")
+            _check_budget(members, p)
+            code = {name: info for name, info in members.items() if name.endswith(".py")}
+            check_torchscript_code({name: _code_reader(z, info, p) for name, info in code.items()}, str(p))
+            budget = PickleBudget()
+            for name, info in members.items():
                 if name.endswith((".pkl", ".debug_pkl")):
-                    check_pickle(z.read(name), f"{p}:{name}")
-                elif name.endswith(f"/extra/{CARD_KEY}"):
-                    card = z.read(name).decode("utf-8", "replace")
+                    check_pickle(z.read(info), f"{p}:{name}", budget=budget)
+                elif name == f"extra/{CARD_KEY}":
+                    card = z.read(info).decode("utf-8", "replace")
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as e:
         raise SuspectError(f"{p} is not a readable TorchScript archive: {_first_line(e)}") from None
     return card
+
+
+def _check_budget(members: dict[str, zipfile.ZipInfo], p: Path) -> None:
+    """Code and pickles bounded, absolutely and in proportion to the file, before any is read."""
+    code = [i for n, i in members.items() if n.endswith(".py")]
+    pickles = [i for n, i in members.items() if n.endswith((".pkl", ".debug_pkl"))]
+    for info in code:
+        if info.file_size > MAX_CODE_MEMBER_BYTES:
+            raise SuspectError(
+                f"{p}:{_shown(info.filename)} holds {info.file_size} bytes of code, over the limit of "
+                f"{MAX_CODE_MEMBER_BYTES} per member; refused"
+            )
+    code_bytes, pickle_bytes = sum(i.file_size for i in code), sum(i.file_size for i in pickles)
+    if code_bytes > MAX_CODE_BYTES:
+        raise SuspectError(f"{p} holds {code_bytes} bytes of code, over the limit of {MAX_CODE_BYTES}; refused")
+    if pickle_bytes > MAX_PICKLE_BYTES:
+        raise SuspectError(f"{p} holds {pickle_bytes} bytes of pickles, over the limit of {MAX_PICKLE_BYTES}; refused")
+    allowed = max(1024**2, MAX_EXPANSION * p.stat().st_size)
+    if code_bytes + pickle_bytes > allowed:
+        raise SuspectError(
+            f"{p} unpacks to {code_bytes + pickle_bytes} bytes of code and pickles from {p.stat().st_size} bytes "
+            f"(over {MAX_EXPANSION} times the file's size); refused"
+        )
+
+
+def _code_reader(z: zipfile.ZipFile, info: zipfile.ZipInfo, p: Path) -> Callable[[], str]:
+    """Reads one member's code when asked (so only one member's text and tree are held at once)."""
+
+    def read() -> str:
+        try:
+            return z.read(info).decode("utf-8")
+        except UnicodeDecodeError:
+            raise SuspectError(f"{p}:{_shown(info.filename)} is not text; refused") from None
+
+    return read
 
 
 @register_suspect("torchscript")
