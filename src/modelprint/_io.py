@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TextIO
 
 from .errors import ModelprintError, OutputPathError
 
@@ -83,6 +86,36 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+_IN_PLACE_FLAGS = {
+    "append": os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+    "update": os.O_RDWR | os.O_CREAT,
+}
+
+
+def open_in_place(path: str | os.PathLike, how: str) -> TextIO:
+    """Open a file modelprint writes in place (a lock, an append-only manifest) as text, ``how``
+    "append" or "update" (read and write), creating it if needed. A symbolic link, a hard link
+    to another name, a FIFO or anything but a regular file is refused: a folder someone else
+    prepared must not make the tool truncate or write a file outside it."""
+    p = Path(path)
+    flags = _IN_PLACE_FLAGS[how] | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+    try:
+        fd = os.open(p, flags, 0o666)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise OutputPathError(
+                f"{p} is a symbolic link; modelprint does not write through links: remove it"
+            ) from None
+        raise OutputPathError(f"cannot write {p}: {e.strerror or e}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        os.close(fd)
+        kind = "a hard link to another file" if stat.S_ISREG(info.st_mode) else "not a regular file"
+        raise OutputPathError(f"{p} is {kind}; modelprint does not write through it: remove it")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "r+" if how == "update" else "a", encoding="utf-8")
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

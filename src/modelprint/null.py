@@ -374,6 +374,33 @@ def queries_to_match(
 NO_MATCH_P = 0.05
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _in(value: Any, low: float, high: float) -> bool:
+    return _is_number(value) and bool(np.isfinite(value)) and low <= value <= high
+
+
+def _region_problem(data: dict[str, Any]) -> str | None:
+    """A likelihood region as a fit stores it: [mean, rho] pairs on the grid's range."""
+    region = data.get("region")
+    if not isinstance(region, list) or not region or len(region) > _MEANS.size * _RHOS.size:
+        return "its null's region is not a list of [mean, rho] points"
+    for point in region:
+        if not (isinstance(point, list) and len(point) == 2 and _in(point[0], 0, 1) and _in(point[1], 0, 1)):
+            return f"its null's region holds {str(point)[:40]}, not a [mean, rho] point in [0, 1]"
+        if not 0 < point[0] < 1 or point[1] >= 1:
+            return f"its null's region holds {str(point)[:40]}, outside the fitted range"
+    if not _in(data.get("confidence"), 0.5, 0.999999):
+        return "its null's confidence is not a level in (0.5, 1)"
+    return None
+
+
+def _close(stored: float, refit: float) -> bool:
+    return abs(stored - refit) <= 1e-9 * (1 + abs(refit))
+
+
 class Null:
     """The null distribution of a fingerprint statistic over independent models.
 
@@ -427,18 +454,33 @@ class Null:
 
     @staticmethod
     def problem(data: Any) -> str | None:
-        """Why ``data`` is not a null a calibration could have stored (None when it is one)."""
+        """Why ``data`` is not a null a calibration could have stored (None when it is one): a
+        fingerprint is the owner's file, so its null is checked like any hostile input, every
+        number finite and in range and the parameters the ones its own reference statistics give."""
         family = data.get("family") if isinstance(data, dict) else None
         kind = next((k for k in FITTED if k.family == family), None)
         if kind is None:
             return f"its null is not one modelprint fits ({str(data)[:60]})"
         for key in kind.required:
             value = data.get(key)
-            if not isinstance(value, int | float) or isinstance(value, bool) or not np.isfinite(value):
-                return f"its {kind.family} null has {key} = {value!r}, not a finite number"
+            if not _is_number(value) or not np.isfinite(value):
+                return f"its {kind.family} null has {key} = {str(value)[:40]!r}, not a finite number"
         in_range = (data["n_models"] >= 1, data.get("sd", 0) >= 0, 0 <= data.get("rho", 0) < 1)
         if not all(in_range) or not 0 <= data.get("q_upper", 0) <= 1:
             return "its null's numbers are out of range"
+        statistics = data.get("statistics")
+        if not isinstance(statistics, list) or not all(_is_number(v) and np.isfinite(v) for v in statistics):
+            return f"its {kind.family} null records no finite reference statistics"
+        if len(statistics) != data["n_models"]:
+            return f"its null says {data['n_models']} reference models but records {len(statistics)} statistics"
+        if "smallest_p" in data and data["smallest_p"] is not None and not _in(data["smallest_p"], 0, 1):
+            return "its null's smallest_p is not a probability"
+        return kind.inconsistency(data)
+
+    @classmethod
+    def inconsistency(cls, data: dict[str, Any]) -> str | None:
+        """Why the stored parameters are not the ones a fit of the null's own reference
+        statistics gives (None when they are); ``data`` has passed :meth:`problem`'s checks."""
         return None
 
     @staticmethod
@@ -524,7 +566,7 @@ class BetaBinomialNull(Null):
     region (:func:`fit_count_null`)."""
 
     family = "beta-binomial"
-    required = ("mean", "rho", "n_models")
+    required = ("mean", "rho", "n_models", "n_queries", "confidence")
 
     @classmethod
     def fit(cls, evidence: Sequence[np.ndarray], statistics: Sequence[float]) -> Null:
@@ -562,6 +604,26 @@ class BetaBinomialNull(Null):
     def smallest_p(self) -> float | None:
         n = self.data.get("n_queries")
         return count_p_value(self.data, n, n) if n else None
+
+    @classmethod
+    def inconsistency(cls, data: dict[str, Any]) -> str | None:
+        n = data.get("n_queries")
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 10_000_000:
+            return "its null's n_queries is not a positive count"
+        problem = _region_problem(data)
+        if problem:
+            return problem
+        rates = np.asarray(data["statistics"], dtype=np.float64)
+        counts = np.round(rates * n)
+        if np.any(rates < 0) or np.any(rates > 1) or np.any(np.abs(rates * n - counts) > 1e-6 * n):
+            return f"its null's reference statistics are not agreement rates out of {n} queries"
+        if counts.size < 3:
+            return "its null was fitted on fewer than 3 reference models"
+        refit = fit_count_null(counts.astype(int), n, confidence=data["confidence"])
+        same = _close(data["mean"], refit["mean"]) and _close(data["rho"], refit["rho"])
+        if not same or not np.allclose(tail_table(data, n), tail_table(refit, n), rtol=1e-6, atol=1e-15):
+            return "its null's parameters are not the ones its reference statistics give (the null was altered)"
+        return None
 
     def describe(self, critical: float | None = None) -> str:
         d = self.data
@@ -620,6 +682,15 @@ class NormalNull(Null):
 
     def smallest_p(self) -> float:
         return score_p_value(self.data, SCORE_MAX)
+
+    @classmethod
+    def inconsistency(cls, data: dict[str, Any]) -> str | None:
+        if data["n_models"] < 3:
+            return "its null was fitted on fewer than 3 reference models"
+        refit = fit_score_null(data["statistics"])
+        if not (_close(data["mean"], refit["mean"]) and _close(data["sd"], refit["sd"])):
+            return "its null's mean and sd are not the ones its reference statistics give (the null was altered)"
+        return None
 
     def describe(self, critical: float | None = None) -> str:
         d = self.data
@@ -686,6 +757,23 @@ class BetaNull(Null):
     def smallest_p(self) -> float:
         return self.p_value(np.ones(1), 1.0)
 
+    @classmethod
+    def inconsistency(cls, data: dict[str, Any]) -> str | None:
+        problem = _region_problem(data)
+        if problem:
+            return problem
+        scores = np.asarray(data["statistics"], dtype=np.float64)
+        if scores.size < 3 or np.any(scores < 0) or np.any(scores > 1):
+            return "its null's reference statistics are not 3 or more probabilities"
+        refit = fit_probability_null(scores, confidence=data["confidence"])
+        grid = np.linspace(0.0, 1.0, 101)
+        same = _close(data["mean"], refit["mean"]) and _close(data["rho"], refit["rho"])
+        if not same or not np.allclose(
+            probability_p_values(data, grid), probability_p_values(refit, grid), rtol=1e-6, atol=1e-15
+        ):
+            return "its null's parameters are not the ones its reference statistics give (the null was altered)"
+        return None
+
     def describe(self, critical: float | None = None) -> str:
         d = self.data
         return (
@@ -737,6 +825,22 @@ class KeyNull(Null):
 
     def smallest_p(self) -> float:
         return key_p_value(self.data, 1.0, self.data["components"])
+
+    @classmethod
+    def inconsistency(cls, data: dict[str, Any]) -> str | None:
+        counts = [data.get(k) for k in ("keys", "components", "above", "trials")]
+        if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+            return "its key null's keys, components, above and trials are not counts"
+        keys, components, above, trials = counts
+        if keys < 100 or components < 1 or trials != keys * components or above > trials:
+            return "its key null's counts do not add up (trials = keys x components, above <= trials)"
+        if not _in(data.get("tau"), -1, 1) or not _in(data.get("confidence"), 0.5, 0.999999):
+            return "its key null's tau or confidence is out of range"
+        if not _close(data["q_hat"], above / trials) or not _close(
+            data["q_upper"], upper_bound(above, trials, 1 - data["confidence"])
+        ):
+            return "its key null's q_hat and q_upper are not the ones its counts give (the null was altered)"
+        return None
 
     def describe(self, critical: float | None = None) -> str:
         d = self.data

@@ -186,6 +186,30 @@ def test_a_second_builder_on_one_folder_is_refused_naming_the_holder(tiny_spec, 
         build_zoo(tiny_spec, tmp_path / "afile", workers=0, progress=False)
 
 
+@pytest.mark.parametrize("kind", ["symlink", "dangling-symlink", "hardlink", "fifo"])
+@pytest.mark.parametrize("name", [".modelprint.lock", MANIFEST])
+def test_a_prepared_folder_cannot_make_the_build_write_outside_it(kind, name, tiny_spec, tmp_path):
+    """A lock or manifest that is a link to a file outside the zoo (or a FIFO that would block the
+    open) is refused in one line, and the file it points to keeps its bytes."""
+    out, victim = tmp_path / "zoo", tmp_path / "victim.txt"
+    out.mkdir()
+    original = "" if name == MANIFEST else "the verifier's own file\n"  # an empty manifest reads as a zoo
+    victim.write_text(original)
+    link = out / name
+    if kind == "symlink":
+        link.symlink_to(victim)
+    elif kind == "dangling-symlink":
+        link.symlink_to(tmp_path / "created-outside")
+    elif kind == "hardlink":
+        os.link(victim, link)
+    else:
+        os.mkfifo(link)
+    with pytest.raises(ZooError, match="link|not a regular file|holds no zoo"):
+        build_zoo(tiny_spec, out, workers=0, progress=False)
+    assert victim.read_text() == original
+    assert not (tmp_path / "created-outside").exists()
+
+
 def test_pool_workers_die_with_their_driver(tiny_spec, tmp_path):
     out = tmp_path / "zoo"
     cmd = [sys.executable, "-m", "modelprint", "zoo", "build", str(tiny_spec), "--out", str(out), "--workers", "2"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import math
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -86,7 +87,7 @@ class Fingerprint:
         try:
             payload = json.loads(header["modelprint"])
             version, meta = payload["schema_version"], payload["meta"]
-        except (KeyError, TypeError, json.JSONDecodeError):
+        except (KeyError, TypeError, ValueError, RecursionError):  # JSONDecodeError is a ValueError
             raise FingerprintFileError(f"{p}: not a modelprint fingerprint (no readable 'modelprint' header)") from None
         if version != FINGERPRINT_SCHEMA_VERSION:
             raise FingerprintFileError(
@@ -109,6 +110,9 @@ def check_meta(meta: Any, x: torch.Tensor, y: torch.Tensor, where: str) -> None:
 
     if not isinstance(meta, dict):
         raise bad(f"its metadata is a {type(meta).__name__}, not a table")
+    odd = _non_finite(meta)
+    if odd:
+        raise bad(f"its metadata holds {odd}")
     if not isinstance(meta.get("method"), str) or not meta["method"]:
         raise bad("its metadata names no method")
     for key in ("params", "positives"):
@@ -124,6 +128,25 @@ def check_meta(meta: Any, x: torch.Tensor, y: torch.Tensor, where: str) -> None:
         raise bad("its queries are not all finite and in [0, 1]")
     if len(y) and classes is not None and (y.min() < 0 or y.max() >= classes):
         raise bad(f"its labels run {int(y.min())}..{int(y.max())}, outside the {classes} classes")
+
+
+# Deeper than any metadata modelprint writes (a null's region is 3 levels down).
+MAX_META_DEPTH = 16
+
+
+def _non_finite(value: Any, where: str = "", depth: int = 0) -> str | None:
+    """Where the metadata holds a number that is not finite (NaN, infinity), or nests deeper
+    than :data:`MAX_META_DEPTH` (no setting, statistic or null of modelprint's is either)."""
+    if depth > MAX_META_DEPTH:
+        return f"tables nested deeper than {MAX_META_DEPTH} levels at {where or 'the top'}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{value} at {where}, not a finite number"
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _non_finite(item, f"{where}.{key}" if where else str(key), depth + 1)
+        if found:
+            return found[:200]
+    return None
 
 
 def check_prepare_settings(method: FingerprintMethod, settings: dict[str, Any]) -> None:

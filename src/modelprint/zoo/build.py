@@ -35,12 +35,12 @@ from typing import Any
 import torch
 from rich.markup import escape
 
-from .._io import atomic_write_text
+from .._io import atomic_write_text, open_in_place
 from .._lazy import ray as import_ray
 from .._version import __version__
 from ..attacks import create_attack
 from ..data import SPLITS, load_dataset, load_splits, parse_spec
-from ..errors import ModelprintError, ParameterError
+from ..errors import ModelprintError, OutputPathError, ParameterError
 from ..fingerprints import create_method
 from ..models import ModelBytes, model_from_bytes, model_to_bytes, read_model_bytes, write_model_bytes
 from ..models.architectures import create_arch
@@ -301,9 +301,11 @@ def zoo_lock(out: Path) -> Iterator[None]:
         raise ZooError(f"{out} is a file, not a folder; give a new or empty --out folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        handle = open(out / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 (held for the whole build)
+        handle = open_in_place(out / LOCK_FILE, "update")  # held for the whole build
     except OSError as e:
         raise ZooError(f"cannot use {out} as a zoo folder: {e.strerror or e}") from None
+    except OutputPathError as e:
+        raise ZooError(f"cannot use {out} as a zoo folder: {e}") from None
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

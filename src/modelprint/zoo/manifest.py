@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
 
-from .._io import atomic_write_text, sha256_file
+from .._io import atomic_write_text, open_in_place, sha256_file
 from ..errors import ModelprintError
 
 MANIFEST = "manifest.jsonl"
@@ -75,7 +75,7 @@ class ZooManifest:
     def append(self, row: ZooRow) -> None:
         """Add one finished model: one write of one line, flushed to disk."""
         self.rows.append(row)
-        with open(self.root / MANIFEST, "a", encoding="utf-8") as f:
+        with open_in_place(self.root / MANIFEST, "append") as f:
             f.write(json.dumps(row, sort_keys=True) + "\n")
             f.flush()
             os.fsync(f.fileno())
