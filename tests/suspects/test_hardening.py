@@ -184,6 +184,10 @@ class _Misbehaving(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+        elif mode.startswith("unterminated"):  # a string that never closes, full of escaped quotes:
+            # a naive scan restarts at each of them and runs to the end (quadratic)
+            unit = {"unterminated": b'\\"', "unterminated-text": b'ab\\"', "unterminated-brackets": b'[\\"{'}[mode]
+            self._send(200, b'{"labels": ["' + unit * (6_000_000 // len(unit)))
         elif mode == "deep":
             self._send(200, b"[" * 900 + b"]" * 900)  # under the size cap, 900 deep
         elif mode == "alternate" and type(self).posts % 2 == 1:
@@ -258,12 +262,25 @@ def test_the_query_budget_counts_queries_sent_retries_included(fake_server):
     assert api.queries_sent == 20 and handler.posts * 5 == 20 and api.queries == 10
 
 
+@pytest.mark.parametrize("mode", ["unterminated", "unterminated-text", "unterminated-brackets"])
+def test_an_unterminated_string_is_checked_in_linear_time_inside_the_deadline(fake_server, mode):
+    url, _ = fake_server(mode)
+    api = HttpSuspect(url, timeout=5, retries=0, max_response_bytes=8_000_000)
+    started = time.monotonic()
+    with pytest.raises(SuspectError, match="not JSON"):
+        api.predict(X)
+    assert time.monotonic() - started < 5 + 3  # the deadline plus a linear check of 6 MB
+
+
 def test_json_depth_is_measured_without_parsing():
     from modelprint.suspects.http_api import json_depth
 
     assert json_depth(b'{"labels": [1, 2], "probabilities": [[0.5, 0.5]]}') == 3
     assert json_depth(b'{"detail": "[[[[[[[[[[ in a string ]"}') == 1
     assert json_depth(b"[" * 1000 + b"]" * 1000) == 1000
+    assert json_depth(b'{"detail": "a \\" [[[[ an escaped quote stays in the string"}') == 1
+    assert json_depth(b'["\\\\", [[1]]]') == 3  # an escaped backslash ends before the quote
+    assert json_depth(b'["' + b"x" * (3 << 20) + b'", [[[1]]]]') == 4  # across the 1 MB chunks
 
 
 def test_retries_with_backoff_then_the_answer_counts_once(fake_server):
