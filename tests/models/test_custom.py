@@ -223,3 +223,39 @@ def test_a_trusted_module_is_not_replaced_by_a_same_named_file_beside_the_suspec
     with pytest.raises(ModelFileError, match=r"does not fit its card.*missing 4 tensors \(e.g. net.conv"):
         load_model(path)  # the real Net was built (and its shapes differ from the cnn's weights)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "arch,args,shape",
+    [
+        ("cnn", {"depth": 100_000}, (1, 8, 8)),
+        ("vit-tiny", {"depth": 100_000}, (1, 8, 8)),
+        ("cnn", {"width": 10**7}, (1, 8, 8)),
+        ("vit-tiny", {}, (1, 1_000_003, 1_000_003)),  # a prime side: a divisor search of a million steps
+        ("vit-tiny", {"heads": 10**6}, (1, 8, 8)),
+        ("cnn", {}, (10**5, 8, 8)),
+        ("cnn", {"depth": "3" * 50}, (1, 8, 8)),
+        ("mobilenetv2", {"width": 1e9}, (3, 32, 32)),
+        ("resnet18", {"width": -5}, (3, 32, 32)),
+    ],
+)
+def test_a_card_asking_for_a_huge_network_is_refused_before_it_is_built(arch, args, shape, tmp_path):
+    import time
+
+    path = save_model(create_model("cnn", num_classes=10, input_shape=(1, 8, 8)), tmp_path / "suspect")
+    card = json.loads(path.with_suffix(".json").read_text())
+    card.update(arch=arch, arch_args=args, input_shape=list(shape), mean=[0.5] * shape[0], std=[0.25] * shape[0])
+    path.with_suffix(".json").write_text(json.dumps(card))
+    started = time.monotonic()
+    with pytest.raises(ModelFileError, match="limit"):
+        load_model(path)
+    assert time.monotonic() - started < 2
+
+
+def test_a_card_asking_for_too_many_classes_is_refused(tmp_path):
+    path = save_model(create_model("cnn", num_classes=10, input_shape=(1, 8, 8)), tmp_path / "suspect")
+    card = json.loads(path.with_suffix(".json").read_text())
+    card["num_classes"] = 10**9
+    path.with_suffix(".json").write_text(json.dumps(card))
+    with pytest.raises(ModelFileError, match="limit"):
+        load_model(path)

@@ -140,3 +140,56 @@ def test_whitebox_spec_marks_source_and_mirror_with_their_own_keys():
         assert cats["positive", category] == cats["negative", category] > 0
     # fine-tunes that differ in optimiser or learning rate get ids of their own
     assert len({m.id for m in spec.models if m.category.startswith("finetune")}) == 10
+
+
+TOP = """
+name = "wide"
+data = "digits:8"
+"""
+SOURCE = """
+[[models]]
+name = "m0"
+role = "positive"
+category = "source"
+arch = "cnn"
+seed = 0
+"""
+
+
+def _child_first_chain(length: int) -> str:
+    entries = [
+        f'[[models]]\nname = "m{k}"\nfrom = "m{k - 1}"\ncategory = "noise"\nsteps = [{{ attack = "noise", sigma = 0.01 }}]\n'
+        for k in range(length, 0, -1)
+    ]
+    return TOP + "\n".join(entries) + SOURCE
+
+
+def _fan(width: int) -> str:
+    """``width`` entries derived from m0, listed before it, plus one of each that derives from them."""
+    first = [
+        f'[[models]]\nname = "a{k}"\nfrom = "m0"\ncategory = "noise"\nsteps = [{{ attack = "noise", sigma = {k + 1}e-6 }}]\n'
+        for k in range(width)
+    ]
+    second = [
+        f'[[models]]\nfrom = "a{k}"\ncategory = "prune"\nsteps = [{{ attack = "prune", rate = 0.1 }}]\n'
+        for k in range(width)
+    ]
+    return TOP + "\n".join(second + first) + SOURCE
+
+
+def test_a_spec_listed_children_first_parses_in_linear_time():
+    import time
+
+    started = time.monotonic()
+    spec = parse_spec_text(_fan(1000), "fan.toml")
+    assert len(spec.models) == 2001
+    assert time.monotonic() - started < 20
+
+
+def test_a_chain_too_long_for_a_file_name_is_refused_in_one_line_quickly():
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(SpecError, match="is 2.. characters, over 200"):
+        parse_spec_text(_child_first_chain(2000), "chain.toml")
+    assert time.monotonic() - started < 20

@@ -6,6 +6,8 @@ inputs, where the full-resolution depthwise layers dominate CPU training time.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from torch import nn
 
 from .architectures import register_arch
@@ -49,6 +51,8 @@ class MobileNetV2(nn.Module):
 
         net = create_arch("mobilenetv2", num_classes=10, input_shape=(3, 32, 32), width=0.5)
     """
+
+    limits: ClassVar[dict[str, tuple[float, float]]] = {"width": (0.05, 16.0), "depth": (1, 7)}
 
     def __init__(
         self,

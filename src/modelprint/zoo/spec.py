@@ -20,6 +20,7 @@ lineage, e.g. ``cnn[width=16](owner,s0)-prune(0.5)-finetune(ftal)``.
 
 from __future__ import annotations
 
+import collections
 import copy
 import re
 import tomllib
@@ -253,37 +254,62 @@ def _expand_variants(entry: Any) -> list[tuple[dict[str, Any], Any]]:
 def _resolve_derived(
     pending: list, plans: list[ModelPlan], groups: dict[str, list[str]], where: Any, line_of: Any, source: str
 ) -> None:
-    """Plan the derived entries, which may name groups defined anywhere: resolve until nothing
-    changes (a cycle never resolves)."""
-    while pending:
-        progressed = False
-        for item in list(pending):
-            i, entry, expanded = item
-            names = entry["from"] if isinstance(entry["from"], list) else [entry["from"]]
-            missing = [n for n in names if n not in groups and not any(n == p[1].get("name") for p in pending)]
-            if missing:
-                raise SpecError(f"{where(i)}: from names {', '.join(map(repr, missing))}, which no entry defines")
-            if any(n not in groups for n in names):
-                continue
-            by_id = {p.id: p for p in plans}
-            ids = []
-            try:
-                _check_plan_count(len(plans) + sum(len(groups[n]) for n in names) * len(expanded))
-                for parent_id in [pid for n in names for pid in groups[n]]:
-                    for fields, steps in expanded:
-                        plan = _derived_plan(by_id[parent_id], fields, steps, line_of(i))
-                        plans.append(plan)
-                        by_id[plan.id] = plan
-                        ids.append(plan.id)
-            except ModelprintError as e:
-                raise SpecError(f"{where(i)}: {e}") from None
-            if "name" in entry:
-                groups.setdefault(entry["name"], []).extend(ids)
-            pending.remove(item)
-            progressed = True
-        if not progressed:
-            cycle = ", ".join(where(j).removeprefix(f"{source} ") for j, *_ in pending)
-            raise SpecError(f"{source}: entries at {cycle} derive from each other in a cycle")
+    """Plan the derived entries, which may name groups defined anywhere, each once every other
+    entry that defines a name it derives from is planned (a topological order, linear in the
+    entries: a spec listed children first costs no more than one listed parents first)."""
+    defined_by: dict[str, list[int]] = {}
+    for k, (_, entry, _) in enumerate(pending):
+        if "name" in entry:
+            defined_by.setdefault(entry["name"], []).append(k)
+    dependents: list[list[int]] = [[] for _ in pending]
+    waiting = [0] * len(pending)
+    for k, (i, entry, _) in enumerate(pending):
+        try:
+            names = _from_names(entry)
+        except ModelprintError as e:
+            raise SpecError(f"{where(i)}: {e}") from None
+        missing = [n for n in names if n not in groups and n not in defined_by]
+        if missing:
+            raise SpecError(f"{where(i)}: from names {', '.join(map(repr, missing))}, which no entry defines")
+        for d in {d for n in names for d in defined_by.get(n, []) if d != k}:
+            dependents[d].append(k)
+            waiting[k] += 1
+    ready = collections.deque(k for k in range(len(pending)) if not waiting[k])
+    by_id = {p.id: p for p in plans}
+    planned = 0
+    while ready:
+        k = ready.popleft()
+        i, entry, expanded = pending[k]
+        names = _from_names(entry)
+        ids = []
+        try:
+            _check_plan_count(len(plans) + sum(len(groups.get(n, [])) for n in names) * len(expanded))
+            for parent_id in [pid for n in names for pid in groups.get(n, [])]:
+                for fields, steps in expanded:
+                    plan = _derived_plan(by_id[parent_id], fields, steps, line_of(i))
+                    plans.append(plan)
+                    by_id[plan.id] = plan
+                    ids.append(plan.id)
+        except ModelprintError as e:
+            raise SpecError(f"{where(i)}: {e}") from None
+        if "name" in entry:
+            groups.setdefault(entry["name"], []).extend(ids)
+        planned += 1
+        for d in dependents[k]:
+            waiting[d] -= 1
+            if not waiting[d]:
+                ready.append(d)
+    if planned < len(pending):
+        stuck = [pending[k][0] for k in range(len(pending)) if waiting[k]]
+        cycle = ", ".join(where(j).removeprefix(f"{source} ") for j in stuck[:10])
+        raise SpecError(f"{source}: entries at {cycle} derive from each other in a cycle")
+
+
+def _from_names(entry: dict[str, Any]) -> list[str]:
+    names = entry["from"] if isinstance(entry["from"], list) else [entry["from"]]
+    if not all(isinstance(n, str) for n in names):
+        raise ParameterError(f"'from' names entries by their 'name' strings, got {str(entry['from'])[:60]}")
+    return names
 
 
 def _check_unique(plans: list[ModelPlan], source: str) -> None:
@@ -301,6 +327,10 @@ def _check_unique(plans: list[ModelPlan], source: str) -> None:
         if plan.file in files:
             raise SpecError(f"{source} line {plan.line}: {plan.id!r} and {files[plan.file]!r} map to one file name")
         files[plan.file] = plan.id
+
+
+# A derived model's id names its whole chain of steps, and its file is named after its id.
+MAX_ID_CHARS = 200
 
 
 def _check_plan_count(n: int) -> None:
@@ -385,6 +415,11 @@ def _derived_plan(parent: ModelPlan, fields: dict[str, Any], steps: Any, line: i
         )
         arch = getattr(attack, "arch", arch)  # extraction attacks make a network of their own
     plan_id = "-".join([parent.id, *labels])
+    if len(plan_id) > MAX_ID_CHARS:
+        raise ParameterError(
+            f"the model id {plan_id[:60]}… is {len(plan_id)} characters, over {MAX_ID_CHARS} (a chain of "
+            "derivations too long for a file name); derive from a model nearer the root"
+        )
     for index, step in enumerate(resolved):  # a stable seed per model and step unless the spec fixes one
         if step["seed"] is None:
             step["seed"] = zlib.crc32(f"{plan_id}#{index}".encode()) % (2**31)
