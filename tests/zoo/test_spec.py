@@ -158,7 +158,8 @@ seed = 0
 
 def _child_first_chain(length: int) -> str:
     entries = [
-        f'[[models]]\nname = "m{k}"\nfrom = "m{k - 1}"\ncategory = "noise"\nsteps = [{{ attack = "noise", sigma = 0.01 }}]\n'
+        f'[[models]]\nname = "m{k}"\nfrom = "m{k - 1}"\ncategory = "noise"\n'
+        'steps = [{ attack = "noise", sigma = 0.01 }]\n'
         for k in range(length, 0, -1)
     ]
     return TOP + "\n".join(entries) + SOURCE
@@ -167,7 +168,8 @@ def _child_first_chain(length: int) -> str:
 def _fan(width: int) -> str:
     """``width`` entries derived from m0, listed before it, plus one of each that derives from them."""
     first = [
-        f'[[models]]\nname = "a{k}"\nfrom = "m0"\ncategory = "noise"\nsteps = [{{ attack = "noise", sigma = {k + 1}e-6 }}]\n'
+        f'[[models]]\nname = "a{k}"\nfrom = "m0"\ncategory = "noise"\n'
+        f'steps = [{{ attack = "noise", sigma = {k + 1}e-6 }}]\n'
         for k in range(width)
     ]
     second = [
