@@ -178,10 +178,24 @@ class _PredictLimit:
             await _send_json(send, 503, {"detail": detail}, [(b"retry-after", b"1")])
             return
         self.running += 1
+        held = True
+
+        def release() -> None:
+            nonlocal held
+            if held:
+                held, self.running = False, self.running - 1
+
+        async def answer(message: dict) -> None:
+            # The slot is for computing: it is given back once the answer starts, so a client that
+            # reads its answer slowly holds its own connection, never another client's prediction.
+            if message["type"] == "http.response.start":
+                release()
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, answer)
         finally:
-            self.running -= 1
+            release()
 
 
 async def _send_json(send: Any, status: int, body: dict, extra: list[tuple[bytes, bytes]] | None = None) -> None:
@@ -342,10 +356,16 @@ def _decode(req: Any, shape: tuple[int, ...]) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
+# On SIGTERM or Ctrl-C, open connections get this long to finish before the server stops anyway.
+SHUTDOWN_SECONDS = 3
+
+
 class GuardedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol with a read deadline: a connection must deliver a complete request,
     head and body, within ``read_timeout`` seconds of connecting or of its previous answer, or
-    it is closed. uvicorn alone waits for ever on a client that sends a header line a second."""
+    it is closed. uvicorn alone waits for ever on a client that sends a header line a second.
+    Once its answer starts, a client has between one and two periods to read it, then the
+    connection is aborted (a slow reader would otherwise keep the answer's memory for ever)."""
 
     read_timeout = DEFAULT_READ_TIMEOUT
 
@@ -360,15 +380,28 @@ class GuardedH11Protocol(H11Protocol):
         self._read_deadline = self.loop.call_later(self.read_timeout, self._expire)
 
     def _expire(self) -> None:
-        cycle = self.cycle
-        computing = cycle is not None and not cycle.response_complete and not cycle.more_body
-        if not computing and not self.transport.is_closing():  # waiting on the client: drop it
+        cycle, self._read_deadline = self.cycle, None
+        if self.transport.is_closing() and not self.transport.get_write_buffer_size():
+            return
+        # bytes of an answer the client has not taken yet (close() would wait on them for ever)
+        unread = self.transport.get_write_buffer_size() > 0 or (
+            cycle is not None and cycle.response_started and not cycle.response_complete
+        )
+        if unread:
+            if getattr(self, "_unread_seen", False):  # a second period without reading: cut off
+                self.transport.abort()
+            else:
+                self._unread_seen = True
+                self._arm()
+        elif cycle is None or cycle.response_complete or cycle.more_body:  # waiting on the client: drop it
             self.transport.close()
+        else:  # the app is computing: look again later
+            self._arm()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if not self.transport.is_closing():
-            self._arm()  # the next request on this connection gets its own deadline
+        self._unread_seen = False
+        self._arm()  # the next request on this connection, or the rest of this answer, gets its own deadline
 
     def connection_lost(self, exc: Exception | None) -> None:
         if getattr(self, "_read_deadline", None) is not None:
@@ -391,6 +424,7 @@ def uvicorn_config(app: Any, host: str, port: int, read_timeout: float, access_l
         log_level="info" if access_log else "warning",
         access_log=access_log,
         timeout_keep_alive=min(5, max(1, int(read_timeout))),
+        timeout_graceful_shutdown=SHUTDOWN_SECONDS,  # on SIGTERM: stop after this, whatever clients do
         lifespan="off",
     )
 

@@ -444,3 +444,92 @@ def test_predictions_over_the_concurrency_limit_get_a_fast_503_and_health_still_
         busy = [f.result() for f in futures if f.result().status_code == 503]
     assert set(codes) == {200, 503} and codes.count(200) >= 2
     assert busy[0].headers["retry-after"] == "1" and "busy" in busy[0].json()["detail"]
+
+
+def _slow_reader(host, port, body: bytes):
+    """A client that sends a whole prediction request, then never reads the answer (its receive
+    buffer kept tiny, so the server's writes stall at once)."""
+    import socket
+
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+    s.connect((host, port))
+    head = (
+        f"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    s.sendall(head.encode() + body)
+    return s
+
+
+def test_slow_readers_neither_hold_prediction_slots_nor_stay_open(zoo_source):
+    import httpx
+
+    # answers of several MB: more than the kernel's socket buffers take, so the server's writes stall
+    batch = np.random.default_rng(0).random((30_000, 1, 8, 8), dtype=np.float32)
+    body = json.dumps(encode_inputs(batch)).encode()
+    app = create_app(zoo_source, max_concurrent=2, max_batch=30_000, max_request_bytes=16 << 20)
+    with serve_background(app, read_timeout=1.0) as url:
+        host, port = url.removeprefix("http://").split(":")
+        readers = [_slow_reader(host, int(port), body) for _ in range(4)]
+        time.sleep(3)  # their predictions are computed; their answers are stuck in the socket
+        started = time.monotonic()
+        for _ in range(4):  # every prediction slot is free: the slow readers hold none
+            answer = httpx.post(f"{url}/v1/predict", json=encode_inputs(batch[:2]), timeout=5)
+            assert answer.status_code == 200, answer.text
+        assert time.monotonic() - started < 3
+        time.sleep(1.5)  # past two read periods since their answers started: each has been cut off
+        for s in readers:
+            s.settimeout(3)
+            received = 0
+            try:
+                while chunk := s.recv(65536):  # what was in flight, then the end of the connection
+                    received += len(chunk)
+            except ConnectionResetError:
+                pass
+            s.close()
+            assert received < 5 * 1024 * 1024  # never the whole answer (over 6 MB): the rest was dropped
+
+
+def test_serve_stops_within_seconds_of_sigterm_whatever_its_clients_do(forms):
+    """`modelprint serve` in its own process, held by slow readers, idle sockets and a client
+    that trickles its headers, with a read timeout longer than the test: SIGTERM still ends it."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "modelprint", "serve", str(forms["model"]), "--port", str(port),
+           "--max-batch", "30000", "--max-request-mb", "16", "--read-timeout", "120", "--no-access-log"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env={**os.environ}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    clients = []
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, "serve did not come up"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        batch = np.random.default_rng(0).random((30_000, 1, 8, 8), dtype=np.float32)
+        body = json.dumps(encode_inputs(batch)).encode()
+        clients += [_slow_reader("127.0.0.1", port, body) for _ in range(2)]
+        clients += [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]
+        clients[-1].sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # and never the rest
+        time.sleep(3)
+        proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        proc.wait(timeout=30)
+        assert time.monotonic() - started < 10
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for c in clients:
+            c.close()
