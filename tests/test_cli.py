@@ -556,3 +556,9 @@ def test_method_params_keep_hyphenated_method_names():
     assert params == {"sac-m": {"output": "logits"}, "weight-cosine": {"min_layers": 2}, "ltrc": {"k": 8}}
     with pytest.raises(ParameterError, match="METHOD.K=V"):
         _method_params(["k=8"])
+
+
+def test_a_sequential_step_below_one_names_the_flag(files, small_fp, capsys):
+    _, _, neg = files
+    code, _, err = run(["verify", str(small_fp), str(neg), "--max-queries", "10", "--sequential-step", "-1"], capsys)
+    _one_line_error(code, err, "--sequential-step must be at least 1")

@@ -18,6 +18,20 @@ from .errors import ModelprintError, OutputPathError
 MAX_FILE_BYTES = 4 * 1024**3
 
 
+def nesting_depth(value: object, limit: int) -> int:
+    """How deep lists and tables nest in parsed JSON ``value``, counted without recursion and
+    without looking past ``limit`` (a return above ``limit`` means "too deep")."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > limit:
+            return deepest
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def printable(text: str) -> str:
     """``text`` with control characters (escape sequences, newlines, NUL...) written as Python
     escapes, so a name or message from a hostile file or server cannot drive the terminal."""

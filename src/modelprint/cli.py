@@ -728,6 +728,8 @@ def verify(
     """Query a suspect with a fingerprint: statistic, p-value under the calibrated null, verdict.
     With several fingerprints of one source: each verified, one verdict by Holm's procedure."""
 
+    if batch < 1:  # checked before any file is read, in the flag's own name
+        raise ParameterError(f"--sequential-step must be at least 1, got {batch}")
     fps, digests = _committed_fingerprints(fp_paths, commitment)
     if len(fps) > 1 and threshold is not None:
         raise ParameterError("--threshold applies to one fingerprint: a combined verdict is decided by p-values")

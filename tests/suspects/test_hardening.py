@@ -188,6 +188,15 @@ class _Misbehaving(BaseHTTPRequestHandler):
             # a naive scan restarts at each of them and runs to the end (quadratic)
             unit = {"unterminated": b'\\"', "unterminated-text": b'ab\\"', "unterminated-brackets": b'[\\"{'}[mode]
             self._send(200, b'{"labels": ["' + unit * (6_000_000 // len(unit)))
+        elif mode == "bad-retry-after":  # a hint in no format the standard allows
+            data = b'{"detail": "busy"}'
+            self.send_response(503)
+            self.send_header("Retry-After", "\u00b2".encode().decode("latin-1"))
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        elif mode == "long-number":  # a label of 5,000 digits: past Python's integer parsing limit
+            self._send(200, b'{"labels": [' + b"7" * 5000 + b"]}")
         elif mode == "deep":
             self._send(200, b"[" * 900 + b"]" * 900)  # under the size cap, 900 deep
         elif mode == "alternate" and type(self).posts % 2 == 1:
@@ -201,7 +210,7 @@ class _Misbehaving(BaseHTTPRequestHandler):
         elif mode == "label-range":
             self._send(200, {**good, "labels": [99] * n})
         elif mode == "huge":
-            self._send(200, {**good, "padding": "x" * 5000})
+            self._send(200, {**good, "padding": "x" * 8000})
         elif mode == "flaky" and type(self).posts == 1:
             self._send(503, {"detail": "busy"})
         else:
@@ -241,12 +250,14 @@ X = torch.rand(1, 1, 8, 8, generator=torch.Generator().manual_seed(0))
         ("wrong-count", "0 labels for 1 queries|shape"),
         ("nan", "not finite"),
         ("label-range", "outside 0..9"),
-        ("huge", "more than 2000 bytes"),
+        ("huge", "more than 6000 bytes"),
+        ("bad-retry-after", "HTTP 503"),
+        ("long-number", "not JSON"),
     ],
 )
 def test_a_misbehaving_server_is_one_error_and_no_result(fake_server, mode, message):
     url, _ = fake_server(mode)
-    api = HttpSuspect(url, timeout=0.5, retries=1, backoff=0.0, max_response_bytes=2000)
+    api = HttpSuspect(url, timeout=0.5, retries=1, backoff=0.0, max_response_bytes=6000)
     started = time.monotonic()
     with pytest.raises(SuspectError, match=message):
         api.predict(X)

@@ -16,7 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save
 from torch import nn
 
-from .._io import atomic_write, atomic_write_text, check_readable
+from .._io import atomic_write, atomic_write_text, check_readable, nesting_depth
 from ..errors import ModelFileError, ParameterError
 from .architectures import ARCHITECTURES, create_arch
 from .custom import import_path_of, is_import_path, is_trusted, trust_arch, untrusted_folder, untrusted_message
@@ -332,15 +332,26 @@ def _header_shapes(weights: bytes, name: str) -> dict[str, tuple[int, ...]]:
         raise ModelFileError(f"{name} is not a readable safetensors file ({e})") from None
 
 
+# A card (architecture, shapes, lineage of a zoo model) is a few KB and a few levels deep.
+MAX_CARD_CHARS = 1 << 20
+MAX_CARD_DEPTH = 32
+
+
 def model_from_bytes(
     data: ModelBytes, device: str = "cpu", *, names: tuple[str, str] = ("model weights", "model card")
 ) -> ModelprintModel:
     """The model in ``data``, checked as :func:`load_model` checks a file (``names`` for messages)."""
     weights_name, card_name = names
+    if len(data.card) > MAX_CARD_CHARS:
+        raise ModelFileError(
+            f"{card_name} holds {len(data.card)} characters; a model card is a few KB (limit {MAX_CARD_CHARS})"
+        )
     try:
         card_dict = json.loads(data.card)
-    except json.JSONDecodeError as e:
-        raise ModelFileError(f"{card_name} is not valid JSON ({e})") from None
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise ModelFileError(f"{card_name} is not valid JSON ({str(e)[:120]})") from None
+    if nesting_depth(card_dict, MAX_CARD_DEPTH) > MAX_CARD_DEPTH:
+        raise ModelFileError(f"{card_name} nests lists and tables deeper than {MAX_CARD_DEPTH} levels; refused")
     card = ModelCard.from_dict(card_dict, card_name)
     if is_import_path(card.arch):
         if not is_trusted(card.arch):

@@ -186,9 +186,29 @@ class _TorchScript:
 RUNTIMES = {"onnx": _Onnx, "torchscript": _TorchScript}
 
 
+# What a failure inside the model means, read from the runtime's message. TorchScript's begins
+# with "The following operation failed in the TorchScript interpreter." whatever happened, and
+# names the cause on its last line.
+_CAUSES = (
+    (("can't allocate", "allocate memory", "bad_alloc", "out of memory", "MemoryError"), "memory limit reached"),
+    (("Permission denied", "Operation not permitted"), "file access blocked by the sandbox"),
+    (
+        ("Network is unreachable", "Connection refused", "Address family not supported"),
+        "network blocked by the sandbox",
+    ),
+    (("No such file or directory",), "file access refused (a model reading files)"),
+)
+
+
 def _error_line(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {lines[0] if lines else ''}"[:300]
+    """One line for the verifier: the cause by name, then the runtime's own last line."""
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+    detail = lines[-1] if lines else type(e).__name__
+    if not detail.startswith(type(e).__name__) and ":" not in detail[:40]:
+        detail = f"{type(e).__name__}: {detail}"
+    text = f"{type(e).__name__} {detail}"  # the last line only: the lines above quote the model's code
+    cause = next((name for needles, name in _CAUSES if any(n in text for n in needles)), "the model's own error")
+    return f"{cause} ({detail})"[:300]
 
 
 def main() -> int:

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from ..errors import ParameterError, SuspectError
+from ..errors import ModelprintError, ParameterError, SuspectError
 from ..registry import Registry
 
 # Probabilities must sum to one within this (float32 softmax over 1000 classes stays far inside it).
@@ -83,7 +83,14 @@ class Suspect:
         labels, probs = [], []
         for i in range(0, len(xs), self.max_batch):
             chunk = np.ascontiguousarray(xs[i : i + self.max_batch])
-            lab, pr = self._checked(chunk, *self._answer(chunk))
+            try:
+                lab, pr = self._checked(chunk, *self._answer(chunk))
+            except ModelprintError:
+                raise
+            except (ValueError, TypeError, OverflowError, KeyError, IndexError, AttributeError, RuntimeError) as e:
+                # the suspect's doing, never the fingerprint's: said so here, not left to a caller's guess
+                first = (str(e).strip().splitlines() or [""])[0][:160]
+                raise SuspectError(f"the suspect's answer could not be used ({type(e).__name__}: {first})") from None
             labels.append(lab)
             probs.append(pr)
             self.queries += len(chunk)

@@ -32,6 +32,7 @@ import asyncio
 import base64
 import json
 import math
+import re
 import threading
 import time
 import weakref
@@ -265,7 +266,8 @@ class HttpSuspect(Suspect):
         except self._httpx.HTTPError as e:  # a protocol violation: malformed status line or headers
             raise SuspectError(f"{url} broke the HTTP protocol ({type(e).__name__}: {str(e)[:120]})") from None
         if status in RETRY_STATUSES:
-            wait = float(retry_after) if retry_after and retry_after.isdigit() else None
+            # delay-seconds only (RFC 9110), ASCII digits, capped: anything else is no hint at all
+            wait = float(retry_after) if retry_after and re.fullmatch(r"[0-9]{1,6}", retry_after) else None
             raise _Retryable(f"the server answered HTTP {status}", wait)
         detail = _detail(data)
         if status in (401, 403):
@@ -303,13 +305,13 @@ def parse_json(data: bytes, url: str) -> Any:
         raise SuspectError(f"{url} answered JSON nested deeper than {MAX_JSON_DEPTH} levels; refused")
     try:
         return json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, a 5,000-digit number
         raise SuspectError(f"{url} answered something that is not JSON: {data[:80]!r}") from None
 
 
 def _detail(data: bytes) -> str:
     try:
         detail = json.loads(data).get("detail", "") if json_depth(data[:65536]) <= MAX_JSON_DEPTH else ""
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, RecursionError):
+    except (ValueError, AttributeError, RecursionError):
         detail = ""
     return str(detail)[:200] or data[:80].decode("utf-8", "replace") or "no detail"
