@@ -15,12 +15,14 @@ import gzip
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -99,6 +101,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+        elif self.mode == "unterminated":  # 48 MB of one string that never closes, full of escaped quotes
+            body = b'{"labels": ["' + b'\\"' * (24 << 20)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
         elif self.mode == "alternate" and type(self).posts % 2 == 1:
             self.send_response(503)
             self.send_header("Content-Length", "0")
@@ -193,7 +201,7 @@ def main() -> None:
         results["http gzip,gzip bomb"] = {**run(["verify", fpf, url], root), "answer_bytes": len(BOMB)}
         srv.shutdown()
         url, handler, srv = fake_server("alternate")
-        r = run(["verify", fpf, url, "--max-queries", "20", "--batch", "5", "--batch-size", "5"], root)
+        r = run(["verify", fpf, url, "--max-queries", "20", "--sequential-step", "5", "--batch-size", "5"], root)
         results["http 503 every other request, --max-queries 20"] = {**r, "queries_received": handler.posts * 5}
         srv.shutdown()
 
@@ -242,7 +250,13 @@ def main() -> None:
             "health_status": status, "health_seconds": round(latency, 3), "dropped_after_read_timeout": dropped,
             "connections": len(socks)}  # fmt: skip
 
+        round_four(root, fpf, model, splits, results)
+
     failures = []
+    for name, r in results.items():
+        for key in ("marker_created", "victim_changed"):
+            if r.get(key):
+                failures.append(f"{name}: {key}")
     if not results["torchscript from_file"]["victim_unchanged"]:
         failures.append("the victim file changed")
     if results["http 503 every other request, --max-queries 20"]["queries_received"] > 20:
@@ -254,6 +268,208 @@ def main() -> None:
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     if failures:
         sys.exit("hostile input got through: " + "; ".join(failures))
+
+
+def _card(root: Path, name: str, **changes: object) -> str:
+    """A copy of the owner's model file whose card says what a hostile suspect wants it to."""
+    folder = root / name
+    folder.mkdir(exist_ok=True)
+    (folder / "suspect.safetensors").write_bytes((root / "owner.safetensors").read_bytes())
+    card = json.loads((root / "owner.json").read_text())
+    card.update(changes)
+    (folder / "suspect.json").write_text(json.dumps(card))
+    return str(folder / "suspect.safetensors")
+
+
+def _torchscript_members(module: torch.nn.Module) -> list[tuple[str, bytes]]:
+    buf = io.BytesIO()
+    torch.jit.save(torch.jit.script(module), buf)
+    with zipfile.ZipFile(buf) as z:
+        return [(i.filename, z.read(i)) for i in z.infolist()]
+
+
+def _zip(path: Path, members: list[tuple[str, bytes]]) -> str:
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for name, data in members:
+            z.writestr(zipfile.ZipInfo(name), data, compress_type=zipfile.ZIP_DEFLATED)
+    return path.name
+
+
+class _Reader(torch.nn.Module):
+    """Folds a file's first byte into every answer: what code hidden from the check would do."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+
+    def forward(self, x):
+        t = torch.from_file(self.path, shared=False, size=1, dtype=torch.uint8)
+        return x.flatten(1)[:, :10] + t[0].float()
+
+
+class _Tiny(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(64, 10)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
+def round_four(root: Path, fpf: str, model: object, splits: object, results: dict[str, dict]) -> None:
+    """The probes of the fourth round: cards that import code, archives that hide it by name, a
+    fingerprint that frames an innocent, a lock that points outside, and small inputs that cost
+    time or memory before any check."""
+    marker = root / "marker"
+    shadow = f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\nresnet18 = create_model = None\n"
+
+    # 7. A suspect folder with a torchvision/ and a timm.py of its own, verified from that folder.
+    for arch, files in (("torchvision.models:resnet18", ["torchvision/__init__.py", "torchvision/models.py"]),
+                        ("timm:create_model", ["timm.py"])):  # fmt: skip
+        suspect = _card(root, f"shadow-{arch.split('.')[0].split(':')[0]}", arch=arch, arch_args={})
+        for relative in files:
+            (Path(suspect).parent / relative).parent.mkdir(parents=True, exist_ok=True)
+            (Path(suspect).parent / relative).write_text(shadow)
+        r = run(["--trust-arch", arch, "verify", fpf, "suspect.safetensors"], Path(suspect).parent)
+        results[f"card naming {arch}, a shadow module beside it (trusted)"] = {**r, "marker_created": marker.exists()}
+
+    # 8. An attribute chain from a library to os.system.
+    suspect = _card(root, "chain", arch="torchvision.models:_api.inspect.os.system",
+                    arch_args={"command": f"touch {marker}"})  # fmt: skip
+    results["card naming torchvision.models:_api.inspect.os.system"] = {
+        **run(["verify", fpf, suspect], root), "marker_created": marker.exists()}  # fmt: skip
+
+    # 9-10. TorchScript whose file-reading code hides under a name the check skipped, or twice.
+    (root / "secret.txt").write_text("s")
+    evil = _torchscript_members(_Reader(str(root / "secret.txt")))
+    code = next(n for n, d in evil if n.endswith(".py") and b"class _Reader" in d)
+    results["TorchScript code member renamed .PY"] = run(
+        ["verify", fpf, _zip(root / "upper.pt", [(n[:-3] + ".PY" if n == code else n, d) for n, d in evil]),
+         "--containment", "best-effort"], root)  # fmt: skip
+    good = _torchscript_members(_Tiny())
+    good_code = next(n for n, d in good if n.endswith(".py") and b"class _Tiny" in d)
+    twin = [*good, (good_code, dict(evil)[code])]
+    results["TorchScript with two members of one name"] = run(["verify", fpf, _zip(root / "twin.pt", twin)], root)
+
+    # 11-12. Tiny archives that unpack to work for the check itself.
+    pickle = b"\x80\x02" + b"N0" * 15_000_000 + b"N."
+    name = _zip(root / "opcodes.pt", [(n, pickle if n.endswith("/data.pkl") else d) for n, d in good])
+    results["TorchScript pickle of 30 million opcodes"] = {
+        **run(["verify", fpf, name], root), "file_bytes": (root / name).stat().st_size}  # fmt: skip
+    code_bomb = b"def forward(self, x):\n    return [" + b"x," * 3_000_000 + b"]\n"
+    name = _zip(root / "code.pt", [(n, code_bomb if n == good_code else d) for n, d in good])
+    results["TorchScript with 6 MB of code"] = {
+        **run(["verify", fpf, name], root), "file_bytes": (root / name).stat().st_size}  # fmt: skip
+
+    # 13. A calibrated fingerprint whose null's region holds a NaN, against an innocent model.
+    from modelprint.calibrate import calibrate
+    from modelprint.fingerprints import Fingerprint
+
+    negatives = [train_new("cnn", splits.attacker, TrainConfig(epochs=2), seed=s, width=4) for s in (11, 12, 13, 14)]
+    save_model(negatives[-1], root / "innocent")
+    calibrated = calibrate(Fingerprint.load(fpf), negatives[:3])
+    calibrated.meta["null"]["region"] = [[float("nan"), float("nan")], *calibrated.meta["null"]["region"]]
+    calibrated.save(root / "framed.fp.safetensors")
+    results["fingerprint with a NaN in its null's region"] = run(
+        ["verify", "framed.fp.safetensors", "innocent.safetensors", "--fpr", "0.01"], root)  # fmt: skip
+
+    # 14. A zoo folder whose lock is a link to a file of the verifier's.
+    victim = root / "victim.txt"
+    victim.write_text("the verifier's own file\n")
+    (root / "zoo").mkdir()
+    (root / "zoo" / ".modelprint.lock").symlink_to(victim)
+    (root / "tiny.toml").write_text(
+        'data = "digits:8"\n[[models]]\nname = "s"\narch = "cnn"\nrole = "positive"\ncategory = "source"\n'
+    )
+    r = run(["zoo", "build", "tiny.toml", "--out", "zoo"], root)
+    results["zoo build, lock linked to a file outside"] = {
+        **r, "victim_changed": victim.read_text() != "the verifier's own file\n"}  # fmt: skip
+
+    # 15. An answer of 48 MB: one string that never closes.
+    url, _, srv = fake_server("unterminated")
+    results["http 48 MB unterminated string, --timeout 5 --retries 0"] = run(
+        ["verify", fpf, url, "--timeout", "5", "--retries", "0"], root)  # fmt: skip
+    srv.shutdown()
+
+    # 16. Cards that ask for a huge network or a prime input size.
+    for label, changes in (
+        ("CNN card with depth 100,000", {"arch_args": {"width": 8, "depth": 100_000}}),
+        ("ViT card with depth 100,000", {"arch": "vit-tiny", "arch_args": {"depth": 100_000}}),
+        ("ViT card with a prime input side of 1,000,003", {"arch": "vit-tiny", "arch_args": {},
+                                                            "input_shape": [1, 1_000_003, 1_000_003]}),
+    ):  # fmt: skip
+        results[label] = run(["verify", fpf, _card(root, f"card-{len(results)}", **changes)], root)
+
+    # 17. A spec of 2,000 derivations listed children first.
+    entries = [f'[[models]]\nname = "m{k}"\nfrom = "m{k - 1}"\ncategory = "noise"\n'
+               f'steps = [{{ attack = "noise", sigma = 0.01 }}]\n' for k in range(2000, 0, -1)]  # fmt: skip
+    source = '[[models]]\nname = "m0"\nrole = "positive"\ncategory = "source"\narch = "cnn"\n'
+    (root / "chain.toml").write_text('data = "digits:8"\n' + "\n".join(entries) + source)
+    results["spec of 2,000 derivations, children first"] = {
+        **run(["zoo", "build", "chain.toml", "--out", "chain-zoo"], root),
+        "spec_bytes": (root / "chain.toml").stat().st_size}  # fmt: skip
+
+    # 18. serve against slow readers of multi-MB answers, then SIGTERM.
+    results["serve with 4 slow readers, then SIGTERM"] = _serve_slow_readers(root)
+
+
+def _serve_slow_readers(root: Path) -> dict:
+    import httpx
+    import numpy as np
+
+    from modelprint.suspects.http_api import encode_inputs
+
+    port = _free_port()
+    server = subprocess.Popen([*CLI, "serve", "owner.safetensors", "--port", str(port), "--read-timeout", "2",
+                               "--max-batch", "30000", "--max-concurrent", "2", "--no-access-log"],
+                              cwd=root, stderr=subprocess.DEVNULL)  # fmt: skip
+    for _ in range(200):
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+            break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    batch = np.random.default_rng(0).random((30_000, 1, 8, 8), dtype=np.float32)
+    body = json.dumps(encode_inputs(batch)).encode()
+    head = (
+        f"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    readers = []
+    for _ in range(4):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+        s.connect(("127.0.0.1", port))
+        s.sendall(head.encode() + body)
+        readers.append(s)
+    time.sleep(3)
+    codes, t0 = [], time.perf_counter()
+    for _ in range(4):
+        codes.append(
+            httpx.post(f"http://127.0.0.1:{port}/v1/predict", json=encode_inputs(batch[:2]), timeout=30).status_code
+        )
+    predict_seconds = time.perf_counter() - t0
+    time.sleep(3)
+    cut = 0
+    for s in readers:
+        s.settimeout(2)
+        try:
+            while s.recv(1 << 20):
+                pass
+            cut += 1
+        except ConnectionResetError:
+            cut += 1
+        except TimeoutError:
+            pass
+        s.close()
+    server.send_signal(signal.SIGTERM)
+    t0 = time.perf_counter()
+    try:
+        server.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        server.kill()
+    return {"predict_status": codes, "four_predictions_seconds": round(predict_seconds, 2),
+            "slow_readers_cut_off": cut, "slow_readers": len(readers),
+            "sigterm_to_exit_seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip
 
 
 def _free_port() -> int:

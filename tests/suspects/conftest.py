@@ -1,5 +1,11 @@
 """One source model in every form a suspect takes, and calibrated fingerprints to verify them with."""
 
+import os
+import socket
+import subprocess
+import sys
+import time
+
 import pytest
 
 from modelprint.calibrate import calibrate
@@ -40,3 +46,25 @@ def score_fp(zoo_source, training_zoo, negatives):
         zoo_source, n=10, seed=0, progress=False
     )
     return calibrate(fp, negatives)
+
+
+def start_serve(model_path, *options: str, env: dict | None = None) -> tuple[subprocess.Popen, int]:
+    """`modelprint serve MODEL` as a user starts it, in its own process on a free port, once its
+    /health answers: (process, port). The caller stops it."""
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "modelprint", "serve", str(model_path), "--port", str(port), *options]
+    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"serve did not come up: {proc.communicate()[0][-2000:]!r}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return proc, port
+        except httpx.TransportError:
+            time.sleep(0.2)

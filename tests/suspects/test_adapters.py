@@ -157,29 +157,10 @@ def test_nested_list_requests_answer_like_base64(zoo_source, label_fp):
 
 def test_the_serve_command_answers_verify(forms, label_fp, tmp_path, capsys):
     """`modelprint serve` as a user starts it: its own process, a token from the environment."""
-    import os
-    import socket
-    import subprocess
-    import sys
-    import time
+    from .conftest import start_serve
 
-    import httpx
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "MODELPRINT_SERVE_TOKEN": "s3cret"}
-    cmd = [sys.executable, "-m", "modelprint", "serve", str(forms["model"]), "--port", str(port), "--labels-only"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc, port = start_serve(forms["model"], "--labels-only", env={"MODELPRINT_SERVE_TOKEN": "s3cret"})
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None and time.monotonic() < deadline, "serve did not come up"
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
         fp_path = tmp_path / "c.fp.safetensors"
         label_fp.save(fp_path)
         url = f"http://127.0.0.1:{port}"

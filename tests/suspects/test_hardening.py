@@ -504,30 +504,15 @@ def test_slow_readers_neither_hold_prediction_slots_nor_stay_open(zoo_source):
 def test_serve_stops_within_seconds_of_sigterm_whatever_its_clients_do(forms):
     """`modelprint serve` in its own process, held by slow readers, idle sockets and a client
     that trickles its headers, with a read timeout longer than the test: SIGTERM still ends it."""
-    import os
     import signal
     import socket
-    import subprocess
-    import sys
 
-    import httpx
+    from .conftest import start_serve
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "modelprint", "serve", str(forms["model"]), "--port", str(port),
-           "--max-batch", "30000", "--max-request-mb", "16", "--read-timeout", "120", "--no-access-log"]  # fmt: skip
-    proc = subprocess.Popen(cmd, env={**os.environ}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc, port = start_serve(forms["model"], "--max-batch", "30000", "--max-request-mb", "16", "--read-timeout", "120",
+                             "--no-access-log")  # fmt: skip
     clients = []
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None and time.monotonic() < deadline, "serve did not come up"
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
         batch = np.random.default_rng(0).random((30_000, 1, 8, 8), dtype=np.float32)
         body = json.dumps(encode_inputs(batch)).encode()
         clients += [_slow_reader("127.0.0.1", port, body) for _ in range(2)]
