@@ -72,3 +72,114 @@ def test_clear_errors_at_the_boundary(user_nets, splits):
         modelprint.calibrate(fp, references=independent[0])
     with pytest.raises(CalibrationError, match="source or derived"):
         modelprint.calibrate(fp, references=[owner, *independent])
+
+
+MEAN, STD = 0.3, 0.35
+
+
+class NormalisedResNet(nn.Module):
+    """A user's residual CNN with BatchNorm, trained on (x - 0.3) / 0.35, returning (logits, features)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.block = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8))
+        self.head = nn.Linear(8 * 64, 10)
+
+    def forward(self, x):
+        h = self.stem(x)
+        features = (h + self.block(h)).relu().flatten(1)
+        return self.head(features), features
+
+
+def _fit_normalised(seed, data, net=None, steps=200, lr=3e-3):
+    """Trained as users train: the network normalises nothing, the training loop does."""
+    torch.manual_seed(seed)
+    net = net or NormalisedResNet()
+    net.train()
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    for _ in range(steps):
+        i = torch.randint(len(data), (64,))
+        logits, _ = net((data.x[i] - MEAN) / STD)
+        loss = nn.functional.cross_entropy(logits, data.y[i])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def normalised_nets(splits):
+    import copy
+
+    owner = _fit_normalised(0, splits.owner)
+    independent = [_fit_normalised(s, splits.attacker) for s in range(1, 9)]
+    tuned = _fit_normalised(99, splits.tune, net=copy.deepcopy(owner), steps=60, lr=3e-4)
+    pruned = copy.deepcopy(owner)
+    with torch.no_grad():
+        for p in pruned.parameters():
+            if p.ndim > 1:  # half of every weight tensor, the smallest, set to 0
+                p[p.abs() < p.abs().flatten().median()] = 0.0
+    innocent = _fit_normalised(42, splits.attacker)
+    return owner, independent, tuned, pruned, innocent
+
+
+def test_a_normalised_tuple_returning_net_gets_the_right_verdicts(normalised_nets, splits):
+    """mean= / std= given once, to fingerprint(): the fingerprint records them and calibrate and
+    verify give them to every plain module (they were silently mean 0 / std 1: the owner itself
+    came out no-match)."""
+    owner, independent, tuned, pruned, innocent = normalised_nets
+    fp = modelprint.fingerprint(owner, data=(splits.owner.x, splits.owner.y), method="ipguard", n=60, seed=0,
+                                mean=[MEAN], std=[STD])  # fmt: skip
+    assert fp.meta["source_mean"] == [MEAN] and fp.meta["source_std"] == [STD]
+    fp = modelprint.calibrate(fp, references=independent)
+    verdicts = [modelprint.verify(fp, m, fpr=0.01) for m in (owner, tuned, pruned, innocent)]
+    assert [v.verdict for v in verdicts] == ["match", "match", "match", "no-match"], [
+        (v.verdict, v.statistic, v.p_value) for v in verdicts
+    ]
+    assert all(not m.training for m in (owner, tuned, pruned, innocent))  # their modes as they came: eval
+
+
+def test_verify_gives_a_module_back_in_the_mode_it_came_in(normalised_nets, splits):
+    owner, independent = normalised_nets[0], normalised_nets[1]
+    fp = modelprint.fingerprint(owner, data=splits.owner, method="c", n=5, steps=5, seed=0, mean=[MEAN], std=[STD])
+    fp = modelprint.calibrate(fp, references=independent[:4])
+    owner.train()
+    try:
+        modelprint.verify(fp, owner)
+        assert owner.training and all(m.training for m in owner.modules())
+    finally:
+        owner.eval()
+
+
+def test_a_normalised_net_without_its_normalisation_is_refused_not_fingerprinted(normalised_nets, splits):
+    owner = normalised_nets[0]
+    with pytest.raises(ParameterError, match=r"about chance .* preprocessing"):
+        modelprint.fingerprint(owner, data=splits.owner, method="c", n=5, steps=5, seed=0, mean=[5.0], std=[0.01])
+    fp = modelprint.fingerprint(owner, data=splits.owner, method="c", n=5, steps=5, seed=0, mean=[5.0], std=[0.01],
+                                check_accuracy=False)  # fmt: skip
+    assert fp.meta["source_mean"] == [5.0]
+
+
+def test_images_of_the_wrong_dtype_or_layout_are_named(splits, user_nets):
+    owner = user_nets[0]
+    pixels = (splits.owner.x * 255).to(torch.uint8)
+    with pytest.raises(ParameterError, match=r"data x is uint8; give float images in \[0, 1\]"):
+        modelprint.fingerprint(owner, data=(pixels, splits.owner.y))
+    nhwc = torch.rand(32, 16, 16, 1)
+    with pytest.raises(ParameterError, match="channels-last"):
+        modelprint.fingerprint(owner, data=(nhwc, torch.zeros(32, dtype=torch.long)))
+
+
+def test_outputs_of_any_common_shape_are_read_as_logits():
+    from collections import namedtuple
+
+    from modelprint.models.files import logits_of
+
+    logits = torch.randn(2, 10)
+    Out = namedtuple("Out", "logits features")
+    for out in (logits, (logits, torch.ones(2, 3)), [logits], Out(logits, None), {"features": 1, "logits": logits}):
+        assert logits_of(out) is logits
+    assert logits_of({"scores": logits}) is logits
+    with pytest.raises(ParameterError, match="returns str"):
+        logits_of("logits")

@@ -122,3 +122,25 @@ def test_model_import_writes_each_model_beside_its_weights(tmp_path, capsys, sou
         str(tmp_path / "b.safetensors"),
     ]
     assert models[0]["sha256"] == models[1]["sha256"]  # the same weights give the same file, bit for bit
+
+
+def test_model_import_of_weights_fed_wrongly_is_refused_not_written(tmp_path, capsys, source):
+    """The source was trained on (x - 0.5) / 0.25; imported without that, or as untrained
+    weights, it answers the owner's data at about chance: refused, since any verdict on the
+    file would be wrong."""
+    import torch
+
+    from modelprint.models import create_model
+
+    torch.save(create_model("cnn", num_classes=10, input_shape=(1, 8, 8), width=8, seed=3).net.state_dict(),
+               tmp_path / "untrained.pt")  # fmt: skip
+    torch.save(source.net.state_dict(), tmp_path / "owner.pt")
+    base = ["model", "import", "--arch", "cnn", "--arch-arg", "width=8", "--input-shape", "1,8,8", "--num-classes",
+            "10", "--data", "digits"]  # fmt: skip
+    code, _, err = run([*base, "--weights", str(tmp_path / "untrained.pt")], capsys)
+    assert code == 2 and "about chance" in err and "--mean/--std" in err and err.count("\n") == 2, err  # + the note
+    assert not (tmp_path / "untrained.safetensors").exists()
+    code, _, err = run([*base, "--weights", str(tmp_path / "owner.pt"), "--mean", "0.5", "--std", "0.25"], capsys)
+    assert code == 0 and "warning" not in err, err
+    code, _, err = run([*base, "--weights", str(tmp_path / "untrained.pt"), "--accept-low-accuracy"], capsys)
+    assert code == 0 and "warning: no --mean/--std" in err

@@ -42,6 +42,7 @@ from .fingerprints import gan as gan_tools
 from .models import ARCHITECTURES, create_model, import_model, is_import_path, load_model, save_model
 from .models import trust_arch as trust_arch_paths
 from .models.attachments import attachment_hosts, attachment_names
+from .models.sanity import chance_problem
 from .progress import configure_logging, console
 from .reference import DEFAULT_SIZE as DEFAULT_REFERENCE_SIZE
 from .reference import build_reference_set, reference_models, reference_positives
@@ -253,6 +254,9 @@ def model_import(
     out: Path = typer.Option(
         None, "--out", help="Model file to write (one --weights); default: NAME.safetensors beside each weights file."
     ),
+    accept_low_accuracy: bool = typer.Option(
+        False, "--accept-low-accuracy", help="Write a model that answers --data at about chance (refused otherwise)."
+    ),
     as_json: bool = json_option(),
 ) -> None:
     """Turn your nn.Module's trained weights into model files every command reads."""
@@ -269,6 +273,11 @@ def model_import(
         raise ParameterError(
             f"{data} gives {'x'.join(map(str, splits.test.input_shape))} images, the model takes {input_shape}"
         )
+    if mean is None and std is None:
+        console.print(
+            "warning: no --mean/--std: the network is given [0, 1] images as they are; if it was trained on "
+            "normalised inputs, give the mean and std it was trained with", markup=False
+        )  # fmt: skip
     records = []
     for source, target in zip(weights, targets):
         model = import_model(
@@ -278,6 +287,9 @@ def model_import(
         if splits is not None:
             model.card.classes = splits.test.classes
             model.card.accuracy = accuracy(model, splits.test)
+            problem = chance_problem(model.card.accuracy, model.card.num_classes)
+            if problem and not accept_low_accuracy:
+                raise ParameterError(f"{source}: {problem}; give --mean/--std (or --accept-low-accuracy if it is real)")
         path = save_model(model, target)
         acc = f", test accuracy {model.card.accuracy:.4f}" if model.card.accuracy is not None else ""
         console.print(f"wrote {path} ({model.card.arch}, {'x'.join(map(str, shape))} -> {model.card.num_classes} "

@@ -124,6 +124,18 @@ def check_meta(meta: Any, x: torch.Tensor, y: torch.Tensor, where: str) -> None:
     problem = Null.problem(meta["null"]) if meta.get("null") is not None else None
     if problem:
         raise bad(problem)
+    for key in ("source_mean", "source_std"):
+        values = meta.get(key)
+        if values is None:
+            continue
+        if (
+            not isinstance(values, list)
+            or len(values) != x.shape[1]
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+        ):
+            raise bad(f"its {key} is not one number per input channel")
+        if key == "source_std" and min(values) <= 0:
+            raise bad("its source_std holds a value that is not positive")
     if len(x) and (not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1):
         raise bad("its queries are not all finite and in [0, 1]")
     if len(y) and classes is not None and (y.min() < 0 or y.max() >= classes):
@@ -366,6 +378,9 @@ class FingerprintMethod:
             "dataset": source.card.dataset,
             "num_classes": source.card.num_classes,
             "input_shape": list(source.card.input_shape),
+            # the source's preprocessing: a plain module given later (a reference, a suspect) gets the same
+            "source_mean": list(source.card.mean),
+            "source_std": list(source.card.std),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(created) if created else started)),
             "generation_seconds": None if created else round(time.time() - started, 3),
             "modelprint_version": __version__,

@@ -82,6 +82,26 @@ class ModelCard:
         return card
 
 
+def logits_of(out: Any) -> torch.Tensor:
+    """The logits in what a network returns: a tensor as it is; from a tuple, list or named
+    tuple (``(logits, features)``) its first item; from a dict (or a ``ModelOutput``) its
+    ``"logits"`` entry, else its first tensor. Anything else is one error saying what came back."""
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, tuple | list) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    if isinstance(out, dict):
+        if isinstance(out.get("logits"), torch.Tensor):
+            return out["logits"]
+        first = next((v for v in out.values() if isinstance(v, torch.Tensor)), None)
+        if first is not None:
+            return first
+    raise ParameterError(
+        f"the network returns {type(out).__name__}; modelprint needs logits (N, classes): a tensor, a tuple "
+        "whose first item is the logits, or a dict with 'logits'"
+    )
+
+
 class ModelprintModel(nn.Module):
     """A classifier on [0, 1] inputs: ``net((x - mean) / std)``, with its card attached."""
 
@@ -94,7 +114,7 @@ class ModelprintModel(nn.Module):
         self.card = card
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net((x - self.mean) / self.std)
+        return logits_of(self.net((x - self.mean) / self.std))
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:

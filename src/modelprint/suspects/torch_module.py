@@ -22,6 +22,7 @@ from torch import nn
 
 from ..errors import SuspectError
 from ..models import ModelprintModel, load_model, weights_digest
+from ..models.files import logits_of
 from .base import Suspect, logits_answer, register_suspect
 
 
@@ -71,7 +72,7 @@ class TorchSuspect(Suspect):
         except StopIteration:
             device = torch.device("cpu")
         try:
-            logits = self.module(torch.from_numpy(x).to(device)).float().cpu()
+            logits = logits_of(self.module(torch.from_numpy(x).to(device))).float().cpu()
         finally:
             self.module.train(was_training)
         self.requests += 1
