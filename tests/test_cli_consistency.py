@@ -144,3 +144,23 @@ def test_model_import_of_weights_fed_wrongly_is_refused_not_written(tmp_path, ca
     assert code == 0 and "warning" not in err, err
     code, _, err = run([*base, "--weights", str(tmp_path / "untrained.pt"), "--accept-low-accuracy"], capsys)
     assert code == 0 and "warning: no --mean/--std" in err
+
+
+def test_usage_errors_are_one_line_naming_the_command(capsys):
+    code, out, err = run(["verify", "--no-such-flag"], capsys)
+    assert code == 2 and err.startswith("error: No such option: --no-such-flag") and err.count("\n") == 1, err
+    assert "see `modelprint verify -h`" in err and "╭" not in err + out
+
+
+def test_global_options_are_taken_after_the_command_too(tmp_path, capsys, source):
+    """The messages say "add --trust-arch X"; a user types it where they are, after the command."""
+    from modelprint.models import save_model
+    from modelprint.models.custom import is_trusted
+
+    model = save_model(source, tmp_path / "m")
+    code, out, err = run(["attack", "prune", str(model), "--param", "rate=0.3", "--out", str(tmp_path / "p"),
+                          "--quiet", "--trust-arch", "nets_after_cmd:Net"], capsys)  # fmt: skip
+    assert code == 0, err
+    assert is_trusted("nets_after_cmd:Net")
+    code, _, err = run(["list", "--trust-arch=nets_after_cmd2:Net", "-q"], capsys)
+    assert code == 0 and is_trusted("nets_after_cmd2:Net"), err

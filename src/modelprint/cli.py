@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -1256,11 +1257,65 @@ def _flag(option: Any) -> Any:
     return option
 
 
+# Global options a user may type after the command too (`modelprint verify ... --trust-arch X`):
+# the error messages that name them do not say where they go. Each takes a value or none.
+_GLOBAL_OPTIONS = {"--trust-arch": True, "--quiet": False, "-q": False}
+
+
+def _hoist_global_options(args: list[str]) -> list[str]:
+    """``args`` with the global options moved before the command, wherever they were typed."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest += args[i:]
+            break
+        name = arg.split("=", 1)[0]
+        if name in _GLOBAL_OPTIONS and rest:  # after the command: bring it forward
+            takes_value = _GLOBAL_OPTIONS[name] and "=" not in arg
+            front += args[i : i + 1 + takes_value]
+            i += 1 + takes_value
+            continue
+        rest.append(arg)
+        i += 1
+    return front + rest
+
+
+def _click_errors() -> tuple[tuple[type[Exception], ...], tuple[type[BaseException], ...]]:
+    """Usage errors and aborts of click, and of the copy of click newer typer releases carry."""
+    usage: list[type[Exception]] = [click.UsageError]
+    aborts: list[type[BaseException]] = [click.Abort]
+    try:  # newer typer releases parse with a copy of click of their own
+        from typer._click.exceptions import UsageError
+        from typer.exceptions import Abort
+    except ImportError:
+        pass
+    else:
+        usage.append(UsageError)
+        aborts.append(Abort)
+    return tuple(usage), tuple(aborts)
+
+
+_USAGE_ERRORS, _ABORTS = _click_errors()
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = _expand_multi_value(list(sys.argv[1:] if argv is None else argv))
+    args = _hoist_global_options(_expand_multi_value(list(sys.argv[1:] if argv is None else argv)))
     try:
-        # Standalone mode: click reports usage errors itself (exit 2); ours propagate to here.
-        _readable_help(typer.main.get_command(app)).main(args=args, prog_name="modelprint")
+        command = _readable_help(typer.main.get_command(app))
+        code = command.main(args=args, prog_name="modelprint", standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
+    except _USAGE_ERRORS as e:  # one line, as every other error (click draws a box of five)
+        if type(e).__name__ == "NoArgsIsHelpError":  # a bare command group: its help, as click shows it
+            command.main(args=args, prog_name="modelprint")
+        path = e.ctx.command_path if e.ctx is not None else "modelprint"
+        sys.stderr.write(f"error: {printable(e.format_message())} (see `{path} -h`)\n")
+        sys.exit(2)
+    except _ABORTS:
+        sys.stderr.write("aborted\n")
+        sys.exit(1)
     except ModelprintError as e:
         sys.stderr.write(f"error: {printable(str(e))}\n")
         sys.exit(2)
