@@ -168,3 +168,19 @@ def test_calibration_refuses_the_source_and_its_copies(ltrc_fp, negatives, sourc
         calibrate(ltrc_fp, [*negatives[:3], pruned])
     with pytest.raises(CalibrationError, match="twice"):
         calibrate(ltrc_fp, [negatives[0], negatives[0], negatives[1]])
+
+
+def test_calibration_and_verification_state_the_same_threshold(calibrated, negatives):
+    """One advice: what `fingerprint calibrate` says a match needs at an FPR is what `verify`
+    says at that FPR (verify stated the Beta quantile theta*, a different number)."""
+    from modelprint.calibrate import null_description
+    from modelprint.verify import format_verification
+
+    for fpr in (1e-2, 1e-3):
+        needed = null_description(calibrated, (fpr,))[f"needed_at_{fpr:g}"]
+        text = format_verification(verify(calibrated, negatives[5], fpr=fpr))
+        n = calibrated.meta["null"]["n_queries"]
+        if needed is None:
+            assert f"no rate out of {n} queries is a match at FPR {fpr:g}" in text, text
+        else:
+            assert f"a match needs {round(needed * n)} of {n} ({needed:.2f}) at FPR {fpr:g}" in text, text

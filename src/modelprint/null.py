@@ -542,7 +542,9 @@ class Null:
 
     def summary(self) -> dict[str, Any]:
         """The numbers a verification reports about the null it used."""
-        keep = ("family", "mean", "rho", "sd", "n_models", "n_queries", "confidence", "source",
+        # the region too: p-values and what a match needs are maxima over it, so a reader of the
+        # summary (verify's own line, an arbiter) gets the same numbers as the fingerprint's owner
+        keep = ("family", "mean", "rho", "sd", "n_models", "n_queries", "confidence", "source", "region",
                 *("tau", "keys", "components", "above", "trials", "q_hat", "q_upper"))  # fmt: skip
         return {**{k: self.data[k] for k in keep if k in self.data}, "smallest_p": self.smallest_p()}
 
@@ -551,8 +553,9 @@ class Null:
         """``data`` with the reference models' statistics, which :meth:`typical` compares with."""
         return {**data, "n_models": len(statistics), "statistics": [float(s) for s in statistics]}
 
-    def describe(self, critical: float | None = None) -> str:
-        """One line for people: what the null is and where it sits."""
+    def describe(self, critical: float | None = None, *, fpr: float | None = None, n: int | None = None) -> str:
+        """One line for people: what the null is and where it sits (``critical``, and for
+        count nulls what ``n`` items need at ``fpr``, the same number calibration states)."""
         raise NotImplementedError  # abstract: every family overrides it
 
     def needed(self, alphas: Sequence[float]) -> dict[str, Any]:
@@ -625,14 +628,21 @@ class BetaBinomialNull(Null):
             return "its null's parameters are not the ones its reference statistics give (the null was altered)"
         return None
 
-    def describe(self, critical: float | None = None) -> str:
+    def describe(self, critical: float | None = None, *, fpr: float | None = None, n: int | None = None) -> str:
         d = self.data
         if critical is None:
             return ""
-        return (
+        head = (
             f"null: beta-binomial fitted on {d['n_models']} independent models ({d.get('source', '?')}), "
-            f"mean {d['mean']:.2f}, rho {d['rho']:.3f}; a match needs a rate above {critical:.2f}"
+            f"mean {d['mean']:.2f}, rho {d['rho']:.3f}; "
         )
+        if fpr is None or not n:
+            return head + f"a match needs a rate above {critical:.2f}"
+        # the smallest count whose p-value is below the FPR: what calibration reports as "needed"
+        k = next((k for k in range(n + 1) if count_p_value(d, k, n) < fpr), None)
+        if k is None:
+            return head + f"no rate out of {n} queries is a match at FPR {fpr:g}"
+        return head + f"a match needs {k} of {n} ({k / n:.2f}) at FPR {fpr:g}"
 
     def needed(self, alphas: Sequence[float]) -> dict[str, Any]:
         n = self.data["n_queries"]
@@ -661,7 +671,7 @@ class ChanceNull(BetaBinomialNull):
     def of(cls, num_classes: int) -> ChanceNull:
         return cls(chance_null(num_classes))
 
-    def describe(self, critical: float | None = None) -> str:
+    def describe(self, critical: float | None = None, *, fpr: float | None = None, n: int | None = None) -> str:
         return f"null: chance agreement {self.data['mean']:.2f} per query (uncalibrated)"
 
 
@@ -692,7 +702,7 @@ class NormalNull(Null):
             return "its null's mean and sd are not the ones its reference statistics give (the null was altered)"
         return None
 
-    def describe(self, critical: float | None = None) -> str:
+    def describe(self, critical: float | None = None, *, fpr: float | None = None, n: int | None = None) -> str:
         d = self.data
         floored = f" (floored at {SD_FLOOR:g}: the models all scored alike)" if d["sd"] < SD_FLOOR else ""
         left = d.get("left_out")
@@ -774,7 +784,7 @@ class BetaNull(Null):
             return "its null's parameters are not the ones its reference statistics give (the null was altered)"
         return None
 
-    def describe(self, critical: float | None = None) -> str:
+    def describe(self, critical: float | None = None, *, fpr: float | None = None, n: int | None = None) -> str:
         d = self.data
         return (
             f"null: Beta fitted on {d['n_models']} independent models ({d.get('source', '?')}), "
@@ -842,7 +852,7 @@ class KeyNull(Null):
             return "its key null's q_hat and q_upper are not the ones its counts give (the null was altered)"
         return None
 
-    def describe(self, critical: float | None = None) -> str:
+    def describe(self, critical: float | None = None, *, fpr: float | None = None, n: int | None = None) -> str:
         d = self.data
         return (
             f"null: {d['keys']} simulated independent keys, a component clears tau = {d['tau']:g} with chance "
@@ -879,7 +889,7 @@ class NoNull(Null):
     def decide(self, values: np.ndarray, statistic: float, fpr: float) -> tuple[str, None, None]:
         return "inconclusive", None, None
 
-    def describe(self, critical: float | None = None) -> str:
+    def describe(self, critical: float | None = None, *, fpr: float | None = None, n: int | None = None) -> str:
         return ""
 
 

@@ -292,7 +292,8 @@ def format_verification(r: Verification) -> str:
     lines = [f"{r.verdict}: {stat}, {p} at FPR {r.fpr:g}, {r.queries} queries"]
     if r.reason:
         lines.append(f"why: {r.reason}")
-    lines.append(Null.from_json(r.null).describe(r.threshold) if r.null.get("family") else "")
+    null = Null.from_json(r.null) if r.null.get("family") else None
+    lines.append(null.describe(r.threshold, fpr=r.fpr, n=r.n if r.decided_by != "threshold" else None) if null else "")
     if r.decided_by == "threshold":
         lines.append(f"decided by the threshold {r.threshold:g}, not the p-value")
     if r.sequential:
