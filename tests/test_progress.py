@@ -56,3 +56,26 @@ def test_zoo_build_into_a_log_file_shows_progress_lines(tmp_path):
     assert "zoo smoke-digits: building cnn[width=8](owner,s0)" in text and "0/10 (0%)" in text  # ETA: unit test
     assert "\x1b[" not in text and "━" not in text, "terminal bars in a log file"
     assert Path(tmp_path / "zoo" / "manifest.jsonl").is_file()
+
+
+def test_a_training_attack_logs_at_the_interval_while_it_runs(tmp_path, source):
+    """`attack distill` trains for a long while in one step; it printed nothing at all."""
+    from modelprint.models import save_model
+
+    model = save_model(source, tmp_path / "victim")
+    env = {**os.environ, "MODELPRINT_PROGRESS_EVERY": "0.5"}
+    env.pop("MODELPRINT_QUIET", None)
+    log = tmp_path / "attack.log"
+    with log.open("w") as stderr:
+        run = subprocess.run(
+            [sys.executable, "-m", "modelprint", "attack", "distill", str(model), "--data", "digits",
+             "--param", "epochs=3", "--seed", "1", "--out", str(tmp_path / "student")],
+            stderr=stderr, stdout=subprocess.PIPE, env=env, timeout=600,
+        )  # fmt: skip
+    text = log.read_text()
+    assert run.returncode == 0, text[-2000:]
+    beats = re.findall(
+        r"(?m)^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d INFO attack distill\(cnn\): 0/1 \(0%\), \S+ elapsed$", text
+    )
+    assert len(beats) >= 2, text
+    assert re.search(r"(?m)^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d INFO attack distill\(cnn\): done", text), text

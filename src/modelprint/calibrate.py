@@ -30,7 +30,7 @@ from .fingerprints import Fingerprint, method_of
 from .models import ModelprintModel, save_model, weights_digest
 from .models.attachments import split_attachments
 from .null import Null
-from .progress import console
+from .progress import note, progress_bar
 from .scoring import model_evidence
 from .train import TrainConfig, train_new, training_settings
 
@@ -217,7 +217,11 @@ def train_reference(
         else:  # the owner's unlabelled images, as an independent thief of the teacher would use its own
             student = Distill(arch=arch, arch_args=dict(args), epochs=cfg.epochs, lr=cfg.lr, optimizer=cfg.optimizer,
                               batch_size=cfg.batch_size, augment=cfg.augment)  # fmt: skip
-            model = student.apply(trained[teacher], splits.owner, seed=seed, device=device, test=splits.test)
+            # one long step (a student's whole training): a bar on a terminal, heartbeat lines in a log
+            title = f"reference model {i + 1}/{n}: distilling {arch} from reference model {teacher + 1}"
+            with progress_bar(1, title, enabled=progress) as bar:
+                model = student.apply(trained[teacher], splits.owner, seed=seed, device=device, test=splits.test)
+                bar.update(1)
         trained.append(model)
         if prepare is not None:
             model = prepare(model, seed)
@@ -227,7 +231,7 @@ def train_reference(
             how = f"distilled from reference model {teacher + 1}" if teacher is not None else "from scratch"
             spent = time.monotonic() - started
             eta = f", ETA {spent / (i + 1) * (n - i - 1):.0f} s" if i + 1 < n else ""
-            console.print(
+            note(
                 f"reference model {i + 1}/{n}: {arch} {args or ''} seed {seed} ({how}), "
                 f"accuracy {model.card.accuracy:.3f} ({spent:.0f} s so far{eta})"
             )

@@ -44,7 +44,7 @@ from .models import ARCHITECTURES, create_model, import_model, is_import_path, l
 from .models import trust_arch as trust_arch_paths
 from .models.attachments import attachment_hosts, attachment_names
 from .models.sanity import chance_problem
-from .progress import configure_logging, console
+from .progress import configure_logging, console, progress_bar
 from .reference import DEFAULT_SIZE as DEFAULT_REFERENCE_SIZE
 from .reference import build_reference_set, reference_models, reference_positives
 from .stealth import StealthConfig, detection_rates
@@ -683,7 +683,10 @@ def attack(
     splits = load_splits(data, split_seed=split_seed) if data else None
     dataset = splits.get(split or ATTACKS.get(name).default_split) if splits else None
     seed = _seed(seed)
-    child = attack_obj.apply(victim, dataset, seed=seed, device=device, test=splits.test if splits else None)
+    # an attack that trains runs for minutes in one step: a live bar on a terminal, heartbeat lines in a log
+    with progress_bar(1, f"attack {attack_obj.step_id()}", enabled=attack_obj.needs_data) as bar:
+        child = attack_obj.apply(victim, dataset, seed=seed, device=device, test=splits.test if splits else None)
+        bar.update(1)
     path = save_model(child, out)
     acc = f", test accuracy {child.card.accuracy:.4f}" if child.card.accuracy is not None else ""
     console.print(f"wrote {path} ({attack_obj.step_id()} of {victim.card.weights_sha256[:12]}…{acc})", markup=False)

@@ -147,6 +147,19 @@ class Steps:
             log.info("%s step %d/%d: %s (%s elapsed%s)", self.job, self.i, self.total, title, _clock(elapsed), eta)
 
 
+def note(text: str) -> None:
+    """One progress message: as it is on a terminal, a timestamped log line elsewhere (so a log
+    holds one format), nothing with MODELPRINT_QUIET=1."""
+    if _quiet():
+        return
+    if _is_terminal():
+        console.print(text, markup=False)
+        return
+    if not log.handlers:
+        configure_logging()
+    log.info("%s", text)
+
+
 def _plain(text: str) -> str:
     """A bar's description without rich markup (a log shows ``cnn[width=8]``, not ``cnn\\[width=8]``)."""
     return Text.from_markup(text).plain
