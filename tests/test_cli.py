@@ -360,6 +360,19 @@ def test_calibrate_with_reference_models(files, capsys):
     code, _, err = run(["fingerprint", "calibrate", str(tmp / "r.fp"), "--out", str(tmp / "x")], capsys)
     _one_line_error(code, err)
     assert not (tmp / "x").exists()
+    # the folder --reference left is the user's to reuse: as --negatives FOLDER, and the near-miss
+    # flags say so instead of "Input should be a valid integer" or "reference.json not found"
+    folder = str(tmp / "rc-reference")
+    code, _, err = run(["fingerprint", "calibrate", str(tmp / "r.fp"), "--negatives", folder, "--out",
+                        str(tmp / "again.fp")], capsys)  # fmt: skip
+    assert code == 0, err
+    code, out, _ = run(["fingerprint", "show", str(tmp / "again.fp"), "--json"], capsys)
+    assert json.loads(out)["null"]["sha256"] == null["sha256"]  # the same three models, the same order
+    for flag, hint in (("--reference", "--references DIR"), ("--references", "--negatives FOLDER")):
+        code, _, err = run(["fingerprint", "calibrate", str(tmp / "r.fp"), flag, folder, "--out", str(tmp / "y")],
+                           capsys)  # fmt: skip
+        _one_line_error(code, err)
+        assert hint in err, err
 
 
 def test_gan_train_writes_weights_card_and_grid_and_no_checkpoint(tmp_path, capsys):

@@ -503,9 +503,13 @@ def fingerprint_show(
 @fingerprint_app.command("calibrate")
 def fingerprint_calibrate(
     fp_path: Path = typer.Argument(..., metavar="FP", help="Fingerprint file."),
-    negatives: list[Path] = typer.Option(None, "--negatives", help="Independent model files (several after one flag)."),
+    negatives: list[Path] = typer.Option(
+        None, "--negatives", help="Independent model files or folders of them (several after one flag)."
+    ),
     zoo: Path = typer.Option(None, "--zoo", help="A zoo folder: its negative models."),
-    reference: int = typer.Option(0, "--reference", help="Train N independent reference models on the owner's data."),
+    reference: str = typer.Option(
+        None, "--reference", metavar="N", help="Train N independent reference models on the owner's data."
+    ),
     positives: list[Path] = typer.Option(None, "--positives", help="The owner's derived copies (pruned, fine-tuned)."),
     data: str = typer.Option(None, "--data", help="Data set for --reference (default: the fingerprint's)."),
     split_seed: int = typer.Option(0, "--split-seed", help="Split seed for --reference."),
@@ -524,22 +528,24 @@ def fingerprint_calibrate(
     if reference_dir is not None:
         check_output_path(reference_dir, "reference models", folder=True)
 
+    reference_count = _reference_count(reference)
     fp = Fingerprint.load(fp_path)
     models, origin = [], []
     if negatives:
-        models += [load_model(p) for p in negatives]
-        origin.append(f"{len(negatives)} files")
+        files = _model_files(negatives, "--negatives")
+        models += [load_model(p) for p in files]
+        origin.append(f"{len(files)} files")
     if zoo is not None:
         manifest = ZooManifest.read(zoo)
         rows = [r for r in manifest.rows if r["role"] == "negative" and r["status"] == "done"]
         models += [load_model(manifest.path(r)) for r in rows]
         origin.append(f"{len(rows)} zoo negatives of {zoo.name}")
-    if reference:
+    if reference_count:
         folder = reference_dir or out.parent / (out.name.split(".")[0] + "-reference")
         archs = [parse_arch(a) for a in reference_arch] if reference_arch else None
         models += train_reference(
             fp.meta,
-            reference,
+            reference_count,
             data=data,
             split_seed=split_seed,
             archs=archs,
@@ -548,7 +554,7 @@ def fingerprint_calibrate(
             device=device,
             prepare=lambda model, s: method_of(fp).reference_model(fp, model, s),
         )
-        origin.append(f"{reference} reference models in {folder}")
+        origin.append(f"{reference_count} reference models in {folder}")
     owner_copies = [load_model(p) for p in positives or []]
     if references is not None:
         models += reference_models(references, fp)
@@ -563,6 +569,32 @@ def fingerprint_calibrate(
     _print_null(calibrated)
     record = {"fingerprint": str(out), "sha256": digest, "null": null_description(calibrated)}
     _result(as_json, record, f"sha256 {digest}  {out}")
+
+
+def _reference_count(text: str | None) -> int:
+    """``--reference N``: how many models to train; a folder there is the other flag's."""
+    if text is None:
+        return 0
+    if not text.isdigit():
+        raise ParameterError(
+            f"--reference takes how many reference models to train (e.g. --reference 10), got {text!r}; "
+            "for models you have, give --references DIR (a reference set) or --negatives DIR (a folder of model files)"
+        )
+    return int(text)
+
+
+def _model_files(paths: list[Path], flag: str) -> list[Path]:
+    """Model files, a folder standing for the ``*.safetensors`` in it (as ``--reference`` leaves them)."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(path.glob("*.safetensors"))
+            if not found:
+                raise ParameterError(f"{flag}: the folder {path} holds no model files (*.safetensors)")
+            files += found
+        else:
+            files.append(path)
+    return files
 
 
 def _print_null(calibrated: Fingerprint, stream: bool = False) -> None:

@@ -108,6 +108,15 @@ def build_reference_set(
 
 def read_reference_set(folder: str | os.PathLike) -> dict[str, Any]:
     """The record of the reference set in ``folder``, checked for shape (not yet its models)."""
+    if (
+        Path(folder).is_dir()
+        and not (Path(folder) / REFERENCE_FILE).exists()
+        and any(Path(folder).glob("*.safetensors"))
+    ):
+        raise ParameterError(
+            f"{folder} holds model files but no {REFERENCE_FILE}: it is not a reference set (`modelprint reference "
+            "build` makes one); give its models as --negatives FOLDER"
+        )
     path = check_readable(Path(folder) / REFERENCE_FILE, "reference set record", ParameterError)
     try:
         record = json.loads(path.read_text("utf-8"))
