@@ -36,10 +36,12 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import copy
 import hmac
 import html
 import json
 import math
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -306,8 +308,9 @@ def create_app(
             return JSONResponse(app.openapi())
 
     @app.get("/docs", include_in_schema=False, dependencies=[Depends(authorised)])
-    def docs() -> HTMLResponse:
-        return HTMLResponse(docs_page(app.openapi(), info.model_dump()))
+    def docs(request: Request) -> HTMLResponse:
+        base = str(request.base_url).rstrip("/")
+        return HTMLResponse(docs_page(app.openapi(), info.model_dump(), base, token_required=bool(token)))
 
     @app.get("/v1/info", response_model=InfoResponse, dependencies=[Depends(authorised)])
     def get_info() -> InfoResponse:
@@ -409,6 +412,14 @@ class GuardedH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
 
+def _log_config(uvicorn: Any) -> dict[str, Any]:
+    """uvicorn's logging, its access log on stderr with the rest (uvicorn writes it to stdout):
+    stdout stays for what a command prints as its result."""
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["handlers"]["access"]["stream"] = "ext://sys.stderr"
+    return config
+
+
 def uvicorn_config(app: Any, host: str, port: int, read_timeout: float, access_log: bool) -> Any:
     """The uvicorn settings :func:`serve` runs with: the guarded protocol, no connection-count
     503 (uvicorn's would count idle sockets and refuse /health too), short keep-alive."""
@@ -425,6 +436,7 @@ def uvicorn_config(app: Any, host: str, port: int, read_timeout: float, access_l
         access_log=access_log,
         timeout_keep_alive=min(5, max(1, int(read_timeout))),
         timeout_graceful_shutdown=SHUTDOWN_SECONDS,  # on SIGTERM: stop after this, whatever clients do
+        log_config=_log_config(uvicorn),
         lifespan="off",
     )
 
@@ -470,36 +482,56 @@ def serve_background(
         thread.join(timeout=10)
 
 
-def docs_page(schema: dict[str, Any], info: dict[str, Any]) -> str:
+# Nested lists of one image are shown whole up to this many values; a larger input gets a script.
+EXAMPLE_VALUES = 4096
+
+
+def docs_page(
+    schema: dict[str, Any], info: dict[str, Any], base_url: str = "http://HOST:PORT", *, token_required: bool = False
+) -> str:
     """The API described in one self-contained HTML page: no script, no style sheet, no font
-    fetched from anywhere, so it reads the same offline."""
+    fetched from anywhere, so it reads the same offline. Its example request is one the server
+    accepts, sent to the address the page was read from."""
     esc = html.escape
+
+    def text(markdown: str) -> str:  # the schema's descriptions use `code` spans
+        return re.sub(r"`([^`]+)`", r"<code>\1</code>", esc(markdown))
+
     rows = []
     for path, methods in schema.get("paths", {}).items():
         for method, op in methods.items():
             body = ((op.get("requestBody") or {}).get("content") or {}).get("application/json", {}).get("schema")
             answers = ", ".join(
-                f"{code} {esc(r.get('description', ''))}" for code, r in op.get("responses", {}).items()
+                f"{code} {text(r.get('description', ''))}" for code, r in op.get("responses", {}).items()
             )
+            names = [ref.rsplit("/", 1)[-1] for ref in re.findall(r'"\$ref": "([^"]+)"', json.dumps(body or {}))]
             rows.append(
-                f"<h3><code>{esc(method.upper())} {esc(path)}</code></h3><p>{esc(op.get('summary', ''))}</p>"
-                + (f"<p>Request body: <code>{esc(json.dumps(body))}</code></p>" if body else "")
+                f"<h3><code>{esc(method.upper())} {esc(path)}</code></h3><p>{text(op.get('summary', ''))}</p>"
+                + (f"<p>Request body: one of {', '.join(f'<code>{esc(n)}</code>' for n in names)}</p>" if names else "")
                 + f"<p>Answers: {answers}</p>"
             )
     models = "".join(
-        f"<h3>{esc(name)}</h3><pre>{esc(json.dumps(s, indent=2))}</pre>"
+        f"<details><summary><code>{esc(name)}</code></summary><pre>{esc(json.dumps(s, indent=2))}</pre></details>"
         for name, s in schema.get("components", {}).get("schemas", {}).items()
     )
     c, h, w = info["input_shape"]
-    example = (
-        "curl -s http://HOST:PORT/v1/predict -H 'Content-Type: application/json' "
-        f'-d \'{{"inputs": [[[[0.5, ...]]]], "shape": [1, {c}, {h}, {w}]}}\''
-    )
+    auth = " -H 'Authorization: Bearer TOKEN'" if token_required else ""
+    if c * h * w <= EXAMPLE_VALUES:
+        body = json.dumps({"inputs": [[[[0.5] * w] * h] * c]}, separators=(",", ":"))
+        example = f"curl -s {base_url}/v1/predict -H 'Content-Type: application/json'{auth} -d '{body}'"
+    else:  # one grey image as base64 float32: nested lists of this size would fill the page
+        example = (
+            'python -c "import base64, json, struct; '
+            f"print(json.dumps({{'inputs_b64': base64.b64encode(struct.pack('<{c * h * w}f', "
+            f"*[0.5] * {c * h * w})).decode(), 'shape': [1, {c}, {h}, {w}]}}))\" | "
+            f"curl -s {base_url}/v1/predict -H 'Content-Type: application/json'{auth} -d @-"
+        )
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(schema['info']['title'])}</title></head>"
         "<body style='font-family:sans-serif;max-width:60em;margin:2em auto'>"
-        f"<h1>{esc(schema['info']['title'])}</h1><p>{esc(schema['info'].get('description', ''))}</p>"
-        f"<p>This model: <code>{esc(json.dumps(info))}</code></p><pre>{esc(example)}</pre>"
+        f"<h1>{esc(schema['info']['title'])}</h1><p>{text(schema['info'].get('description', ''))}</p>"
+        f"<p>This model: <code>{esc(json.dumps(info))}</code></p>"
+        f"<p>Try it (one grey image):</p><pre>{esc(example)}</pre>"
         f"<h2>Endpoints</h2>{''.join(rows)}<h2>Schemas</h2>{models}"
         "<p>The machine-readable schema is <a href='/openapi.json'>/openapi.json</a>.</p></body></html>"
     )

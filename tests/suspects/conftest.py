@@ -48,16 +48,20 @@ def score_fp(zoo_source, training_zoo, negatives):
     return calibrate(fp, negatives)
 
 
-def start_serve(model_path, *options: str, env: dict | None = None) -> tuple[subprocess.Popen, int]:
+def start_serve(
+    model_path, *options: str, env: dict | None = None, separate_stderr: bool = False
+) -> tuple[subprocess.Popen, int]:
     """`modelprint serve MODEL` as a user starts it, in its own process on a free port, once its
-    /health answers: (process, port). The caller stops it."""
+    /health answers: (process, port); stderr merged into stdout unless ``separate_stderr``.
+    The caller stops it."""
     import httpx
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cmd = [sys.executable, "-m", "modelprint", "serve", str(model_path), "--port", str(port), *options]
-    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    stderr = subprocess.PIPE if separate_stderr else subprocess.STDOUT
+    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=stderr)
     deadline = time.monotonic() + 60
     while True:
         if proc.poll() is not None or time.monotonic() > deadline:

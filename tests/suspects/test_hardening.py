@@ -5,6 +5,7 @@ import copy
 import json
 import pickle
 import re
+import sys
 import threading
 import time
 import zipfile
@@ -395,7 +396,7 @@ def test_the_docs_page_needs_nothing_from_the_network(zoo_source):
     page = TestClient(create_app(zoo_source)).get("/docs")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     text = page.text
-    assert "POST /v1/predict<" in text and "GET /v1/info<" in text and "<h3>PredictResponse</h3>" in text
+    assert "POST /v1/predict<" in text and "GET /v1/info<" in text and "<code>PredictResponse</code>" in text
     # no script, style sheet or font fetched from anywhere (Swagger UI's CDN left the page blank offline)
     assert "<script" not in text and "<link" not in text and not re.search(r"(src|href)=['\"]https?://", text)
 
@@ -529,3 +530,50 @@ def test_serve_stops_within_seconds_of_sigterm_whatever_its_clients_do(forms):
             proc.wait()
         for c in clients:
             c.close()
+
+
+def test_the_docs_pages_example_request_is_answered_at_the_servers_address(zoo_source):
+    """The page's example was answered 422 (`shape` beside nested inputs) and named HOST:PORT."""
+    import html as html_module
+    import shlex
+    import subprocess
+
+    import httpx
+
+    with serve_background(create_app(zoo_source)) as url:
+        page = httpx.get(f"{url}/docs", timeout=10).text
+        example = html_module.unescape(re.search(r"<pre>(curl [^<]+)</pre>", page).group(1))
+        assert f"curl -s {url}/v1/predict" in example and "HOST:PORT" not in page
+        run = subprocess.run(shlex.split(example), capture_output=True, text=True, timeout=30)
+        answer = json.loads(run.stdout)
+        assert len(answer["labels"]) == 1 and len(answer["probabilities"][0]) == 10, run.stdout
+    assert "`" not in re.sub(r"<pre>.*?</pre>", "", page, flags=re.S)  # code spans rendered, not backticks
+
+
+def test_a_large_input_gets_a_base64_example_that_is_answered():
+    import html as html_module
+    import subprocess
+
+    import httpx
+
+    big = create_model("cnn", num_classes=10, input_shape=(3, 64, 64), width=4)
+    with serve_background(create_app(big)) as url:
+        page = httpx.get(f"{url}/docs", timeout=10).text
+        example = html_module.unescape(re.search(r"<pre>(python -c [^<]+)</pre>", page).group(1))
+        run = subprocess.run(["bash", "-c", example.replace("python -c", f"{sys.executable} -c", 1)],
+                             capture_output=True, text=True, timeout=30)  # fmt: skip
+        assert len(json.loads(run.stdout)["labels"]) == 1, run.stdout + run.stderr
+
+
+def test_the_access_log_goes_to_stderr_as_documented(forms):
+    import httpx
+
+    from .conftest import start_serve
+
+    proc, port = start_serve(forms["model"], separate_stderr=True)
+    try:
+        assert httpx.get(f"http://127.0.0.1:{port}/v1/info", timeout=10).status_code == 200
+    finally:
+        proc.terminate()
+        out, err = (b.decode() for b in proc.communicate(timeout=30))
+    assert "GET /v1/info" in err and "GET /v1/info" not in out, (out, err)
