@@ -79,6 +79,20 @@ def test_bad_requests_fail_clearly(reference_zoo, tmp_path):
         run_bench(tmp_path, ["c"], tmp_path / "b", progress=False)
 
 
+def test_every_methods_inputs_are_checked_before_any_fingerprint_is_made(reference_zoo, tmp_path):
+    """metav without a training zoo failed only after c and ipguard were made, with a hint in
+    another command's syntax; now nothing is made and the hint is bench's own."""
+    out = tmp_path / "b"
+    with pytest.raises(ParameterError, match=r"metav needs --param metav\.trained=\.\.\. \(a training zoo"):
+        run_bench(reference_zoo, ["c", "ipguard", "metav"], out, progress=False)
+    assert not (out / "fingerprints").exists() or not any((out / "fingerprints").iterdir())
+    with pytest.raises(
+        ParameterError, match=r"naturalfinger needs --param naturalfinger\.gan=.*; .*no/such/zoo does not exist"
+    ):
+        run_bench(reference_zoo, ["naturalfinger"], out, method_params={"naturalfinger": {"trained": "no/such/zoo"}},
+                  progress=False)  # fmt: skip
+
+
 def test_ray_backend_queries_the_same(bench_dir, reference_zoo, tmp_path):
     pytest.importorskip("ray", reason="Ray is an optional dependency: pip install 'modelprint[ray]'")
     before = json.loads((bench_dir / "results.json").read_text())

@@ -263,17 +263,24 @@ def plan_bench(
     unknown = sorted(set(method_params) - set(base_of.values()))
     if unknown:
         raise ParameterError(f"parameters given for {', '.join(unknown)}, which is not among --methods")
-    manifest = ZooManifest.read(zoo)
-    src = source_row(manifest)
-    suspects = [r for r in manifest.rows if r["status"] == "done"]
-    if not any(r["role"] == "negative" for r in suspects):
-        raise ParameterError(f"{zoo} has no negative models: a benchmark needs both roles")
     configured = {
         m: create_method(
             base_of[m], **{**method_params.get(base_of[m], {}), **(variants[m][1] if m in variants else {})}
         )
         for m in methods
     }
+    missing = [
+        f"{m} needs --param {base_of[m]}.{setting}=... ({what})"
+        for m, method in configured.items()
+        for setting, what in method.missing_inputs().items()
+    ]
+    if missing:  # before any fingerprint is made: a method that cannot run must not fail after the others
+        raise ParameterError("; ".join(missing))
+    manifest = ZooManifest.read(zoo)
+    src = source_row(manifest)
+    suspects = [r for r in manifest.rows if r["status"] == "done"]
+    if not any(r["role"] == "negative" for r in suspects):
+        raise ParameterError(f"{zoo} has no negative models: a benchmark needs both roles")
     return BenchPlan(Path(zoo), manifest, src, suspects, configured)
 
 

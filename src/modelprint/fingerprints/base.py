@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -323,6 +324,22 @@ class FingerprintMethod:
         """Candidate values per setting for ``fingerprint create --tune``, searched one setting at a
         time in this order (first value = where the search starts); empty = nothing to tune."""
         return {}
+
+    def required_inputs(self) -> dict[str, str]:
+        """Settings that name files this method cannot work without ({setting: what it is}),
+        so that a caller can check them before any work; none by default."""
+        return {}
+
+    def missing_inputs(self) -> dict[str, str]:
+        """The :meth:`required_inputs` left unset, or naming a path that does not exist."""
+        missing = {}
+        for setting, what in self.required_inputs().items():
+            value = getattr(self, setting, None)
+            if not value:
+                missing[setting] = what
+            elif not Path(str(value)).exists():
+                missing[setting] = f"{what}; {value} does not exist"
+        return missing
 
     def inputs_digest(self) -> str:
         """sha256 of the files the settings name (a GAN, a training zoo), so that a cache keyed

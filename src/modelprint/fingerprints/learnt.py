@@ -100,6 +100,9 @@ def augmented_copy(source: ModelprintModel, g: torch.Generator, prune_max: float
     return model.eval().requires_grad_(False)
 
 
+TRAINED_ZOO = "a training zoo (modelprint zoo build SPEC-train, e.g. mini-digits-train)"
+
+
 @dataclass(kw_only=True)
 class LearnsFromTrainedModels:
     """Settings shared by the methods that learn from a training zoo (``trained``) and from
@@ -114,6 +117,9 @@ class LearnsFromTrainedModels:
     def _check_augmentation(self) -> None:
         if self.augmented < 0 or not 0 <= self.prune_max < 1 or self.noise_max < 0:
             raise ParameterError("augmented >= 0, prune_max in [0, 1) and noise_max >= 0 are required")
+
+    def required_inputs(self) -> dict[str, str]:
+        return {"trained": TRAINED_ZOO}
 
     def inputs_digest(self) -> str:
         path = Path(self.trained or "") / "manifest.jsonl"

@@ -93,7 +93,7 @@ from ...errors import ParameterError
 from ...models import ModelprintModel
 from ...progress import progress_bar
 from ..base import FingerprintMethod, register_method
-from ..learnt import NO_FLIP_DATA, TrainedModels, cw_loss, load_trained, random_transform
+from ..learnt import NO_FLIP_DATA, TRAINED_ZOO, TrainedModels, cw_loss, load_trained, random_transform
 from .gan import gan_paths, load_gan
 
 
@@ -283,6 +283,9 @@ class NaturalFinger(FingerprintMethod):
                 "on the model's data"
             )
         return gan, load_trained(self.trained, model)
+
+    def required_inputs(self) -> dict[str, str]:
+        return {"gan": "a GAN file (modelprint gan train --data DATA --split owner)", "trained": TRAINED_ZOO}
 
     def inputs_digest(self) -> str:
         h = hashlib.sha256()
