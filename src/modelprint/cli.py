@@ -29,7 +29,7 @@ from ._version import __version__
 from .attacks import ATTACKS, create_attack
 from .bench import run_bench
 from .bench.nullcheck import null_check_tables, plot_null_check, run_null_check
-from .bench.report import write_report
+from .bench.report import leaderboard, write_report
 from .calibrate import calibrate, null_description, parse_arch, train_reference
 from .combine import format_combined, verify_combined
 from .data import load_splits
@@ -1040,8 +1040,16 @@ def bench(
         combine=[m.strip() for m in combine.split(",") if m.strip()] if combine else None,
     )
     md, html_path = write_report(out)
-    console.print(f"report: {html_path} (and {md.name})")
     results = json.loads((out / "results.json").read_text())
+    if not as_json:  # the leaderboard where the user is looking, then where the rest is
+        title, header, rows = leaderboard(results)
+        table = Table(title=title, title_justify="left")
+        for column in header:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*map(escape, row))
+        Console().print(table)
+    console.print(f"report: {html_path} (and {md.name})")
     aruc = {m: r["metrics"]["aruc"] for m, r in results["methods"].items()}
     _result(as_json, {"report": str(html_path), "results": str(out / "results.json"), "aruc": aruc}, str(html_path))
 

@@ -137,3 +137,12 @@ def test_report_names_the_chosen_false_positive_rate(reference_zoo, tmp_path):
     run_bench(reference_zoo, ["c"], tmp_path, n=10, fpr=1.0, method_params={"c": {"steps": 20}}, progress=False)
     md_path, _ = write_report(tmp_path)
     assert "tpr at 1 fpr" in md_path.read_text()
+
+
+def test_table_file_names_end_on_whole_words():
+    from modelprint.bench.report import _slug
+
+    title = "Held-out false-positive rate at nominal FPR 0.01: fitted on the calibration half"
+    assert _slug(title) == "held-out-false-positive-rate-at-nominal-fpr-0-01"
+    long = _slug("Held-out false matches per category of the evaluation negatives at every threshold")
+    assert len(long) <= 48 and not long.endswith(("-t", "-th")) and long.endswith("-of-the")

@@ -34,7 +34,7 @@ def _fpr_key(results: dict[str, Any]) -> str:
     return next(k for k in metrics if k.startswith("tpr_at_") and k.endswith("_fpr"))
 
 
-def _leaderboard(results: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
+def leaderboard(results: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
     """Methods by ARUC, with the numbers a reader compares first."""
     fpr_key = _fpr_key(results)
     rows = []
@@ -225,7 +225,14 @@ def _csv(header: list[str], rows: list[list[str]]) -> str:
 
 
 def _slug(title: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", title.lower().split(":")[0]).strip("-")[:40]
+    """A file name from a table's title: its words before any colon, whole words up to 48 characters."""
+    words = re.sub(r"[^a-z0-9]+", "-", title.lower().split(":")[0]).strip("-").split("-")
+    kept = words[:1]
+    for word in words[1:]:
+        if len("-".join([*kept, word])) > 48:
+            break
+        kept.append(word)
+    return "-".join(kept)[:80]
 
 
 def _inline_code(text: str) -> str:
@@ -267,7 +274,7 @@ def write_report(root: str | os.PathLike) -> tuple[Path, Path]:
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise ParameterError(f"{path} is not a modelprint results file ({e})") from None
     made = make_plots(root, results)
-    tables = [_leaderboard(results), *_tables(results)]
+    tables = [leaderboard(results), *_tables(results)]
     for i, (title, header, rows) in enumerate(tables):
         atomic_write_text(root / "tables" / f"{i:02d}-{_slug(title)}.csv", _csv(header, rows))
     intro = (
