@@ -63,13 +63,13 @@ def test_a_training_attack_logs_at_the_interval_while_it_runs(tmp_path, source):
     from modelprint.models import save_model
 
     model = save_model(source, tmp_path / "victim")
-    env = {**os.environ, "MODELPRINT_PROGRESS_EVERY": "0.5"}
+    env = {**os.environ, "MODELPRINT_PROGRESS_EVERY": "0.3"}
     env.pop("MODELPRINT_QUIET", None)
     log = tmp_path / "attack.log"
     with log.open("w") as stderr:
         run = subprocess.run(
             [sys.executable, "-m", "modelprint", "attack", "distill", str(model), "--data", "digits",
-             "--param", "epochs=3", "--seed", "1", "--out", str(tmp_path / "student")],
+             "--param", "epochs=2", "--seed", "1", "--out", str(tmp_path / "student")],
             stderr=stderr, stdout=subprocess.PIPE, env=env, timeout=600,
         )  # fmt: skip
     text = log.read_text()

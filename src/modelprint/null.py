@@ -634,10 +634,11 @@ class BetaBinomialNull(Null):
             return ""
         head = (
             f"null: beta-binomial fitted on {d['n_models']} independent models ({d.get('source', '?')}), "
-            f"mean {d['mean']:.2f}, rho {d['rho']:.3f}; "
+            f"mean {d['mean']:.2f}, rho {d['rho']:.3f}"
         )
-        if fpr is None or not n:
-            return head + f"a match needs a rate above {critical:.2f}"
+        if fpr is None or not n:  # decided another way (sequentially, by a threshold): that line says what it needs
+            return head
+        head += "; "
         # the smallest count whose p-value is below the FPR: what calibration reports as "needed"
         k = next((k for k in range(n + 1) if count_p_value(d, k, n) < fpr), None)
         if k is None:

@@ -293,7 +293,8 @@ def format_verification(r: Verification) -> str:
     if r.reason:
         lines.append(f"why: {r.reason}")
     null = Null.from_json(r.null) if r.null.get("family") else None
-    lines.append(null.describe(r.threshold, fpr=r.fpr, n=r.n if r.decided_by != "threshold" else None) if null else "")
+    fixed_test = r.decided_by == "p-value"  # the sequential and threshold rules state their own needs
+    lines.append(null.describe(r.threshold, fpr=r.fpr, n=r.n if fixed_test else None) if null else "")
     if r.decided_by == "threshold":
         lines.append(f"decided by the threshold {r.threshold:g}, not the p-value")
     if r.sequential:
