@@ -115,8 +115,8 @@ for path in sys.argv[1:]:
 """
 
 BOMBS = {
-    # 30 million opcodes (None, pop) in a few dozen KB: every limit past the size, one by one
-    "opcodes": ("data.pkl", b"\x80\x02" + b"N0" * 15_000_000 + b"N."),
+    # 18 million opcodes (None, pop) in a few dozen KB, then every limit past the size, one by one
+    "opcodes": ("data.pkl", b"\x80\x02" + b"N0" * 9_000_000 + b"N."),
     "opcodes-under-size-limit": ("data.pkl", b"\x80\x02" + b"N0" * 3_000_000 + b"N."),
     "memo": ("data.pkl", b"\x80\x04" + b"N\x94" * 3_000_000 + b"."),
     "stack": ("data.pkl", b"\x80\x02" + b"N" * 3_000_000 + b"."),
