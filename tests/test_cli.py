@@ -575,3 +575,16 @@ def test_a_sequential_step_below_one_names_the_flag(files, small_fp, capsys):
     _, _, neg = files
     code, _, err = run(["verify", str(small_fp), str(neg), "--max-queries", "10", "--sequential-step", "-1"], capsys)
     _one_line_error(code, err, "--sequential-step must be at least 1")
+
+
+def test_when_independent_models_agree_like_copies_the_advice_is_another_method():
+    """Every independent MLP agreed 1.00 with C's examples and the advice was "they spread too
+    widely" / "calibrate on more reference models"; more models cannot help there."""
+    from modelprint.cli import unreachable
+
+    agreeing = {"n_models": 10, "reference_statistics": {"min": 0.97, "mean": 0.99, "max": 1.0},
+                "references_at_0.001": 40}  # fmt: skip
+    said = unreachable(agreeing, 1e-3)
+    assert "do not separate models here" in said and "use another method" in said and "--reference" not in said
+    spread = {"n_models": 10, "reference_statistics": {"min": 0.2, "mean": 0.5, "max": 0.8}, "references_at_0.001": 40}
+    assert "calibrate with --reference 40" in unreachable(spread, 1e-3)

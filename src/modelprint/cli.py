@@ -653,15 +653,24 @@ def reference_build(
             str(out / "reference.json"))  # fmt: skip
 
 
+# Independent models whose statistic averages this much sit where copies do.
+SEPARATION_LIMIT = 0.9
+
+
 def unreachable(description: dict[str, Any], fpr: float) -> str:
     """The plain sentence for an FPR the calibrated null cannot reach, with what would reach it."""
     models = description["n_models"]
     more = description.get(f"references_at_{fpr:g}")
-    fix = (
-        f"about {more} reference models scoring like these would reach it (calibrate with --reference {more})"
-        if more
-        else "no number of reference models scoring like these would: they spread too widely for this FPR"
-    )
+    agreement = description["reference_statistics"]["mean"]
+    if agreement >= SEPARATION_LIMIT:  # more references cannot help: the queries do not tell models apart
+        fix = (
+            f"the independent models score {agreement:.2f} on average, as a copy would: this method's queries do "
+            "not separate models here, so use another method (`modelprint bench` on a zoo of yours shows which do)"
+        )
+    elif more:
+        fix = f"about {more} reference models scoring like these would reach it (calibrate with --reference {more})"
+    else:
+        fix = "no number of reference models scoring like these would: they spread too widely for this FPR"
     return (
         f"nothing can be called a match at FPR {fpr:g} with {models} reference models: "
         f"even a perfect score is not rare enough; {fix}"
