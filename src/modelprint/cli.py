@@ -163,12 +163,14 @@ def json_option() -> Any:
     return typer.Option(False, "--json", help="Print the result as JSON on stdout (messages stay on stderr).")
 
 
-def _result(as_json: bool, record: dict[str, Any], line: str | None = None) -> None:
-    """A command's result: ``record`` as JSON with --json, else ``line`` (if any) on stdout."""
+def _result(as_json: bool, record: dict[str, Any], line: str | list[str] | None = None) -> None:
+    """A command's result: ``record`` as JSON with --json, else ``line`` (or lines; if any) on
+    stdout, control characters in each escaped."""
     if as_json:
         _out(record)
     elif line is not None:
-        sys.stdout.write(printable(line) + "\n")
+        for text in [line] if isinstance(line, str) else line:
+            sys.stdout.write(printable(text) + "\n")
 
 
 @app.command()
@@ -1132,7 +1134,7 @@ def report(
     """Regenerate report.md, report.html, the CSV tables and the plots from results.json."""
 
     md, html_path = write_report(root)
-    _result(as_json, {"report": str(html_path), "markdown": str(md)}, f"{html_path}\n{md}")
+    _result(as_json, {"report": str(html_path), "markdown": str(md)}, [str(html_path), str(md)])
 
 
 @zoo_app.command("build")

@@ -73,9 +73,12 @@ def test_a_copied_results_folder_without_fingerprints_still_reports(report_dir, 
 
 def test_report_command_regenerates_and_rejects_other_folders(report_dir, tmp_path, capsys):
     (report_dir / "report.html").unlink()
+    capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:
         main(["report", str(report_dir)])
     assert exit_info.value.code == 0 and (report_dir / "report.html").is_file()
+    # two lines, the page then the Markdown (a literal "\n" was printed between them)
+    assert capsys.readouterr().out == f"{report_dir / 'report.html'}\n{report_dir / 'report.md'}\n"
     with pytest.raises(SystemExit) as exit_info:
         main(["report", str(tmp_path)])
     assert exit_info.value.code == 2 and "no results.json" in capsys.readouterr().err
