@@ -19,13 +19,16 @@ class UserNet(nn.Module):
         return self.body(x)
 
 
-def _fit(seed, data, net=None, steps=150):
+def _fit(seed, data, net=None, steps=150, lr=3e-3, make=UserNet, inputs=lambda x: x):
+    """Trained as users train, in plain PyTorch; ``inputs`` is the training loop's own
+    preprocessing, and a network returning ``(logits, ...)`` is trained on its logits."""
     torch.manual_seed(seed)
-    net = net or UserNet()
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    net = (net or make()).train()
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
     for _ in range(steps):
         i = torch.randint(len(data), (64,))
-        loss = nn.functional.cross_entropy(net(data.x[i]), data.y[i])
+        out = net(inputs(data.x[i]))
+        loss = nn.functional.cross_entropy(out[0] if isinstance(out, tuple) else out, data.y[i])
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -93,19 +96,8 @@ class NormalisedResNet(nn.Module):
 
 
 def _fit_normalised(seed, data, net=None, steps=200, lr=3e-3):
-    """Trained as users train: the network normalises nothing, the training loop does."""
-    torch.manual_seed(seed)
-    net = net or NormalisedResNet()
-    net.train()
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    for _ in range(steps):
-        i = torch.randint(len(data), (64,))
-        logits, _ = net((data.x[i] - MEAN) / STD)
-        loss = nn.functional.cross_entropy(logits, data.y[i])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return net.eval()
+    """The network normalises nothing; the training loop does, with (x - 0.3) / 0.35."""
+    return _fit(seed, data, net, steps, lr, make=NormalisedResNet, inputs=lambda x: (x - MEAN) / STD)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import html
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Callable
@@ -30,6 +32,11 @@ def nesting_depth(value: object, limit: int) -> int:
         children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
         stack.extend((child, depth + 1) for child in children)
     return deepest
+
+
+def html_with_code(text: str) -> str:
+    """HTML-escaped ``text`` with Markdown's `code` spans as <code> (no literal backticks)."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
 
 
 def printable(text: str) -> str:

@@ -168,6 +168,13 @@ def count_p_value(null: dict, k: int, n: int) -> float:
     return float(tail_table(null, n)[k])
 
 
+def needed_count(null: dict, n: int, alpha: float) -> int | None:
+    """The fewest agreements out of ``n`` whose conservative p-value is below ``alpha`` (None:
+    not even ``n``): what a match needs, from one tail table."""
+    below = np.flatnonzero(tail_table(null, n) < alpha)
+    return int(below[0]) if below.size else None
+
+
 def critical_rate(null: dict, alpha: float) -> float:
     """theta*: the agreement rate an independent model exceeds with probability ``alpha`` (the
     Beta's 1 - alpha quantile), at its largest over the confidence region."""
@@ -639,8 +646,7 @@ class BetaBinomialNull(Null):
         if fpr is None or not n:  # decided another way (sequentially, by a threshold): that line says what it needs
             return head
         head += "; "
-        # the smallest count whose p-value is below the FPR: what calibration reports as "needed"
-        k = next((k for k in range(n + 1) if count_p_value(d, k, n) < fpr), None)
+        k = needed_count(d, n, fpr)  # what calibration reports as "needed"
         if k is None:
             return head + f"no rate out of {n} queries is a match at FPR {fpr:g}"
         return head + f"a match needs {k} of {n} ({k / n:.2f}) at FPR {fpr:g}"
@@ -650,7 +656,7 @@ class BetaBinomialNull(Null):
         out: dict[str, Any] = {"mean": self.data["mean"], "rho": self.data["rho"], "n_queries": n}
         counts = [round(s * n) for s in self.data.get("statistics") or []]
         for a in alphas:
-            k = next((k for k in range(n + 1) if count_p_value(self.data, k, n) < a), None)
+            k = needed_count(self.data, n, a)
             out[f"needed_at_{a:g}"] = None if k is None else k / n
             out[f"theta_star_at_{a:g}"] = critical_rate(self.data, a)
             if k is None and len(counts) >= 3:

@@ -55,6 +55,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from ._io import html_with_code
 from ._lazy import uvicorn as import_uvicorn
 from .models import ModelprintModel, weights_digest
 from .suspects.base import softmax
@@ -375,6 +376,7 @@ class GuardedH11Protocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._read_deadline: asyncio.TimerHandle | None = None
+        self._unread_seen = False  # a period has passed with an answer not yet taken
         self._arm()
 
     def _arm(self) -> None:
@@ -391,7 +393,7 @@ class GuardedH11Protocol(H11Protocol):
             cycle is not None and cycle.response_started and not cycle.response_complete
         )
         if unread:
-            if getattr(self, "_unread_seen", False):  # a second period without reading: cut off
+            if self._unread_seen:  # a second period without reading: cut off
                 self.transport.abort()
             else:
                 self._unread_seen = True
@@ -492,10 +494,7 @@ def docs_page(
     """The API described in one self-contained HTML page: no script, no style sheet, no font
     fetched from anywhere, so it reads the same offline. Its example request is one the server
     accepts, sent to the address the page was read from."""
-    esc = html.escape
-
-    def text(markdown: str) -> str:  # the schema's descriptions use `code` spans
-        return re.sub(r"`([^`]+)`", r"<code>\1</code>", esc(markdown))
+    esc, text = html.escape, html_with_code  # the schema's descriptions use `code` spans
 
     rows = []
     for path, methods in schema.get("paths", {}).items():

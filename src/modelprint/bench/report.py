@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write_text
+from .._io import atomic_write_text, html_with_code
 from ..errors import ParameterError
 from .plots import make_plots
 from .runner import RESULTS
@@ -235,19 +235,14 @@ def _slug(title: str) -> str:
     return "-".join(kept)[:80]
 
 
-def _inline_code(text: str) -> str:
-    """HTML-escaped ``text`` with Markdown's `code` spans as <code> (no literal backticks)."""
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
-
-
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
 def _html_table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{_inline_code(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{_inline_code(c)}</td>" for c in r) + "</tr>" for r in rows)
+    head = "".join(f"<th>{html_with_code(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html_with_code(c)}</td>" for c in r) + "</tr>" for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -302,12 +297,12 @@ def write_report(root: str | os.PathLike) -> tuple[Path, Path]:
         "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
         "td:first-child,th:first-child{text-align:left}img{max-width:100%}figcaption{color:#555}"
         "code{background:#f3f3f3;padding:0 3px}</style>",
-        f"{_IMAGE_CHECK}</head><body><h1>Fingerprint benchmark</h1><p>{_inline_code(intro)}</p>",
+        f"{_IMAGE_CHECK}</head><body><h1>Fingerprint benchmark</h1><p>{html_with_code(intro)}</p>",
     ]
     previous = None
     for title, (header, rows) in pages:
         if title != previous:  # a split table's parts share its heading
-            parts.append(f"<h2>{_inline_code(title)}</h2>")
+            parts.append(f"<h2>{html_with_code(title)}</h2>")
         parts.append(_html_table(header, rows))
         previous = title
     for name, caption in made:

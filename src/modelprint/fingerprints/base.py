@@ -34,7 +34,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .._io import atomic_write, check_readable, sha256_file
+from .._io import atomic_write, check_readable, nesting_depth, sha256_file
 from .._version import __version__
 from ..data import Dataset, load_splits
 from ..errors import FingerprintFileError, ModelprintError, ParameterError, SuspectError
@@ -111,6 +111,8 @@ def check_meta(meta: Any, x: torch.Tensor, y: torch.Tensor, where: str) -> None:
 
     if not isinstance(meta, dict):
         raise bad(f"its metadata is a {type(meta).__name__}, not a table")
+    if nesting_depth(meta, MAX_META_DEPTH) > MAX_META_DEPTH:
+        raise bad(f"its metadata nests tables deeper than {MAX_META_DEPTH} levels")
     odd = _non_finite(meta)
     if odd:
         raise bad(f"its metadata holds {odd}")
@@ -147,16 +149,14 @@ def check_meta(meta: Any, x: torch.Tensor, y: torch.Tensor, where: str) -> None:
 MAX_META_DEPTH = 16
 
 
-def _non_finite(value: Any, where: str = "", depth: int = 0) -> str | None:
-    """Where the metadata holds a number that is not finite (NaN, infinity), or nests deeper
-    than :data:`MAX_META_DEPTH` (no setting, statistic or null of modelprint's is either)."""
-    if depth > MAX_META_DEPTH:
-        return f"tables nested deeper than {MAX_META_DEPTH} levels at {where or 'the top'}"
+def _non_finite(value: Any, where: str = "") -> str | None:
+    """Where the metadata (already known to nest at most :data:`MAX_META_DEPTH` deep) holds a
+    number that is not finite, NaN or infinity: no setting, statistic or null of modelprint's is."""
     if isinstance(value, float) and not math.isfinite(value):
         return f"{value} at {where}, not a finite number"
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
     for key, item in items:
-        found = _non_finite(item, f"{where}.{key}" if where else str(key), depth + 1)
+        found = _non_finite(item, f"{where}.{key}" if where else str(key))
         if found:
             return found[:200]
     return None

@@ -328,7 +328,7 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> ModelprintModel:
     weights_path, card_path = _paths(path)
     data = read_model_bytes(path)
     # a card is the suspect's: the architecture it names is never imported from the suspect's folder
-    with untrusted_folder(weights_path.parent), untrusted_folder(card_path.parent):
+    with untrusted_folder(weights_path.parent):  # the card lies beside the weights
         return model_from_bytes(data, device, names=(str(weights_path), str(card_path)))
 
 

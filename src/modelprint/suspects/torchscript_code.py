@@ -14,7 +14,7 @@ from __future__ import annotations
 import ast
 import io
 import tokenize
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import torch
 
@@ -75,10 +75,10 @@ CONTAINER_METHODS = frozenset(
 MAX_TOKENS = 200_000  # per member; a scripted or traced member of a real model has a few thousand
 
 
-def check_torchscript_code(sources: Mapping[str, str | Callable[[], str]], where: str) -> None:
-    """Refuse the archive unless every call in ``sources`` ({member: code, or a function that
-    reads it}) is allowed. Each member is counted in tokens before it is parsed, and parsed
-    twice (its names, then its calls), so only one member's tree is ever held."""
+def check_torchscript_code(sources: Mapping[str, str], where: str) -> None:
+    """Refuse the archive unless every call in ``sources`` ({member: code}) is allowed. Each
+    member is counted in tokens before it is parsed, and parsed twice (its names, then its
+    calls), so only one member's tree is ever held (a tree costs up to ~700 bytes a byte of code)."""
     defined: set[str] = set()
     aliases: set[str] = set()
     for name, source in sources.items():
@@ -106,8 +106,7 @@ def check_torchscript_code(sources: Mapping[str, str | Callable[[], str]], where
         del tree, inner
 
 
-def _parse(source: str | Callable[[], str], where: str) -> ast.Module:
-    text = source if isinstance(source, str) else source()
+def _parse(text: str, where: str) -> ast.Module:
     count = 0
     try:
         for _ in tokenize.generate_tokens(io.StringIO(text).readline):

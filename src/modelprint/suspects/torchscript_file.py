@@ -29,7 +29,6 @@ import os
 import re
 import zipfile
 import zlib
-from collections.abc import Callable
 from pathlib import Path
 
 from .._io import MAX_FILE_BYTES, check_readable
@@ -132,8 +131,10 @@ def inspect_torchscript(path: str | os.PathLike) -> str | None:
             if bad is not None:
                 raise SuspectError(f"{p} is corrupt: member {_shown(bad)} fails its checksum")
             _check_budget(members, p)
-            code = {name: info for name, info in members.items() if name.endswith(".py")}
-            check_torchscript_code({name: _code_reader(z, info, p) for name, info in code.items()}, str(p))
+            # the texts are bounded by _check_budget; only the parse trees are costly, and those
+            # check_torchscript_code builds one member at a time
+            code = {name: _code_text(z, info, p) for name, info in members.items() if name.endswith(".py")}
+            check_torchscript_code(code, str(p))
             budget = PickleBudget()
             for name, info in members.items():
                 if name.endswith((".pkl", ".debug_pkl")):
@@ -168,16 +169,11 @@ def _check_budget(members: dict[str, zipfile.ZipInfo], p: Path) -> None:
         )
 
 
-def _code_reader(z: zipfile.ZipFile, info: zipfile.ZipInfo, p: Path) -> Callable[[], str]:
-    """Reads one member's code when asked (so only one member's text and tree are held at once)."""
-
-    def read() -> str:
-        try:
-            return z.read(info).decode("utf-8")
-        except UnicodeDecodeError:
-            raise SuspectError(f"{p}:{_shown(info.filename)} is not text; refused") from None
-
-    return read
+def _code_text(z: zipfile.ZipFile, info: zipfile.ZipInfo, p: Path) -> str:
+    try:
+        return z.read(info).decode("utf-8")
+    except UnicodeDecodeError:
+        raise SuspectError(f"{p}:{_shown(info.filename)} is not text; refused") from None
 
 
 @register_suspect("torchscript")

@@ -263,11 +263,13 @@ def _resolve_derived(
             defined_by.setdefault(entry["name"], []).append(k)
     dependents: list[list[int]] = [[] for _ in pending]
     waiting = [0] * len(pending)
+    names_of: list[list[str]] = []
     for k, (i, entry, _) in enumerate(pending):
         try:
             names = _from_names(entry)
         except ModelprintError as e:
             raise SpecError(f"{where(i)}: {e}") from None
+        names_of.append(names)
         missing = [n for n in names if n not in groups and n not in defined_by]
         if missing:
             raise SpecError(f"{where(i)}: from names {', '.join(map(repr, missing))}, which no entry defines")
@@ -280,7 +282,7 @@ def _resolve_derived(
     while ready:
         k = ready.popleft()
         i, entry, expanded = pending[k]
-        names = _from_names(entry)
+        names = names_of[k]
         ids = []
         try:
             _check_plan_count(len(plans) + sum(len(groups.get(n, [])) for n in names) * len(expanded))
