@@ -53,9 +53,11 @@ def test_fingerprint_and_verify_a_model_file_without_extras(tmp_path):
        "--seed", "0", "--out", "owner.fp.safetensors")  # fmt: skip
     ok("fingerprint", "calibrate", "owner.fp.safetensors", "--negatives", "other1.safetensors", "other2.safetensors",
        "other3.safetensors", "--out", "owner.fp.safetensors")  # fmt: skip
+    # the source itself agrees on every query; the null fitted on the 3 independent models (attacker
+    # split) puts 20 of 20 at p = 0.012 here, below the FPR 0.05
     run = cli(["verify", "owner.fp.safetensors", "owner.safetensors", "--fpr", "0.05"], tmp_path)
-    assert run.returncode in (0, 1, 3), run.stderr[-1500:]
-    assert run.stdout.split(":")[0] in ("match", "no-match", "inconclusive")
+    assert run.returncode == 0, (run.stdout, run.stderr[-1500:])
+    assert run.stdout.startswith("match: matching rate 1.00 (20/20)"), run.stdout
 
 
 @pytest.mark.parametrize(

@@ -126,8 +126,14 @@ def fingerprint(
     dataset = as_dataset(data) if data is not None else None
     shape = input_shape or (dataset.input_shape if dataset is not None else None)
     with _modes_kept(model):
-        source = as_model(model, input_shape=shape, mean=mean, std=std, classes=dataset.classes if dataset else (),
-                          dataset=data if isinstance(data, str) else "")  # fmt: skip
+        source = as_model(
+            model,
+            input_shape=shape,
+            mean=mean,
+            std=std,
+            classes=dataset.classes if dataset else (),
+            dataset=data if isinstance(data, str) else "",
+        )
         if dataset is not None and check_accuracy:
             every = max(1, len(dataset) // ACCURACY_CHECK_IMAGES)  # spread over the data, which may be sorted by class
             sample = dataset.subset(torch.arange(0, len(dataset), every), dataset.split)

@@ -279,8 +279,9 @@ def model_import(
     if mean is None and std is None:
         console.print(
             "warning: no --mean/--std: the network is given [0, 1] images as they are; if it was trained on "
-            "normalised inputs, give the mean and std it was trained with", markup=False
-        )  # fmt: skip
+            "normalised inputs, give the mean and std it was trained with",
+            markup=False,
+        )
     records = []
     for source, target in zip(weights, targets):
         model = import_model(

@@ -89,9 +89,12 @@ def check_torchscript_code(sources: Mapping[str, str], where: str) -> None:
         aliases |= {
             n.targets[0].id
             for n in ast.walk(tree)
-            if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name)
-            and isinstance(n.value, ast.Attribute) and (_dotted(n.value) or [""])[0] == "__torch__"
-        }  # fmt: skip
+            if isinstance(n, ast.Assign)
+            and len(n.targets) == 1
+            and isinstance(n.targets[0], ast.Name)
+            and isinstance(n.value, ast.Attribute)
+            and (_dotted(n.value) or [""])[0] == "__torch__"
+        }
         del tree
     for name, source in sources.items():
         tree = _parse(source, f"{where}:{name}")

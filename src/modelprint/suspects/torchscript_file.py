@@ -52,8 +52,15 @@ MAX_EXPANSION = 64
 # Every member a TorchScript archive holds, below its one top-level folder. Names are matched
 # exactly (torch looks members up regardless of case and takes the first of two same names, so
 # duplicates and case variants are refused rather than guessed at).
-_FIXED_MEMBERS = {"data.pkl", "constants.pkl", "traced_inputs.pkl", "version", "byteorder",
-                  ".data/version", ".data/serialization_id"}  # fmt: skip
+_FIXED_MEMBERS = {
+    "data.pkl",
+    "constants.pkl",
+    "traced_inputs.pkl",
+    "version",
+    "byteorder",
+    ".data/version",
+    ".data/serialization_id",
+}
 _MEMBER = re.compile(
     r"(data|constants|traced_inputs)/\d+"  # raw tensor bytes
     r"|code/\w+(/\w+)*\.py(\.debug_pkl)?"  # TorchScript code and its pickled debug info
