@@ -3,6 +3,7 @@ packages importable; what needs one says which extra to install, in one line."""
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 import tomllib
@@ -13,6 +14,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 OPTIONAL = ("onnx", "onnxruntime", "onnxscript", "fastapi", "starlette", "uvicorn", "matplotlib", "ray",
             "torchvision", "timm")  # fmt: skip
+# click arrives with the extras (uvicorn, ray); a typer that carries its own copy installs none
+# (`make demo` failed on `import click`), so the core install is tested without it too
+if importlib.util.find_spec("typer._click") is not None:
+    OPTIONAL += ("click",)
 
 # Runs the CLI in a fresh interpreter where every optional package is absent.
 RUNNER = """

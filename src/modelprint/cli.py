@@ -16,7 +16,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -1339,10 +1338,11 @@ def _hoist_global_options(args: list[str]) -> list[str]:
 
 
 def _click_errors() -> tuple[tuple[type[Exception], ...], tuple[type[BaseException], ...]]:
-    """Usage errors and aborts of click, and of the copy of click newer typer releases carry."""
-    usage: list[type[Exception]] = [click.UsageError]
-    aborts: list[type[BaseException]] = [click.Abort]
-    try:  # newer typer releases parse with a copy of click of their own
+    """Usage errors and aborts of the parser typer uses: newer releases carry their own copy of
+    click (and do not install click itself), older ones use click."""
+    usage: list[type[Exception]] = []
+    aborts: list[type[BaseException]] = []
+    try:
         from typer._click.exceptions import UsageError
         from typer.exceptions import Abort
     except ImportError:
@@ -1350,6 +1350,13 @@ def _click_errors() -> tuple[tuple[type[Exception], ...], tuple[type[BaseExcepti
     else:
         usage.append(UsageError)
         aborts.append(Abort)
+    try:
+        import click
+    except ImportError:
+        pass
+    else:
+        usage.append(click.UsageError)
+        aborts.append(click.Abort)
     return tuple(usage), tuple(aborts)
 
 
