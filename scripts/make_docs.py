@@ -157,7 +157,8 @@ def _options(command: Any) -> list[list[str]]:
 def cli_md() -> str:
     import typer
 
-    from modelprint.cli import _readable_help, app
+    from modelprint.cli import app
+    from modelprint.cli.main import _readable_help
 
     root = _readable_help(typer.main.get_command(app))
     parts = [HEADER, "# Command line", "", "Every command and option, from the command line's own definitions. "

@@ -6,8 +6,10 @@ import re
 import pytest
 from cli_run import run
 
-from modelprint.cli import _expand_multi_value
+from modelprint.cli.main import _expand_multi_value
+from modelprint.fingerprints import Fingerprint
 from modelprint.models import save_model
+from modelprint.reference import reference_models
 
 
 @pytest.fixture()
@@ -336,7 +338,7 @@ def test_calibrate_with_reference_models(files, capsys):
     args = ["fingerprint", "create", str(src), "--method", "c", "--param", "steps=20", "--n", "10", "--seed", "0"]
     assert run([*args, "--out", str(tmp / "r.fp")], capsys)[0] == 0
     code, out, err = run(
-        ["fingerprint", "calibrate", str(tmp / "r.fp"), "--reference", "3", "--reference-arch", "cnn:width=4",
+        ["fingerprint", "calibrate", str(tmp / "r.fp"), "--reference-models", "3", "--reference-arch", "cnn:width=4",
          "--epochs", "1", "--out", str(tmp / "rc.fp")],
         capsys,
     )  # fmt: skip
@@ -351,7 +353,7 @@ def test_calibrate_with_reference_models(files, capsys):
         )
         assert needs or cannot, (fpr, said)
     assert "- at FPR" not in said
-    kept = sorted(p.name for p in (tmp / "rc-reference").glob("*.safetensors"))
+    kept = sorted(p.name for p in (tmp / "rc-reference" / "models").glob("*.safetensors"))
     assert len(kept) == 3 and all(name.startswith("reference-") for name in kept)
     code, out, _ = run(["fingerprint", "show", str(tmp / "rc.fp"), "--json"], capsys)
     null = json.loads(out)["null"]
@@ -360,17 +362,22 @@ def test_calibrate_with_reference_models(files, capsys):
     code, _, err = run(["fingerprint", "calibrate", str(tmp / "r.fp"), "--out", str(tmp / "x")], capsys)
     _one_line_error(code, err)
     assert not (tmp / "x").exists()
-    # the folder --reference left is the user's to reuse: as --negatives FOLDER, and the near-miss
-    # flags say so instead of "Input should be a valid integer" or "reference.json not found"
+    # the folder --reference-models left is a reference set: the next fingerprint of this source
+    # calibrates on it with --references (its models as --negatives too), with the same null
     folder = str(tmp / "rc-reference")
-    code, _, err = run(["fingerprint", "calibrate", str(tmp / "r.fp"), "--negatives", folder, "--out",
-                        str(tmp / "again.fp")], capsys)  # fmt: skip
-    assert code == 0, err
-    code, out, _ = run(["fingerprint", "show", str(tmp / "again.fp"), "--json"], capsys)
-    assert json.loads(out)["null"]["sha256"] == null["sha256"]  # the same three models, the same order
-    for flag, hint in (("--reference", "--references DIR"), ("--references", "--negatives FOLDER")):
-        code, _, err = run(["fingerprint", "calibrate", str(tmp / "r.fp"), flag, folder, "--out", str(tmp / "y")],
-                           capsys)  # fmt: skip
+    for flag, path in (("--references", folder), ("--negatives", folder + "/models")):
+        again = ["fingerprint", "calibrate", str(tmp / "r.fp"), flag, path, "--out", str(tmp / "again.fp")]
+        code, _, err = run(again, capsys)
+        assert code == 0, err
+        code, out, _ = run(["fingerprint", "show", str(tmp / "again.fp"), "--json"], capsys)
+        assert json.loads(out)["null"]["sha256"] == null["sha256"]  # the same three models, the same order
+    # near misses say which flag takes what, instead of "Input should be a valid integer"
+    near_misses = [
+        ("--reference-models", folder, "--references DIR"),
+        ("--references", folder + "/models", "--negatives FOLDER"),
+    ]
+    for flag, path, hint in near_misses:
+        code, _, err = run(["fingerprint", "calibrate", str(tmp / "r.fp"), flag, path, "--out", str(tmp / "y")], capsys)
         _one_line_error(code, err)
         assert hint in err, err
 
@@ -430,15 +437,13 @@ def test_frequency_fingerprint_create_marks_the_model_and_verify_reads_it(files,
     assert code == 3 and json.loads(out)["statistic"] == 0.0
     # Calibration: reference models get their own owner's output-neutral mark (other keys), so the
     # null describes independent marked models; the marked model is then a match with a p-value.
-    code, out, err = run(
-        ["fingerprint", "calibrate", str(fp), "--reference", "3", "--reference-arch", "cnn:width=8", "--epochs", "1",
-         "--out", str(fp)], capsys,
-    )  # fmt: skip
+    references = ["--reference-models", "3", "--reference-arch", "cnn:width=8", "--epochs", "1"]
+    code, out, err = run(["fingerprint", "calibrate", str(fp), *references, "--out", str(fp)], capsys)
     assert code == 0, err
-    refs = [json.loads(p.read_text()) for p in sorted((tmp / "owner-reference").glob("*.json"))]
-    keys = [r["lineage"][-1]["recipe"]["key"] for r in refs]
+    refs = [m.card for m in reference_models(tmp / "owner-reference", Fingerprint.load(fp))]
+    keys = [card.lineage[-1]["recipe"]["key"] for card in refs]
     assert len(refs) == 3 and len(set(keys)) == 3 and 7 not in keys
-    assert all(r["arch_args"]["frequency"]["host"] == "features.0" for r in refs)
+    assert all(card.arch_args["frequency"]["host"] == "features.0" for card in refs)
     code, out, err = run(["verify", str(fp), str(marked), "--json"], capsys)
     result = json.loads(out)
     assert code == 0 and result["verdict"] == "match" and result["p_value"] < 1e-3 and result["null"]["calibrated"]
@@ -473,7 +478,7 @@ def test_an_output_path_under_a_regular_file_is_one_line_before_any_work(files, 
         ["export", str(src), "--format", "onnx", "--out", under + ".onnx"],
         ["train", "--arch", "cnn", "--data", "digits:8", "--seed", "0", "--epochs", "1", "--out", under],
         ["attack", "prune", str(src), "--param", "rate=0.3", "--out", under],
-        ["fingerprint", "calibrate", str(small_fp), "--reference", "3", "--reference-dir", under,
+        ["fingerprint", "calibrate", str(small_fp), "--reference-models", "3", "--reference-dir", under,
          "--out", str(tmp / "c.fp.safetensors")],
         ["zoo", "build", "smoke-digits", "--out", str(tmp / "afile"), "--workers", "0"],
     ]  # fmt: skip
@@ -562,7 +567,7 @@ def test_control_characters_from_files_are_escaped_when_printed(files, small_fp,
 
 
 def test_method_params_keep_hyphenated_method_names():
-    from modelprint.cli import _method_params
+    from modelprint.cli.common import method_params as _method_params
     from modelprint.errors import ParameterError
 
     params = _method_params(["sac-m.output=logits", "weight-cosine.min-layers=2", "ltrc.k=8"])
@@ -580,11 +585,11 @@ def test_a_sequential_step_below_one_names_the_flag(files, small_fp, capsys):
 def test_when_independent_models_agree_like_copies_the_advice_is_another_method():
     """Every independent MLP agreed 1.00 with C's examples and the advice was "they spread too
     widely" / "calibrate on more reference models"; more models cannot help there."""
-    from modelprint.cli import unreachable
+    from modelprint.cli.common import unreachable
 
     agreeing = {"n_models": 10, "reference_statistics": {"min": 0.97, "mean": 0.99, "max": 1.0},
                 "references_at_0.001": 40}  # fmt: skip
     said = unreachable(agreeing, 1e-3)
-    assert "do not separate models here" in said and "use another method" in said and "--reference" not in said
+    assert "do not separate models here" in said and "use another method" in said and "--reference-models" not in said
     spread = {"n_models": 10, "reference_statistics": {"min": 0.2, "mean": 0.5, "max": 0.8}, "references_at_0.001": 40}
-    assert "calibrate with --reference 40" in unreachable(spread, 1e-3)
+    assert "--reference-models 40" in unreachable(spread, 1e-3)

@@ -10,7 +10,8 @@ import pytest
 import typer
 
 from modelprint import __version__
-from modelprint.cli import _readable_help, app, main
+from modelprint.cli import app, main
+from modelprint.cli.main import _readable_help
 
 ROOT = _readable_help(typer.main.get_command(app))
 # Commands that produce no result to print: the demo (a folder and its own report) and a server.
@@ -66,6 +67,19 @@ def test_shared_options_have_one_name_and_one_meaning():
         for p in cmd.params:
             if p.param_type_name == "option" and not (getattr(p, "is_flag", False) or getattr(p, "count", False)):
                 assert p.metavar and p.metavar.upper() == p.metavar, f"{where} {p.opts}: placeholder {p.metavar!r}"
+
+
+def test_how_many_reference_models_has_one_name_wherever_they_are_trained():
+    """It was --reference N in calibrate (one letter from --references DIR), --n in reference
+    build (where --n elsewhere counts queries) and --tune-negatives in create --tune."""
+    trains_references = {("fingerprint", "calibrate"), ("fingerprint", "create"), ("reference", "build")}
+    for path, cmd in ALL:
+        opts = options(cmd)
+        assert not {"--reference", "--tune-negatives"} & set(opts), path
+        if path in trains_references:
+            assert "--reference-models" in opts and opts["--reference-models"].metavar == "N", path
+        if "--n" in opts:
+            assert "quer" in (opts["--n"].help or "").lower(), path
 
 
 def test_commands_that_run_a_model_take_a_device():

@@ -19,7 +19,7 @@ RUN_HERE = {
     "export MODELPRINT_TRUST_ARCH=mynets:TinyNet PYTHONPATH=$PWD": {},
     "modelprint train --data digits:16 --arch cnn --seed 0 --out owner": {
         "--seed 0 --out owner": "--seed 0 --epochs 2 --out owner",
-        "--reference 10": "--reference 3 --epochs 1",
+        "--reference-models 10": "--reference-models 3 --epochs 1",
     },
 }
 

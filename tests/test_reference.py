@@ -17,7 +17,7 @@ def fresh_args(path):
 def owner(fresh, tmp_path, capsys):
     src = save_model(fresh, tmp_path / "owner")
     refs = tmp_path / "refs"
-    code, out, err = run(["reference", "build", str(src), "--n", "3", "--reference-arch", "cnn:width=4",
+    code, out, err = run(["reference", "build", str(src), "--reference-models", "3", "--reference-arch", "cnn:width=4",
                           "--epochs", "1", "--out", str(refs)], capsys)  # fmt: skip
     assert code == 0, err
     return src, refs
@@ -61,7 +61,7 @@ def test_one_reference_set_calibrates_every_fingerprint_without_training_again(o
 
 def test_a_changed_or_misplaced_reference_model_is_refused(owner, tmp_path, capsys):
     src, refs = owner
-    code, _, err = run(["reference", "build", str(src), "--n", "3", "--out", str(refs)], capsys)
+    code, _, err = run(["reference", "build", str(src), "--reference-models", "3", "--out", str(refs)], capsys)
     assert code == 2 and "already holds a reference set" in err
     args = ["fingerprint", "create", str(src), "--method", "c", "--param", "steps=5", "--n", "4", "--seed", "0"]
     assert run([*args, "--out", str(tmp_path / "c.fp")], capsys)[0] == 0

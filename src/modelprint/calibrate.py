@@ -5,7 +5,7 @@ metadata, so the owner's commitment (the file's sha256) covers them: calibrate, 
 publish the commitment. Positives (the owner's own pruned / fine-tuned copies) are
 stored too, so a verdict can say how typical a suspect is of a derived copy.
 
-Reference models (``--reference N``) are trained by modelprint on the owner's split with
+Reference models (``--reference-models N``) are trained by modelprint on the owner's split with
 seeds from :data:`CALIBRATION_SEED` on: the source's architecture, a few others, and
 students distilled from those (:func:`reference_plan`); :mod:`modelprint.tune` uses seeds
 from :data:`TUNING_SEED` on, so the models a method's settings were chosen on never also
@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ import numpy as np
 from .attacks.extraction import Distill
 from .data import load_splits
 from .errors import CalibrationError, ParameterError
-from .fingerprints import Fingerprint, method_of
+from .fingerprints import METHODS, Fingerprint, method_of
 from .models import ModelprintModel, save_model, weights_digest
 from .models.attachments import split_attachments
 from .null import Null
@@ -35,6 +35,9 @@ from .scoring import model_evidence
 from .train import TrainConfig, train_new, training_settings
 
 CALIBRATION_SEED = 1000
+# Independent models whose statistic averages this much sit where copies do: more of them
+# cannot make a null that tells a copy apart.
+SEPARATION_LIMIT = 0.9
 TUNING_SEED = 2000
 # Reference architectures after the source's own: small members of other families.
 REFERENCE_ARCHS: tuple[tuple[str, dict[str, Any]], ...] = (
@@ -82,6 +85,19 @@ def calibrate(
         pos = model_evidence(fp, positives)
         meta["positives"] = {"sha256": [r.sha256 for r in pos], "statistics": [r.statistic for r in pos]}
     return Fingerprint(fp.x, fp.y, meta, dict(fp.extra))
+
+
+def separation_advice(independent_mean: float, method: str) -> str | None:
+    """The sentence for independent models that agree with the source as copies do (their
+    mean statistic at least :data:`SEPARATION_LIMIT`), naming the other methods; None otherwise."""
+    if independent_mean < SEPARATION_LIMIT:
+        return None
+    others = ", ".join(name for name in METHODS.names() if name != method)
+    return (
+        f"the independent models score {independent_mean:.2f} on average, as a copy would: {method}'s queries do "
+        f"not separate models here, so use another method ({others}; `modelprint bench` on a zoo of yours shows "
+        "which do)"
+    )
 
 
 def parse_arch(text: str) -> tuple[str, dict[str, Any]]:
@@ -157,16 +173,29 @@ def source_subset(meta: dict[str, Any]) -> int:
     return int((meta.get("source_training") or {}).get("train_subset") or 0)
 
 
+# What reference training needs to know of a source model; a fingerprint's meta holds the same fields.
+SOURCE_FIELDS = ("dataset", "source_arch", "source_arch_args", "source_training", "input_shape")
+
+
 def source_meta(source: ModelprintModel) -> dict[str, Any]:
-    """What reference training needs to know of a source model (a fingerprint's meta holds the same)."""
+    """The :data:`SOURCE_FIELDS` of a source model."""
     c = source.card
-    return {
-        "dataset": c.dataset,
-        "source_arch": c.arch,
-        "source_arch_args": c.arch_args,
-        "source_training": c.training,
-        "input_shape": list(c.input_shape),
-    }
+    return dict(zip(SOURCE_FIELDS, (c.dataset, c.arch, c.arch_args, c.training, list(c.input_shape))))
+
+
+def _owner_splits(meta: dict[str, Any], data: str | None, split_seed: int) -> Any:
+    """The owner's data as the source saw it, checked against the source's input shape."""
+    spec = data or meta.get("dataset")
+    if not spec:
+        raise ParameterError("the fingerprint does not name its data set: give --data")
+    splits = load_splits(spec, split_seed=split_seed, train_subset=source_subset(meta))
+    shape = tuple(meta.get("input_shape") or ())
+    if tuple(splits.owner.input_shape) != shape:
+        raise ParameterError(
+            f"{spec} gives {'x'.join(map(str, splits.owner.input_shape))} inputs but the source takes "
+            f"{'x'.join(map(str, shape))}; give the source's --data (e.g. digits:16)"
+        )
+    return splits
 
 
 def train_reference(
@@ -181,33 +210,21 @@ def train_reference(
     out_dir: str | Path | None = None,
     device: str = "cpu",
     progress: bool = True,
-    prepare: Callable[[ModelprintModel, int], ModelprintModel] | None = None,
     students: bool = True,
 ) -> list[ModelprintModel]:
     """Train ``n`` models independent of the source on the owner's split, as the owner always
     can: same data set, other seeds and architectures, the source's training settings, and
-    (``students``) every third model distilled from another (:func:`reference_plan`).
-    ``prepare(model, seed)``, when given, turns each into what the null should see (a
-    method's :meth:`~modelprint.fingerprints.FingerprintMethod.reference_model`) before it is kept."""
+    (``students``) every third model distilled from another (:func:`reference_plan`); each is
+    written to ``out_dir`` when given."""
 
-    spec = data or meta.get("dataset")
-    if not spec:
-        raise ParameterError("the fingerprint does not name its data set: give --data")
-    splits = load_splits(spec, split_seed=split_seed, train_subset=source_subset(meta))
-    shape = tuple(meta.get("input_shape") or ())
-    if tuple(splits.owner.input_shape) != shape:
-        raise ParameterError(
-            f"{spec} gives {'x'.join(map(str, splits.owner.input_shape))} inputs but the source takes "
-            f"{'x'.join(map(str, shape))}; give the source's --data (e.g. digits:16)"
-        )
+    splits = _owner_splits(meta, data, split_seed)
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     base = {k: v for k, v in (meta.get("source_training") or {}).items() if k in fields}
     if epochs is not None:
         base["epochs"] = epochs
     plan = reference_plan(meta, n, first_seed=first_seed, archs=archs, students=students)
     started = time.monotonic()
-    trained: list[ModelprintModel] = []  # as trained, before prepare: what a student learns from
-    models = []
+    trained: list[ModelprintModel] = []
     for i, (arch, args, seed, teacher) in enumerate(plan):
         cfg = TrainConfig(**training_settings(arch, base))  # the architecture's own needs over the source's
         if teacher is None:
@@ -223,8 +240,6 @@ def train_reference(
                 model = student.apply(trained[teacher], splits.owner, seed=seed, device=device, test=splits.test)
                 bar.update(1)
         trained.append(model)
-        if prepare is not None:
-            model = prepare(model, seed)
         if out_dir is not None:
             save_model(model, Path(out_dir) / f"reference-{i:02d}-{arch}-s{seed}")
         if progress:
@@ -235,8 +250,7 @@ def train_reference(
                 f"reference model {i + 1}/{n}: {arch} {args or ''} seed {seed} ({how}), "
                 f"accuracy {model.card.accuracy:.3f} ({spent:.0f} s so far{eta})"
             )
-        models.append(model)
-    return models
+    return trained
 
 
 def null_description(fp: Fingerprint, fprs: Sequence[float] = (1e-2, 1e-3)) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 training recipe, then reused to calibrate every fingerprint of that source.
 
 Reference models depend on the owner's data and recipe, not on the fingerprint, so training
-them again for each fingerprint (``calibrate --reference N``) pays the same cost many times.
+them again for each fingerprint (``calibrate --reference-models N``) pays the same cost many times.
 A reference set is a folder: ``models/`` (model files: the source's architecture and others
 trained from scratch, and students distilled from independent ones), ``positives/`` (the owner's own
 derived copies of the source: pruned 30 % and 60 %, fine-tuned, pruned and fine-tuned; they
@@ -30,7 +30,14 @@ from typing import Any
 
 from ._io import atomic_write_text, check_readable
 from ._version import __version__
-from .calibrate import CALIBRATION_SEED, reference_plan, source_meta, source_subset, train_reference
+from .calibrate import (
+    CALIBRATION_SEED,
+    SOURCE_FIELDS,
+    reference_plan,
+    source_meta,
+    source_subset,
+    train_reference,
+)
 from .data import load_splits
 from .errors import ParameterError
 from .fingerprints import Fingerprint, method_of
@@ -46,7 +53,7 @@ DEFAULT_SIZE = 20
 
 
 def build_reference_set(
-    source: ModelprintModel,
+    source: ModelprintModel | Fingerprint,
     n: int,
     out: str | os.PathLike,
     *,
@@ -64,35 +71,31 @@ def build_reference_set(
     architecture first, then others and, with ``students``, every third distilled from the one
     before; seeds from ``first_seed``, see :func:`~modelprint.calibrate.reference_plan`) into
     ``out`` and record them, with the owner's ``positives`` (derived copies of ``source``, see
-    the module docstring). Returns the record written to ``out/reference.json``."""
+    the module docstring). ``source`` may be a fingerprint of the owner's model, which records
+    all the training needs; the set then holds no derived copies (they are made from the model).
+    Returns the record written to ``out/reference.json``."""
     out = Path(out)
     if (out / REFERENCE_FILE).exists():
-        raise ParameterError(f"{out} already holds a reference set: build into a new folder")
-    meta = source_meta(source)
+        raise ParameterError(f"{out} already holds a reference set: give it as --references {out}, or build anew")
+    if isinstance(source, Fingerprint):
+        meta = {k: source.meta.get(k) for k in SOURCE_FIELDS}
+        source_sha256, positives = source.meta["source_sha256"], False
+    else:
+        meta, source_sha256 = source_meta(source), weights_digest(source)
     models = train_reference(
         meta, n, data=data, split_seed=split_seed, first_seed=first_seed, archs=archs, epochs=epochs,
         students=students, device=device, progress=progress,
     )  # fmt: skip
     plan = reference_plan(meta, n, first_seed=first_seed, archs=archs, students=students)
-    entries = []
-    for i, (m, (_, _, seed, teacher)) in enumerate(zip(models, plan)):
-        path = save_model(m, out / "models" / f"reference-{i:02d}-{m.card.arch}-s{seed}")
-        entry = {"file": str(path.relative_to(out)), "sha256": weights_digest(m), "arch": m.card.arch,
-                 "arch_args": m.card.arch_args, "seed": seed, "accuracy": m.card.accuracy}  # fmt: skip
-        if teacher is not None:
-            entry["distilled_from"] = teacher
-        entries.append(entry)
+    entries = _save_models(models, plan, out)
     copies = []
     if positives:
         splits = load_splits(data or meta["dataset"], split_seed=split_seed, train_subset=source_subset(meta))
-        names = ("prune30", "prune60", "finetune", "prune60-finetune")
-        for name, m in zip(names, derived_copies(source, splits.owner)):
-            path = save_model(m, out / "positives" / f"positive-{name}")
-            copies.append({"file": str(path.relative_to(out)), "sha256": weights_digest(m), "derived": name})
+        copies = _save_positives(derived_copies(source, splits.owner), out)
     record = {
         "schema_version": REFERENCE_SCHEMA_VERSION,
         "modelprint": __version__,
-        "source_sha256": weights_digest(source),
+        "source_sha256": source_sha256,
         "dataset": data or meta["dataset"],
         "split_seed": split_seed,
         "input_shape": meta["input_shape"],
@@ -104,6 +107,28 @@ def build_reference_set(
     }
     atomic_write_text(out / REFERENCE_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
     return record
+
+
+def _save_models(models: list[ModelprintModel], plan: list, out: Path) -> list[dict[str, Any]]:
+    """Each reference model written under ``out/models`` and its entry in the record."""
+    entries = []
+    for i, (m, (_, _, seed, teacher)) in enumerate(zip(models, plan)):
+        path = save_model(m, out / "models" / f"reference-{i:02d}-{m.card.arch}-s{seed}")
+        entry = {"file": str(path.relative_to(out)), "sha256": weights_digest(m), "arch": m.card.arch}
+        entry.update(arch_args=m.card.arch_args, seed=seed, accuracy=m.card.accuracy)
+        if teacher is not None:
+            entry["distilled_from"] = teacher
+        entries.append(entry)
+    return entries
+
+
+def _save_positives(copies: list[ModelprintModel], out: Path) -> list[dict[str, Any]]:
+    """The owner's derived copies written under ``out/positives`` and their entries."""
+    entries = []
+    for name, m in zip(("prune30", "prune60", "finetune", "prune60-finetune"), copies):
+        path = save_model(m, out / "positives" / f"positive-{name}")
+        entries.append({"file": str(path.relative_to(out)), "sha256": weights_digest(m), "derived": name})
+    return entries
 
 
 def read_reference_set(folder: str | os.PathLike) -> dict[str, Any]:

@@ -246,6 +246,8 @@ class FingerprintMethod:
 
     # What :meth:`prepare` accepts (``fingerprint create --host/--mark``, a zoo spec's ``mark``).
     prepare_settings: ClassVar[tuple[str, ...]] = ()
+    # What the seed of :meth:`generate` is to the owner, as the CLI names it when it draws one.
+    seed_name: ClassVar[str] = "seed"
 
     def items(self, fp: Fingerprint) -> int:
         """How many evidence items the fingerprint holds (its queries, for query sets)."""

@@ -81,6 +81,7 @@ class FrequencyFingerprint(FingerprintMethod):
     null_family: ClassVar[str] = "keys"
     sequential: ClassVar[bool] = False
     prepare_settings: ClassVar[tuple[str, ...]] = MARK_SETTINGS
+    seed_name: ClassVar[str] = "key"
 
     def __post_init__(self) -> None:
         if not -1 <= self.tau <= 1:

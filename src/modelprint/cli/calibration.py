@@ -1,0 +1,156 @@
+"""``fingerprint calibrate`` and ``reference build``: fit a fingerprint's null on independent
+models, and train those models once per source."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .._io import check_output_path
+from ..calibrate import calibrate, null_description, parse_arch
+from ..errors import ParameterError
+from ..fingerprints import Fingerprint
+from ..models import ModelprintModel, load_model
+from ..progress import console
+from ..reference import DEFAULT_SIZE, REFERENCE_FILE, build_reference_set, reference_models, reference_positives
+from ..zoo import ZooManifest
+from .common import (
+    REFERENCE_MODELS,
+    AsJson,
+    Device,
+    ReferenceArchs,
+    ReferenceEpochs,
+    ReferenceSet,
+    SplitSeed,
+    fingerprint_app,
+    model_files,
+    print_null,
+    reference_app,
+    result,
+)
+
+Negatives = Annotated[
+    list[Path], typer.Option("--negatives", help="Independent model files or folders of them (several after one flag).")
+]
+Positives = Annotated[list[Path], typer.Option("--positives", help="The owner's derived copies (pruned, fine-tuned).")]
+ZooNegatives = Annotated[Path, typer.Option("--zoo", help="A zoo folder: its negative models.")]
+ReferenceCount = Annotated[
+    str, typer.Option(REFERENCE_MODELS, metavar="N", help="Train N independent reference models on the owner's data.")
+]
+ReferenceData = Annotated[str, typer.Option("--data", help="The owner's data set (default: the fingerprint's).")]
+ReferenceDir = Annotated[
+    Path,
+    typer.Option("--reference-dir", help=f"Where {REFERENCE_MODELS} puts its reference set (default: beside --out)."),
+]
+
+
+@fingerprint_app.command("calibrate")
+def fingerprint_calibrate(
+    fp_path: Annotated[Path, typer.Argument(metavar="FP", help="Fingerprint file.")],
+    out: Annotated[Path, typer.Option("--out", help="Calibrated fingerprint to write (may be FP itself).")],
+    negatives: Negatives = None,
+    zoo: ZooNegatives = None,
+    references: ReferenceSet = None,
+    reference_count: ReferenceCount = None,
+    positives: Positives = None,
+    data: ReferenceData = None,
+    split_seed: SplitSeed = 0,
+    reference_arch: ReferenceArchs = None,
+    epochs: ReferenceEpochs = None,
+    reference_dir: ReferenceDir = None,
+    device: Device = "cpu",
+    as_json: AsJson = False,
+) -> None:
+    """Fit the statistic's null on independent models and store it in the fingerprint."""
+    check_output_path(out, "fingerprint")
+    if reference_dir is not None:
+        check_output_path(reference_dir, "reference set", folder=True)
+    count = _reference_count(reference_count)
+    fp = Fingerprint.load(fp_path)
+    if count:  # trained into a reference set, so the folder serves later fingerprints as --references
+        references = reference_dir or out.parent / (out.name.split(".")[0] + "-reference")
+        archs = [parse_arch(a) for a in reference_arch] if reference_arch else None
+        settings = {"data": data, "split_seed": split_seed, "archs": archs, "epochs": epochs, "device": device}
+        build_reference_set(fp, count, references, **settings)
+        console.print(f"reference set of {count} models in {references} (reuse it: --references {references})")
+    models, owner_copies, origin = _independent_models(fp, negatives, zoo, references)
+    owner_copies += [load_model(p) for p in positives or []]
+    calibrated = calibrate(fp, models, owner_copies, origin=", ".join(origin))
+    digest = calibrated.save(out)
+    print_null(calibrated)
+    record = {"fingerprint": str(out), "sha256": digest, "null": null_description(calibrated)}
+    result(as_json, record, f"sha256 {digest}  {out}")
+
+
+def _independent_models(
+    fp: Fingerprint, negatives: list[Path] | None, zoo: Path | None, references: Path | None
+) -> tuple[list[ModelprintModel], list[ModelprintModel], list[str]]:
+    """The independent models the user gave (files, a zoo's negatives, a reference set), the
+    owner's copies a reference set holds, and where each came from."""
+    models, copies, origin = [], [], []
+    if negatives:
+        files = model_files(negatives, "--negatives")
+        models += [load_model(p) for p in files]
+        origin.append(f"{len(files)} files")
+    if zoo is not None:
+        manifest = ZooManifest.read(zoo)
+        rows = [r for r in manifest.rows if r["role"] == "negative" and r["status"] == "done"]
+        models += [load_model(manifest.path(r)) for r in rows]
+        origin.append(f"{len(rows)} zoo negatives of {zoo.name}")
+    if references is not None:
+        models += reference_models(references, fp)
+        copies += reference_positives(references, fp)
+        origin.append(f"the reference set {references.name}")
+    if not models:
+        raise ParameterError(
+            f"give independent models: --negatives MODEL..., --zoo DIR, --references DIR or {REFERENCE_MODELS} N"
+        )
+    return models, copies, origin
+
+
+def _reference_count(text: str | None) -> int:
+    """How many reference models to train; a folder there is another flag's."""
+    if text is None:
+        return 0
+    if not text.isdigit():
+        raise ParameterError(
+            f"{REFERENCE_MODELS} takes how many reference models to train (e.g. {REFERENCE_MODELS} 10), got "
+            f"{text!r}; for models you have, give --references DIR (a reference set) or --negatives DIR "
+            "(a folder of model files)"
+        )
+    return int(text)
+
+
+@reference_app.command("build")
+def reference_build(
+    model: Annotated[Path, typer.Argument(help="The owner's source model (.safetensors).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the reference set.")],
+    count: Annotated[int, typer.Option(REFERENCE_MODELS, metavar="N", help="How many to train.")] = DEFAULT_SIZE,
+    data: Annotated[str, typer.Option("--data", help="The owner's data set (default: the model card's).")] = None,
+    split_seed: SplitSeed = 0,
+    reference_arch: ReferenceArchs = None,
+    epochs: ReferenceEpochs = None,
+    positives: Annotated[
+        bool, typer.Option("--positives/--no-positives", help="Also the owner's 4 derived copies (pruned, fine-tuned).")
+    ] = True,
+    students: Annotated[
+        bool, typer.Option("--students/--no-students", help="Every third model a student distilled from another.")
+    ] = True,
+    device: Device = "cpu",
+    as_json: AsJson = False,
+) -> None:
+    """Train independent reference models on the owner's data once; calibrate any fingerprint of
+    this source with them (fingerprint calibrate / create --references DIR)."""
+    check_output_path(out, "reference set", folder=True)
+    archs = [parse_arch(a) for a in reference_arch] if reference_arch else None
+    settings = {"data": data, "split_seed": split_seed, "archs": archs, "epochs": epochs, "device": device}
+    record = build_reference_set(load_model(model), count, out, positives=positives, students=students, **settings)
+    n_models, n_positives = len(record["models"]), len(record["positives"])
+    console.print(
+        f"reference set of {n_models} independent models and {n_positives} derived copies of the source on "
+        f"{record['dataset']} in {out}"
+    )
+    summary = {"reference_set": str(out / REFERENCE_FILE), "models": n_models, "positives": n_positives}
+    result(as_json, {**summary, "dataset": record["dataset"]}, str(out / REFERENCE_FILE))

@@ -1,0 +1,247 @@
+"""What every command group shares: the typer apps, the global options, option types used by
+several commands, and the small parsers and printers behind them."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .._io import printable
+from .._version import __version__
+from ..calibrate import null_description, separation_advice
+from ..errors import ParameterError
+from ..fingerprints import Fingerprint
+from ..models import trust_arch as trust_arch_paths
+from ..progress import configure_logging, console
+
+# What `verify` exits with, so that scripts tell verdicts apart without parsing the output.
+VERDICT_EXIT_CODES = {"match": 0, "no-match": 1, "inconclusive": 3}
+
+app = typer.Typer(
+    help="Prove who owns a trained neural network.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+fingerprint_app = typer.Typer(help="Create and inspect fingerprints.", no_args_is_help=True)
+zoo_app = typer.Typer(help="Build, list and check zoos of suspect models.", no_args_is_help=True)
+gan_app = typer.Typer(help="Train the GAN that NaturalFinger draws its queries from.", no_args_is_help=True)
+reference_app = typer.Typer(
+    help="Reference sets: independent models trained once, reused to calibrate every fingerprint.",
+    no_args_is_help=True,
+)
+model_app = typer.Typer(
+    help="Bring your own model: import an nn.Module's weights as a model file.", no_args_is_help=True
+)
+app.add_typer(fingerprint_app, name="fingerprint")
+app.add_typer(zoo_app, name="zoo")
+app.add_typer(gan_app, name="gan")
+app.add_typer(reference_app, name="reference")
+app.add_typer(model_app, name="model")
+
+# Options several commands take, one name and one meaning each.
+AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (messages stay on stderr).")]
+Device = Annotated[str, typer.Option("--device", help="cpu or cuda[:N]: where the models run.")]
+SplitSeed = Annotated[int, typer.Option("--split-seed", help="Seed of the owner/attacker/test cut.")]
+TrainSubset = Annotated[int, typer.Option("--train-subset", help="Keep N class-balanced images of the split (0: all).")]
+ReferenceArchs = Annotated[
+    list[str],
+    typer.Option(
+        "--reference-arch", help="NAME or NAME:K=V,... (repeat; default: the source's, cnn, resnet18, vgg11)."
+    ),
+]
+ReferenceEpochs = Annotated[int, typer.Option("--epochs", help="Epochs per reference model (default: the source's).")]
+# How many independent reference models to train: one name wherever a command trains them.
+REFERENCE_MODELS = "--reference-models"
+ReferenceSet = Annotated[
+    Path, typer.Option("--references", metavar="DIR", help="A reference set (modelprint reference build).")
+]
+MethodParams = Annotated[list[str], typer.Option("--param", help="METHOD.K=V method parameter (repeat).")]
+Methods = Annotated[str, typer.Option("--methods", help="Comma-separated method names.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"modelprint {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+    trust_arch: list[str] = typer.Option(
+        None,
+        "--trust-arch",
+        metavar="MODULE:ATTR",
+        help=(
+            "Import this exact architecture path when a model card names it (your code or a library's "
+            "factory; repeat), from installed packages and PYTHONPATH, never the working folder. "
+            "Also MODELPRINT_TRUST_ARCH."
+        ),
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress, warnings and results only."),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More detail in the log (debug lines)."),
+) -> None:
+    """Prove who owns a trained neural network."""
+    trust_arch_paths(*(trust_arch or []))
+    if quiet:
+        os.environ["MODELPRINT_QUIET"] = "1"
+    configure_logging(-1 if quiet else min(verbose, 1))
+
+
+def checked_device(device: str) -> str:
+    """``device`` checked before any work: cpu, or a CUDA device this machine has."""
+    import torch
+
+    if device == "cpu" or (device.startswith("cuda") and torch.cuda.is_available()):
+        return device
+    if device.startswith("cuda"):
+        raise ParameterError(f"--device {device!r}: this machine offers cpu only")
+    raise ParameterError(f"--device must be cpu or cuda[:N], got {device!r}")
+
+
+def seed_or_drawn(seed: int | None, what: str = "seed") -> int:
+    """The seed given, or one drawn now (printed, and recorded in what is written)."""
+    if seed is not None:
+        return seed
+    drawn = random.SystemRandom().randrange(2**31)
+    console.print(f"{what} {drawn} (drawn; pass --seed {drawn} to repeat this run)")
+    return drawn
+
+
+def parse_params(items: list[str] | None) -> dict[str, Any]:
+    """``K=V`` pairs; V is read as JSON where it parses (numbers, true/false, null), else a string."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ParameterError(f"expected K=V, got {item!r}")
+        try:
+            out[key.replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.replace("-", "_")] = value
+    return out
+
+
+def method_params(items: list[str] | None) -> dict[str, dict[str, Any]]:
+    """``METHOD.K=V`` pairs, grouped by method."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items or []:
+        method, sep, rest = item.partition(".")
+        if not sep or "=" in method:
+            raise ParameterError(f"--param here is METHOD.K=V, got {item!r}")
+        # method names keep their hyphens (weight-cosine, sac-m); setting names take underscores
+        out.setdefault(method, {}).update(parse_params([rest]))
+    return out
+
+
+def names(text: str) -> list[str]:
+    """The names of a comma-separated list, blanks dropped."""
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def integers(text: str, flag: str) -> tuple[int, ...]:
+    """A comma-separated list of integers, or one line naming ``flag``."""
+    try:
+        return tuple(int(v) for v in names(text))
+    except ValueError:
+        raise ParameterError(f"{flag} must be comma-separated integers, got {text!r}") from None
+
+
+def check_fpr(fpr: float) -> None:
+    if not 0 < fpr < 1:  # also false for NaN
+        raise ParameterError(f"--fpr must be a rate in (0, 1), got {fpr}")
+
+
+def parse_shape(text: str) -> tuple[int, int, int]:
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise ParameterError(f"--input-shape must be C,H,W, e.g. 3,32,32; got {text!r}")
+    return shape  # type: ignore[return-value]
+
+
+def parse_floats(text: str | None, channels: int, flag: str) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) == 1:
+        values *= channels
+    if len(values) != channels:
+        raise ParameterError(f"{flag} takes 1 or {channels} comma-separated numbers, got {text!r}")
+    return values
+
+
+def model_files(paths: list[Path], flag: str) -> list[Path]:
+    """Model files, a folder standing for the ``*.safetensors`` in it."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(path.glob("*.safetensors"))
+            if not found:
+                raise ParameterError(f"{flag}: the folder {path} holds no model files (*.safetensors)")
+            files += found
+        else:
+            files.append(path)
+    return files
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def result(as_json: bool, record: dict[str, Any], line: str | list[str] | None = None) -> None:
+    """A command's result: ``record`` as JSON with --json, else ``line`` (or lines; if any) on
+    stdout, control characters in each escaped."""
+    if as_json:
+        print_json(record)
+    elif line is not None:
+        for text in [line] if isinstance(line, str) else line:
+            sys.stdout.write(printable(text) + "\n")
+
+
+def print_null(calibrated: Fingerprint, stream: bool = False) -> None:
+    """Where the independent models sit and what a match needs at FPR 1e-2 and 1e-3 (or why
+    nothing can); on stdout with ``stream`` (a command's result), else on stderr."""
+    d = null_description(calibrated)
+    ref = d["reference_statistics"]
+    reachable = [a for a in (1e-2, 1e-3) if d[f"needed_at_{a:g}"] is not None]
+    say = (lambda text: sys.stdout.write(printable(text) + "\n")) if stream else console.print
+    say(
+        f"null ({d['family']}) from {d['n_models']} independent models: statistic "
+        f"{ref['min']:.2f}-{ref['max']:.2f} (mean {ref['mean']:.2f})"
+        + ("; a match needs " if reachable else "")
+        + ", ".join(f"{d[f'needed_at_{a:g}']:.2f} at FPR {a:g}" for a in reachable)
+        + (f"; the smallest p it can give is {d['smallest_p']:.2g}" if d.get("smallest_p") is not None else "")
+    )
+    for a in (1e-2, 1e-3):
+        if a not in reachable:
+            say(f"warning: {unreachable(d, a, calibrated.meta.get('method', ''))}")
+
+
+def unreachable(description: dict[str, Any], fpr: float, method: str = "this method") -> str:
+    """The plain sentence for an FPR the calibrated null cannot reach, with what would reach it."""
+    more = description.get(f"references_at_{fpr:g}")
+    fix = separation_advice(description["reference_statistics"]["mean"], method)
+    if fix is None and more:
+        fix = f"about {more} reference models scoring like these would reach it ({REFERENCE_MODELS} {more})"
+    elif fix is None:
+        fix = "no number of reference models scoring like these would: they spread too widely for this FPR"
+    return (
+        f"nothing can be called a match at FPR {fpr:g} with {description['n_models']} reference models: "
+        f"even a perfect score is not rare enough; {fix}"
+    )
