@@ -142,13 +142,52 @@ def test_the_checks_see_real_imports(graph: dict[str, set[str]]) -> None:
     assert layer("zoo.build") > layer("fingerprints.base") > layer("attacks.prune") > layer("models.files")
 
 
-def test_no_function_is_longer_than_80_lines() -> None:
+def test_no_function_is_longer_than_60_lines() -> None:
     long = []
     for path in PACKAGE.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno + 1 > 80:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno + 1 > 60:
                 long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name}")
     assert long == []
+
+
+def test_no_module_is_longer_than_600_lines() -> None:
+    long = [
+        f"{path.relative_to(PACKAGE)}: {n} lines"
+        for path in PACKAGE.rglob("*.py")
+        if (n := len(path.read_text().splitlines())) > 600
+    ]
+    assert long == []
+
+
+def _family_of(path: Path) -> str | None:
+    """The family folder or module ``path`` belongs to, if any."""
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    if len(parts) >= 2 and parts[0] == "fingerprints" and parts[1] not in (*SHARED_IN_FINGERPRINTS, "__init__"):
+        return parts[1]
+    return None
+
+
+def test_no_method_name_is_compared_outside_its_family() -> None:
+    """Code that asks ``method == "frequency"`` special-cases a family where a class attribute of
+    the method would say it (as ``seed_name`` does): every such comparison is a leak."""
+    from modelprint.fingerprints import METHODS
+
+    names = set(METHODS.names())
+    assert {"frequency", "ltrc", "naturalfinger"} <= names
+    leaks = []
+    for path in PACKAGE.rglob("*.py"):
+        if _family_of(path) is not None:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Compare):
+                operands = [node.left, *node.comparators]
+                for value in operands:
+                    items = value.elts if isinstance(value, ast.Tuple | ast.List | ast.Set) else [value]
+                    for item in items:
+                        if isinstance(item, ast.Constant) and item.value in names:
+                            leaks.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {item.value!r}")
+    assert leaks == []
 
 
 def test_every_registered_class_documents_itself() -> None:

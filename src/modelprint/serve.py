@@ -276,7 +276,6 @@ def create_app(
         raise ValueError("max_batch, max_request_bytes and max_concurrent must be positive")
     model = model.to(device).eval()
     shape = tuple(model.card.input_shape)
-    lock = threading.Lock()  # one forward at a time: torch already uses every core for one batch
     info = _info(model, labels_only=labels_only, max_batch=max_batch, max_request_bytes=max_request_bytes,
                  disclose_sha256=disclose_sha256)  # fmt: skip
     app = FastAPI(
@@ -289,13 +288,7 @@ def create_app(
         redoc_url=None,
     )
 
-    async def authorised(request: Request) -> None:
-        if token is None:
-            return
-        given = request.headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
-
+    authorised = _bearer(token)
     app.add_exception_handler(RequestValidationError, _validation_handler(max_batch))
 
     @app.get("/health")
@@ -317,7 +310,30 @@ def create_app(
     def get_info() -> InfoResponse:
         return info
 
-    nested, encoded = request_models(shape, max_batch)
+    _add_predict(app, model, request_models(shape, max_batch), labels_only, device, authorised)
+    return _PredictLimit(_BodyLimit(app, max_request_bytes), max_concurrent)
+
+
+def _bearer(token: str | None) -> Any:
+    """The dependency that lets a request through only with ``Bearer token`` (every request without a token)."""
+
+    async def authorised(request: Request) -> None:
+        if token is None:
+            return
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+    return authorised
+
+
+def _add_predict(
+    app: Any, model: ModelprintModel, bodies: tuple[Any, Any], labels_only: bool, device: str, authorised: Any
+) -> None:
+    """``POST /v1/predict``: the body nested or base64 (``bodies``), one forward pass at a time."""
+    nested, encoded = bodies
+    shape = tuple(model.card.input_shape)
+    lock = threading.Lock()  # one forward at a time: torch already uses every core for one batch
 
     def predict(req: Any) -> PredictResponse:
         x = _decode(req, shape)
@@ -338,8 +354,6 @@ def create_app(
         responses=PREDICT_ERRORS,  # type: ignore[arg-type]
         summary="Labels, and probabilities unless label-only, for a batch of images",
     )(predict)
-
-    return _PredictLimit(_BodyLimit(app, max_request_bytes), max_concurrent)
 
 
 def _decode(req: Any, shape: tuple[int, ...]) -> np.ndarray:

@@ -119,6 +119,52 @@ def accuracy(model: ModelprintModel, data: Dataset, batch_size: int = 512) -> fl
     return (model.predict(data.x, batch_size) == data.y).float().mean().item()
 
 
+def _optimizer(cfg: TrainConfig, trainable: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        nesterov = cfg.momentum > 0
+        return torch.optim.SGD(
+            trainable, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=nesterov
+        )
+    return torch.optim.Adam(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _fit(
+    model: ModelprintModel,
+    data: Dataset,
+    cfg: TrainConfig,
+    opt: torch.optim.Optimizer,
+    g: torch.Generator,
+    *,
+    label: str,
+    device: str,
+    progress: bool,
+    targets: torch.Tensor | None,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None,
+) -> None:
+    """``cfg.epochs`` epochs of mini-batch steps in ``g``'s order, the learning rate following the schedule."""
+    n = len(data)
+    steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
+    with progress_bar(cfg.epochs * steps_per_epoch, label, progress) as bar:
+        for epoch in range(cfg.epochs):
+            order = torch.randperm(n, generator=g)
+            for i in range(steps_per_epoch):
+                idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+                if len(idx) < 2:  # batch norm needs two samples
+                    continue
+                for group in opt.param_groups:
+                    group["lr"] = _lr_at(cfg, epoch + i / steps_per_epoch)
+                x = augment_batch(data.x[idx], cfg.augment, g).to(device)
+                target = (targets if targets is not None else data.y)[idx].to(device)
+                if loss_fn is None:
+                    loss = F.cross_entropy(model(x), target, label_smoothing=cfg.label_smoothing)
+                else:
+                    loss = loss_fn(model(x), target, x)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                bar.update(1, description=f"{label} e{epoch + 1} loss {loss.item():.3f}")
+
+
 def train(
     model: ModelprintModel,
     data: Dataset,
@@ -158,34 +204,9 @@ def train(
     chosen = {id(p) for p in trainable}
     for p in model.parameters():
         p.requires_grad_(id(p) in chosen)
-    if cfg.optimizer == "sgd":
-        opt = torch.optim.SGD(
-            trainable, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.momentum > 0
-        )
-    else:
-        opt = torch.optim.Adam(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    n = len(data)
-    steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
+    opt = _optimizer(cfg, trainable)
     label = f"train {model.card.arch} seed {seed} on {data.spec} {data.split}"  # names the model in a log
-    with progress_bar(cfg.epochs * steps_per_epoch, label, progress) as bar:
-        for epoch in range(cfg.epochs):
-            order = torch.randperm(n, generator=g)
-            for i in range(steps_per_epoch):
-                idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-                if len(idx) < 2:  # batch norm needs two samples
-                    continue
-                for group in opt.param_groups:
-                    group["lr"] = _lr_at(cfg, epoch + i / steps_per_epoch)
-                x = augment_batch(data.x[idx], cfg.augment, g).to(device)
-                target = (targets if targets is not None else data.y)[idx].to(device)
-                if loss_fn is None:
-                    loss = F.cross_entropy(model(x), target, label_smoothing=cfg.label_smoothing)
-                else:
-                    loss = loss_fn(model(x), target, x)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                bar.update(1, description=f"{label} e{epoch + 1} loss {loss.item():.3f}")
+    _fit(model, data, cfg, opt, g, label=label, device=device, progress=progress, targets=targets, loss_fn=loss_fn)
     for p, flag in was_trainable.items():
         p.requires_grad_(flag)
     model.eval().cpu()

@@ -26,7 +26,7 @@ from .data import load_splits
 from .errors import ParameterError
 from .fingerprints import create_method
 from .models import ModelprintModel, weights_digest
-from .progress import console
+from .progress import note, progress_bar
 from .scoring import null_tpr
 
 
@@ -51,6 +51,7 @@ def _search(
     """One setting at a time, in the grid's order: keep the value with the best (TPR at ``fpr``,
     ARUC) on the reference models. Returns the chosen settings and every candidate's scores."""
     chosen = {k: values[0] for k, values in grid.items()}
+    candidates = 1 + sum(len(values) - 1 for values in grid.values())  # the first value of each is shared
     table: list[dict[str, Any]] = []
     cache: dict[str, dict[str, float]] = {}
     for key, values in grid.items():
@@ -64,9 +65,10 @@ def _search(
                 cache[tag] = score_candidate(fp, method, poss, negs, fpr)
                 table.append({"params": {k: trial[k] for k in grid}, **cache[tag]})
                 if progress:
-                    console.print(
-                        f"  {', '.join(f'{k}={trial[k]}' for k in grid)}: TPR@{fpr:g} {cache[tag]['tpr']:.2f}, "
-                        f"ARUC {cache[tag]['aruc']:.3f}, negatives {cache[tag]['negative_mean']:.2f}"
+                    note(
+                        f"tune candidate {len(table)}/{candidates}: {', '.join(f'{k}={trial[k]}' for k in grid)}: "
+                        f"TPR@{fpr:g} {cache[tag]['tpr']:.2f}, ARUC {cache[tag]['aruc']:.3f}, "
+                        f"negatives {cache[tag]['negative_mean']:.2f}"
                     )
             score = (cache[tag]["tpr"], cache[tag]["aruc"])
             if best is None or score > best[0]:
@@ -94,40 +96,22 @@ def tune_method(
     progress: bool = True,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Return (chosen settings, the tuning record for the fingerprint's metadata)."""
-
     fixed = dict(params or {})
-    base = create_method(method_name, **fixed)
-    grid = {
-        k: v
-        for k, v in (grid if grid is not None else base.tuning_grid(source.card.input_shape)).items()
-        if k not in fixed
-    }
-    if not grid:
-        raise ParameterError(
-            f"method {method_name!r} has nothing to tune (every tunable setting is fixed or it has none)"
-        )
+    grid = _open_grid(method_name, fixed, grid, source)
     meta = source_meta(source)
     spec = data or meta["dataset"]
     if not spec:
         raise ParameterError("the source model's card names no data set: give --data")
     splits = load_splits(spec, split_seed=split_seed, train_subset=source_subset(meta))
     if progress:
-        console.print(
-            f"tune {method_name}: {negatives} reference negatives and 4 reference positives on {spec} (owner split)"
-        )
-    negs = train_reference(
-        meta,
-        negatives,
-        data=spec,
-        split_seed=split_seed,
-        first_seed=TUNING_SEED,
-        epochs=epochs,
-        device=device,
-        progress=progress,
-    )
-    poss = reference_positives(source, splits.owner, epochs=positive_epochs)
-    chosen, table = _search(source, method_name, fixed, grid, poss, negs, n=n, seed=seed, fpr=fpr, device=device,
-                            progress=progress)  # fmt: skip
+        note(f"tune {method_name}: {negatives} reference negatives and 4 reference positives on {spec} (owner split)")
+    training = {"data": spec, "split_seed": split_seed, "epochs": epochs, "device": device, "progress": progress}
+    negs = train_reference(meta, negatives, first_seed=TUNING_SEED, **training)
+    with progress_bar(1, f"tune {method_name}: the owner's 4 derived copies", enabled=progress) as bar:
+        poss = reference_positives(source, splits.owner, epochs=positive_epochs)
+        bar.update(1)
+    settings = {"n": n, "seed": seed, "fpr": fpr, "device": device, "progress": progress}
+    chosen, table = _search(source, method_name, fixed, grid, poss, negs, **settings)
     record = {
         "fpr": fpr,
         "chosen": chosen,
@@ -138,3 +122,14 @@ def tune_method(
         "criterion": "TPR at fpr under the null fitted on the reference negatives, then ARUC",
     }
     return {**fixed, **chosen}, record
+
+
+def _open_grid(method_name: str, fixed: dict[str, Any], grid: dict | None, source: ModelprintModel) -> dict:
+    """The settings left to tune: the method's grid (or ``grid``) without the ``fixed`` ones."""
+    whole = grid if grid is not None else create_method(method_name, **fixed).tuning_grid(source.card.input_shape)
+    open_ = {k: v for k, v in whole.items() if k not in fixed}
+    if not open_:
+        raise ParameterError(
+            f"method {method_name!r} has nothing to tune (every tunable setting is fixed or it has none)"
+        )
+    return open_

@@ -222,34 +222,9 @@ def verify(
     if total < 1:
         raise ParameterError("the fingerprint holds no evidence items")
     null = null_of(fp, method, suspect)
-    seq_info = None
-    if max_queries is not None:
-        if not method.sequential:
-            raise ParameterError(
-                f"method {method.name} has {method.evidence_kind} evidence, not per-query 0/1 agreement: "
-                "sequential verification does not apply (drop --max-queries)"
-            )
-        verdict, evidence, trail = _sequential(
-            fp, method, suspect, null, budget=min(max_queries, total), batch=batch, fpr=fpr
-        )
-        seq_info = {"max_queries": max_queries, "batch": batch, **trail}
-        queries = len(evidence)
-    else:
-        ev = method.evidence(fp, suspect)
-        evidence, queries = ev.values, ev.queries
+    evidence, queries, seq_info, verdict = _gather(fp, method, suspect, null, max_queries, total, batch, fpr)
     stat = method.statistic(evidence)
-    fixed_verdict, p_value, crit = null.decide(evidence, stat, fpr)
-    if threshold is not None:
-        decided_by, verdict, crit = "threshold", ("match" if stat >= threshold else "no-match"), threshold
-    elif seq_info is not None:
-        decided_by = "sequential"
-    else:
-        decided_by, verdict = "p-value", fixed_verdict
-    reason = None
-    if not null.calibrated:  # no verdict without a null fitted on independent models
-        verdict, reason = "inconclusive", null.warning
-    elif verdict == "inconclusive":
-        reason = _why_inconclusive(null, evidence, fpr, p_value, seq_info)
+    verdict, decided_by, p_value, crit, reason = _decide(null, evidence, stat, fpr, threshold, verdict, seq_info)
     labels = method.evidence_kind == "labels"
     return Verification(
         statistic=stat,
@@ -275,6 +250,58 @@ def verify(
         suspect=suspect.describe(),
         evidence=evidence.tolist(),
     )
+
+
+def _decide(
+    null: Null,
+    evidence: np.ndarray,
+    stat: float,
+    fpr: float,
+    threshold: float | None,
+    sequential_verdict: str | None,
+    seq_info: dict[str, Any] | None,
+) -> tuple[str, str, float | None, float | None, str | None]:
+    """The verdict, what decided it, the p-value, the critical statistic and, for an
+    inconclusive verdict, why. Without a null fitted on independent models it is inconclusive."""
+    fixed_verdict, p_value, crit = null.decide(evidence, stat, fpr)
+    if threshold is not None:
+        decided_by, verdict, crit = "threshold", ("match" if stat >= threshold else "no-match"), threshold
+    elif seq_info is not None:
+        decided_by, verdict = "sequential", sequential_verdict
+    else:
+        decided_by, verdict = "p-value", fixed_verdict
+    reason = None
+    if not null.calibrated:
+        verdict, reason = "inconclusive", null.warning
+    elif verdict == "inconclusive":
+        reason = _why_inconclusive(null, evidence, fpr, p_value, seq_info)
+    return verdict, decided_by, p_value, crit, reason
+
+
+def _gather(
+    fp: Fingerprint,
+    method: Any,
+    suspect: Suspect,
+    null: Null,
+    max_queries: int | None,
+    total: int,
+    batch: int,
+    fpr: float,
+) -> tuple[np.ndarray, int, dict[str, Any] | None, str | None]:
+    """The suspect's evidence: every item at once, or (``max_queries``) batches until a
+    sequential decision. Returns the evidence, the queries spent, the sequential record and
+    the sequential verdict (None for a fixed run)."""
+    if max_queries is None:
+        ev = method.evidence(fp, suspect)
+        return ev.values, ev.queries, None, None
+    if not method.sequential:
+        raise ParameterError(
+            f"method {method.name} has {method.evidence_kind} evidence, not per-query 0/1 agreement: "
+            "sequential verification does not apply (drop --max-queries)"
+        )
+    budget = min(max_queries, total)
+    verdict, evidence, trail = _sequential(fp, method, suspect, null, budget=budget, batch=batch, fpr=fpr)
+    return evidence, len(evidence), {"max_queries": max_queries, "batch": batch, **trail}, verdict
 
 
 def _count(k: int, one: str, many: str) -> str:

@@ -43,7 +43,7 @@ from ..metrics import group_summary, margin, threshold_at_fpr
 from ..models import ModelBytes, load_model, model_from_bytes, read_model_bytes
 from ..null import clopper_pearson
 from ..parallel import task_backend
-from ..progress import console, progress_bar
+from ..progress import note, progress_bar
 from ..scoring import separation, statistics_of
 from ..stealth import detection_rates
 from ..zoo import ZooManifest, ZooRow, source_row
@@ -132,14 +132,7 @@ def honest_thresholds(
         return out
 
     def rates(false_pos: int, true_pos: int) -> dict[str, Any]:
-        lo, hi = clopper_pearson(false_pos, len(ev), 0.95)
-        return {
-            "fpr": false_pos / len(ev),
-            "false_positives": false_pos,
-            "fpr_interval": [lo, hi],
-            "fpr_within": bool(lo <= fpr <= hi),
-            "tpr": true_pos / max(len(pos), 1),
-        }
+        return _observed_rates(false_pos, len(ev), true_pos, len(pos), fpr)
 
     t = threshold_at_fpr(cal, fpr)
     out["threshold"] = {"value": t, **rates(int(np.sum(ev >= t)), int(np.sum(pos >= t)))}
@@ -165,6 +158,18 @@ def honest_thresholds(
             for c in dict.fromkeys(category[i] for i in evaluation)
         }
     return out
+
+
+def _observed_rates(false_pos: int, negatives: int, true_pos: int, positives: int, fpr: float) -> dict[str, Any]:
+    """A rule's FPR with its 95 % Clopper-Pearson interval (holding the nominal ``fpr`` or not) and its TPR."""
+    lo, hi = clopper_pearson(false_pos, negatives, 0.95)
+    return {
+        "fpr": false_pos / negatives,
+        "false_positives": false_pos,
+        "fpr_interval": [lo, hi],
+        "fpr_within": bool(lo <= fpr <= hi),
+        "tpr": true_pos / max(positives, 1),
+    }
 
 
 def _category_fpr(ids: list[str], stat: dict[str, float], threshold: float, verdicts: dict[str, str]) -> dict[str, Any]:
@@ -456,33 +461,13 @@ def run_bench(
     timings: dict[str, Any] = {"generation": {}, "querying": 0.0, "metrics": 0.0}
     made = make_fingerprints(plan, out, n=n, seed=seed, device=device, progress=progress, timings=timings)
     check_held_out(made.meta, plan.suspects, plan.src)
-    stealth_result = None
-    if stealth:
-        started = time.perf_counter()
-        stealth_result = _stealth(plan.manifest, load_model(plan.manifest.path(plan.src)), made.files, progress)
-        timings["stealth"] = round(time.perf_counter() - started, 3)
+    stealth_result = _stealth_step(plan, made, progress, timings) if stealth else None
+    answers = _query_step(plan, made, workers, backend, progress, timings)
     started = time.perf_counter()
-    answers = query_all(plan, made.fingerprints, workers=workers, backend=backend, progress=progress)
-    timings["querying"] = round(time.perf_counter() - started, 3)
-    timings["suspects_per_second"] = round(len(plan.suspects) / max(timings["querying"], 1e-9), 2)
-    started = time.perf_counter()
-    pos_ids = [r["id"] for r in plan.suspects if r["role"] == "positive" and r is not plan.src]
-    if not pos_ids:
-        raise ParameterError(f"{zoo} has no positive model besides the source")
+    pos_ids = _positive_ids(plan, zoo)
     split, mirror = split_negatives(plan.suspects, seed), _mirror(plan)
-    suspect_rows = [
-        {k: r[k] for k in ("id", "role", "category", "arch", "parent", "recipe", "accuracy")} for r in plan.suspects
-    ]
-    per_method: dict[str, Any] = {}
-    for m in plan.methods:
-        values = {i: v[m] for i, v in answers.items()}
-        per_method[m], rates = score_method(plan, m, values, made.items[m], budgets=budgets, fpr=fpr, split=split,
-                                            pos_ids=pos_ids, mirror=mirror, fingerprint=made.meta[m],
-                                            fp=made.fingerprints[m])  # fmt: skip
-        if stealth_result is not None:
-            per_method[m]["detection_rate"] = stealth_result["methods"].get(m)
-        for row in suspect_rows:
-            row.setdefault("rates", {})[m] = rates[row["id"]]
+    scoring = {"budgets": budgets, "fpr": fpr, "split": split, "pos_ids": pos_ids, "mirror": mirror}
+    per_method, suspect_rows = _score_all(plan, made, answers, stealth_result, **scoring)
     combined = _combined(plan, made, answers, combine, pos_ids, split, fpr) if combine else None
     timings["metrics"] = round(time.perf_counter() - started, 3)
     budget_list = sorted({b for m in methods for b in _budgets_of(plan.methods[m], made.items[m], budgets)})
@@ -495,8 +480,58 @@ def run_bench(
     # Insertion order (methods as asked, categories in spec order, budgets ascending) is the reading order.
     atomic_write_text(out / RESULTS, json.dumps(results, indent=2) + "\n")
     if progress:
-        console.print(f"wrote {out / RESULTS}: {len(methods)} methods x {len(plan.suspects)} suspects")
+        note(f"wrote {out / RESULTS}: {len(methods)} methods x {len(plan.suspects)} suspects")
     return results
+
+
+def _positive_ids(plan: BenchPlan, zoo: str | os.PathLike) -> list[str]:
+    """The zoo's positives but its source: what a method must match."""
+    ids = [r["id"] for r in plan.suspects if r["role"] == "positive" and r is not plan.src]
+    if not ids:
+        raise ParameterError(f"{zoo} has no positive model besides the source")
+    return ids
+
+
+def _query_step(
+    plan: BenchPlan, made: BenchFingerprints, workers: int, backend: str, progress: bool, timings: dict[str, Any]
+) -> dict[str, dict[str, list[float]]]:
+    """Every suspect's answers to every fingerprint (:func:`query_all`), timed into ``timings``."""
+    started = time.perf_counter()
+    answers = query_all(plan, made.fingerprints, workers=workers, backend=backend, progress=progress)
+    timings["querying"] = round(time.perf_counter() - started, 3)
+    timings["suspects_per_second"] = round(len(plan.suspects) / max(timings["querying"], 1e-9), 2)
+    return answers
+
+
+def _stealth_step(plan: BenchPlan, made: BenchFingerprints, progress: bool, timings: dict[str, Any]) -> dict:
+    """Each method's detection rate (:mod:`modelprint.stealth`), timed into ``timings``."""
+    started = time.perf_counter()
+    result = _stealth(plan.manifest, load_model(plan.manifest.path(plan.src)), made.files, progress)
+    timings["stealth"] = round(time.perf_counter() - started, 3)
+    return result
+
+
+def _score_all(
+    plan: BenchPlan,
+    made: BenchFingerprints,
+    answers: dict[str, dict[str, list[float]]],
+    stealth_result: dict[str, Any] | None,
+    **scoring: Any,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Every method's metrics (:func:`score_method`) and each suspect's row with its rate per method."""
+    suspect_rows = [
+        {k: r[k] for k in ("id", "role", "category", "arch", "parent", "recipe", "accuracy")} for r in plan.suspects
+    ]
+    per_method: dict[str, Any] = {}
+    for m in plan.methods:
+        values = {i: v[m] for i, v in answers.items()}
+        fingerprint = {"fingerprint": made.meta[m], "fp": made.fingerprints[m]}
+        per_method[m], rates = score_method(plan, m, values, made.items[m], **scoring, **fingerprint)
+        if stealth_result is not None:
+            per_method[m]["detection_rate"] = stealth_result["methods"].get(m)
+        for row in suspect_rows:
+            row.setdefault("rates", {})[m] = rates[row["id"]]
+    return per_method, suspect_rows
 
 
 def _combined(plan: BenchPlan, made: BenchFingerprints, answers: dict[str, dict[str, list[float]]], combine: list[str],

@@ -101,53 +101,54 @@ def check_pickle(
 ) -> None:
     """Refuse ``data`` (a pickle) unless every global it names passes ``allowed(module, name)``;
     ``budget`` bounds the work (shared across the pickles of one file)."""
-    budget = budget or PickleBudget()
-    stack: list[object] = []
-    memo: dict[int, object] = {}
+    machine = _SymbolicStack(where, allowed, budget or PickleBudget())
+    for op, arg in _opcodes(data, where, machine.budget):
+        machine.step(op, arg)
 
-    def pop(n: int) -> list[object]:
-        if n > len(stack):
-            raise SuspectError(f"{where}: malformed pickle (stack underflow); refused")
-        taken = stack[len(stack) - n :]
-        del stack[len(stack) - n :]
+
+class _SymbolicStack:
+    """The unpickler's stack and memo with values untracked except strings, so that the name
+    a global is built from is known (or known to be computed) before anything could load it."""
+
+    def __init__(self, where: str, allowed: Callable[[str, str], bool], budget: PickleBudget) -> None:
+        self.where, self.allowed, self.budget = where, allowed, budget
+        self.stack: list[object] = []
+        self.memo: dict[int, object] = {}
+
+    def refuse(self, why: str) -> SuspectError:
+        return SuspectError(f"{self.where}: malformed pickle ({why}); refused")
+
+    def pop(self, n: int) -> list[object]:
+        if n > len(self.stack):
+            raise self.refuse("stack underflow")
+        taken = self.stack[len(self.stack) - n :]
+        del self.stack[len(self.stack) - n :]
         return taken
 
-    def pop_mark() -> None:
-        while stack:
-            if stack.pop() is _MARK:
+    def pop_mark(self) -> None:
+        while self.stack:
+            if self.stack.pop() is _MARK:
                 return
-        raise SuspectError(f"{where}: malformed pickle (no mark); refused")
+        raise self.refuse("no mark")
 
-    for op, arg in _opcodes(data, where, budget):
-        if len(stack) > budget.max_stack or len(memo) > budget.max_memo:
-            limit = max(budget.max_stack, budget.max_memo)
+    def step(self, op: Any, arg: Any) -> None:
+        stack, memo, where, name = self.stack, self.memo, self.where, op.name
+        if len(stack) > self.budget.max_stack or len(memo) > self.budget.max_memo:
+            limit = max(self.budget.max_stack, self.budget.max_memo)
             raise SuspectError(f"{where}: the pickle's stack or memo grows past {limit} entries; refused")
-        name = op.name
         if name in _REFUSED_OPS:
             raise SuspectError(f"{where} uses the pickle opcode {name}, which TorchScript never writes; refused")
         if name in _STRING_OPS:
             stack.append(arg if isinstance(arg, str) else _UNKNOWN)
         elif name in ("GLOBAL", "STACK_GLOBAL"):
-            if name == "GLOBAL":
-                module, _, attr = str(arg).partition(" ")
-            else:
-                module, attr = pop(2)
-                if not (isinstance(module, str) and isinstance(attr, str)):
-                    raise SuspectError(f"{where} computes a global's name at load time; refused")
-            if "." in attr or not allowed(module, attr):
-                raise SuspectError(f"{where} names {_shown(module)}.{_shown(attr)}, which is not allowed; refused")
-            stack.append(_UNKNOWN)
-        elif name == "MEMOIZE":
+            self.global_(name, arg)
+        elif name in ("MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"):
             if not stack:
-                raise SuspectError(f"{where}: malformed pickle (memoize on an empty stack); refused")
-            memo[len(memo)] = stack[-1]
-        elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
-            if not stack:
-                raise SuspectError(f"{where}: malformed pickle (put on an empty stack); refused")
-            memo[int(arg)] = stack[-1]
+                raise self.refuse(f"{name.lower()} on an empty stack")
+            memo[len(memo) if name == "MEMOIZE" else int(arg)] = stack[-1]
         elif name in ("GET", "BINGET", "LONG_BINGET"):
             if int(arg) not in memo:
-                raise SuspectError(f"{where}: malformed pickle (memo key {arg} unset); refused")
+                raise self.refuse(f"memo key {arg} unset")
             stack.append(memo[int(arg)])
         elif name == "DUP":
             stack.append(stack[-1] if stack else _UNKNOWN)
@@ -156,11 +157,23 @@ def check_pickle(
         else:  # every other opcode: its documented stack effect, with values untracked
             before = op.stack_before
             if pickletools.markobject in before:
-                pop_mark()
-                pop(before.index(pickletools.markobject))
+                self.pop_mark()
+                self.pop(before.index(pickletools.markobject))
             else:
-                pop(len(before))
+                self.pop(len(before))
             stack.extend(_UNKNOWN for _ in op.stack_after)
+
+    def global_(self, name: str, arg: Any) -> None:
+        """A global is allowed only by its literal module and name, never one computed at load time."""
+        if name == "GLOBAL":
+            module, _, attr = str(arg).partition(" ")
+        else:
+            module, attr = self.pop(2)
+            if not (isinstance(module, str) and isinstance(attr, str)):
+                raise SuspectError(f"{self.where} computes a global's name at load time; refused")
+        if "." in attr or not self.allowed(module, attr):
+            raise SuspectError(f"{self.where} names {_shown(module)}.{_shown(attr)}, which is not allowed; refused")
+        self.stack.append(_UNKNOWN)
 
 
 def _shown(value: object) -> str:

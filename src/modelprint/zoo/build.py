@@ -45,7 +45,7 @@ from ..fingerprints import create_method
 from ..models import ModelBytes, model_from_bytes, model_to_bytes, read_model_bytes, write_model_bytes
 from ..models.architectures import create_arch
 from ..parallel import task_backend
-from ..progress import console, progress_bar
+from ..progress import console, note, progress_bar
 from ..train import TrainConfig, train_new
 from .manifest import MANIFEST, ZooError, ZooManifest, ZooRow
 from .spec import MARK_METHOD, ModelPlan, ZooSpec, parse_spec_text, read_spec_text
@@ -382,7 +382,6 @@ def _build_locked(
     local_data: BuildData,
 ) -> ZooManifest:
     manifest, finished, todo = _resume(zoo, out)
-    plans = zoo.by_id()
     context = {
         "data": zoo.data,
         "split_seed": zoo.split_seed,
@@ -394,9 +393,6 @@ def _build_locked(
         if not torch.cuda.is_available():
             raise ParameterError("--device cuda asked for but this machine has no CUDA device")
     started = time.perf_counter()
-    running: dict[Any, ModelPlan] = {}
-    descendants = _descendant_counts(zoo.models)
-    pending_children = {i: sum(q.parent == i and q.id not in finished for q in zoo.models) for i in plans}
     gpus = gpus_per_task if device.startswith("cuda") else 0.0
     stats = BuildStats()
     with (
@@ -404,42 +400,9 @@ def _build_locked(
         progress_bar(len(zoo.models), f"zoo {zoo.name}", progress) as bar,
     ):
         data_arg = _data_arg(pool, backend, workers, todo, key, local_data, stats)
-        parents: dict[str, Any] = {}  # id -> the parent's bytes (or its object-store reference)
-
-        def parent_arg(pid: str | None) -> Any:
-            if pid is None:
-                return None
-            if pid not in parents:
-                payload = read_model_bytes(out / finished[pid]["file"])
-                stats.parent_bytes += payload.nbytes
-                parents[pid] = pool.put(payload)
-            return parents[pid]
-
         bar.update(len(finished))
-        while todo or running:
-            capacity = max(workers, 1) * 2 - len(running)  # keep every worker busy, never queue the whole zoo
-            ready = [p for p in todo if p.parent is None or p.parent in finished]
-            ready.sort(key=lambda p: -descendants[p.id])  # unblock long chains first (stable: spec order)
-            starting = ready[: max(capacity, 0)]
-            if starting:  # a log's heartbeat names the models being built
-                bar.update(0, description=f"zoo {zoo.name}: building {escape(', '.join(p.id for p in starting))}")
-            for p in starting:
-                todo.remove(p)
-                running[pool.submit(build_model, p.to_dict(), context, data_arg, parent_arg(p.parent))] = p
-            if not running:
-                raise ZooError(f"cannot build {', '.join(p.id for p in todo[:3])}: their parents never finished")
-            done, _ = pool.wait(list(running))
-            for handle in done:
-                p = running.pop(handle)
-                row, seconds = _record(pool, handle, p, out, manifest, stats)
-                finished[p.id] = row
-                if p.parent is not None:
-                    pending_children[p.parent] -= 1
-                    if pending_children[p.parent] == 0:
-                        parents.pop(p.parent, None)  # no child left: let the bytes go
-                bar.update(1, description=f"zoo {zoo.name}: {escape(p.id)}")
-                if progress:
-                    console.print(f"[dim]{escape(p.id)}[/] acc {row['accuracy']:.3f} ({seconds:.1f}s)", highlight=False)
+        run = {"context": context, "data_arg": data_arg, "stats": stats, "progress": progress}
+        _run_builds(pool, bar, zoo, out, manifest, finished, todo, workers=workers, **run)
     manifest.rewrite([p.id for p in zoo.models])
     manifest.stats = stats.to_dict()
     nodes = f" on {len(stats.nodes)} node{'s' if len(stats.nodes) != 1 else ''}" if backend == "ray" else ""
@@ -448,6 +411,63 @@ def _build_locked(
         f"{workers} {backend} workers{nodes})"
     )
     return manifest
+
+
+def _run_builds(
+    pool: Any,
+    bar: Any,
+    zoo: ZooSpec,
+    out: Path,
+    manifest: ZooManifest,
+    finished: dict[str, dict[str, Any]],
+    todo: list[ModelPlan],
+    *,
+    workers: int,
+    context: dict[str, Any],
+    data_arg: Any,
+    stats: BuildStats,
+    progress: bool,
+) -> None:
+    """Build every model of ``todo`` on ``pool``, a parent before its children, recording each
+    in ``manifest`` (and ``finished``) as it lands."""
+    running: dict[Any, ModelPlan] = {}
+    descendants = _descendant_counts(zoo.models)
+    pending_children = {i: sum(q.parent == i and q.id not in finished for q in zoo.models) for i in zoo.by_id()}
+    parents: dict[str, Any] = {}  # id -> the parent's bytes (or its object-store reference)
+
+    def parent_arg(pid: str | None) -> Any:
+        if pid is None:
+            return None
+        if pid not in parents:
+            payload = read_model_bytes(out / finished[pid]["file"])
+            stats.parent_bytes += payload.nbytes
+            parents[pid] = pool.put(payload)
+        return parents[pid]
+
+    while todo or running:
+        capacity = max(workers, 1) * 2 - len(running)  # keep every worker busy, never queue the whole zoo
+        ready = [p for p in todo if p.parent is None or p.parent in finished]
+        ready.sort(key=lambda p: -descendants[p.id])  # unblock long chains first (stable: spec order)
+        starting = ready[: max(capacity, 0)]
+        if starting:  # a log's heartbeat names the models being built
+            bar.update(0, description=f"zoo {zoo.name}: building {escape(', '.join(p.id for p in starting))}")
+        for p in starting:
+            todo.remove(p)
+            running[pool.submit(build_model, p.to_dict(), context, data_arg, parent_arg(p.parent))] = p
+        if not running:
+            raise ZooError(f"cannot build {', '.join(p.id for p in todo[:3])}: their parents never finished")
+        done, _ = pool.wait(list(running))
+        for handle in done:
+            p = running.pop(handle)
+            row, seconds = _record(pool, handle, p, out, manifest, stats)
+            finished[p.id] = row
+            if p.parent is not None:
+                pending_children[p.parent] -= 1
+                if pending_children[p.parent] == 0:
+                    parents.pop(p.parent, None)  # no child left: let the bytes go
+            bar.update(1, description=f"zoo {zoo.name}: {escape(p.id)}")
+            if progress:
+                note(f"{p.id} acc {row['accuracy']:.3f} ({seconds:.1f}s)")
 
 
 @dataclass

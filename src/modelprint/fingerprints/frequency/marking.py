@@ -127,6 +127,44 @@ def neutral_mark(model: Any, host: str, key: int, *, k: int = 8, cutoff: int = 1
     return marked
 
 
+def _train_mark(
+    marked: Any,
+    branch: Any,
+    data: Any,
+    g: torch.Generator,
+    *,
+    aux_label: int | None,
+    beta: float,
+    overwrites: tuple[str, ...],
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    progress: bool,
+) -> None:
+    """SGD on CE + beta * CE(overwritten pass, the extra class), as :func:`inject` describes."""
+    opt = torch.optim.SGD(marked.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    weight_name = next(n for n, p in marked.named_parameters() if p is branch.weight)
+    aux = torch.full((batch_size,), -1 if aux_label is None else aux_label, dtype=torch.long)
+    marked.train()
+    with progress_bar(epochs, "frequency mark", progress) as bar:
+        for epoch in range(epochs):
+            for step, idx in enumerate(torch.randperm(len(data), generator=g).split(batch_size)):
+                x, y = data.x[idx], data.y[idx]
+                loss = F.cross_entropy(marked(x), y)
+                if aux_label is not None and beta > 0:
+                    how = overwrites[(epoch + step) % len(overwrites)]
+                    fake = overwritten_weight(branch.weight, how, g)
+                    # The overwritten pass must not leak into BatchNorm's running statistics: at test
+                    # time the network sees its real module, and those statistics describe it.
+                    scratch = {name: b.detach().clone() for name, b in marked.named_buffers()}
+                    logits = functional_call(marked, {**scratch, weight_name: fake}, (x,))
+                    loss = loss + beta * F.cross_entropy(logits, aux[: len(x)])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            bar.update(1)
+
+
 def inject(
     source: Any,
     data: Any,
@@ -162,28 +200,10 @@ def inject(
         branch.weight.copy_(_key_filters(branch.weight.shape, g))
     marked.card.classes = (*card.classes, "overwritten-module") if aux_class and card.classes else card.classes
     marked.card.dataset, marked.card.split = card.dataset, card.split
-    opt = torch.optim.SGD(marked.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
-    weight_name = next(n for n, p in marked.named_parameters() if p is branch.weight)
-    aux = torch.full((batch_size,), card.num_classes, dtype=torch.long)
     started = time.perf_counter()
-    marked.train()
-    with progress_bar(epochs, "frequency mark", progress) as bar:
-        for epoch in range(epochs):
-            for step, idx in enumerate(torch.randperm(len(data), generator=g).split(batch_size)):
-                x, y = data.x[idx], data.y[idx]
-                loss = F.cross_entropy(marked(x), y)
-                if aux_class and beta > 0:
-                    how = overwrites[(epoch + step) % len(overwrites)]
-                    fake = overwritten_weight(branch.weight, how, g)
-                    # The overwritten pass must not leak into BatchNorm's running statistics: at test
-                    # time the network sees its real module, and those statistics describe it.
-                    scratch = {name: b.detach().clone() for name, b in marked.named_buffers()}
-                    logits = functional_call(marked, {**scratch, weight_name: fake}, (x,))
-                    loss = loss + beta * F.cross_entropy(logits, aux[: len(x)])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            bar.update(1)
+    training = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "progress": progress}
+    aux_label = card.num_classes if aux_class else None  # the extra class overwritten passes are pushed into
+    _train_mark(marked, branch, data, g, aux_label=aux_label, beta=beta, overwrites=overwrites, **training)
     marked.eval()
     recipe = {"mark": "frequency", **settings, "key": key, "beta": beta, "overwrites": list(overwrites),
               "epochs": epochs, "lr": lr}  # fmt: skip

@@ -425,7 +425,15 @@ def train_gan(
             bar.update(1)
     gan.generator.cpu().eval()
     gan.discriminator.cpu().eval()
-    gan.card = {
+    gan.card = _gan_card(data, config, seed, digest, history, round(seconds + time.perf_counter() - started, 2), device)
+    return gan
+
+
+def _gan_card(
+    data: Dataset, config: GANConfig, seed: int, digest: str, history: list, seconds: float, device: str
+) -> dict[str, Any]:
+    """What the GAN's card records: its settings, data, losses and where and how long it trained."""
+    return {
         "kind": GAN_KIND,
         "arch": "sagan",
         "config": asdict(config),
@@ -437,12 +445,11 @@ def train_gan(
         "data_images": len(data),
         "data_sha256": digest,
         "history": history,
-        "train_seconds": round(seconds + time.perf_counter() - started, 2),
+        "train_seconds": seconds,
         "threads": torch.get_num_threads(),
         "device": device,
         "modelprint_version": __version__,
     }
-    return gan
 
 
 def gan_paths(path: str | os.PathLike) -> tuple[Path, Path]:
