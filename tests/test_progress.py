@@ -79,3 +79,27 @@ def test_a_training_attack_logs_at_the_interval_while_it_runs(tmp_path, source):
     )
     assert len(beats) >= 2, text
     assert re.search(r"(?m)^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d INFO attack distill\(cnn\): done", text), text
+
+
+def test_a_library_call_is_quiet_unless_the_caller_configures_logging(tmp_path):
+    """A script that trains a model printed INFO progress lines on stderr it never asked for;
+    now only a caller that turns the ``modelprint`` logger on gets them."""
+    script = tmp_path / "train_one.py"
+    script.write_text(
+        "import logging, sys\n"
+        "from modelprint.data import load_splits\n"
+        "from modelprint.train import TrainConfig, train_new\n"
+        "if sys.argv[1] == 'info':\n"
+        "    logging.basicConfig(level=logging.INFO)\n"
+        "train_new('cnn', load_splits('digits:8').owner, TrainConfig(epochs=1), seed=0, width=4)\n"
+    )
+    env = {**os.environ, "MODELPRINT_PROGRESS_EVERY": "0.5"}
+    env.pop("MODELPRINT_QUIET", None)
+    quiet, asked = (
+        subprocess.run([sys.executable, str(script), mode], capture_output=True, text=True, env=env, timeout=300)
+        for mode in ("quiet", "info")
+    )
+    assert quiet.returncode == 0 and asked.returncode == 0, quiet.stderr + asked.stderr
+    assert quiet.stderr == "" and quiet.stdout == ""
+    assert "train cnn seed 0 on digits:8 owner: started, 12 steps" in asked.stderr
+    assert "train cnn seed 0 on digits:8 owner: done" in asked.stderr

@@ -5,6 +5,11 @@ once, when it ends, so progress goes out instead as plain timestamped lines thro
 standard ``logging`` module (logger ``modelprint``): when a job starts, then at most every
 ``MODELPRINT_PROGRESS_EVERY`` seconds (default 10) with its step and ETA, and when it ends.
 ``MODELPRINT_QUIET=1`` (``--quiet``) silences both.
+
+A library is quiet unless its caller asks: progress shows only when the ``modelprint``
+logger passes INFO to a handler, as the command line arranges (:func:`configure_logging`) and
+``logging.basicConfig(level=logging.INFO)`` does in a script. Warnings go through the same
+logger, so Python shows them even where nothing is configured.
 """
 
 from __future__ import annotations
@@ -40,7 +45,10 @@ console = Console(stderr=True, soft_wrap=not _is_terminal(), width=None if _is_t
 
 
 def _quiet() -> bool:
-    return os.environ.get("MODELPRINT_QUIET", "") not in ("", "0")
+    """No progress: ``--quiet``, or a caller that has not asked for INFO lines of the ``modelprint`` logger."""
+    if os.environ.get("MODELPRINT_QUIET", "") not in ("", "0"):
+        return True
+    return not (log.isEnabledFor(logging.INFO) and log.hasHandlers())
 
 
 def _interval() -> float:
@@ -90,8 +98,6 @@ class LogBar:
         self.job = self.description
         self.every = _interval() if every is None else every
         self.started = self.last = time.monotonic()
-        if not log.handlers:
-            configure_logging()
         log.info("%s: started, %s steps", description, _count(total))
         self._stop = threading.Event()
         self._beat = threading.Thread(target=self._heartbeat, daemon=True, name="modelprint-progress")
@@ -142,21 +148,17 @@ class Steps:
         if _is_terminal():
             console.rule(f"{self.i}/{self.total}  {title}")
         else:
-            if not log.handlers:
-                configure_logging()
             log.info("%s step %d/%d: %s (%s elapsed%s)", self.job, self.i, self.total, title, _clock(elapsed), eta)
 
 
 def note(text: str) -> None:
     """One progress message: as it is on a terminal, a timestamped log line elsewhere (so a log
-    holds one format), nothing with MODELPRINT_QUIET=1."""
+    holds one format), nothing when quiet (see the module docstring)."""
     if _quiet():
         return
     if _is_terminal():
         console.print(text, markup=False)
         return
-    if not log.handlers:
-        configure_logging()
     log.info("%s", text)
 
 
@@ -171,7 +173,7 @@ def _count(v: float) -> str:
 
 @contextmanager
 def progress_bar(total: float, description: str, enabled: bool = True) -> Iterator[_Bar | _NullBar | LogBar]:
-    """A progress bar on a terminal, log lines elsewhere; silent with ``enabled=False`` or MODELPRINT_QUIET=1."""
+    """A progress bar on a terminal, log lines elsewhere; silent with ``enabled=False`` or when quiet."""
     if not enabled or _quiet():
         yield _NullBar()
         return

@@ -45,7 +45,7 @@ from ..fingerprints import create_method
 from ..models import ModelBytes, model_from_bytes, model_to_bytes, read_model_bytes, write_model_bytes
 from ..models.architectures import create_arch
 from ..parallel import task_backend
-from ..progress import console, note, progress_bar
+from ..progress import note, progress_bar
 from ..train import TrainConfig, train_new
 from .manifest import MANIFEST, ZooError, ZooManifest, ZooRow
 from .spec import MARK_METHOD, ModelPlan, ZooSpec, parse_spec_text, read_spec_text
@@ -335,7 +335,7 @@ def _resume(zoo: ZooSpec, out: Path) -> tuple[ZooManifest, dict[str, ZooRow], li
     manifest.rewrite([p.id for p in zoo.models])
     todo = [p for p in zoo.models if p.id not in finished]
     if finished:
-        console.print(f"resuming {zoo.name}: {len(finished)} of {len(zoo.models)} models already built")
+        note(f"resuming {zoo.name}: {len(finished)} of {len(zoo.models)} models already built")
     return manifest, finished, todo
 
 
@@ -406,7 +406,7 @@ def _build_locked(
     manifest.rewrite([p.id for p in zoo.models])
     manifest.stats = stats.to_dict()
     nodes = f" on {len(stats.nodes)} node{'s' if len(stats.nodes) != 1 else ''}" if backend == "ray" else ""
-    console.print(
+    note(
         f"zoo {zoo.name}: {len(manifest.rows)} models in {out} ({time.perf_counter() - started:.0f}s this run, "
         f"{workers} {backend} workers{nodes})"
     )
