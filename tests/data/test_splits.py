@@ -97,6 +97,25 @@ def test_npz_and_folder_readers(tmp_path):
     assert f.owner.input_shape == (3, 32, 32) and f.owner.classes == ("cat", "dog")
 
 
+def test_npz_with_its_own_train_and_test_cut(tmp_path):
+    """The layout docs/data.md shows: x_train, y_train, x_test, y_test; one-channel float images."""
+    rng = np.random.default_rng(0)
+    arrays = {
+        "x_train": rng.random((40, 10, 10), dtype=np.float32),
+        "y_train": np.arange(40) % 4,
+        "x_test": rng.random((12, 10, 10), dtype=np.float32),
+        "y_test": np.arange(12) % 4,
+    }
+    np.savez_compressed(tmp_path / "mine.npz", **arrays)
+    s = load_splits(f"npz:{tmp_path / 'mine.npz'}")
+    assert s.owner.input_shape == (1, 10, 10) and len(s.owner) + len(s.attacker) == 40
+    assert len(s.tune) + len(s.test) == 12 and s.owner.classes == ("0", "1", "2", "3")
+    arrays["x_train"] = arrays["x_train"] * 255  # floats outside [0, 1]: refused, not rescaled
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(DataError, match=r"must lie in \[0, 1\]"):
+        load_splits(f"npz:{tmp_path / 'bad.npz'}")
+
+
 def test_npz_with_object_arrays_is_refused(tmp_path):
     np.save(tmp_path / "o.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     # An .npz whose member needs pickling to load.
