@@ -1,207 +1,26 @@
 """``report.md``, a self-contained ``report.html`` (plots inlined as PNG) and every table as
 CSV (``DIR/tables/``) from a benchmark folder's ``results.json``; ``modelprint report DIR``
 regenerates them. The report opens with a leaderboard; wide tables are split so each fits a
-page (the CSV keeps every column); the plots are :mod:`modelprint.bench.plots`.
+page (the CSV keeps every column, one raw value per cell); the tables are
+:mod:`modelprint.bench.tables`, the plots :mod:`modelprint.bench.plots`.
 """
 
 from __future__ import annotations
 
 import base64
-import csv
 import html
-import io
 import json
 import os
 import re
 from pathlib import Path
-from typing import Any
 
 from .._io import atomic_write_text, html_with_code
 from ..errors import ParameterError
 from .plots import make_plots
 from .runner import RESULTS
+from .tables import report_tables
 
 METHODS_PER_TABLE = 4  # the by-category table has three columns per method
-METRIC_COLUMNS = ("robustness", "transferability", "uniqueness", "aruc", "auc", "f1", "threshold")
-
-
-def _cell(v: float | None) -> str:
-    return "–" if v is None else f"{v:.2f}"
-
-
-def _fpr_key(results: dict[str, Any]) -> str:
-    metrics = next(iter(results["methods"].values()))["metrics"]
-    return next(k for k in metrics if k.startswith("tpr_at_") and k.endswith("_fpr"))
-
-
-def leaderboard(results: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
-    """Methods by ARUC, with the numbers a reader compares first."""
-    fpr_key = _fpr_key(results)
-    rows = []
-    for m, r in sorted(results["methods"].items(), key=lambda kv: -kv[1]["metrics"]["aruc"]):
-        held = ((r.get("calibrated") or {}).get("threshold") or {}).get("tpr")
-        rows.append([m, _cell(r["metrics"]["aruc"]), _cell(r["metrics"]["auc"]), _cell(r["metrics"][fpr_key]),
-                     _cell(held), f"{r['metrics']['uniqueness']:+.2f}"])  # fmt: skip
-    fpr = results.get("fpr", 0.01)
-    head = ["method", "ARUC", "ROC AUC", f"TPR at {fpr:g} FPR", f"held-out TPR at {fpr:g}", "uniqueness"]
-    return "Leaderboard: methods by ARUC", head, rows
-
-
-def _category_rows(results: dict[str, Any]) -> list[list[str]]:
-    methods = results["methods"].values()
-    categories = list(dict.fromkeys(c for r in methods for c in r["by_category"]))
-    keys = ("positive", "negative", "aruc")
-    return [[c, *(_cell(r["by_category"].get(c, {}).get(k)) for r in methods for k in keys)] for c in categories]
-
-
-def _held_out_rows(results: dict[str, Any], fpr_key: str) -> list[list[str]]:
-    rows = []
-    for m, r in results["methods"].items():
-        cal = r.get("calibrated") or {}
-        for rule in ("threshold", "null"):
-            if rule not in cal:
-                continue
-            v = cal[rule]
-            lo, hi = v["fpr_interval"]
-            rows.append(
-                [
-                    m,
-                    "empirical threshold" if rule == "threshold" else f"{v['family']} null, p < FPR",
-                    f"{cal['calibration_negatives']} / {cal['evaluation_negatives']}",
-                    f"{v['false_positives']}/{cal['evaluation_negatives']} = {v['fpr']:.3f}",
-                    f"[{lo:.3f}, {hi:.3f}]",
-                    "yes" if v["fpr_within"] else "NO",
-                    f"{v['tpr']:.2f}",
-                    f"{r['metrics'][fpr_key]:.2f}",
-                ]
-            )
-    return rows
-
-
-def _category_fpr_table(results: dict[str, Any]) -> tuple[str, list[str], list[list[str]]] | None:
-    rows = []
-    for m, r in results["methods"].items():
-        for c, v in (r.get("calibrated") or {}).get("by_category", {}).items():
-            lo, hi = v["null_fpr_interval"]
-            rows.append([m, c, str(v["negatives"]), str(v["threshold_false_positives"]),
-                         f"{v['null_false_positives']} [{lo:.2f}, {hi:.2f}]", str(v["no_match"]),
-                         str(v["inconclusive"])])  # fmt: skip
-    if not rows:
-        return None
-    title = (f"Held-out false matches per category of the evaluation negatives at FPR {results['fpr']:g} "
-             "(null: count and 95 % interval of its FPR), and the null's other verdicts")  # fmt: skip
-    return title, ["method", "category", "negatives", "threshold FP", "null FP", "no-match", "inconclusive"], rows
-
-
-def _ablation_table(results: dict[str, Any]) -> tuple[str, list[str], list[list[str]]] | None:
-    rows = []
-    for m, r in results["methods"].items():
-        ab = r["fingerprint"].get("ablation")
-        if ab:
-            paper = ab.get("paper_aruc")
-            rows.append(
-                [m, *("✓" if on else "–" for on in ab["kept"].values()), f"{r['metrics']['aruc']:.2f}",
-                 "–" if paper is None else f"{paper:.2f}"]
-            )  # fmt: skip
-    if len(rows) <= 1:
-        return None
-    tricks = next(
-        r["fingerprint"]["ablation"]["kept"] for r in results["methods"].values() if "ablation" in r["fingerprint"]
-    )
-    title = "Ablation: the method's tricks kept (✓) or removed, ARUC here and in the paper"
-    return title, ["variant", *tricks, "aruc", "paper aruc"], rows
-
-
-def _stealth_table(results: dict[str, Any]) -> tuple[str, list[str], list[list[str]]] | None:
-    rows = [
-        [m, f"{r['detection_rate']['mean']:.3f}", ", ".join(f"{v:.3f}" for v in r["detection_rate"]["per_seed"])]
-        for m, r in results["methods"].items()
-        if r.get("detection_rate")
-    ]
-    if not rows:
-        return None
-    alarm = (results.get("stealth") or {}).get("false_alarm")
-    note = f"; the detectors flag {alarm['mean']:.3f} of clean test images" if alarm else ""
-    title = "Stealthiness: share of the queries a detector trained on clean vs noise/FGSM images flags" + note
-    return title, ["method", "detection rate (mean)", "per seed"], rows
-
-
-def _tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
-    fpr_key = _fpr_key(results)
-    main = [
-        [
-            m,
-            *(f"{r['metrics'][c]:+.2f}" if c == "uniqueness" else f"{r['metrics'][c]:.2f}" for c in METRIC_COLUMNS),
-            f"{r['metrics'][fpr_key]:.2f}",
-        ]
-        for m, r in results["methods"].items()
-    ]
-    budget_rows = [
-        [m, str(b), f"{v['aruc']:.2f}", f"{v['auc']:.2f}", f"{v['uniqueness']:+.2f}", f"{v['f1']:.2f}"]
-        for m, r in results["methods"].items()
-        for b, v in r["budgets"].items()
-    ]
-    generation = results["timings"]["generation"]
-    time_rows = []
-    for m, g in generation.items():
-        meta = results["methods"].get(m, {}).get("fingerprint", {})
-        made = meta.get("generation_seconds")
-        seconds = f"{g['seconds']:.1f}" if not g["cached"] else f"cached (made in {made:.1f})" if made else "cached"
-        summary = str(meta.get("summary", "")).replace("\n", "; ")
-        time_rows.append([m, seconds, str(meta.get("queries", "")), summary])
-    held_out = ["method", "rule", "negatives calib / eval", "observed FPR", "95% interval", "nominal inside", "TPR",
-                "in-sample TPR"]  # fmt: skip
-    tables = [
-        ("Metrics over the whole zoo", ["method", *METRIC_COLUMNS, fpr_key.replace("_", " ")], main),
-        (
-            "By category: mean statistic (pos / neg) and ARUC of the category's positives against every negative",
-            ["category", *(f"{m} {r}" for m in results["methods"] for r in ("pos", "neg", "aruc"))],
-            _category_rows(results),
-        ),
-        (
-            f"Held-out false-positive rate at nominal FPR {results['fpr']:g}: fitted on the calibration half of "
-            "the negatives, counted on the evaluation half",
-            held_out,
-            _held_out_rows(results, fpr_key),
-        ),
-        (
-            "Query budget: metrics on the first b queries",
-            ["method", "b", "aruc", "auc", "uniqueness", "f1"],
-            budget_rows,
-        ),  # fmt: skip
-        (
-            "Fingerprints: generation time, queries kept and what each method says of its fingerprint",
-            ["method", "seconds", "queries", "summary"],
-            time_rows,
-        ),  # fmt: skip
-    ]
-    extra = (_category_fpr_table(results), _combined_table(results), _stealth_table(results), _ablation_table(results))
-    return tables + [t for t in extra if t is not None]
-
-
-def _combined_table(results: dict[str, Any]) -> tuple[str, list[str], list[list[str]]] | None:
-    """The combined verdict (Holm over several families): TPR per category, then its held-out FPR."""
-    c = results.get("combined")
-    if not c:
-        return None
-    fpr, h = c["fpr"], c["held_out"]
-    rows = [
-        [cat, str(v["positives"]), f"{v['tpr']:.2f}", f"{v['tpr_at_0.001']:.2f}",
-         ", ".join(f"{m} {t:.2f}" for m, t in v["families_alone"].items())]
-        for cat, v in c["by_category"].items()
-    ]  # fmt: skip
-    rows.append(["all positives", str(sum(v["positives"] for v in c["by_category"].values())), f"{c['tpr']:.2f}",
-                 f"{c['tpr_at_0.001']:.2f}", ""])  # fmt: skip
-    rows.append([
-        "evaluation negatives (false matches)", str(h["evaluation_negatives"]),
-        f"{h['false_matches']} ({h['fpr']:.3f}, 95% [{h['fpr_interval'][0]:.3f}, {h['fpr_interval'][1]:.3f}])",
-        str(h["false_matches_at_0.001"]), "",
-    ])  # fmt: skip
-    title = (
-        f"Combined verdict: {', '.join(c['methods'])} by {c['rule'].capitalize()}'s procedure, each null fitted on the "
-        f"calibration negatives (ROC AUC of -log10 p: {c['auc']:.2f})"
-    )
-    return title, ["category", "models", f"match at {fpr:g}", "match at 0.001", f"each family alone at {fpr:g}"], rows
 
 
 def _split(header: list[str], rows: list[list[str]], per: int) -> list[tuple[list[str], list[list[str]]]]:
@@ -214,14 +33,6 @@ def _split(header: list[str], rows: list[list[str]], per: int) -> list[tuple[lis
         ([header[0], *header[i : i + width]], [[r[0], *r[i : i + width]] for r in rows])
         for i in range(1, len(header), width)
     ]
-
-
-def _csv(header: list[str], rows: list[list[str]]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buf.getvalue()
 
 
 def _slug(title: str) -> str:
@@ -269,9 +80,9 @@ def write_report(root: str | os.PathLike) -> tuple[Path, Path]:
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise ParameterError(f"{path} is not a modelprint results file ({e})") from None
     made = make_plots(root, results)
-    tables = [leaderboard(results), *_tables(results)]
-    for i, (title, header, rows) in enumerate(tables):
-        atomic_write_text(root / "tables" / f"{i:02d}-{_slug(title)}.csv", _csv(header, rows))
+    tables = report_tables(results)
+    for i, table in enumerate(tables):
+        atomic_write_text(root / "tables" / f"{i:02d}-{_slug(table.title)}.csv", table.csv())
     intro = (
         f"Zoo `{Path(results['zoo']).name}`, source `{results['source']}`, mirror `{results['mirror']}`; "
         f"{len(results['suspects'])} suspects, {results['n']} queries per method, seed {results['seed']}, "
@@ -279,7 +90,7 @@ def write_report(root: str | os.PathLike) -> tuple[Path, Path]:
         f"({results['timings']['suspects_per_second']:.1f} suspects/s). Every table is also a CSV in `tables/`."
         + ("" if made else " No plots: they need matplotlib (pip install 'modelprint[report]').")
     )
-    pages = [(title, part) for title, header, rows in tables for part in _split(header, rows, METHODS_PER_TABLE)]
+    pages = [(t.title, part) for t in tables for part in _split(t.header, t.shown(), METHODS_PER_TABLE)]
     md = ["# Fingerprint benchmark", "", intro, ""]
     shown = None
     for title, (header, rows) in pages:

@@ -16,7 +16,8 @@ from rich.table import Table
 from .._io import atomic_write_text, check_output_path
 from ..bench import run_bench
 from ..bench.nullcheck import null_check_tables, plot_null_check, run_null_check
-from ..bench.report import leaderboard, write_report
+from ..bench.report import write_report
+from ..bench.tables import leaderboard
 from ..data import load_splits
 from ..errors import ParameterError
 from ..evaluate import evaluate as evaluate_methods
@@ -176,11 +177,11 @@ def bench(
 
 
 def _print_leaderboard(results: dict[str, Any]) -> None:
-    title, header, rows = leaderboard(results)
-    table = Table(title=title, title_justify="left")
-    for column in header:
+    board = leaderboard(results)
+    table = Table(title=board.title, title_justify="left")
+    for column in board.header:
         table.add_column(column)
-    for row in rows:
+    for row in board.shown():
         table.add_row(*map(escape, row))
     Console().print(table)
 
