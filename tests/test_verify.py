@@ -184,3 +184,42 @@ def test_calibration_and_verification_state_the_same_threshold(calibrated, negat
             assert f"no rate out of {n} queries is a match at FPR {fpr:g}" in text, text
         else:
             assert f"a match needs {round(needed * n)} of {n} ({needed:.2f}) at FPR {fpr:g}" in text, text
+
+
+def test_a_verdict_repeats_exactly_across_thread_counts_and_cpu_kernels(calibrated, negatives, source, tmp_path):
+    """Training depends on threads and CPU kernels (float sums in another order), so a
+    retrained model differs in its last bits; verifying a given fingerprint file against a
+    given model file must not: the evidence is per-query agreement and the null is stored."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from modelprint.models import save_model
+
+    fp_path = tmp_path / "fp.safetensors"
+    calibrated.save(fp_path)
+    suspects = {"source": save_model(source, tmp_path / "source"), "other": save_model(negatives[5], tmp_path / "n5")}
+    script = (
+        "import json, sys, torch\n"
+        "torch.set_num_threads(int(sys.argv[1]))\n"
+        "from modelprint.fingerprints import Fingerprint\n"
+        "from modelprint.models import load_model\n"
+        "from modelprint.verify import verify\n"
+        f"fp = Fingerprint.load({str(fp_path)!r})\n"
+        f"files = {json.dumps({k: str(v) for k, v in suspects.items()})}\n"
+        "out = {k: verify(fp, load_model(p), fpr=1e-2) for k, p in files.items()}\n"
+        "print(json.dumps({k: [v.verdict, v.p_value, v.evidence] for k, v in out.items()}))\n"
+    )
+    runs = []
+    for threads, kernels in (("1", None), ("2", None), ("2", "default")):
+        env = {k: v for k, v in os.environ.items() if k != "ATEN_CPU_CAPABILITY"}
+        if kernels:
+            env["ATEN_CPU_CAPABILITY"] = kernels  # the portable kernels instead of this CPU's widest
+        run = subprocess.run(
+            [sys.executable, "-c", script, threads], capture_output=True, text=True, env=env, timeout=300
+        )
+        assert run.returncode == 0, run.stderr[-2000:]
+        runs.append(json.loads(run.stdout))
+    assert runs[0] == runs[1] == runs[2]
+    assert runs[0]["source"][0] == "match" and runs[0]["other"][0] == "no-match"
