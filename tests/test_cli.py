@@ -593,3 +593,26 @@ def test_when_independent_models_agree_like_copies_the_advice_is_another_method(
     assert "do not separate models here" in said and "use another method" in said and "--reference-models" not in said
     spread = {"n_models": 10, "reference_statistics": {"min": 0.2, "mean": 0.5, "max": 0.8}, "references_at_0.001": 40}
     assert "--reference-models 40" in unreachable(spread, 1e-3)
+    # the advice names the methods to try instead, never the one that failed
+    said = unreachable(agreeing, 1e-3, "c")
+    others = said.split("use another method (")[1].split(";")[0].split(", ")
+    assert "ltrc" in others and "ipguard" in others and "c" not in others
+
+
+def test_create_with_tuning_warns_when_the_tuning_references_agree_like_copies(files, capsys, monkeypatch):
+    """The tuning's independent reference models are there before any calibration: when they
+    agree with the source like copies, creation says so and names other methods."""
+    import modelprint.cli.fingerprint as command
+
+    tmp, src, _ = files
+
+    def agreeing_tuning(source, method, *, params, negatives, **settings):
+        row = {"params": {"steps": 5}, "tpr": 0.0, "aruc": 0.5, "negative_mean": 0.97}
+        return {**params, "steps": 5}, {"chosen": {"steps": 5}, "table": [row], "grid": {"steps": [5]}}
+
+    monkeypatch.setattr(command, "tune_method", agreeing_tuning)
+    args = ["fingerprint", "create", str(src), "--method", "c", "--tune", "--n", "10", "--seed", "0"]
+    code, _, err = run([*args, "--out", str(tmp / "t.fp")], capsys)
+    said = " ".join(err.split())
+    assert code == 0 and "the independent models score 0.97 on average" in said, said
+    assert "c's queries do not separate models here" in said and "ltrc" in said
