@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("train", "export", "stealth", "suspects", "zoo", "zoo.manifest"),
     ("attacks",),
     ("fingerprints",),
-    ("scoring", "verify", "calibrate", "reference", "evaluate", "tune", "zoo.spec", "zoo.build"),
+    ("scoring", "verify", "calibrate", "screening", "reference", "evaluate", "tune", "zoo.spec", "zoo.build"),
     ("combine", "api"),
     ("bench", "serve"),
     ("demo",),

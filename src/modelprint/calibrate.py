@@ -75,6 +75,12 @@ def calibrate(
     shas = [weights_digest(m) for m in negatives]
     if len(set(shas)) != len(shas):
         raise CalibrationError("the same negative model is given twice: each reference model must count once")
+    chose = set((fp.meta.get("screening") or {}).get("selection_sha256") or [])
+    if chose & set(shas):  # cross-fitting: the models that chose the queries cannot also calibrate them
+        raise CalibrationError(
+            f"{len(chose & set(shas))} of the negatives chose this fingerprint's queries (reference screening) "
+            "and cannot also fit its null: give the other reference models"
+        )
     method = method_of(fp)
     rows = model_evidence(fp, negatives)
     null = method.fit_null(fp, [r.values for r in rows], [r.statistic for r in rows]).to_json()

@@ -15,6 +15,7 @@ from ..fingerprints import Fingerprint
 from ..models import ModelprintModel, load_model
 from ..progress import console
 from ..reference import DEFAULT_SIZE, REFERENCE_FILE, build_reference_set, reference_models, reference_positives
+from ..screening import screened_calibration
 from ..zoo import ZooManifest
 from .common import (
     REFERENCE_MODELS,
@@ -23,10 +24,12 @@ from .common import (
     ReferenceArchs,
     ReferenceEpochs,
     ReferenceSet,
+    Screen,
     SplitSeed,
     fingerprint_app,
     model_files,
     print_null,
+    print_screening,
     reference_app,
     result,
 )
@@ -60,6 +63,7 @@ def fingerprint_calibrate(
     reference_arch: ReferenceArchs = None,
     epochs: ReferenceEpochs = None,
     reference_dir: ReferenceDir = None,
+    screen: Screen = None,
     device: Device = "cpu",
     as_json: AsJson = False,
 ) -> None:
@@ -77,7 +81,11 @@ def fingerprint_calibrate(
         console.print(f"reference set of {count} models in {references} (reuse it: --references {references})")
     models, owner_copies, origin = _independent_models(fp, negatives, zoo, references)
     owner_copies += [load_model(p) for p in positives or []]
-    calibrated = calibrate(fp, models, owner_copies, origin=", ".join(origin))
+    if screen is None:
+        calibrated = calibrate(fp, models, owner_copies, origin=", ".join(origin))
+    else:
+        calibrated = screened_calibration(fp, models, screen, owner_copies, origin=", ".join(origin))
+        print_screening(calibrated)
     digest = calibrated.save(out)
     print_null(calibrated)
     record = {"fingerprint": str(out), "sha256": digest, "null": null_description(calibrated)}

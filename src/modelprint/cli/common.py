@@ -63,6 +63,14 @@ REFERENCE_MODELS = "--reference-models"
 ReferenceSet = Annotated[
     Path, typer.Option("--references", metavar="DIR", help="A reference set (modelprint reference build).")
 ]
+Screen = Annotated[
+    int,
+    typer.Option(
+        "--screen",
+        metavar="K",
+        help="Keep the K queries half of the independent models follow least; the other half fits the null.",
+    ),
+]
 MethodParams = Annotated[list[str], typer.Option("--param", help="METHOD.K=V method parameter (repeat).")]
 Methods = Annotated[str, typer.Option("--methods", help="Comma-separated method names.")]
 
@@ -244,4 +252,14 @@ def unreachable(description: dict[str, Any], fpr: float, method: str = "this met
     return (
         f"nothing can be called a match at FPR {fpr:g} with {description['n_models']} reference models: "
         f"even a perfect score is not rare enough; {fix}"
+    )
+
+
+def print_screening(fp: Fingerprint) -> None:
+    """What reference screening kept, and how often the models that chose the queries followed them."""
+    r = fp.meta["screening"]
+    console.print(
+        f"screened: kept {r['kept']} of {r['candidates']} queries, the ones {len(r['selection_sha256'])} reference "
+        f"models follow least (on {r['kept_agreement']:.2f} of them, at most {r['kept_agreement_max']:.2f}; "
+        f"{r['candidate_agreement']:.2f} on all candidates); the other reference models fit the null"
     )

@@ -13,10 +13,12 @@ import typer
 from .._io import check_output_path, printable, sha256_file
 from ..calibrate import calibrate, separation_advice
 from ..data import load_splits
+from ..errors import ParameterError
 from ..fingerprints import Fingerprint, create_method, method_of
 from ..models import ModelprintModel, load_model, save_model
 from ..progress import console
 from ..reference import reference_models, reference_positives
+from ..screening import screened_calibration
 from ..train import accuracy
 from ..tune import tune_method
 from .common import (
@@ -24,11 +26,13 @@ from .common import (
     AsJson,
     Device,
     ReferenceEpochs,
+    Screen,
     check_fpr,
     fingerprint_app,
     parse_params,
     print_json,
     print_null,
+    print_screening,
     result,
     seed_or_drawn,
 )
@@ -77,6 +81,7 @@ def fingerprint_create(
     mark: Mark = None,
     marked_out: MarkedOut = None,
     references: CreateReferences = None,
+    screen: Screen = None,
     as_json: AsJson = False,
 ) -> None:
     """Generate a fingerprint from a model; prints its sha256 commitment.
@@ -102,13 +107,25 @@ def fingerprint_create(
     if tuning is not None:
         fp.meta["tuning"] = tuning
     if references is not None:
-        models, copies = reference_models(references, fp), reference_positives(references, fp)
-        fp = calibrate(fp, models, copies, origin=f"the reference set {references.name}")
+        fp = _calibrated(fp, references, screen)
+    elif screen is not None:
+        raise ParameterError("--screen chooses queries with a reference set: give --references DIR too")
     digest = fp.save(out)
     _report_created(fp, maker, out, calibrated=references is not None)
     record = {"fingerprint": str(out), "sha256": digest, "method": maker.name, "queries": len(fp), "seed": seed}
     record.update(calibrated="null" in fp.meta, holds=maker.summary(fp))
     result(as_json, record, f"sha256 {digest}  {out}")
+
+
+def _calibrated(fp: Fingerprint, references: Path, screen: int | None) -> Fingerprint:
+    """``fp`` calibrated on a reference set, after screening its queries with half of it when asked."""
+    models, copies = reference_models(references, fp), reference_positives(references, fp)
+    origin = f"the reference set {references.name}"
+    if screen is None:
+        return calibrate(fp, models, copies, origin=origin)
+    screened = screened_calibration(fp, models, screen, copies, origin=origin)
+    print_screening(screened)
+    return screened
 
 
 def _report_created(fp: Fingerprint, maker: Any, out: Path, *, calibrated: bool) -> None:
