@@ -12,6 +12,7 @@ from . import (  # noqa: F401  (register every method)
     ipguard,
     metafinger,
     metav,
+    natural,
     sac,
     sensitive,
 )
