@@ -221,3 +221,19 @@ def test_no_reference_to_documents_outside_the_repository() -> None:
     readme = PACKAGE.parents[1] / "README.md"
     found += [f"README.md:{i}" for i, line in enumerate(readme.read_text().splitlines(), 1) if pattern.search(line)]
     assert found == []
+
+
+def test_the_command_line_names_no_method() -> None:
+    """The CLI is a layer over the registry: its defaults, help and messages name no family
+    (short names like "c" aside, which are common words in help text)."""
+    from modelprint.fingerprints import METHODS
+
+    names = [n for n in METHODS.names() if len(n) > 2]
+    found = []
+    for path in (PACKAGE / "cli").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                found += [
+                    f"{path.name}:{node.lineno} {n}" for n in names if re.search(rf"\b{re.escape(n)}\b", node.value)
+                ]
+    assert found == []

@@ -16,6 +16,7 @@ from .._io import printable
 from .._version import __version__
 from ..calibrate import null_description, separation_advice
 from ..errors import ParameterError
+from ..evaluate import PAPER_METHODS
 from ..fingerprints import Fingerprint
 from ..models import trust_arch as trust_arch_paths
 from ..progress import configure_logging, console
@@ -32,7 +33,7 @@ app = typer.Typer(
 )
 fingerprint_app = typer.Typer(help="Create and inspect fingerprints.", no_args_is_help=True)
 zoo_app = typer.Typer(help="Build, list and check zoos of suspect models.", no_args_is_help=True)
-gan_app = typer.Typer(help="Train the GAN that NaturalFinger draws its queries from.", no_args_is_help=True)
+gan_app = typer.Typer(help="Train the GAN a generative method draws its queries from.", no_args_is_help=True)
 reference_app = typer.Typer(
     help="Reference sets: independent models trained once, reused to calibrate every fingerprint.",
     no_args_is_help=True,
@@ -72,7 +73,8 @@ Screen = Annotated[
     ),
 ]
 MethodParams = Annotated[list[str], typer.Option("--param", help="METHOD.K=V method parameter (repeat).")]
-Methods = Annotated[str, typer.Option("--methods", help="Comma-separated method names.")]
+Methods = Annotated[str, typer.Option("--methods", help="Comma-separated method names (modelprint list).")]
+DEFAULT_METHODS = ",".join(PAPER_METHODS)
 
 
 def _version(value: bool) -> None:
@@ -147,7 +149,7 @@ def method_params(items: list[str] | None) -> dict[str, dict[str, Any]]:
         method, sep, rest = item.partition(".")
         if not sep or "=" in method:
             raise ParameterError(f"--param here is METHOD.K=V, got {item!r}")
-        # method names keep their hyphens (weight-cosine, sac-m); setting names take underscores
+        # method names keep their hyphens; setting names take underscores
         out.setdefault(method, {}).update(parse_params([rest]))
     return out
 

@@ -40,9 +40,7 @@ from .common import (
 FingerprintFile = Annotated[Path, typer.Argument(metavar="FP", help="Fingerprint file.")]
 Method = Annotated[
     str,
-    typer.Option(
-        "--method", help="A registered method (modelprint list): c, ltrc, naturalfinger, metav, frequency, ..."
-    ),
+    typer.Option("--method", help="A registered method (modelprint list names them)."),
 ]
 Seed = Annotated[
     int,
@@ -86,8 +84,8 @@ def fingerprint_create(
 ) -> None:
     """Generate a fingerprint from a model; prints its sha256 commitment.
 
-    For a white-box mark (``frequency``), an unmarked model is marked first (the seed is the
-    owner's key): the marked model is written to --marked-out and the fingerprint reads it."""
+    For a method that marks the model first (a white-box mark), an unmarked model is marked (the
+    seed is the owner's key): the marked model is written to --marked-out and the fingerprint reads it."""
     check_output_path(out, "fingerprint")
     check_fpr(fpr)
     source = load_model(model)

@@ -1,5 +1,5 @@
 """Commands that make model files: ``train``, ``model import``, ``attack``, ``export`` and the
-GAN NaturalFinger draws from (``gan train``)."""
+GAN a generative method draws its queries from (``gan train``)."""
 
 from __future__ import annotations
 

@@ -28,6 +28,7 @@ from ..progress import console
 from ..stealth import StealthConfig, detection_rates
 from ..zoo import ZooManifest, source_row
 from .common import (
+    DEFAULT_METHODS,
     AsJson,
     Device,
     MethodParams,
@@ -57,7 +58,7 @@ EvaluateSeed = Annotated[
 def evaluate(
     model: Annotated[Path, typer.Argument(help="Source model (or --zoo).")] = None,
     zoo: Annotated[Path, typer.Option("--zoo", help="Zoo folder: its source, positives and negatives.")] = None,
-    methods: Methods = "c,rc,rcgm,ltrc",
+    methods: Methods = DEFAULT_METHODS,
     positives: Annotated[list[Path], typer.Option("--positives", help="Derived models (should match).")] = None,
     negatives: Annotated[list[Path], typer.Option("--negatives", help="Independent models (should not).")] = None,
     prune_rates: PruneRates = None,
@@ -116,14 +117,14 @@ def _zoo_suspects(manifest: ZooManifest, source: dict[str, Any]) -> dict[str, li
 Budgets = Annotated[str, typer.Option("--budgets", help="Query budgets for the sweep (plus the full set).")]
 Ablation = Annotated[
     bool,
-    typer.Option("--ablation", help="Also run every combination of each method's tricks (naturalfinger: AL, IT, DL)."),
+    typer.Option("--ablation", help="Also run every combination of each method's tricks (for methods that have some)."),
 ]
 Stealth = Annotated[
     bool,
     typer.Option("--stealth", help="Also measure each method's detection rate (detectors trained on the zoo's data)."),
 ]
 Combine = Annotated[
-    str, typer.Option("--combine", help="Also the combined verdict (Holm) over these methods, e.g. c,ltrc,sac-m.")
+    str, typer.Option("--combine", help="Also the combined verdict (Holm) over these comma-separated methods.")
 ]
 BenchSeed = Annotated[
     int, typer.Option("--seed", help="Seed of every fingerprint and of the negatives' split (recorded).")
@@ -137,7 +138,7 @@ Workers = Annotated[
 def bench(
     zoo: Annotated[Path, typer.Argument(help="Zoo folder (modelprint zoo build).")],
     out: Annotated[Path, typer.Option("--out", help="Folder for results.json, report.md, report.html, plots/.")],
-    methods: Methods = "c,rc,rcgm,ltrc",
+    methods: Methods = DEFAULT_METHODS,
     param: MethodParams = None,
     n: Annotated[int, typer.Option("--n", help="Queries per fingerprint.")] = 100,
     budgets: Budgets = "10,20,50,100",
