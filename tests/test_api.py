@@ -121,8 +121,9 @@ def test_a_normalised_tuple_returning_net_gets_the_right_verdicts(normalised_net
     verify give them to every plain module (they were silently mean 0 / std 1: the owner itself
     came out no-match)."""
     owner, independent, tuned, pruned, innocent = normalised_nets
-    fp = modelprint.fingerprint(owner, data=(splits.owner.x, splits.owner.y), method="ipguard", n=60, seed=0,
-                                mean=[MEAN], std=[STD])  # fmt: skip
+    fp = modelprint.fingerprint(
+        owner, data=(splits.owner.x, splits.owner.y), method="ipguard", n=60, seed=0, mean=[MEAN], std=[STD]
+    )
     assert fp.meta["source_mean"] == [MEAN] and fp.meta["source_std"] == [STD]
     fp = modelprint.calibrate(fp, references=independent)
     verdicts = [modelprint.verify(fp, m, fpr=0.01) for m in (owner, tuned, pruned, innocent)]
@@ -148,8 +149,9 @@ def test_a_normalised_net_without_its_normalisation_is_refused_not_fingerprinted
     owner = normalised_nets[0]
     with pytest.raises(ParameterError, match=r"about chance .* preprocessing"):
         modelprint.fingerprint(owner, data=splits.owner, method="c", n=5, steps=5, seed=0, mean=[5.0], std=[0.01])
-    fp = modelprint.fingerprint(owner, data=splits.owner, method="c", n=5, steps=5, seed=0, mean=[5.0], std=[0.01],
-                                check_accuracy=False)  # fmt: skip
+    fp = modelprint.fingerprint(
+        owner, data=splits.owner, method="c", n=5, steps=5, seed=0, mean=[5.0], std=[0.01], check_accuracy=False
+    )
     assert fp.meta["source_mean"] == [5.0]
 
 

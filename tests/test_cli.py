@@ -587,8 +587,11 @@ def test_when_independent_models_agree_like_copies_the_advice_is_another_method(
     widely" / "calibrate on more reference models"; more models cannot help there."""
     from modelprint.cli.common import unreachable
 
-    agreeing = {"n_models": 10, "reference_statistics": {"min": 0.97, "mean": 0.99, "max": 1.0},
-                "references_at_0.001": 40}  # fmt: skip
+    agreeing = {
+        "n_models": 10,
+        "reference_statistics": {"min": 0.97, "mean": 0.99, "max": 1.0},
+        "references_at_0.001": 40,
+    }
     said = unreachable(agreeing, 1e-3)
     assert "do not separate models here" in said and "use another method" in said and "--reference-models" not in said
     spread = {"n_models": 10, "reference_statistics": {"min": 0.2, "mean": 0.5, "max": 0.8}, "references_at_0.001": 40}

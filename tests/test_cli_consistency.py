@@ -146,11 +146,25 @@ def test_model_import_of_weights_fed_wrongly_is_refused_not_written(tmp_path, ca
 
     from modelprint.models import create_model
 
-    torch.save(create_model("cnn", num_classes=10, input_shape=(1, 8, 8), width=8, seed=3).net.state_dict(),
-               tmp_path / "untrained.pt")  # fmt: skip
+    torch.save(
+        create_model("cnn", num_classes=10, input_shape=(1, 8, 8), width=8, seed=3).net.state_dict(),
+        tmp_path / "untrained.pt",
+    )
     torch.save(source.net.state_dict(), tmp_path / "owner.pt")
-    base = ["model", "import", "--arch", "cnn", "--arch-arg", "width=8", "--input-shape", "1,8,8", "--num-classes",
-            "10", "--data", "digits"]  # fmt: skip
+    base = [
+        "model",
+        "import",
+        "--arch",
+        "cnn",
+        "--arch-arg",
+        "width=8",
+        "--input-shape",
+        "1,8,8",
+        "--num-classes",
+        "10",
+        "--data",
+        "digits",
+    ]
     code, _, err = run([*base, "--weights", str(tmp_path / "untrained.pt")], capsys)
     assert code == 2 and "about chance" in err and "--mean/--std" in err and err.count("\n") == 2, err  # + the note
     assert not (tmp_path / "untrained.safetensors").exists()
@@ -172,8 +186,21 @@ def test_global_options_are_taken_after_the_command_too(tmp_path, capsys, source
     from modelprint.models.custom import is_trusted
 
     model = save_model(source, tmp_path / "m")
-    code, out, err = run(["attack", "prune", str(model), "--param", "rate=0.3", "--out", str(tmp_path / "p"),
-                          "--quiet", "--trust-arch", "nets_after_cmd:Net"], capsys)  # fmt: skip
+    code, out, err = run(
+        [
+            "attack",
+            "prune",
+            str(model),
+            "--param",
+            "rate=0.3",
+            "--out",
+            str(tmp_path / "p"),
+            "--quiet",
+            "--trust-arch",
+            "nets_after_cmd:Net",
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert is_trusted("nets_after_cmd:Net")
     code, _, err = run(["list", "--trust-arch=nets_after_cmd2:Net", "-q"], capsys)

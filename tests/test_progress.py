@@ -41,10 +41,23 @@ def test_zoo_build_into_a_log_file_shows_progress_lines(tmp_path):
     env.pop("MODELPRINT_QUIET", None)
     with log.open("w") as stderr:  # a file, not a terminal
         run = subprocess.run(
-            [sys.executable, "-m", "modelprint", "zoo", "build", str(spec), "--out", str(tmp_path / "zoo"),
-             "--workers", "0"],
-            stderr=stderr, stdout=subprocess.PIPE, env=env, timeout=600,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "modelprint",
+                "zoo",
+                "build",
+                str(spec),
+                "--out",
+                str(tmp_path / "zoo"),
+                "--workers",
+                "0",
+            ],
+            stderr=stderr,
+            stdout=subprocess.PIPE,
+            env=env,
+            timeout=600,
+        )
     assert run.returncode == 0, log.read_text()[-2000:]
     text = log.read_text()
     stamps = [
@@ -68,10 +81,27 @@ def test_a_training_attack_logs_at_the_interval_while_it_runs(tmp_path, source):
     log = tmp_path / "attack.log"
     with log.open("w") as stderr:
         run = subprocess.run(
-            [sys.executable, "-m", "modelprint", "attack", "distill", str(model), "--data", "digits",
-             "--param", "epochs=2", "--seed", "1", "--out", str(tmp_path / "student")],
-            stderr=stderr, stdout=subprocess.PIPE, env=env, timeout=600,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "modelprint",
+                "attack",
+                "distill",
+                str(model),
+                "--data",
+                "digits",
+                "--param",
+                "epochs=2",
+                "--seed",
+                "1",
+                "--out",
+                str(tmp_path / "student"),
+            ],
+            stderr=stderr,
+            stdout=subprocess.PIPE,
+            env=env,
+            timeout=600,
+        )
     text = log.read_text()
     assert run.returncode == 0, text[-2000:]
     beats = re.findall(

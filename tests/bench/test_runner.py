@@ -89,8 +89,13 @@ def test_every_methods_inputs_are_checked_before_any_fingerprint_is_made(referen
     with pytest.raises(
         ParameterError, match=r"naturalfinger needs --param naturalfinger\.gan=.*; .*no/such/zoo does not exist"
     ):
-        run_bench(reference_zoo, ["naturalfinger"], out, method_params={"naturalfinger": {"trained": "no/such/zoo"}},
-                  progress=False)  # fmt: skip
+        run_bench(
+            reference_zoo,
+            ["naturalfinger"],
+            out,
+            method_params={"naturalfinger": {"trained": "no/such/zoo"}},
+            progress=False,
+        )
 
 
 def test_ray_backend_queries_the_same(bench_dir, reference_zoo, tmp_path):

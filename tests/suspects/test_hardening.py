@@ -560,8 +560,12 @@ def test_a_large_input_gets_a_base64_example_that_is_answered():
     with serve_background(create_app(big)) as url:
         page = httpx.get(f"{url}/docs", timeout=10).text
         example = html_module.unescape(re.search(r"<pre>(python -c [^<]+)</pre>", page).group(1))
-        run = subprocess.run(["bash", "-c", example.replace("python -c", f"{sys.executable} -c", 1)],
-                             capture_output=True, text=True, timeout=30)  # fmt: skip
+        run = subprocess.run(
+            ["bash", "-c", example.replace("python -c", f"{sys.executable} -c", 1)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert len(json.loads(run.stdout)["labels"]) == 1, run.stdout + run.stderr
 
 

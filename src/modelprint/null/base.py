@@ -198,8 +198,18 @@ class Null:
         """The numbers a verification reports about the null it used."""
         # the region too: p-values and what a match needs are maxima over it, so a reader of the
         # summary (verify's own line, an arbiter) gets the same numbers as the fingerprint's owner
-        keep = ("family", "mean", "rho", "sd", "n_models", "n_queries", "confidence", "source", "region",
-                *("tau", "keys", "components", "above", "trials", "q_hat", "q_upper"))  # fmt: skip
+        keep = (
+            "family",
+            "mean",
+            "rho",
+            "sd",
+            "n_models",
+            "n_queries",
+            "confidence",
+            "source",
+            "region",
+            *("tau", "keys", "components", "above", "trials", "q_hat", "q_upper"),
+        )
         return {**{k: self.data[k] for k in keep if k in self.data}, "smallest_p": self.smallest_p()}
 
     @staticmethod

@@ -292,9 +292,13 @@ class KeyNull(Null):
 
     @classmethod
     def fit(
-        cls, evidence: Sequence[np.ndarray], statistics: Sequence[float], *, simulated: np.ndarray | None = None,
+        cls,
+        evidence: Sequence[np.ndarray],
+        statistics: Sequence[float],
+        *,
+        simulated: np.ndarray | None = None,
         tau: float | None = None,
-    ) -> Null:  # fmt: skip
+    ) -> Null:
         """``simulated``: similarities (keys, components) of independent keys to the fingerprint."""
         if simulated is None or tau is None:
             raise ParameterError("a key null is fitted on simulated keys: give simulated= and tau=")

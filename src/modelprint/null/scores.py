@@ -65,8 +65,14 @@ def fit_probability_null(scores: Sequence[float], *, confidence: float = CONFIDE
     ll = _beta_loglik(s, mean, rho)
     best = np.unravel_index(np.argmax(ll), ll.shape)
     region = region_frontier(2 * (ll[best] - ll) <= stats.chi2.ppf(confidence, 2))
-    return {"family": "beta", "mean": float(mean[best]), "rho": float(rho[best]), "confidence": confidence,
-            "region": region, "n_models": int(s.size)}  # fmt: skip
+    return {
+        "family": "beta",
+        "mean": float(mean[best]),
+        "rho": float(rho[best]),
+        "confidence": confidence,
+        "region": region,
+        "n_models": int(s.size),
+    }
 
 
 def probability_p_values(null: dict, scores: np.ndarray, *, conservative: bool = True) -> np.ndarray:
@@ -91,10 +97,18 @@ def fit_key_null(similarities: np.ndarray, tau: float, *, confidence: float = CO
     if sims.ndim != 2 or sims.shape[0] < 100:
         raise ParameterError("a key null needs the similarities of at least 100 simulated keys")
     above, trials = int(np.sum(sims > tau)), int(sims.size)
-    return {"family": "key-tail", "tau": float(tau), "keys": int(sims.shape[0]), "components": int(sims.shape[1]),
-            "above": above, "trials": trials, "q_hat": above / trials, "confidence": confidence,
-            "q_upper": upper_bound(above, trials, 1 - confidence),
-            "key_statistics_max": float(np.max(np.mean(sims > tau, axis=1)))}  # fmt: skip
+    return {
+        "family": "key-tail",
+        "tau": float(tau),
+        "keys": int(sims.shape[0]),
+        "components": int(sims.shape[1]),
+        "above": above,
+        "trials": trials,
+        "q_hat": above / trials,
+        "confidence": confidence,
+        "q_upper": upper_bound(above, trials, 1 - confidence),
+        "key_statistics_max": float(np.max(np.mean(sims > tau, axis=1))),
+    }
 
 
 def key_p_value(null: dict, statistic: float, components: int, *, conservative: bool = True) -> float:
