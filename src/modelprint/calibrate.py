@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .attacks.extraction import Distill
-from .data import load_splits
+from .data import DatasetSplits, load_splits
 from .errors import CalibrationError, ParameterError
 from .fingerprints import METHODS, Fingerprint, method_of
 from .models import ModelprintModel, save_model, weights_digest
@@ -75,10 +75,10 @@ def calibrate(
     shas = [weights_digest(m) for m in negatives]
     if len(set(shas)) != len(shas):
         raise CalibrationError("the same negative model is given twice: each reference model must count once")
-    chose = set((fp.meta.get("screening") or {}).get("selection_sha256") or [])
-    if chose & set(shas):  # cross-fitting: the models that chose the queries cannot also calibrate them
+    chose = set((fp.meta.get("screening") or {}).get("selection_sha256") or []) & set(shas)
+    if chose:  # cross-fitting: the models that chose the queries cannot also calibrate them
         raise CalibrationError(
-            f"{len(chose & set(shas))} of the negatives chose this fingerprint's queries (reference screening) "
+            f"{len(chose)} of the negatives chose this fingerprint's queries (reference screening) "
             "and cannot also fit its null: give the other reference models"
         )
     method = method_of(fp)
@@ -189,7 +189,7 @@ def source_meta(source: ModelprintModel) -> dict[str, Any]:
     return dict(zip(SOURCE_FIELDS, (c.dataset, c.arch, c.arch_args, c.training, list(c.input_shape))))
 
 
-def _owner_splits(meta: dict[str, Any], data: str | None, split_seed: int) -> Any:
+def _owner_splits(meta: dict[str, Any], data: str | None, split_seed: int) -> DatasetSplits:
     """The owner's data as the source saw it, checked against the source's input shape."""
     spec = data or meta.get("dataset")
     if not spec:

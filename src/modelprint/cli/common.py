@@ -50,6 +50,7 @@ app.add_typer(model_app, name="model")
 # Options several commands take, one name and one meaning each.
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (messages stay on stderr).")]
 Device = Annotated[str, typer.Option("--device", help="cpu or cuda[:N]: where the models run.")]
+OwnerData = Annotated[str, typer.Option("--data", help="The owner's data set (default: the model card's).")]
 SplitSeed = Annotated[int, typer.Option("--split-seed", help="Seed of the owner/attacker/test cut.")]
 TrainSubset = Annotated[int, typer.Option("--train-subset", help="Keep N class-balanced images of the split (0: all).")]
 ReferenceArchs = Annotated[

@@ -25,6 +25,7 @@ from .common import (
     REFERENCE_MODELS,
     AsJson,
     Device,
+    OwnerData,
     ReferenceEpochs,
     Screen,
     check_fpr,
@@ -48,7 +49,6 @@ Seed = Annotated[
 ]
 Tune = Annotated[bool, typer.Option("--tune", help="Choose the method's settings on the owner's reference models.")]
 TuneFpr = Annotated[float, typer.Option("--fpr", help="--tune: the false-positive rate to maximise the TPR at.")]
-OwnerData = Annotated[str, typer.Option("--data", help="The owner's data set (default: the model card's).")]
 TuneReferences = Annotated[
     int, typer.Option(REFERENCE_MODELS, metavar="N", help="--tune: independent reference models to train.")
 ]
