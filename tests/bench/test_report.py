@@ -105,7 +105,9 @@ def _chromium() -> str | None:
 
 def test_report_renders_in_headless_chromium(report_dir):
     browser = _chromium()
-    if browser is None:  # .ci/run installs Debian's chromium; only a machine without it gets here
+    if browser is None:  # .ci/run installs Debian's chromium: in CI a missing browser is a failure
+        if os.environ.get("CI"):
+            pytest.fail("CI has no chromium: scripts/system-deps.sh should have installed it")
         pytest.skip("no chromium on this machine (apt-get install -y chromium)")
 
     def render(path):
