@@ -101,9 +101,8 @@ def check_pickle(
 ) -> None:
     """Refuse ``data`` (a pickle) unless every global it names passes ``allowed(module, name)``;
     ``budget`` bounds the work (shared across the pickles of one file)."""
-    machine = _SymbolicStack(where, allowed, budget or PickleBudget())
-    for op, arg in _opcodes(data, where, machine.budget):
-        machine.step(op, arg)
+    budget = budget or PickleBudget()
+    _SymbolicStack(where, allowed, budget).run(_opcodes(data, where, budget))
 
 
 class _SymbolicStack:
@@ -131,37 +130,40 @@ class _SymbolicStack:
                 return
         raise self.refuse("no mark")
 
-    def step(self, op: Any, arg: Any) -> None:
-        stack, memo, where, name = self.stack, self.memo, self.where, op.name
-        if len(stack) > self.budget.max_stack or len(memo) > self.budget.max_memo:
-            limit = max(self.budget.max_stack, self.budget.max_memo)
-            raise SuspectError(f"{where}: the pickle's stack or memo grows past {limit} entries; refused")
-        if name in _REFUSED_OPS:
-            raise SuspectError(f"{where} uses the pickle opcode {name}, which TorchScript never writes; refused")
-        if name in _STRING_OPS:
-            stack.append(arg if isinstance(arg, str) else _UNKNOWN)
-        elif name in ("GLOBAL", "STACK_GLOBAL"):
-            self.global_(name, arg)
-        elif name in ("MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"):
-            if not stack:
-                raise self.refuse(f"{name.lower()} on an empty stack")
-            memo[len(memo) if name == "MEMOIZE" else int(arg)] = stack[-1]
-        elif name in ("GET", "BINGET", "LONG_BINGET"):
-            if int(arg) not in memo:
-                raise self.refuse(f"memo key {arg} unset")
-            stack.append(memo[int(arg)])
-        elif name == "DUP":
-            stack.append(stack[-1] if stack else _UNKNOWN)
-        elif name == "MARK":
-            stack.append(_MARK)
-        else:  # every other opcode: its documented stack effect, with values untracked
-            before = op.stack_before
-            if pickletools.markobject in before:
-                self.pop_mark()
-                self.pop(before.index(pickletools.markobject))
-            else:
-                self.pop(len(before))
-            stack.extend(_UNKNOWN for _ in op.stack_after)
+    def run(self, opcodes: Iterator[tuple[Any, Any]]) -> None:
+        """Every opcode's effect on the stack and memo; the loop is one method, as it runs per opcode."""
+        stack, memo, where, budget = self.stack, self.memo, self.where, self.budget
+        for op, arg in opcodes:
+            name = op.name
+            if len(stack) > budget.max_stack or len(memo) > budget.max_memo:
+                limit = max(budget.max_stack, budget.max_memo)
+                raise SuspectError(f"{where}: the pickle's stack or memo grows past {limit} entries; refused")
+            if name in _REFUSED_OPS:
+                raise SuspectError(f"{where} uses the pickle opcode {name}, which TorchScript never writes; refused")
+            if name in _STRING_OPS:
+                stack.append(arg if isinstance(arg, str) else _UNKNOWN)
+            elif name in ("GLOBAL", "STACK_GLOBAL"):
+                self.global_(name, arg)
+            elif name in ("MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"):
+                if not stack:
+                    raise self.refuse(f"{name.lower()} on an empty stack")
+                memo[len(memo) if name == "MEMOIZE" else int(arg)] = stack[-1]
+            elif name in ("GET", "BINGET", "LONG_BINGET"):
+                if int(arg) not in memo:
+                    raise self.refuse(f"memo key {arg} unset")
+                stack.append(memo[int(arg)])
+            elif name == "DUP":
+                stack.append(stack[-1] if stack else _UNKNOWN)
+            elif name == "MARK":
+                stack.append(_MARK)
+            else:  # every other opcode: its documented stack effect, with values untracked
+                before = op.stack_before
+                if pickletools.markobject in before:
+                    self.pop_mark()
+                    self.pop(before.index(pickletools.markobject))
+                else:
+                    self.pop(len(before))
+                stack.extend(_UNKNOWN for _ in op.stack_after)
 
     def global_(self, name: str, arg: Any) -> None:
         """A global is allowed only by its literal module and name, never one computed at load time."""
