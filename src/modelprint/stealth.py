@@ -27,33 +27,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from .data import Dataset
 from .errors import ParameterError
 from .models import ModelprintModel
+from .models.detector import DetectorCNN
 from .progress import progress_bar
-
-
-class DetectorCNN(nn.Module):
-    """Nine layers: six 3x3 convolutions (BN, ReLU; max-pool after every second) and three linear."""
-
-    def __init__(self, channels: int, width: int = 16) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        c = channels
-        for i, w in enumerate((width, width, 2 * width, 2 * width, 4 * width, 4 * width)):
-            layers += [nn.Conv2d(c, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU()]
-            if i % 2 == 1:
-                layers.append(nn.MaxPool2d(2, ceil_mode=True))
-            c = w
-        self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(
-            nn.Flatten(), nn.LazyLinear(64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 2)
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
 
 
 @dataclass(frozen=True)

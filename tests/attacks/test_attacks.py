@@ -20,6 +20,7 @@ SETTINGS = {
     "noise": {"sigma": 0.05},
     "advtrain": {"p": 0.5, "eps": 0.1, "alpha": 0.03, "steps": 3, "epochs": 3},
     "distill": {"arch": "cnn", "arch_args": {"width": 8}, "epochs": 8},
+    "evade": {"clean": 300, "detector_epochs": 3, "decoy_epochs": 3, "decoy_args": {"width": 8}},
     "knockoff": {"arch": "cnn", "arch_args": {"width": 8}, "epochs": 8},
     "quantize": {},
     "permute": {},

@@ -5,7 +5,7 @@ model takes inputs in [0, 1]; normalisation lives inside it, so fingerprints, at
 and exported graphs all speak the same input space.
 """
 
-from . import cnn, densenet, mobilenet, resnet, vgg, vit  # noqa: F401  (register architectures)
+from . import cnn, densenet, evasive, mobilenet, resnet, vgg, vit  # noqa: F401  (register architectures)
 from .architectures import ARCHITECTURES, create_arch, find_arch, register_arch
 from .custom import is_import_path, trust_arch
 from .files import (
