@@ -25,7 +25,8 @@ def test_builtin_specs_have_the_fingerbench_categories(name, data):
     for mini in (load_spec("mini-digits"), load_spec("mini-fmnist")):
         mini_counts = Counter((m.role, m.category) for m in mini.models)
         same_data = {"independent-same-data", "independent-same-data-distill"}
-        assert {c for _, c in mini_counts} == {c for _, c in counts} | same_data
+        evasive = {"evasive"} if mini.name == "mini-fmnist" else set()
+        assert {c for _, c in mini_counts} == {c for _, c in counts} | same_data | evasive
         # the hardest honest negatives: trained on the owner's own half, several architectures, and their students
         scratch = [m for m in mini.models if m.category == "independent-same-data"]
         assert len(scratch) == 5 and {m.split for m in scratch} == {"owner"} and len({m.arch for m in scratch}) >= 3
@@ -47,6 +48,10 @@ def test_mini_fmnist_trains_on_a_subset_and_takes_each_architectures_own_setting
     assert scratch["vit-tiny"]["epochs"] == 20 and scratch["vit-tiny"]["weight_decay"] == 0.0
     knockoffs = [m for m in spec.models if m.category == "knockoff"]
     assert all(m.steps[0]["classes"] == [0, 1, 2, 3, 4, 5, 6] for m in knockoffs)
+    # the thief who filters: a fine-tuned, a pruned and a distilled copy behind a detector, on both sides
+    evasive = [m for m in spec.models if m.category == "evasive"]
+    assert Counter(m.role for m in evasive) == {"positive": 3, "negative": 3}
+    assert all(m.steps[-1]["attack"] == "evade" and m.arch == "evasive" for m in evasive)
 
 
 def test_spec_train_subset_is_validated():
