@@ -26,7 +26,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 
 from .calibrate import calibrate
 from .errors import ParameterError
@@ -70,21 +69,29 @@ def screen(fp: Fingerprint, selection: Sequence[ModelprintModel], keep: int) -> 
     """``fp`` reduced to the ``keep`` queries the ``selection`` models agree with least (ties:
     the earlier query), in their original order; the record goes into ``meta["screening"]``."""
     rates = agreement_rates(fp, selection)
+    selection_sha256 = [weights_digest(m) for m in selection]
+    rule = "the queries the selection models agree with least; the null is fitted on the other references"
+    return keep_least_followed(fp, rates, keep, selection_sha256=selection_sha256, rule=rule)[0]
+
+
+def keep_least_followed(fp: Fingerprint, rates: np.ndarray, keep: int, **record: Any) -> tuple[Fingerprint, list[int]]:
+    """The ``keep`` queries of ``fp`` with the lowest agreement ``rates`` (ties: the earlier), in
+    their original order, with ``record`` and the agreement figures in ``meta["screening"]``;
+    and their indices."""
     if not 1 <= keep <= len(fp):
         raise ParameterError(f"screening keeps between 1 and {len(fp)} queries of this fingerprint, not {keep}")
     order = np.argsort(rates, kind="stable")[:keep]
-    kept = torch.as_tensor(np.sort(order))
-    extra = {k: v[kept] if v.ndim and len(v) == len(fp) else v for k, v in fp.extra.items()}
-    record: dict[str, Any] = {
+    index = [int(j) for j in np.sort(order)]
+    meta = {
         "candidates": len(fp),
         "kept": keep,
-        "selection_sha256": [weights_digest(m) for m in selection],
+        **record,
         "candidate_agreement": float(rates.mean()),
         "kept_agreement": float(rates[order].mean()),
         "kept_agreement_max": float(rates[order].max()),
-        "rule": "the queries the selection models agree with least; the null is fitted on the other references",
     }
-    return Fingerprint(fp.x[kept], fp.y[kept], {**fp.meta, "screening": record}, extra)
+    extra = {k: v[index] if v.ndim and len(v) == len(fp) else v for k, v in fp.extra.items()}
+    return Fingerprint(fp.x[index], fp.y[index], {**fp.meta, "screening": meta}, extra), index
 
 
 def screened_calibration(

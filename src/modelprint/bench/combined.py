@@ -80,6 +80,7 @@ def combined_entry(
         "fpr": fpr,
         "auc": roc_auc([score[i] for i in pos_ids], [score[i] for i in neg_ids]),
         "held_out": {
+            "calibration_negatives": len(calib),
             "evaluation_negatives": len(evaluation),
             "false_matches": false,
             "fpr": false / max(len(evaluation), 1),

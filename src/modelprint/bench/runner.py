@@ -49,6 +49,7 @@ from ..stealth import detection_rates
 from ..zoo import ZooManifest, ZooRow, source_row
 from ..zoo.build import build_data
 from .combined import combined_entry
+from .screening import Screen, apply_screens, check_screens
 
 RESULTS = "results.json"
 DEFAULT_BUDGETS = (10, 20, 50, 100)
@@ -236,6 +237,7 @@ class BenchPlan:
     src: ZooRow
     suspects: list[ZooRow]
     methods: dict[str, FingerprintMethod]
+    screens: dict[str, Screen] = field(default_factory=dict)  # entries whose queries are screened
 
 
 @dataclass
@@ -254,6 +256,7 @@ def plan_bench(
     method_params: dict[str, dict[str, Any]] | None,
     variants: dict[str, tuple[str, dict[str, Any]]] | None,
     combine: list[str] | None = None,
+    screen: dict[str, Screen] | None = None,
 ) -> BenchPlan:
     """Check the request against the registry and the zoo; configure every method."""
     if not methods:
@@ -286,25 +289,35 @@ def plan_bench(
     suspects = [r for r in manifest.rows if r["status"] == "done"]
     if not any(r["role"] == "negative" for r in suspects):
         raise ParameterError(f"{zoo} has no negative models: a benchmark needs both roles")
-    return BenchPlan(Path(zoo), manifest, src, suspects, configured)
+    check_screens(screen or {}, configured)
+    return BenchPlan(Path(zoo), manifest, src, suspects, configured, dict(screen or {}))
 
 
 def make_fingerprints(
-    plan: BenchPlan, out: Path, *, n: int, seed: int, device: str, progress: bool, timings: dict[str, Any]
+    plan: BenchPlan,
+    out: Path,
+    *,
+    n: int,
+    seed: int,
+    device: str,
+    progress: bool,
+    timings: dict[str, Any],
 ) -> BenchFingerprints:
     """Step 1: every method's fingerprint of the zoo's source, cached in ``out/fingerprints`` by
-    content (source, method, settings, n, seed and the files the settings name)."""
+    content (source, method, settings, n, seed and the files the settings name); an entry to be
+    screened gets its number of candidates instead of ``n``."""
     source = load_model(plan.manifest.path(plan.src))
     made = BenchFingerprints()
     for m, method in plan.methods.items():
-        key = _cache_key(plan.src["sha256"], method.name, method.params(), n, seed, method.inputs_digest())
+        count = plan.screens[m].candidates if m in plan.screens else n
+        key = _cache_key(plan.src["sha256"], method.name, method.params(), count, seed, method.inputs_digest())
         path = out / "fingerprints" / f"{method.name}-{key}.fp.safetensors"
         started = time.perf_counter()
         if path.is_file():
             fp = Fingerprint.load(path)
             timings["generation"][m] = {"seconds": 0.0, "cached": True}
         else:
-            fp = method.generate(source, n=n, seed=seed, device=device, progress=progress)
+            fp = method.generate(source, n=count, seed=seed, device=device, progress=progress)
             fp.save(path)
             timings["generation"][m] = {"seconds": round(time.perf_counter() - started, 3), "cached": False}
         made.files[m], made.fingerprints[m], made.items[m] = str(path), fp, method.items(fp)
@@ -440,32 +453,31 @@ def run_bench(
     device: str = "cpu",
     progress: bool = True,
     combine: list[str] | None = None,
+    screen: dict[str, Screen] | None = None,
 ) -> dict[str, Any]:
     """Benchmark ``methods`` on the zoo in ``zoo``; writes ``out/results.json`` and returns it.
 
     The steps: :func:`plan_bench` -> :func:`make_fingerprints` -> :func:`query_all` ->
     :func:`score_method` per method. ``workers=0`` (default) queries in this process: on CPU a
-    suspect answers in tens of milliseconds, less than a worker process takes to start; use
-    workers (or ``backend="ray"``) for large models or big zoos.
-
-    ``variants`` names further entries of ``methods`` as ``{label: (method, settings)}`` (an
-    ablation: :func:`~modelprint.fingerprints.ablation_variants`); a variant takes its
-    method's ``method_params`` too, with its own settings on top.
-
-    ``stealth`` adds each method's detection rate (:mod:`modelprint.stealth`): detectors
-    trained on the zoo's attacker split against noise and FGSM on the zoo's source. ``combine``
-    adds the combined verdict over those methods (:mod:`modelprint.bench.combined`)."""
-    plan = plan_bench(zoo, methods, method_params, variants, combine)
+    suspect answers faster than a worker process starts; use workers (or ``backend="ray"``)
+    for large models or big zoos. ``variants``: further entries ``{label: (method, settings)}``
+    (an ablation, :func:`~modelprint.fingerprints.ablation_variants`), each with its method's
+    ``method_params`` under its own settings. ``stealth``: each method's detection rate
+    (:mod:`modelprint.stealth`). ``combine``: the combined verdict over those methods
+    (:mod:`modelprint.bench.combined`). ``screen`` (``{entry: Screen(keep, candidates)}``):
+    those entries' queries are screened by part of the calibration negatives, then scored
+    nowhere (:mod:`modelprint.bench.screening`)."""
+    plan = plan_bench(zoo, methods, method_params, variants, combine, screen)
     out = Path(out)
     (out / "fingerprints").mkdir(parents=True, exist_ok=True)
     timings: dict[str, Any] = {"generation": {}, "querying": 0.0, "metrics": 0.0}
     made = make_fingerprints(plan, out, n=n, seed=seed, device=device, progress=progress, timings=timings)
     check_held_out(made.meta, plan.suspects, plan.src)
-    stealth_result = _stealth_step(plan, made, progress, timings) if stealth else None
     answers = _query_step(plan, made, workers, backend, progress, timings)
+    split, selection = _screen_step(plan, made, answers, split_negatives(plan.suspects, seed), out)
+    stealth_result = _stealth_step(plan, made, progress, timings) if stealth else None
     started = time.perf_counter()
-    pos_ids = _positive_ids(plan, zoo)
-    split, mirror = split_negatives(plan.suspects, seed), _mirror(plan)
+    pos_ids, mirror = _positive_ids(plan, zoo), _mirror(plan)
     scoring = {"budgets": budgets, "fpr": fpr, "split": split, "pos_ids": pos_ids, "mirror": mirror}
     per_method, suspect_rows = _score_all(plan, made, answers, stealth_result, **scoring)
     combined = _combined(plan, made, answers, combine, pos_ids, split, fpr) if combine else None
@@ -477,6 +489,8 @@ def run_bench(
                        budgets=budget_list)  # fmt: skip
     if combined is not None:
         results["combined"] = combined
+    if selection:
+        results["negative_split"]["selection"] = selection
     # Insertion order (methods as asked, categories in spec order, budgets ascending) is the reading order.
     atomic_write_text(out / RESULTS, json.dumps(results, indent=2) + "\n")
     if progress:
@@ -501,6 +515,19 @@ def _query_step(
     timings["querying"] = round(time.perf_counter() - started, 3)
     timings["suspects_per_second"] = round(len(plan.suspects) / max(timings["querying"], 1e-9), 2)
     return answers
+
+
+def _screen_step(
+    plan: BenchPlan, made: BenchFingerprints, answers: dict[str, Any], split: tuple[list[str], list[str]], out: Path
+) -> tuple[tuple[list[str], list[str]], list[str]]:
+    """Screening (:func:`~modelprint.bench.screening.apply_screens`): the selection negatives
+    leave the plan and the calibration half; returns the new split and the selection ids."""
+    if not plan.screens:
+        return split, []
+    sha256 = {r["id"]: r["sha256"] for r in plan.suspects}
+    selection, null_ids = apply_screens(plan.screens, plan.methods, made, answers, split[0], sha256, out)
+    plan.suspects = [r for r in plan.suspects if r["id"] not in selection]
+    return (null_ids, split[1]), selection
 
 
 def _stealth_step(plan: BenchPlan, made: BenchFingerprints, progress: bool, timings: dict[str, Any]) -> dict:

@@ -117,6 +117,10 @@ def held_out_table(results: dict[str, Any]) -> ReportTable:
         f"Held-out false-positive rate at nominal FPR {results['fpr']:g}: fitted on the calibration half of "
         "the negatives, counted on the evaluation half"
     )
+    selection = results["negative_split"].get("selection")
+    if selection:  # screening: part of the calibration half chose queries and was scored nowhere
+        screened = [m for m, r in results["methods"].items() if "screening" in r["fingerprint"]]
+        title += f" ({len(selection)} calibration negatives chose the queries of {', '.join(screened)} and fit nothing)"
     return ReportTable(title, header, formats, rows)
 
 

@@ -17,6 +17,7 @@ from .._io import atomic_write_text, check_output_path
 from ..bench import run_bench
 from ..bench.nullcheck import null_check_tables, plot_null_check, run_null_check
 from ..bench.report import write_report
+from ..bench.screening import parse_screens
 from ..bench.tables import leaderboard
 from ..data import load_splits
 from ..errors import ParameterError
@@ -126,6 +127,15 @@ Stealth = Annotated[
 Combine = Annotated[
     str, typer.Option("--combine", help="Also the combined verdict (Holm) over these comma-separated methods.")
 ]
+BenchScreen = Annotated[
+    list[str],
+    typer.Option(
+        "--screen",
+        metavar="METHOD=K:N",
+        help="Screen METHOD: generate N queries, keep the K that half of the calibration negatives follow least "
+        "(repeat).",
+    ),
+]
 BenchSeed = Annotated[
     int, typer.Option("--seed", help="Seed of every fingerprint and of the negatives' split (recorded).")
 ]
@@ -146,6 +156,7 @@ def bench(
     ablation: Ablation = False,
     stealth: Stealth = False,
     combine: Combine = None,
+    screen: BenchScreen = None,
     seed: BenchSeed = 0,
     workers: Workers = 0,
     backend: Annotated[str, typer.Option("--backend", help="local | ray")] = "local",
@@ -167,6 +178,7 @@ def bench(
             raise ParameterError("--ablation: none of --methods has tricks to remove")
     settings = {"n": n, "seed": seed, "budgets": budget_list, "fpr": fpr, "variants": variants, "stealth": stealth}
     settings.update(workers=workers, backend=backend, device=device, combine=names(combine) if combine else None)
+    settings["screen"] = parse_screens(screen or [])
     run_bench(zoo, chosen, out, method_params=method_params(param), **settings)
     md, html_path = write_report(out)
     results = json.loads((out / "results.json").read_text())

@@ -72,7 +72,7 @@ class NaturalQueries(FingerprintMethod):
         screened = fp.meta.get("screening")
         if screened:
             return (
-                f"{len(fp)} natural images of {screened['candidates']}, the ones the selection reference models "
+                f"{len(fp)} natural images of {screened['candidates']}, the ones the selection models "
                 f"follow least ({screened['kept_agreement']:.2f})"
             )
         return f"{len(fp)} natural images (unscreened: independent models agree on most; screen them with --screen)"
