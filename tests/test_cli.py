@@ -595,7 +595,12 @@ def test_when_independent_models_agree_like_copies_the_advice_is_another_method(
     said = unreachable(agreeing, 1e-3)
     assert "do not separate models here" in said and "use another method" in said and "--reference-models" not in said
     spread = {"n_models": 10, "reference_statistics": {"min": 0.2, "mean": 0.5, "max": 0.8}, "references_at_0.001": 40}
-    assert "--reference-models 40" in unreachable(spread, 1e-3)
+    assert "--reference-models 40" in unreachable(spread, 1e-3) and "--screen" not in unreachable(spread, 1e-3)
+    # a query set not yet screened is told the cheaper way too: screening on the same models
+    assert "create the fingerprint with --n 200, then calibrate with --screen 100" in unreachable(
+        spread, 1e-3, "c", 100
+    )
+    assert "--screen" not in unreachable(agreeing, 1e-3, "c", 100)  # queries that do not separate stay so
     # the advice names the methods to try instead, never the one that failed
     said = unreachable(agreeing, 1e-3, "c")
     others = said.split("use another method (")[1].split(";")[0].split(", ")

@@ -17,7 +17,7 @@ from .._version import __version__
 from ..calibrate import null_description, separation_advice
 from ..errors import ParameterError
 from ..evaluate import PAPER_METHODS
-from ..fingerprints import Fingerprint
+from ..fingerprints import Fingerprint, method_of
 from ..models import trust_arch as trust_arch_paths
 from ..progress import configure_logging, console
 
@@ -239,19 +239,29 @@ def print_null(calibrated: Fingerprint, stream: bool = False) -> None:
         + ", ".join(f"{d[f'needed_at_{a:g}']:.2f} at FPR {a:g}" for a in reachable)
         + (f"; the smallest p it can give is {d['smallest_p']:.2g}" if d.get("smallest_p") is not None else "")
     )
+    # A query set not yet screened can keep the queries the reference models follow least instead.
+    screenable = method_of(calibrated).sequential and "screening" not in calibrated.meta
     for a in (1e-2, 1e-3):
         if a not in reachable:
-            say(f"warning: {unreachable(d, a, calibrated.meta.get('method', ''))}")
+            say(
+                f"warning: {unreachable(d, a, calibrated.meta.get('method', ''), len(calibrated) if screenable else 0)}"
+            )
 
 
-def unreachable(description: dict[str, Any], fpr: float, method: str = "this method") -> str:
-    """The plain sentence for an FPR the calibrated null cannot reach, with what would reach it."""
+def unreachable(description: dict[str, Any], fpr: float, method: str = "this method", screen_from: int = 0) -> str:
+    """The plain sentence for an FPR the calibrated null cannot reach, with what would reach it;
+    ``screen_from`` (the queries of a screenable fingerprint) adds screening as the other way."""
     more = description.get(f"references_at_{fpr:g}")
     fix = separation_advice(description["reference_statistics"]["mean"], method)
     if fix is None and more:
         fix = f"about {more} reference models scoring like these would reach it ({REFERENCE_MODELS} {more})"
     elif fix is None:
         fix = "no number of reference models scoring like these would: they spread too widely for this FPR"
+    if screen_from and fix.startswith(("about", "no number")):
+        fix += (
+            f"; or screen the queries on the same reference models: create the fingerprint with --n {2 * screen_from}, "
+            f"then calibrate with --screen {screen_from}"
+        )
     return (
         f"nothing can be called a match at FPR {fpr:g} with {description['n_models']} reference models: "
         f"even a perfect score is not rare enough; {fix}"
