@@ -1,6 +1,7 @@
 """The thief who filters queries: an evasive model answers perturbed queries with a decoy's
 labels and clean images with the stolen model's, in every form a suspect takes."""
 
+import copy
 import json
 
 import pytest
@@ -45,6 +46,23 @@ def test_perturbed_queries_get_the_decoys_answers_and_clean_images_the_stolen_mo
     assert torch.equal(net.model(clean), source.net(source_normalised(source, clean)))
     assert (evasive.predict(clean) == source.predict(clean)).float().mean() >= 0.9
     assert (decoy != stolen).any(), "the decoy answers like the stolen model: the gate would change nothing"
+
+
+def test_the_threshold_is_set_on_eval_mode_margins_and_moves_no_running_statistics(evasive, splits):
+    """It was once set from margins computed in training mode: batch statistics put it far
+    above every clean image's margin, and the gate let the C family's queries through."""
+    net = copy.deepcopy(evasive.net).train()
+    buffers = {k: v.clone() for k, v in net.named_buffers() if k != "threshold"}
+    clean = splits.test.x
+    flagged = net.set_threshold(clean, 0.05)
+    assert net.training and all(torch.equal(v, buffers[k]) for k, v in net.named_buffers() if k != "threshold")
+    with torch.no_grad():
+        margins = net.eval().margin(clean)
+    assert flagged == pytest.approx(float((margins > net.threshold).float().mean())) and flagged <= 0.05
+    if (margins > 0).float().mean() <= 0.05:  # the argmax already flags few enough
+        assert float(net.threshold) == 0.0
+    else:
+        assert (margins > float(net.threshold) - 1e-3).float().mean() >= 0.04
 
 
 def source_normalised(source, x):

@@ -121,7 +121,5 @@ class Evade(Attack):
         evasive.net.model.net.load_state_dict(model.net.state_dict())
         evasive.net.decoy.net.load_state_dict(decoy.net.state_dict())
         evasive.net.detector.load_state_dict(detector.state_dict())
-        with torch.no_grad():
-            margins = evasive.net.margin(data.x[order[:held]])
-        evasive.net.threshold.fill_(max(0.0, float(torch.quantile(margins, 1 - self.false_alarm))))
+        evasive.net.set_threshold(data.x[order[:held]], self.false_alarm)
         return evasive.eval()

@@ -109,6 +109,19 @@ class EvasiveNet(nn.Module):
         logits = self.detector(x)
         return logits[:, 1] - logits[:, 0]
 
+    @torch.no_grad()
+    def set_threshold(self, clean: torch.Tensor, false_alarm: float) -> float:
+        """Raise the threshold from 0 (the detector's argmax) until at most ``false_alarm`` of
+        ``clean`` (N, C, H, W) is flagged; margins in eval mode, whatever mode the net is in
+        (batch statistics would move them, and the running ones with them). Returns the share
+        of ``clean`` flagged."""
+        was_training = self.training
+        self.eval()
+        margins = self.margin(clean)
+        self.threshold.fill_(max(0.0, float(torch.quantile(margins, 1 - false_alarm))))
+        self.train(was_training)
+        return float((margins > self.threshold).float().mean())
+
     def flagged(self, x: torch.Tensor) -> torch.Tensor:
         """(N,) booleans: the images the detector calls abnormal."""
         return self.margin(x) > self.threshold
