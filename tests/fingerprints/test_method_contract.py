@@ -27,7 +27,7 @@ FAST: dict[str, dict] = {
     "metav": {"iterations": 40, "trained": "{zoo}"},
     "naturalfinger": {"iterations": 30, "screen_draws": 2, "gan": "{gan}", "trained": "{zoo}", "fill": True},
     "dataset-inference": {"train_points": 60, "directions": 2, "max_steps": 20, "step": 0.05},
-    "dataset-inference-mingd": {"train_points": 60, "max_steps": 20, "step": 0.05},
+    "dataset-inference-mingd": {"train_points": 30, "max_steps": 10, "step": 0.1},
 }
 
 
