@@ -11,6 +11,7 @@ from modelprint.bench.screening import Screen, parse_screens
 from modelprint.errors import ParameterError
 from modelprint.fingerprints import Fingerprint, method_of
 from modelprint.models import load_model
+from modelprint.reference import build_reference_set
 from modelprint.zoo import ZooManifest
 from modelprint.zoo.build import build_zoo
 
@@ -119,3 +120,50 @@ def test_screening_requests_are_checked_before_any_work(reference_zoo, tmp_path)
         )
     with pytest.raises(ParameterError, match="at least 5 calibration negatives"):
         run_bench(reference_zoo, ["natural"], tmp_path / "c", n=10, screen={"natural": Screen(5, 10)}, progress=False)
+
+
+def test_an_owners_reference_set_chooses_the_queries_and_the_calibration_half_stays_whole(screened, tmp_path):
+    zoo, _, _ = screened
+    manifest = ZooManifest.read(zoo)
+    source = load_model(manifest.path(next(r for r in manifest.rows if r["category"] == "source")))
+    refs = tmp_path / "refs"
+    record = build_reference_set(source, 4, refs, epochs=2, positives=False, progress=False)
+    out = tmp_path / "bench"
+    screens = {"natural": Screen(keep=20, candidates=120)}
+    results = run_bench(
+        zoo, ["natural"], out, n=20, budgets=(10,), screen=screens, screen_references=refs, progress=False
+    )
+    split = results["negative_split"]
+    assert split["selection_from"] == "references"
+    assert split["selection"] == ["reference:" + e["file"] for e in record["models"]]
+    # no zoo negative chose anything: the calibration half is the one an unscreened bench has
+    negatives = [r["id"] for r in manifest.rows if r["role"] == "negative"]
+    assert sorted(split["calibration"] + split["evaluation"]) == sorted(negatives)
+    assert results["methods"]["natural"]["calibrated"]["calibration_negatives"] == len(split["calibration"])
+    screening = results["methods"]["natural"]["fingerprint"]["screening"]
+    assert screening["selection_sha256"] == [e["sha256"] for e in record["models"]]
+    assert "owner's reference models" in screening["rule"]
+    # the kept queries are those the reference models follow least
+    candidates = Fingerprint.load(next((out / "fingerprints").glob("natural-*[0-9a-f].fp.safetensors")))
+    models = [load_model(refs / e["file"]) for e in record["models"]]
+    rates = np.mean([method_of(candidates).evidence(candidates, m).values for m in models], axis=0)
+    kept = Fingerprint.load(out / results["methods"]["natural"]["fingerprint"]["file"])
+    chosen = [int(np.flatnonzero((candidates.x == q).all(dim=(1, 2, 3)).numpy())[0]) for q in kept.x]
+    assert max(rates[chosen]) <= min(np.delete(rates, chosen)) + 1e-12
+
+
+def test_a_reference_set_of_another_source_cannot_screen(screened, tmp_path):
+    zoo, _, _ = screened
+    manifest = ZooManifest.read(zoo)
+    other = load_model(manifest.path(next(r for r in manifest.rows if r["role"] == "negative")))
+    refs = tmp_path / "refs"
+    build_reference_set(other, 4, refs, epochs=1, positives=False, progress=False)
+    screens = {"natural": Screen(keep=10, candidates=40)}
+    with pytest.raises(ParameterError, match="built for another model"):  # before any work: nothing written
+        run_bench(zoo, ["natural"], tmp_path / "b", n=10, screen=screens, screen_references=refs, progress=False)
+    assert not (tmp_path / "b").exists()
+    with pytest.raises(ParameterError, match="no method to screen"):
+        run_bench(zoo, ["natural"], tmp_path / "c", n=10, screen_references=refs, progress=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ParameterError, match="reference set record not found"):
+        run_bench(zoo, ["natural"], tmp_path / "d", n=10, screen=screens, screen_references=tmp_path / "empty")

@@ -49,7 +49,7 @@ from ..stealth import detection_rates
 from ..zoo import ZooManifest, ZooRow, source_row
 from ..zoo.build import build_data
 from .combined import combined_entry
-from .screening import Screen, apply_screens, check_screens
+from .screening import Screen, check_screens, screen_step
 
 RESULTS = "results.json"
 DEFAULT_BUDGETS = (10, 20, 50, 100)
@@ -238,6 +238,7 @@ class BenchPlan:
     suspects: list[ZooRow]
     methods: dict[str, FingerprintMethod]
     screens: dict[str, Screen] = field(default_factory=dict)  # entries whose queries are screened
+    screen_references: Path | None = None  # the owner's reference set that screens them, if given
 
 
 @dataclass
@@ -257,6 +258,7 @@ def plan_bench(
     variants: dict[str, tuple[str, dict[str, Any]]] | None,
     combine: list[str] | None = None,
     screen: dict[str, Screen] | None = None,
+    screen_references: str | os.PathLike | None = None,
 ) -> BenchPlan:
     """Check the request against the registry and the zoo; configure every method."""
     if not methods:
@@ -289,8 +291,9 @@ def plan_bench(
     suspects = [r for r in manifest.rows if r["status"] == "done"]
     if not any(r["role"] == "negative" for r in suspects):
         raise ParameterError(f"{zoo} has no negative models: a benchmark needs both roles")
-    check_screens(screen or {}, configured)
-    return BenchPlan(Path(zoo), manifest, src, suspects, configured, dict(screen or {}))
+    check_screens(screen or {}, configured, screen_references, src["sha256"])
+    references = Path(screen_references) if screen_references is not None else None
+    return BenchPlan(Path(zoo), manifest, src, suspects, configured, dict(screen or {}), references)
 
 
 def make_fingerprints(
@@ -454,6 +457,7 @@ def run_bench(
     progress: bool = True,
     combine: list[str] | None = None,
     screen: dict[str, Screen] | None = None,
+    screen_references: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Benchmark ``methods`` on the zoo in ``zoo``; writes ``out/results.json`` and returns it.
 
@@ -466,15 +470,15 @@ def run_bench(
     (:mod:`modelprint.stealth`). ``combine``: the combined verdict over those methods
     (:mod:`modelprint.bench.combined`). ``screen`` (``{entry: Screen(keep, candidates)}``):
     those entries' queries are screened by part of the calibration negatives, then scored
-    nowhere (:mod:`modelprint.bench.screening`)."""
-    plan = plan_bench(zoo, methods, method_params, variants, combine, screen)
+    nowhere, or by the reference set in ``screen_references`` (:mod:`modelprint.bench.screening`)."""
+    plan = plan_bench(zoo, methods, method_params, variants, combine, screen, screen_references)
     out = Path(out)
     (out / "fingerprints").mkdir(parents=True, exist_ok=True)
     timings: dict[str, Any] = {"generation": {}, "querying": 0.0, "metrics": 0.0}
     made = make_fingerprints(plan, out, n=n, seed=seed, device=device, progress=progress, timings=timings)
     check_held_out(made.meta, plan.suspects, plan.src)
     answers = _query_step(plan, made, workers, backend, progress, timings)
-    split, selection = _screen_step(plan, made, answers, split_negatives(plan.suspects, seed), out)
+    split, selection = screen_step(plan, made, answers, split_negatives(plan.suspects, seed), out)
     stealth_result = _stealth_step(plan, made, progress, timings) if stealth else None
     started = time.perf_counter()
     pos_ids, mirror = _positive_ids(plan, zoo), _mirror(plan)
@@ -489,8 +493,7 @@ def run_bench(
                        budgets=budget_list)  # fmt: skip
     if combined is not None:
         results["combined"] = combined
-    if selection:
-        results["negative_split"]["selection"] = selection
+    results["negative_split"].update(selection)  # screening: which models chose the queries
     # Insertion order (methods as asked, categories in spec order, budgets ascending) is the reading order.
     atomic_write_text(out / RESULTS, json.dumps(results, indent=2) + "\n")
     if progress:
@@ -515,19 +518,6 @@ def _query_step(
     timings["querying"] = round(time.perf_counter() - started, 3)
     timings["suspects_per_second"] = round(len(plan.suspects) / max(timings["querying"], 1e-9), 2)
     return answers
-
-
-def _screen_step(
-    plan: BenchPlan, made: BenchFingerprints, answers: dict[str, Any], split: tuple[list[str], list[str]], out: Path
-) -> tuple[tuple[list[str], list[str]], list[str]]:
-    """Screening (:func:`~modelprint.bench.screening.apply_screens`): the selection negatives
-    leave the plan and the calibration half; returns the new split and the selection ids."""
-    if not plan.screens:
-        return split, []
-    sha256 = {r["id"]: r["sha256"] for r in plan.suspects}
-    selection, null_ids = apply_screens(plan.screens, plan.methods, made, answers, split[0], sha256, out)
-    plan.suspects = [r for r in plan.suspects if r["id"] not in selection]
-    return (null_ids, split[1]), selection
 
 
 def _stealth_step(plan: BenchPlan, made: BenchFingerprints, progress: bool, timings: dict[str, Any]) -> dict:

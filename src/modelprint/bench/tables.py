@@ -120,7 +120,11 @@ def held_out_table(results: dict[str, Any]) -> ReportTable:
     selection = results["negative_split"].get("selection")
     if selection:  # screening: part of the calibration half chose queries and was scored nowhere
         screened = [m for m, r in results["methods"].items() if "screening" in r["fingerprint"]]
-        title += f" ({len(selection)} calibration negatives chose the queries of {', '.join(screened)} and fit nothing)"
+        chose = f"chose the queries of {', '.join(screened)}"
+        if results["negative_split"].get("selection_from") == "references":
+            title += f" ({len(selection)} of the owner's reference models {chose})"
+        else:
+            title += f" ({len(selection)} calibration negatives {chose} and fit nothing)"
     return ReportTable(title, header, formats, rows)
 
 

@@ -136,6 +136,15 @@ BenchScreen = Annotated[
         "(repeat).",
     ),
 ]
+ScreenReferences = Annotated[
+    Path,
+    typer.Option(
+        "--screen-references",
+        metavar="DIR",
+        help="Screen with this reference set (built for the zoo's source) instead of half the calibration "
+        "negatives: its models choose, the whole calibration half fits the nulls.",
+    ),
+]
 BenchSeed = Annotated[
     int, typer.Option("--seed", help="Seed of every fingerprint and of the negatives' split (recorded).")
 ]
@@ -157,6 +166,7 @@ def bench(
     stealth: Stealth = False,
     combine: Combine = None,
     screen: BenchScreen = None,
+    screen_references: ScreenReferences = None,
     seed: BenchSeed = 0,
     workers: Workers = 0,
     backend: Annotated[str, typer.Option("--backend", help="local | ray")] = "local",
@@ -178,7 +188,7 @@ def bench(
             raise ParameterError("--ablation: none of --methods has tricks to remove")
     settings = {"n": n, "seed": seed, "budgets": budget_list, "fpr": fpr, "variants": variants, "stealth": stealth}
     settings.update(workers=workers, backend=backend, device=device, combine=names(combine) if combine else None)
-    settings["screen"] = parse_screens(screen or [])
+    settings.update(screen=parse_screens(screen or []), screen_references=screen_references)
     run_bench(zoo, chosen, out, method_params=method_params(param), **settings)
     md, html_path = write_report(out)
     results = json.loads((out / "results.json").read_text())
