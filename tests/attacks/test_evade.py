@@ -65,6 +65,24 @@ def test_the_threshold_is_set_on_eval_mode_margins_and_moves_no_running_statisti
         assert (margins > float(net.threshold) - 1e-3).float().mean() >= 0.04
 
 
+def test_the_card_records_what_the_gate_achieves_on_held_out_images(evasive, tmp_path):
+    gate = evasive.card.training["gate"]
+    assert gate["threshold"] == pytest.approx(float(evasive.net.threshold))
+    assert gate["held_out"] > 0 and gate["flags_clean"] <= 0.02  # the threshold was set on these images
+    assert gate["flags_fgsm"] > gate["flags_clean"] and gate["flags_noise"] > gate["flags_clean"]
+    assert load_model(save_model(evasive, tmp_path / "evasive")).card.training == evasive.card.training
+
+
+def test_a_gate_that_lets_perturbed_queries_through_says_so(source, splits, caplog):
+    # perturbations far below the detector's resolution: it cannot tell them from clean images
+    weak = dict(SMALL, eps=1e-4, sigma=1e-4, detector_epochs=1)
+    with caplog.at_level("WARNING", logger="modelprint"):
+        model = create_attack("evade", **weak).apply(source, splits.attacker, seed=3)
+    gate = model.card.training["gate"]
+    assert gate["flags_fgsm"] < 0.5
+    assert f"flags only {gate['flags_fgsm']:.2f} of its held-out FGSM examples" in caplog.text
+
+
 def source_normalised(source, x):
     return (x - source.mean) / source.std
 

@@ -18,6 +18,10 @@ Parameters:
     false_alarm (float): the most of its own held-out clean images the thief lets the detector
         flag, 0.02: the flagging threshold rises from the detector's argmax until no more are.
 
+The card's ``training["gate"]`` records what the gate achieves on the held-out images (the
+shares of clean, noisy and FGSM images it flags); a gate that flags under half of the FGSM
+examples is also logged as a warning.
+
 Example::
 
     evasive = Evade().apply(stolen, attacker_data, seed=1)
@@ -35,6 +39,7 @@ from ..data import Dataset
 from ..errors import ParameterError
 from ..models import ModelprintModel, create_model, find_arch
 from ..models.evasive import member_spec
+from ..progress import log
 from ..stealth import StealthConfig, fgsm, train_detector
 from ..train import TrainConfig, train_new, training_settings
 from .base import Attack, register_attack
@@ -121,5 +126,29 @@ class Evade(Attack):
         evasive.net.model.net.load_state_dict(model.net.state_dict())
         evasive.net.decoy.net.load_state_dict(decoy.net.state_dict())
         evasive.net.detector.load_state_dict(detector.state_dict())
-        evasive.net.set_threshold(data.x[order[:held]], self.false_alarm)
-        return evasive.eval()
+        held_x = data.x[order[:held]]
+        evasive.net.set_threshold(held_x, self.false_alarm)
+        evasive.eval()  # the gate as it will answer: eval-mode detector statistics
+        evasive.card.training = {"gate": self._gate_rates(evasive, model, held_x, g)}
+        return evasive
+
+    def _gate_rates(
+        self, evasive: ModelprintModel, stolen: ModelprintModel, held: torch.Tensor, g: torch.Generator
+    ) -> dict[str, Any]:
+        """What the thief's gate achieves on its held-out images, recorded in the card: the share
+        of clean ones, noisy ones and FGSM examples against the stolen model that it flags. A gate
+        that flags few FGSM examples lets generated queries through; it is said, not hidden."""
+        noisy = (held + self.sigma * torch.randn(held.shape, generator=g)).clamp(0, 1)
+        adversarial = fgsm(stolen, held, stolen.predict(held), self.eps)
+        probes = {"flags_clean": held, "flags_noise": noisy, "flags_fgsm": adversarial}
+        with torch.no_grad():
+            rates = {k: float(evasive.net.flagged(x).float().mean()) for k, x in probes.items()}
+        if rates["flags_fgsm"] < 0.5:
+            log.warning(
+                "evade: the thief's detector flags only %.2f of its held-out FGSM examples (clean %.2f): "
+                "most perturbed queries will reach the stolen model",
+                rates["flags_fgsm"],
+                rates["flags_clean"],
+            )
+        threshold = round(float(evasive.net.threshold), 6)
+        return {"threshold": threshold, "held_out": len(held), **{k: round(v, 4) for k, v in rates.items()}}

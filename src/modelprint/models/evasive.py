@@ -118,7 +118,10 @@ class EvasiveNet(nn.Module):
         was_training = self.training
         self.eval()
         margins = self.margin(clean)
-        self.threshold.fill_(max(0.0, float(torch.quantile(margins, 1 - false_alarm))))
+        # the (k+1)-th largest margin, k = floor(false_alarm * N): only the k above it are flagged
+        # (an interpolated quantile can sit below one more of them)
+        allowed = int(false_alarm * len(margins))
+        self.threshold.fill_(max(0.0, float(margins.sort(descending=True).values[allowed])))
         self.train(was_training)
         return float((margins > self.threshold).float().mean())
 
