@@ -25,7 +25,7 @@ import numpy as np
 
 os.environ.setdefault("MODELPRINT_QUIET", "1")
 
-from modelprint.bench.runner import split_negatives  # noqa: E402
+from modelprint.bench.heldout import split_negatives  # noqa: E402
 from modelprint.calibrate import calibrate, source_meta, source_subset  # noqa: E402
 from modelprint.data import load_splits  # noqa: E402
 from modelprint.errors import ParameterError  # noqa: E402

@@ -43,7 +43,7 @@ def test_core_dependencies_name_no_optional_package():
     assert "==" not in torch, "torch is a range, so an installed CUDA build is kept"
 
 
-def test_fingerprint_and_verify_a_model_file_without_extras(tmp_path):
+def test_fingerprint_and_verify_a_model_file_without_extras(tmp_path, splits):
     def ok(*args: str) -> subprocess.CompletedProcess:
         run = cli(list(args), tmp_path)
         assert run.returncode == 0, (args, run.stderr[-1500:])
@@ -51,9 +51,14 @@ def test_fingerprint_and_verify_a_model_file_without_extras(tmp_path):
 
     ok("train", "--data", "digits", "--arch", "cnn", "--arch-arg", "width=8", "--epochs", "3", "--seed", "0",
        "--out", "owner")  # fmt: skip
+    # the independent models are the test's fixtures, not the user's path: trained here, in process
+    from modelprint.models import save_model
+    from modelprint.train import TrainConfig, train_new, training_settings
+
+    as_the_cli_trains = TrainConfig(**training_settings("cnn", {"epochs": 3}))
     for seed in (1, 2, 3):
-        ok("train", "--data", "digits", "--split", "attacker", "--arch", "cnn", "--arch-arg", "width=8",
-           "--epochs", "3", "--seed", str(seed), "--out", f"other{seed}")  # fmt: skip
+        other = train_new("cnn", splits.attacker, as_the_cli_trains, seed=seed, progress=False, width=8)
+        save_model(other, tmp_path / f"other{seed}")
     ok("fingerprint", "create", "owner.safetensors", "--method", "c", "--n", "20", "--param", "steps=20",
        "--seed", "0", "--out", "owner.fp.safetensors")  # fmt: skip
     ok("fingerprint", "calibrate", "owner.fp.safetensors", "--negatives", "other1.safetensors", "other2.safetensors",

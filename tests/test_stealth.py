@@ -20,8 +20,12 @@ def test_noise_is_detected_and_clean_images_are_not(splits, source):
     # FGSM at 0.03 on 8 px images is flagged about half the time; clean images almost never
     assert rates["uniform-noise"] > 0.9 and rates["fgsm"] > rates["clean"] + 0.3 and rates["clean"] < 0.3, rates
     assert result["false_alarm"]["mean"] < 0.3 and len(result["methods"]["clean"]["per_seed"]) == 2
-    again = detection_rates(queries, splits.attacker, holder=source, config=FAST, progress=False)
-    assert again["methods"] == result["methods"]  # seeded
+    # seeded: the first seed's detector again gives the same rates
+    first_seed = StealthConfig(epochs=FAST.epochs, seeds=FAST.seeds[:1])
+    again = detection_rates(queries, splits.attacker, holder=source, config=first_seed, progress=False)
+    assert {m: r["per_seed"] for m, r in again["methods"].items()} == {
+        m: r["per_seed"][:1] for m, r in result["methods"].items()
+    }
 
 
 def test_bad_inputs_are_refused(splits, source):

@@ -7,6 +7,7 @@ from modelprint.bench import run_bench
 from modelprint.bench.report import write_report
 from modelprint.errors import ModelprintError, ParameterError, UnknownNameError
 from modelprint.metrics import aruc
+from modelprint.stealth import StealthConfig
 from modelprint.zoo import ZooManifest
 
 PARAMS = {"c": {"steps": 30}, "ltrc": {"steps": 30, "k": 2}}
@@ -163,7 +164,8 @@ def test_bench_reports_the_white_box_family_beside_black_box_ones(tmp_path):
     build_zoo(spec, tmp_path / "zoo", workers=0, progress=False)
     params = {"c": {"steps": 30}}
     zoo, out = tmp_path / "zoo", tmp_path / "bench"
-    report = run_bench(zoo, ["c", "frequency"], out, n=20, method_params=params, stealth=True, progress=False)
+    detectors = StealthConfig(epochs=2, seeds=(0,))
+    report = run_bench(zoo, ["c", "frequency"], out, n=20, method_params=params, stealth=detectors, progress=False)
     freq = report["methods"]["frequency"]
     assert freq["evidence"] == "components" and list(freq["budgets"]) == ["20"] and "c" in report["methods"]
     stat = {(r["role"], r["category"]): r["rates"]["frequency"] for r in report["suspects"]}
@@ -179,7 +181,7 @@ def test_bench_reports_the_white_box_family_beside_black_box_ones(tmp_path):
 
 
 def test_held_out_fpr_is_reported_per_category_and_every_group_is_in_both_halves(bench_dir, reference_zoo):
-    from modelprint.bench.runner import split_negatives
+    from modelprint.bench.heldout import split_negatives
 
     rows = ZooManifest.read(reference_zoo).rows
     calib, evaluation = split_negatives(rows, 0)

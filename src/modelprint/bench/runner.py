@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import platform
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,16 +38,16 @@ from ..attacks import ATTACKS
 from ..data import load_splits
 from ..errors import ParameterError
 from ..fingerprints import METHODS, Fingerprint, FingerprintMethod, create_method, method_of
-from ..metrics import group_summary, margin, threshold_at_fpr
+from ..metrics import group_summary, margin
 from ..models import ModelBytes, load_model, model_from_bytes, read_model_bytes
-from ..null import clopper_pearson
 from ..parallel import task_backend
 from ..progress import note, progress_bar
 from ..scoring import separation, statistics_of
-from ..stealth import detection_rates
+from ..stealth import StealthConfig, detection_rates
 from ..zoo import ZooManifest, ZooRow, source_row
 from ..zoo.build import build_data
 from .combined import combined_entry
+from .heldout import honest_thresholds, split_negatives
 from .screening import Screen, check_screens, screen_step
 
 RESULTS = "results.json"
@@ -79,115 +78,6 @@ def query_suspect(model: Any, fingerprints: dict[str, Any]) -> dict[str, list[fl
         torch.set_num_threads(threads_before)  # in-process querying runs in the caller's process
 
 
-def split_negatives(rows: list[dict[str, Any]], seed: int) -> tuple[list[str], list[str]]:
-    """Negatives' ids cut into (calibration, evaluation) halves, per category and architecture:
-    each group's negatives are shuffled (seeded) and dealt alternately; an odd one out goes
-    to whichever half is smaller, so both halves see every group that has two (same-data
-    independents among them, whose held-out FPR is reported on their own)."""
-    rng = random.Random(seed)
-    calib: list[str] = []
-    evaluation: list[str] = []
-    groups: dict[tuple[str, str], list[str]] = {}
-    for r in rows:
-        if r["role"] == "negative":
-            groups.setdefault((r["category"], r["arch"]), []).append(r["id"])
-    for group in sorted(groups):
-        ids = sorted(groups[group])
-        rng.shuffle(ids)
-        half = len(ids) // 2
-        calib += ids[:half]
-        evaluation += ids[half : 2 * half]
-        if len(ids) % 2:
-            (calib if len(calib) <= len(evaluation) else evaluation).append(ids[-1])
-    return calib, evaluation
-
-
-def honest_thresholds(
-    method: Any,
-    fp: Fingerprint,
-    values: dict[str, list[float]],
-    pos_ids: list[str],
-    calib: list[str],
-    evaluation: list[str],
-    fpr: float,
-    category: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """FPR and TPR of two calibrated decision rules, fitted on ``calib`` negatives only and
-    scored on ``evaluation`` negatives (and every positive):
-
-    * ``threshold``: the empirical threshold at ``fpr`` on the calibration negatives;
-    * ``null``: the method's null fitted on the calibration negatives, verdict ``p < fpr``
-      (and ``p < 1e-3``), as ``modelprint verify`` decides.
-
-    ``fpr_interval`` is the 95 % Clopper-Pearson interval of each observed FPR;
-    ``fpr_within`` says whether the nominal ``fpr`` lies inside it. ``by_category`` (given
-    each negative's ``category``) counts both rules' false matches per category of the
-    evaluation negatives, and the null's verdicts there (``no-match`` / ``inconclusive``)."""
-    stat = {i: method.statistic(np.asarray(v)) for i, v in values.items()}
-    cal = np.array([stat[i] for i in calib])
-    ev = np.array([stat[i] for i in evaluation])
-    pos = np.array([stat[i] for i in pos_ids])
-    out: dict[str, Any] = {"calibration_negatives": len(calib), "evaluation_negatives": len(evaluation)}
-    if len(calib) < 3 or len(evaluation) < 1:
-        out["skipped"] = "fewer than 3 calibration or no evaluation negatives"
-        return out
-
-    def rates(false_pos: int, true_pos: int) -> dict[str, Any]:
-        return _observed_rates(false_pos, len(ev), true_pos, len(pos), fpr)
-
-    t = threshold_at_fpr(cal, fpr)
-    out["threshold"] = {"value": t, **rates(int(np.sum(ev >= t)), int(np.sum(pos >= t)))}
-    null = method.fit_null(fp, [np.asarray(values[i]) for i in calib], cal)
-
-    def p_of(i: str) -> float:
-        return null.p_value(np.asarray(values[i]), stat[i])
-
-    summary = {k: null.data[k] for k in ("family", "mean", "rho", "sd") if k in null.data}
-    p_ev = np.array([p_of(i) for i in evaluation])
-    p_pos = np.array([p_of(i) for i in pos_ids])
-    out["null"] = {
-        **summary,
-        "smallest_p": null.smallest_p(),
-        **rates(int(np.sum(p_ev < fpr)), int(np.sum(p_pos < fpr))),
-        "evaluation_matches_at_0.001": int(np.sum(p_ev < 1e-3)),
-        "tpr_at_0.001": float(np.mean(p_pos < 1e-3)) if len(pos) else 0.0,
-    }
-    if category:
-        verdicts = {i: null.decide(np.asarray(values[i]), stat[i], fpr)[0] for i in evaluation}
-        out["by_category"] = {
-            c: _category_fpr([i for i in evaluation if category[i] == c], stat, t, verdicts)
-            for c in dict.fromkeys(category[i] for i in evaluation)
-        }
-    return out
-
-
-def _observed_rates(false_pos: int, negatives: int, true_pos: int, positives: int, fpr: float) -> dict[str, Any]:
-    """A rule's FPR with its 95 % Clopper-Pearson interval (holding the nominal ``fpr`` or not) and its TPR."""
-    lo, hi = clopper_pearson(false_pos, negatives, 0.95)
-    return {
-        "fpr": false_pos / negatives,
-        "false_positives": false_pos,
-        "fpr_interval": [lo, hi],
-        "fpr_within": bool(lo <= fpr <= hi),
-        "tpr": true_pos / max(positives, 1),
-    }
-
-
-def _category_fpr(ids: list[str], stat: dict[str, float], threshold: float, verdicts: dict[str, str]) -> dict[str, Any]:
-    """One category's evaluation negatives: false matches under the threshold and the null, with
-    the 95 % interval of the null's FPR, and how many the null called no-match / inconclusive."""
-    false_null = sum(verdicts[i] == "match" for i in ids)
-    lo, hi = clopper_pearson(false_null, len(ids), 0.95)
-    return {
-        "negatives": len(ids),
-        "threshold_false_positives": int(sum(stat[i] >= threshold for i in ids)),
-        "null_false_positives": false_null,
-        "null_fpr_interval": [lo, hi],
-        "no_match": sum(verdicts[i] == "no-match" for i in ids),
-        "inconclusive": sum(verdicts[i] == "inconclusive" for i in ids),
-    }
-
-
 def check_held_out(fp_meta: dict[str, dict[str, Any]], suspects: list[ZooRow], src: ZooRow) -> None:
     """Refuse to score a suspect that a method learnt from (its sha256 is among the trained
     models recorded in the fingerprint): its matching rate would measure memory, not
@@ -203,14 +93,16 @@ def check_held_out(fp_meta: dict[str, dict[str, Any]], suspects: list[ZooRow], s
             )
 
 
-def _stealth(manifest: Any, source: Any, fp_files: dict[str, str], progress: bool) -> dict[str, Any]:
+def _stealth(
+    manifest: Any, source: Any, fp_files: dict[str, str], config: StealthConfig, progress: bool
+) -> dict[str, Any]:
     """Detection rates of every method's queries, on the data the zoo was built from."""
     info = build_data(manifest.root)
     splits = load_splits(info["data"], split_seed=info["split_seed"], train_subset=info["train_subset"])
     queries = {m: Fingerprint.load(f).x for m, f in fp_files.items()}
     # White-box fingerprints send no queries: there is nothing to detect (their rate stays None).
     queries = {m: x for m, x in queries.items() if len(x)}
-    return detection_rates(queries, splits.attacker, holder=source, test=splits.test, progress=progress)
+    return detection_rates(queries, splits.attacker, holder=source, test=splits.test, config=config, progress=progress)
 
 
 def _mirror_id(row_id: str, source_id: str, mirror_id: str) -> str | None:
@@ -450,7 +342,7 @@ def run_bench(
     budgets: tuple[int, ...] = DEFAULT_BUDGETS,
     fpr: float = 0.01,
     variants: dict[str, tuple[str, dict[str, Any]]] | None = None,
-    stealth: bool = False,
+    stealth: bool | StealthConfig = False,
     workers: int = 0,
     backend: str = "local",
     device: str = "cpu",
@@ -467,7 +359,8 @@ def run_bench(
     for large models or big zoos. ``variants``: further entries ``{label: (method, settings)}``
     (an ablation, :func:`~modelprint.fingerprints.ablation_variants`), each with its method's
     ``method_params`` under its own settings. ``stealth``: each method's detection rate
-    (:mod:`modelprint.stealth`). ``combine``: the combined verdict over those methods
+    (:mod:`modelprint.stealth`; a :class:`~modelprint.stealth.StealthConfig` sets the detectors'
+    training, True its defaults). ``combine``: the combined verdict over those methods
     (:mod:`modelprint.bench.combined`). ``screen`` (``{entry: Screen(keep, candidates)}``):
     those entries' queries are screened by part of the calibration negatives, then scored
     nowhere, or by the reference set in ``screen_references`` (:mod:`modelprint.bench.screening`)."""
@@ -479,13 +372,9 @@ def run_bench(
     check_held_out(made.meta, plan.suspects, plan.src)
     answers = _query_step(plan, made, workers, backend, progress, timings)
     split, selection = screen_step(plan, made, answers, split_negatives(plan.suspects, seed), out)
-    stealth_result = _stealth_step(plan, made, progress, timings) if stealth else None
-    started = time.perf_counter()
-    pos_ids, mirror = _positive_ids(plan, zoo), _mirror(plan)
-    scoring = {"budgets": budgets, "fpr": fpr, "split": split, "pos_ids": pos_ids, "mirror": mirror}
-    per_method, suspect_rows = _score_all(plan, made, answers, stealth_result, **scoring)
-    combined = _combined(plan, made, answers, combine, pos_ids, split, fpr) if combine else None
-    timings["metrics"] = round(time.perf_counter() - started, 3)
+    stealth_result = _stealth_step(plan, made, stealth, progress, timings) if stealth else None
+    scored = _scoring_step(plan, made, answers, stealth_result, split, budgets, fpr, combine, timings)
+    per_method, suspect_rows, combined, mirror = scored
     budget_list = sorted({b for m in methods for b in _budgets_of(plan.methods[m], made.items[m], budgets)})
     machine = {"cpus": os.cpu_count() or 1, "workers": workers, "backend": backend, "platform": platform.platform()}
     results = _results(plan, n=n, seed=seed, fpr=fpr, split=split, mirror=mirror, per_method=per_method,
@@ -501,12 +390,34 @@ def run_bench(
     return results
 
 
-def _positive_ids(plan: BenchPlan, zoo: str | os.PathLike) -> list[str]:
+def _positive_ids(plan: BenchPlan) -> list[str]:
     """The zoo's positives but its source: what a method must match."""
     ids = [r["id"] for r in plan.suspects if r["role"] == "positive" and r is not plan.src]
     if not ids:
-        raise ParameterError(f"{zoo} has no positive model besides the source")
+        raise ParameterError(f"{plan.zoo} has no positive model besides the source")
     return ids
+
+
+def _scoring_step(
+    plan: BenchPlan,
+    made: BenchFingerprints,
+    answers: dict[str, dict[str, list[float]]],
+    stealth_result: dict[str, Any] | None,
+    split: tuple[list[str], list[str]],
+    budgets: tuple[int, ...],
+    fpr: float,
+    combine: list[str] | None,
+    timings: dict[str, Any],
+) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any] | None, ZooRow | None]:
+    """Every method's metrics and each suspect's rates (:func:`_score_all`), and the combined
+    verdict if asked, timed into ``timings``. Returns them with the mirror source (if any)."""
+    started = time.perf_counter()
+    pos_ids, mirror = _positive_ids(plan), _mirror(plan)
+    scoring = {"budgets": budgets, "fpr": fpr, "split": split, "pos_ids": pos_ids, "mirror": mirror}
+    per_method, suspect_rows = _score_all(plan, made, answers, stealth_result, **scoring)
+    combined = _combined(plan, made, answers, combine, pos_ids, split, fpr) if combine else None
+    timings["metrics"] = round(time.perf_counter() - started, 3)
+    return per_method, suspect_rows, combined, mirror
 
 
 def _query_step(
@@ -520,10 +431,13 @@ def _query_step(
     return answers
 
 
-def _stealth_step(plan: BenchPlan, made: BenchFingerprints, progress: bool, timings: dict[str, Any]) -> dict:
+def _stealth_step(
+    plan: BenchPlan, made: BenchFingerprints, stealth: bool | StealthConfig, progress: bool, timings: dict[str, Any]
+) -> dict:
     """Each method's detection rate (:mod:`modelprint.stealth`), timed into ``timings``."""
     started = time.perf_counter()
-    result = _stealth(plan.manifest, load_model(plan.manifest.path(plan.src)), made.files, progress)
+    config = stealth if isinstance(stealth, StealthConfig) else StealthConfig()
+    result = _stealth(plan.manifest, load_model(plan.manifest.path(plan.src)), made.files, config, progress)
     timings["stealth"] = round(time.perf_counter() - started, 3)
     return result
 
