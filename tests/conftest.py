@@ -46,17 +46,37 @@ def fresh(source):
 TINY_SPEC = read_spec_text("smoke-digits")[0]
 
 
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """``build(folder)`` run once per test run. Under pytest-xdist each worker process has its own
+    session, so the first worker builds into the run's shared temporary folder while the others
+    wait on a lock, then read what it built (the fixtures using this never write to it)."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        root = tmp_path_factory.mktemp(name)
+        build(root)
+        return root
+    from filelock import FileLock  # a dependency of torch
+
+    root = tmp_path_factory.getbasetemp().parent / name
+    with FileLock(f"{root}.lock"):
+        if not (root / ".built").exists():
+            root.mkdir(exist_ok=True)
+            build(root)
+            (root / ".built").touch()
+    return root
+
+
+def _build_spec(root: Path, spec_text: str, spec_name: str) -> None:
+    from modelprint.zoo.build import build_zoo
+
+    spec = root / spec_name
+    spec.write_text(spec_text)
+    build_zoo(spec, root / "zoo", workers=0, progress=False)
+
+
 @pytest.fixture(scope="session")
 def reference_zoo(tmp_path_factory):
     """The tiny zoo built once, in process, as the reference other builds are compared with."""
-    from modelprint.zoo.build import build_zoo
-
-    root = tmp_path_factory.mktemp("spec")
-    spec = root / "tiny.toml"
-    spec.write_text(TINY_SPEC)
-    out = root / "zoo"
-    build_zoo(spec, out, workers=0, progress=False)
-    return out
+    return built_once(tmp_path_factory, "spec", lambda root: _build_spec(root, TINY_SPEC, "tiny.toml")) / "zoo"
 
 
 @pytest.fixture(scope="session")
@@ -118,10 +138,15 @@ steps = [{ attack = "distill", arch = "cnn", arch_args = { width = 8 }, epochs =
 @pytest.fixture(scope="session")
 def training_zoo(tmp_path_factory):
     """The tiny training zoo, built once: its folder."""
-    root = tmp_path_factory.mktemp("train-zoo")
-    spec = root / "tiny-train.toml"
-    spec.write_text(TRAIN_SPEC)
-    from modelprint.zoo.build import build_zoo
-
-    build_zoo(spec, root / "zoo", workers=0, progress=False)
+    root = built_once(tmp_path_factory, "train-zoo", lambda folder: _build_spec(folder, TRAIN_SPEC, "tiny-train.toml"))
     return root / "zoo"
+
+
+# The files whose tests run longest go first, so that spread over workers (pytest-xdist) they
+# start at once instead of leaving one worker busy after the others are done.
+SLOW_FIRST = ("test_readme.py", "test_cluster.py", "test_cli.py", "test_extras.py")
+
+
+def pytest_collection_modifyitems(items) -> None:
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FIRST)))
