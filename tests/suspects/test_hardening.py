@@ -258,11 +258,14 @@ X = torch.rand(1, 1, 8, 8, generator=torch.Generator().manual_seed(0))
 )
 def test_a_misbehaving_server_is_one_error_and_no_result(fake_server, mode, message):
     url, _ = fake_server(mode)
-    api = HttpSuspect(url, timeout=0.5, retries=1, backoff=0.0, max_response_bytes=6000)
+    # The stalling servers meet a 0.5 s deadline; the others get 3 s, so that a busy machine
+    # (the test files run in parallel) cannot turn their error into a timeout.
+    stalls = "within 0.5 s" in message
+    api = HttpSuspect(url, timeout=0.5 if stalls else 3.0, retries=1, backoff=0.0, max_response_bytes=6000)
     started = time.monotonic()
     with pytest.raises(SuspectError, match=message):
         api.predict(X)
-    assert time.monotonic() - started < 5  # the deadline holds however the server stalls
+    assert time.monotonic() - started < (5 if stalls else 10)  # the deadline holds however the server stalls
     assert api.queries == 0
 
 
