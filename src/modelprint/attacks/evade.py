@@ -127,22 +127,31 @@ class Evade(Attack):
         evasive.net.decoy.net.load_state_dict(decoy.net.state_dict())
         evasive.net.detector.load_state_dict(detector.state_dict())
         held_x = data.x[order[:held]]
-        evasive.net.set_threshold(held_x, self.false_alarm)
+        flags_clean = evasive.net.set_threshold(held_x, self.false_alarm)  # in eval mode
         evasive.eval()  # the gate as it will answer: eval-mode detector statistics
-        evasive.card.training = {"gate": self._gate_rates(evasive, model, held_x, g)}
+        evasive.card.training = {"gate": self._gate_rates(evasive, model, held_x, flags_clean, g)}
         return evasive
 
     def _gate_rates(
-        self, evasive: ModelprintModel, stolen: ModelprintModel, held: torch.Tensor, g: torch.Generator
+        self,
+        evasive: ModelprintModel,
+        stolen: ModelprintModel,
+        held: torch.Tensor,
+        flags_clean: float,
+        g: torch.Generator,
     ) -> dict[str, Any]:
         """What the thief's gate achieves on its held-out images, recorded in the card: the share
-        of clean ones, noisy ones and FGSM examples against the stolen model that it flags. A gate
-        that flags few FGSM examples lets generated queries through; it is said, not hidden."""
+        of clean ones (``flags_clean``, as setting the threshold measured it), noisy ones and FGSM
+        examples against the stolen model that it flags. A gate that flags few FGSM examples lets
+        generated queries through; it is said, not hidden."""
         noisy = (held + self.sigma * torch.randn(held.shape, generator=g)).clamp(0, 1)
         adversarial = fgsm(stolen, held, stolen.predict(held), self.eps)
-        probes = {"flags_clean": held, "flags_noise": noisy, "flags_fgsm": adversarial}
         with torch.no_grad():
-            rates = {k: float(evasive.net.flagged(x).float().mean()) for k, x in probes.items()}
+            rates = {
+                k: float(evasive.net.flagged(x).float().mean())
+                for k, x in (("flags_noise", noisy), ("flags_fgsm", adversarial))
+            }
+        rates = {"flags_clean": flags_clean, **rates}
         if rates["flags_fgsm"] < 0.5:
             log.warning(
                 "evade: the thief's detector flags only %.2f of its held-out FGSM examples (clean %.2f): "
