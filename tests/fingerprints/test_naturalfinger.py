@@ -201,3 +201,49 @@ def test_the_search_stops_once_n_latents_reach_the_objective(trained):
     stalls = _method(trained, iterations=100, screen_every=10, patience=2)
     _, ran = stalls._optimise(gan, z.clone(), c, [source, source], [mine, never], 1, lambda x: x, views, 3, g, False)
     assert ran == 30
+
+
+def test_trained_records_name_the_models_they_sit_beside(trained, tmp_path):
+    """A manifest lists models in build order, which with several workers interleaves positives
+    and negatives; each record (the ids the screens report) must be that of the model at the
+    same position."""
+    import shutil
+
+    from modelprint.fingerprints.learnt import load_trained
+    from modelprint.models import weights_digest
+
+    zoo = shutil.copytree(trained["zoo"], tmp_path / "zoo")
+    lines = (zoo / "manifest.jsonl").read_text().splitlines()
+    (zoo / "manifest.jsonl").write_text("\n".join(lines[::-1]) + "\n")  # negatives first, then positives
+    roles = [r["role"] for r in ZooManifest.read(zoo).rows]
+    assert roles != sorted(roles, key=lambda role: role != "positive")
+    everything = load_trained(str(zoo), trained["source"])
+    models = everything.positives + everything.negatives
+    assert [weights_digest(m) for m in models] == [r["sha256"] for r in everything.records]
+    assert [r["role"] for r in everything.records] == ["positive"] * len(everything.positives) + ["negative"] * len(
+        everything.negatives
+    )
+    category = {r["sha256"]: r["category"] for r in trained["manifest"].rows}
+    assert everything.categories == [category[r["sha256"]] for r in everything.records]
+
+
+def test_named_categories_are_screened_but_not_optimised_against(trained):
+    fp = _method(trained, iterations=5, held_out_categories="independent-distill").generate(
+        trained["source"], n=10, seed=0, progress=False
+    )
+    students = {r["id"] for r in trained["manifest"].rows if r["category"] == "independent-distill"}
+    assert len(students) == 2 and students <= set(fp.meta["held_out_models"]) & set(fp.meta["held_out_per_model"])
+    assert not students & set(fp.meta["screen_per_model"])
+    with pytest.raises(ParameterError, match="leaves no negative trained model"):
+        _method(trained, held_out_categories="independent, independent-distill").generate(
+            trained["source"], n=10, seed=0, progress=False
+        )
+
+
+def test_shell_keeps_the_latents_where_the_prior_puts_its_mass(trained):
+    on = _method(trained, iterations=20, shell=True).generate(trained["source"], n=10, seed=0, progress=False)
+    off = _method(trained, iterations=20).generate(trained["source"], n=10, seed=0, progress=False)
+    assert on.meta["latent_norm"] == pytest.approx(1.0, abs=1e-3)
+    d = on.extra["latent"].shape[1]
+    assert torch.allclose(on.extra["latent"].norm(dim=1), torch.full((10,), d**0.5), atol=1e-3)
+    assert abs(off.meta["latent_norm"] - 1.0) > 1e-3 and not torch.equal(on.x, off.x)

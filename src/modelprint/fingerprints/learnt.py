@@ -4,7 +4,7 @@ and the augmented copies of the source they see each iteration."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,8 @@ class TrainedModels:
     positives: list[ModelprintModel]
     negatives: list[ModelprintModel]
     records: list[dict[str, Any]]  # id, role, arch, sha256 of each, for the fingerprint's meta
+    # each model's zoo category (``source``, ``independent``, ``advtrain``, ...), in records' order
+    categories: list[str] = field(default_factory=list)
 
 
 def load_trained(zoo: str, source: ModelprintModel) -> TrainedModels:
@@ -78,15 +80,19 @@ def load_trained(zoo: str, source: ModelprintModel) -> TrainedModels:
     positives: list[ModelprintModel] = [source]
     negatives: list[ModelprintModel] = []
     records = [{"id": src["id"], "role": "positive", "arch": src["arch"], "sha256": src["sha256"]}]
+    categories = [src["category"]]
     for row in manifest.rows:
         if row["status"] != "done" or row is src:
             continue
         model = load_model(manifest.path(row))
         (positives if row["role"] == "positive" else negatives).append(model)
         records.append({k: row[k] for k in ("id", "role", "arch", "sha256")})
+        categories.append(row["category"])
     if len(positives) < 1 or len(negatives) < 1:
         raise ParameterError(f"the training zoo {zoo} needs at least one negative model")
-    return TrainedModels(positives, negatives, records)
+    # records list positives and negatives as the manifest interleaves them; order both as the models are
+    order = sorted(range(len(records)), key=lambda i: records[i]["role"] != "positive")
+    return TrainedModels(positives, negatives, [records[i] for i in order], [categories[i] for i in order])
 
 
 def augmented_copy(source: ModelprintModel, g: torch.Generator, prune_max: float, noise_max: float):

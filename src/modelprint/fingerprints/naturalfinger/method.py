@@ -67,6 +67,13 @@ Parameters (paper symbols where the paper has them):
     screen_every (int): iterations between screens that freeze the latents that pass and
         stop the search once n have, 50 (0: never; the paper runs every iteration).
     patience (int): screens in a row without more latents passing before the search stops, 4.
+    held_out_categories (str): training-zoo categories (comma-separated, e.g. ``advtrain``)
+        kept out of the optimisation and screened with the held-out models, "" (none): negatives
+        that no latent wins over stall the whole search, since every query must fool them all.
+    shell (bool): after every step, rescale each latent to norm sqrt(z_dim), where the prior
+        N(0, I) puts its mass, False (the paper does not): latents that drift off it make images
+        the generator never learnt to make. ``latent_norm`` records the kept latents' mean
+        norm over sqrt(z_dim) either way.
 
 Shapes: queries (n, C, H, W) in [0, 1] (the GAN's sigmoid output); labels (n,) int64.
 
@@ -143,28 +150,43 @@ def _nothing_passed(ids: list[str], per_model: list[int], latents: int, views: i
     )
 
 
-def split_trained(trained: TrainedModels, share: float, g: torch.Generator) -> tuple[TrainedModels, TrainedModels]:
-    """Hold ``share`` of the positives (never the source, which comes first) and of the negatives
-    out of the optimisation, at least one of each kind while one of that kind is left to optimise
-    on: the queries are then screened on models they were not made on."""
-    records = trained.records
-    pos = list(range(1, len(trained.positives)))
-    neg = list(range(len(trained.positives), len(records)))
-    held: set[int] = set()
-    for kind in (pos, neg):
-        k = min(max(round(share * len(kind)), 1 if share > 0 else 0), len(kind) - (kind is neg))
-        held |= {kind[i] for i in torch.randperm(len(kind), generator=g)[:k].tolist()}
+def _parts(trained: TrainedModels, held: set[int]) -> tuple[TrainedModels, TrainedModels]:
+    """``trained`` cut in two: the models whose index (positives, then negatives) is not in
+    ``held``, and those that are."""
     models = trained.positives + trained.negatives
+    categories = trained.categories or [""] * len(models)
 
     def part(keep: bool) -> TrainedModels:
         idx = [i for i in range(len(models)) if (i in held) != keep]
         return TrainedModels(
             [models[i] for i in idx if i < len(trained.positives)],
             [models[i] for i in idx if i >= len(trained.positives)],
-            [records[i] for i in idx],
+            [trained.records[i] for i in idx],
+            [categories[i] for i in idx],
         )
 
     return part(True), part(False)
+
+
+def split_trained(
+    trained: TrainedModels, share: float, g: torch.Generator, *, categories: tuple[str, ...] = ()
+) -> tuple[TrainedModels, TrainedModels]:
+    """Hold ``share`` of the positives (never the source, which comes first) and of the negatives
+    out of the optimisation, at least one of each kind while one of that kind is left to optimise
+    on: the queries are then screened on models they were not made on. Models of the zoo
+    ``categories`` named are held out first, whatever the draw; the share is drawn from the rest."""
+    named = {i for i, c in enumerate(trained.categories) if i and c in categories}
+    pos = [i for i in range(1, len(trained.positives)) if i not in named]
+    neg = [i for i in range(len(trained.positives), len(trained.records)) if i not in named]
+    if not neg:
+        raise ParameterError(
+            f"held_out_categories {','.join(categories)} leaves no negative trained model to optimise against"
+        )
+    held = set(named)
+    for kind in (pos, neg):
+        k = min(max(round(share * len(kind)), 1 if share > 0 else 0), len(kind) - (kind is neg))
+        held |= {kind[i] for i in torch.randperm(len(kind), generator=g)[:k].tolist()}
+    return _parts(trained, held)
 
 
 def screened_queries(ok: torch.Tensor, score: torch.Tensor, n: int, *, fill: bool) -> list[int]:
@@ -189,7 +211,9 @@ class NaturalFinger(FingerprintMethod):
         discriminator_loss (bool): the paper's tricks (``bench --ablation`` switches them).
         flip, translate, shear, noise: the random transformation. screen_draws (int): 1.
         fill (bool): keep the best failures of the final screen to reach n, False. holdout
-        (float): 0.25. screen_every (int): 50. patience (int): 4.
+        (float): 0.25. screen_every (int): 50. patience (int): 4. held_out_categories (str):
+        training-zoo categories screened but not optimised against, "". shell (bool): keep
+        the latents at norm sqrt(z_dim), False.
 
     Shape: queries (n, C, H, W) in [0, 1], labels (n,).
 
@@ -221,6 +245,8 @@ class NaturalFinger(FingerprintMethod):
     holdout: float = 0.25
     screen_every: int = 50
     patience: int = 4
+    held_out_categories: str = ""
+    shell: bool = False
 
     ablation: ClassVar[dict[str, str]] = {
         "AL": "adversarial_label",
@@ -315,7 +341,10 @@ class NaturalFinger(FingerprintMethod):
         for net in [*trained.positives, *trained.negatives, gan.generator, gan.discriminator]:
             net.to(device).eval()
             net.requires_grad_(False)
-        used, held = split_trained(trained, self.holdout, torch.Generator().manual_seed(seed + 1))
+        categories = tuple(c.strip() for c in self.held_out_categories.split(",") if c.strip())
+        used, held = split_trained(
+            trained, self.holdout, torch.Generator().manual_seed(seed + 1), categories=categories
+        )
         nets = used.positives + used.negatives
         g = torch.Generator().manual_seed(seed)
 
@@ -350,6 +379,7 @@ class NaturalFinger(FingerprintMethod):
             "flip": flip,
             "final_successes": int(ok.sum()),
             "optimised": len(z),
+            "latent_norm": round((z[keep].norm(dim=1) / math.sqrt(z.shape[1])).mean().item(), 4) if keep else None,
             "kept_successes": int(ok[keep].sum()),
             "filled": int(len(keep) - ok[keep].sum()),
             "screen_views": len(seen),
@@ -439,6 +469,12 @@ class NaturalFinger(FingerprintMethod):
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
+                    if self.shell:  # only the latents still moving: the frozen ones passed as they are
+                        with torch.no_grad():
+                            moving = z[active]
+                            z[active] = (
+                                moving * math.sqrt(z.shape[1]) / moving.norm(dim=1, keepdim=True).clamp(min=1e-12)
+                            )
                 bar.update(1)
         return z.detach(), self.iterations
 
