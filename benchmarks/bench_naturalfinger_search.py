@@ -13,6 +13,10 @@ in a small grid and records every ``--every`` iterations:
   d_hinge        the discriminator term relu(1 - D(G(z)))
   z_norm         the latents' mean norm (sqrt(z_dim) under the prior)
 
+Settings the grid can vary include ``held_out_categories`` (training-zoo categories screened
+with the held-out models instead of optimised against) and ``shell`` (latents rescaled to
+norm sqrt(z_dim) after every step); the held-out columns then include those categories.
+
 Run:  python benchmarks/bench_naturalfinger_search.py --trained ZOO --gan GAN \\
           [--grid '{"kappa": [1, 5], "lr": [0.5]}'] [--iterations 400] [--n 50] --out FILE
 """
@@ -35,7 +39,6 @@ os.environ.setdefault("MODELPRINT_QUIET", "1")
 from modelprint.fingerprints import create_method  # noqa: E402
 from modelprint.fingerprints.learnt import cw_loss, load_trained, random_transform  # noqa: E402
 from modelprint.fingerprints.naturalfinger.gan import load_gan  # noqa: E402
-from modelprint.fingerprints.naturalfinger.method import split_trained  # noqa: E402
 from modelprint.models import load_model  # noqa: E402
 from modelprint.zoo import ZooManifest, source_row  # noqa: E402
 
@@ -48,7 +51,7 @@ def passing(nets, targets, views) -> tuple[torch.Tensor, list[torch.Tensor]]:
 
 
 def watch(method, source, gan, trained, *, n: int, iterations: int, every: int, seed: int) -> list[dict]:
-    used, held = split_trained(trained, method.holdout, torch.Generator().manual_seed(seed + 1))
+    used, held = method.split(trained, seed)
     nets, n_pos = used.positives + used.negatives, len(used.positives)
     g = torch.Generator().manual_seed(seed)
     flip = method._flip(gan)
@@ -97,6 +100,7 @@ def watch(method, source, gan, trained, *, n: int, iterations: int, every: int, 
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            method._to_shell(z, torch.arange(len(z)))
     return log
 
 

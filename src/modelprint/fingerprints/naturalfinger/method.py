@@ -341,10 +341,7 @@ class NaturalFinger(FingerprintMethod):
         for net in [*trained.positives, *trained.negatives, gan.generator, gan.discriminator]:
             net.to(device).eval()
             net.requires_grad_(False)
-        categories = tuple(c.strip() for c in self.held_out_categories.split(",") if c.strip())
-        used, held = split_trained(
-            trained, self.holdout, torch.Generator().manual_seed(seed + 1), categories=categories
-        )
+        used, held = self.split(trained, seed)
         nets = used.positives + used.negatives
         g = torch.Generator().manual_seed(seed)
 
@@ -469,14 +466,23 @@ class NaturalFinger(FingerprintMethod):
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
-                    if self.shell:  # only the latents still moving: the frozen ones passed as they are
-                        with torch.no_grad():
-                            moving = z[active]
-                            z[active] = (
-                                moving * math.sqrt(z.shape[1]) / moving.norm(dim=1, keepdim=True).clamp(min=1e-12)
-                            )
+                    self._to_shell(z, active)
                 bar.update(1)
         return z.detach(), self.iterations
+
+    def _to_shell(self, z: torch.Tensor, active: torch.Tensor) -> None:
+        """With ``shell``, rescale the latents still moving (``active``; the frozen ones passed as
+        they are) to norm sqrt(z_dim), in place."""
+        if self.shell:
+            with torch.no_grad():
+                moving = z[active]
+                z[active] = moving * math.sqrt(z.shape[1]) / moving.norm(dim=1, keepdim=True).clamp(min=1e-12)
+
+    def split(self, trained: TrainedModels, seed: int) -> tuple[TrainedModels, TrainedModels]:
+        """The trained models the latents are optimised against, and those held out (``holdout``
+        drawn with ``seed``, and every model of ``held_out_categories``)."""
+        categories = tuple(c.strip() for c in self.held_out_categories.split(",") if c.strip())
+        return split_trained(trained, self.holdout, torch.Generator().manual_seed(seed + 1), categories=categories)
 
     def _adversarial_labels(
         self,
