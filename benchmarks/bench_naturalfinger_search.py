@@ -13,9 +13,10 @@ in a small grid and records every ``--every`` iterations:
   d_hinge        the discriminator term relu(1 - D(G(z)))
   z_norm         the latents' mean norm (sqrt(z_dim) under the prior)
 
-Settings the grid can vary include ``held_out_categories`` (training-zoo categories screened
-with the held-out models instead of optimised against) and ``shell`` (latents rescaled to
-norm sqrt(z_dim) after every step); the held-out columns then include those categories.
+Settings the grid can vary include ``held_out_models`` (patterns of trained models screened
+with the held-out ones instead of optimised against, e.g. ``*advtrain*``) and ``shell``
+(latents rescaled to norm sqrt(z_dim) after every step); the held-out column then includes
+the models the patterns match.
 
 Run:  python benchmarks/bench_naturalfinger_search.py --trained ZOO --gan GAN \\
           [--grid '{"kappa": [1, 5], "lr": [0.5]}'] [--iterations 400] [--n 50] --out FILE

@@ -227,15 +227,24 @@ def test_trained_records_name_the_models_they_sit_beside(trained, tmp_path):
     assert everything.categories == [category[r["sha256"]] for r in everything.records]
 
 
-def test_named_categories_are_screened_but_not_optimised_against(trained):
-    fp = _method(trained, iterations=5, held_out_categories="independent-distill").generate(
+def test_named_models_are_screened_but_not_optimised_against(trained):
+    fp = _method(trained, iterations=5, held_out_models="independent-distill").generate(
         trained["source"], n=10, seed=0, progress=False
     )
     students = {r["id"] for r in trained["manifest"].rows if r["category"] == "independent-distill"}
     assert len(students) == 2 and students <= set(fp.meta["held_out_models"]) & set(fp.meta["held_out_per_model"])
     assert not students & set(fp.meta["screen_per_model"])
+    # patterns match ids too; the source is never held out, though "source" names its category
+    from modelprint.fingerprints.learnt import load_trained
+
+    everything = load_trained(trained["zoo"], trained["source"])
+    method = _method(trained, holdout=0.0, held_out_models="source,*distill(cnn[[]width=8])")
+    used, held = method.split(everything, seed=0)
+    distilled = {r["id"] for r in trained["manifest"].rows if r["id"].endswith("distill(cnn[width=8])")}
+    assert used.records[0]["id"] == source_row(trained["manifest"])["id"] and used.positives[0] is trained["source"]
+    assert len(distilled) == 3 and {r["id"] for r in held.records} == distilled
     with pytest.raises(ParameterError, match="leaves no negative trained model"):
-        _method(trained, held_out_categories="independent, independent-distill").generate(
+        _method(trained, held_out_models="independent, *distill*").generate(
             trained["source"], n=10, seed=0, progress=False
         )
 

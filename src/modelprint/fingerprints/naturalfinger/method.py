@@ -67,9 +67,10 @@ Parameters (paper symbols where the paper has them):
     screen_every (int): iterations between screens that freeze the latents that pass and
         stop the search once n have, 50 (0: never; the paper runs every iteration).
     patience (int): screens in a row without more latents passing before the search stops, 4.
-    held_out_categories (str): training-zoo categories (comma-separated, e.g. ``advtrain``)
-        kept out of the optimisation and screened with the held-out models, "" (none): negatives
-        that no latent wins over stall the whole search, since every query must fool them all.
+    held_out_models (str): trained models kept out of the optimisation and screened with the
+        held-out ones, as comma-separated patterns (``fnmatch``) over each model's id and zoo
+        category, e.g. ``*advtrain*``, "" (none): negatives that no latent wins over stall the
+        whole search, since every query must fool them all.
     shell (bool): after every step, rescale each latent to norm sqrt(z_dim), where the prior
         N(0, I) puts its mass, False (the paper does not): latents that drift off it make images
         the generator never learnt to make. ``latent_norm`` records the kept latents' mean
@@ -88,6 +89,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -169,18 +171,24 @@ def _parts(trained: TrainedModels, held: set[int]) -> tuple[TrainedModels, Train
 
 
 def split_trained(
-    trained: TrainedModels, share: float, g: torch.Generator, *, categories: tuple[str, ...] = ()
+    trained: TrainedModels, share: float, g: torch.Generator, *, patterns: tuple[str, ...] = ()
 ) -> tuple[TrainedModels, TrainedModels]:
     """Hold ``share`` of the positives (never the source, which comes first) and of the negatives
     out of the optimisation, at least one of each kind while one of that kind is left to optimise
-    on: the queries are then screened on models they were not made on. Models of the zoo
-    ``categories`` named are held out first, whatever the draw; the share is drawn from the rest."""
-    named = {i for i, c in enumerate(trained.categories) if i and c in categories}
+    on: the queries are then screened on models they were not made on. Models whose id or zoo
+    category matches one of ``patterns`` (``fnmatch``) are held out first, whatever the draw; the
+    share is drawn from the rest. The source is never held out."""
+    categories = trained.categories or [""] * len(trained.records)
+    named = {
+        i
+        for i, (record, category) in enumerate(zip(trained.records, categories))
+        if i and any(fnmatchcase(record["id"], p) or fnmatchcase(category, p) for p in patterns)
+    }
     pos = [i for i in range(1, len(trained.positives)) if i not in named]
     neg = [i for i in range(len(trained.positives), len(trained.records)) if i not in named]
     if not neg:
         raise ParameterError(
-            f"held_out_categories {','.join(categories)} leaves no negative trained model to optimise against"
+            f"held_out_models {','.join(patterns)} leaves no negative trained model to optimise against"
         )
     held = set(named)
     for kind in (pos, neg):
@@ -211,8 +219,8 @@ class NaturalFinger(FingerprintMethod):
         discriminator_loss (bool): the paper's tricks (``bench --ablation`` switches them).
         flip, translate, shear, noise: the random transformation. screen_draws (int): 1.
         fill (bool): keep the best failures of the final screen to reach n, False. holdout
-        (float): 0.25. screen_every (int): 50. patience (int): 4. held_out_categories (str):
-        training-zoo categories screened but not optimised against, "". shell (bool): keep
+        (float): 0.25. screen_every (int): 50. patience (int): 4. held_out_models (str):
+        patterns of trained models screened but not optimised against, "". shell (bool): keep
         the latents at norm sqrt(z_dim), False.
 
     Shape: queries (n, C, H, W) in [0, 1], labels (n,).
@@ -245,7 +253,7 @@ class NaturalFinger(FingerprintMethod):
     holdout: float = 0.25
     screen_every: int = 50
     patience: int = 4
-    held_out_categories: str = ""
+    held_out_models: str = ""
     shell: bool = False
 
     ablation: ClassVar[dict[str, str]] = {
@@ -480,9 +488,9 @@ class NaturalFinger(FingerprintMethod):
 
     def split(self, trained: TrainedModels, seed: int) -> tuple[TrainedModels, TrainedModels]:
         """The trained models the latents are optimised against, and those held out (``holdout``
-        drawn with ``seed``, and every model of ``held_out_categories``)."""
-        categories = tuple(c.strip() for c in self.held_out_categories.split(",") if c.strip())
-        return split_trained(trained, self.holdout, torch.Generator().manual_seed(seed + 1), categories=categories)
+        drawn with ``seed``, and every model ``held_out_models`` matches)."""
+        patterns = tuple(p.strip() for p in self.held_out_models.split(",") if p.strip())
+        return split_trained(trained, self.holdout, torch.Generator().manual_seed(seed + 1), patterns=patterns)
 
     def _adversarial_labels(
         self,
