@@ -9,6 +9,7 @@ in a small grid and records every ``--every`` iterations:
   pass_clean     the same on the image as sent only
   held_out       of the latents passing the 1-draw screen, how many pass it on the held-out models
   per_model      per optimised model, the latents it gives its target on all 5 views
+  held_per_model per held-out model, the latents it gives its target on the 1-draw screen
   pos_cw, neg_cw the mean CW losses of positives and negatives (-kappa when all are met)
   d_hinge        the discriminator term relu(1 - D(G(z)))
   z_norm         the latents' mean norm (sqrt(z_dim) under the prior)
@@ -73,7 +74,7 @@ def watch(method, source, gan, trained, *, n: int, iterations: int, every: int, 
             views = [x] + [transform(x) for _ in range(4)]
             right, per_model = passing(nets, targets, views)
             one = right[:, :2].all(1).all(0)
-            held_right, _ = passing(held.positives + held.negatives, held_targets, views[:2])
+            held_right, held_per_model = passing(held.positives + held.negatives, held_targets, views[:2])
             with torch.no_grad():
                 cw = [cw_loss(net(x), t, method.kappa).mean().item() for net, t in zip(nets, targets)]
                 d = F.relu(1 - gan.realness(x, c)).mean().item()
@@ -88,9 +89,10 @@ def watch(method, source, gan, trained, *, n: int, iterations: int, every: int, 
                 "d_hinge": round(d, 3),
                 "z_norm": round(z.detach().norm(dim=1).mean().item(), 2),
                 "per_model": {r["id"]: int(p.sum()) for r, p in zip(used.records, per_model)},
+                "held_per_model": {r["id"]: int(p.sum()) for r, p in zip(held.records, held_per_model)},
                 "seconds": round(time.perf_counter() - started, 1),
             })  # fmt: skip
-            print(json.dumps({k: v for k, v in log[-1].items() if k != "per_model"}), flush=True)
+            print(json.dumps({k: v for k, v in log[-1].items() if "per_model" not in k}), flush=True)
         if it == iterations:
             break
         perm = torch.randperm(len(nets), generator=g).tolist()
