@@ -14,7 +14,7 @@ in a small grid and records every ``--every`` iterations:
   d_hinge        the discriminator term relu(1 - D(G(z)))
   z_norm         the latents' mean norm (sqrt(z_dim) under the prior)
 
-Settings the grid can vary include ``held_out_models`` (patterns of trained models screened
+Settings the grid can vary include ``screen_only`` (patterns of trained models screened
 with the held-out ones instead of optimised against, e.g. ``*advtrain*``) and ``shell``
 (latents rescaled to norm sqrt(z_dim) after every step); the held-out column then includes
 the models the patterns match.

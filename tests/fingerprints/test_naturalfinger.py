@@ -228,25 +228,29 @@ def test_trained_records_name_the_models_they_sit_beside(trained, tmp_path):
 
 
 def test_named_models_are_screened_but_not_optimised_against(trained):
-    fp = _method(trained, iterations=5, held_out_models="independent-distill").generate(
+    fp = _method(trained, iterations=5, screen_only="independent-distill").generate(
         trained["source"], n=10, seed=0, progress=False
     )
     students = {r["id"] for r in trained["manifest"].rows if r["category"] == "independent-distill"}
     assert len(students) == 2 and students <= set(fp.meta["held_out_models"]) & set(fp.meta["held_out_per_model"])
     assert not students & set(fp.meta["screen_per_model"])
-    # patterns match ids too; the source is never held out, though "source" names its category
+    # patterns match ids too; the source is never held out, though the first pattern matches its id
     from modelprint.fingerprints.learnt import load_trained
 
     everything = load_trained(trained["zoo"], trained["source"])
-    method = _method(trained, holdout=0.0, held_out_models="source,*distill(cnn[[]width=8])")
+    source_id = source_row(trained["manifest"])["id"]
+    method = _method(trained, holdout=0.0, screen_only=f"{source_id.replace('[', '[[]')}* *(attacker*distill*")
     used, held = method.split(everything, seed=0)
-    distilled = {r["id"] for r in trained["manifest"].rows if r["id"].endswith("distill(cnn[width=8])")}
-    assert used.records[0]["id"] == source_row(trained["manifest"])["id"] and used.positives[0] is trained["source"]
-    assert len(distilled) == 3 and {r["id"] for r in held.records} == distilled
+    derived = {r["id"] for r in trained["manifest"].rows if r["id"].startswith(source_id + "-")}
+    students = {r["id"] for r in trained["manifest"].rows if r["category"] == "independent-distill"}
+    independents = {r["id"] for r in trained["manifest"].rows if r["category"] == "independent"}
+    assert used.records[0]["id"] == source_id and used.positives == [trained["source"]]
+    assert {r["id"] for r in used.records[1:]} == independents
+    assert len(derived) == 3 and {r["id"] for r in held.records} == derived | students
+    with pytest.raises(ParameterError, match=r"screen_only: \*advtrain\* matches no trained model"):
+        _method(trained, screen_only="*advtrain*").split(everything, seed=0)
     with pytest.raises(ParameterError, match="leaves no negative trained model"):
-        _method(trained, held_out_models="independent, *distill*").generate(
-            trained["source"], n=10, seed=0, progress=False
-        )
+        _method(trained, screen_only="independent  *distill*").generate(trained["source"], n=10, seed=0, progress=False)
 
 
 def test_shell_keeps_the_latents_where_the_prior_puts_its_mass(trained):

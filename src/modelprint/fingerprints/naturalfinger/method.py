@@ -67,9 +67,9 @@ Parameters (paper symbols where the paper has them):
     screen_every (int): iterations between screens that freeze the latents that pass and
         stop the search once n have, 50 (0: never; the paper runs every iteration).
     patience (int): screens in a row without more latents passing before the search stops, 4.
-    held_out_models (str): trained models kept out of the optimisation and screened with the
-        held-out ones, as comma-separated patterns (``fnmatch``) over each model's id and zoo
-        category, e.g. ``*advtrain*``, "" (none): negatives that no latent wins over stall the
+    screen_only (str): trained models kept out of the optimisation and screened with the
+        held-out ones, as space-separated patterns (``fnmatch``; ids hold commas) over each
+        model's id and zoo category, e.g. ``*advtrain*``, "" (none): negatives that no latent wins over stall the
         whole search, since every query must fool them all.
     shell (bool): after every step, rescale each latent to norm sqrt(z_dim), where the prior
         N(0, I) puts its mass, False (the paper does not): latents that drift off it make images
@@ -179,17 +179,21 @@ def split_trained(
     category matches one of ``patterns`` (``fnmatch``) are held out first, whatever the draw; the
     share is drawn from the rest. The source is never held out."""
     categories = trained.categories or [""] * len(trained.records)
-    named = {
-        i
-        for i, (record, category) in enumerate(zip(trained.records, categories))
-        if i and any(fnmatchcase(record["id"], p) or fnmatchcase(category, p) for p in patterns)
-    }
+
+    def matches(i: int, pattern: str) -> bool:
+        return fnmatchcase(trained.records[i]["id"], pattern) or fnmatchcase(categories[i], pattern)
+
+    if unmatched := [p for p in patterns if not any(matches(i, p) for i in range(1, len(categories)))]:
+        known = ", ".join(sorted(set(categories)))
+        raise ParameterError(
+            f"screen_only: {', '.join(unmatched)} matches no trained model but the source; patterns are "
+            f"matched against ids (e.g. {trained.records[-1]['id']}) and categories ({known})"
+        )
+    named = {i for i in range(1, len(categories)) if any(matches(i, p) for p in patterns)}
     pos = [i for i in range(1, len(trained.positives)) if i not in named]
     neg = [i for i in range(len(trained.positives), len(trained.records)) if i not in named]
     if not neg:
-        raise ParameterError(
-            f"held_out_models {','.join(patterns)} leaves no negative trained model to optimise against"
-        )
+        raise ParameterError(f"screen_only {' '.join(patterns)} leaves no negative trained model to optimise against")
     held = set(named)
     for kind in (pos, neg):
         k = min(max(round(share * len(kind)), 1 if share > 0 else 0), len(kind) - (kind is neg))
@@ -219,7 +223,7 @@ class NaturalFinger(FingerprintMethod):
         discriminator_loss (bool): the paper's tricks (``bench --ablation`` switches them).
         flip, translate, shear, noise: the random transformation. screen_draws (int): 1.
         fill (bool): keep the best failures of the final screen to reach n, False. holdout
-        (float): 0.25. screen_every (int): 50. patience (int): 4. held_out_models (str):
+        (float): 0.25. screen_every (int): 50. patience (int): 4. screen_only (str):
         patterns of trained models screened but not optimised against, "". shell (bool): keep
         the latents at norm sqrt(z_dim), False.
 
@@ -253,7 +257,7 @@ class NaturalFinger(FingerprintMethod):
     holdout: float = 0.25
     screen_every: int = 50
     patience: int = 4
-    held_out_models: str = ""
+    screen_only: str = ""
     shell: bool = False
 
     ablation: ClassVar[dict[str, str]] = {
@@ -488,8 +492,8 @@ class NaturalFinger(FingerprintMethod):
 
     def split(self, trained: TrainedModels, seed: int) -> tuple[TrainedModels, TrainedModels]:
         """The trained models the latents are optimised against, and those held out (``holdout``
-        drawn with ``seed``, and every model ``held_out_models`` matches)."""
-        patterns = tuple(p.strip() for p in self.held_out_models.split(",") if p.strip())
+        drawn with ``seed``, and every model ``screen_only`` matches)."""
+        patterns = tuple(self.screen_only.split())
         return split_trained(trained, self.holdout, torch.Generator().manual_seed(seed + 1), patterns=patterns)
 
     def _adversarial_labels(
