@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("attacks",),
     ("fingerprints",),
     ("scoring", "verify", "calibrate", "screening", "reference", "evaluate", "tune", "zoo.spec", "zoo.build"),
-    ("combine", "api"),
+    ("combine", "record", "api"),
     ("bench", "serve"),
     ("demo",),
     ("cli", "__main__", ""),

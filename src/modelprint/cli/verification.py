@@ -17,6 +17,8 @@ from ..errors import ParameterError
 from ..fingerprints import Fingerprint
 from ..models import load_model
 from ..progress import console
+from ..record import audit as audit_record
+from ..record import recorded_verify
 from ..suspects import open_suspect
 from ..suspects import suspect_type as guess_type
 from ..suspects.sandbox import SandboxLimits
@@ -79,6 +81,14 @@ Containment = Annotated[
     ),
 ]
 SuspectDevice = Annotated[str, typer.Option("--device", help="Model files: cpu or cuda, where the suspect runs.")]
+Record = Annotated[
+    Path,
+    typer.Option(
+        "--record",
+        help="Write every query's hash and the suspect's answer, chained by hash, to this file: "
+        "`modelprint audit RECORD FP` reproduces the verdict from it without the suspect.",
+    ),
+]
 
 
 @app.command()
@@ -100,6 +110,7 @@ def verify(
     sandbox_timeout: SandboxTimeout = 120.0,
     containment: Containment = "required",
     device: SuspectDevice = "cpu",
+    record: Record = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the verdict as JSON on stdout.")] = False,
 ) -> None:
     """Query a suspect with a fingerprint: statistic, p-value under the calibrated null, verdict.
@@ -122,8 +133,15 @@ def verify(
     )
     adapter = open_suspect(suspect, kind, **_adapter_options(kind, http, limits, outputs, device))
     if len(fps) > 1:
+        if record is not None:
+            raise ParameterError("--record takes one fingerprint: record each family's verification on its own")
         _verify_combined(fps, digests, adapter, fpr=fpr, max_queries=max_queries, as_json=as_json)
-    verdict = verify_suspect(fps[0], adapter, fpr=fpr, max_queries=max_queries, batch=batch, threshold=threshold)
+    settings = {"fpr": fpr, "max_queries": max_queries, "batch": batch, "threshold": threshold}
+    if record is not None:
+        given = commitment[0] if commitment else None
+        verdict = recorded_verify(fp_paths[0], adapter, record, commitment=given, **settings)
+    else:
+        verdict = verify_suspect(fps[0], adapter, **settings)
     if verdict.warning:
         console.print(f"[yellow]warning:[/] {verdict.warning}")
     if as_json:
@@ -249,3 +267,27 @@ def serve(
         device=checked_device(device),
         **limits,
     )
+
+
+AUDIT_EXIT_CODES = {True: 0, False: 1}
+
+
+@app.command()
+def audit(
+    record: Annotated[Path, typer.Argument(help="A record written by `modelprint verify --record`.")],
+    fp_path: Annotated[Path, typer.Argument(metavar="FP", help="The fingerprint file the record names.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
+) -> None:
+    """Reproduce a recorded verdict from the record and the fingerprint alone, without the suspect:
+    exit 0 reproduced, 1 what differs (one line each), 2 not a record."""
+    result = audit_record(record, fp_path)
+    if as_json:
+        print_json({"reproduced": result.reproduced, "differences": result.differences})
+    elif result.reproduced:
+        v = result.recorded
+        sys.stdout.write(
+            f"reproduced: {v['verdict']}, p = {v['p_value']:.3g} at FPR {v['fpr']:g} ({v['queries']} queries)\n"
+        )
+    else:
+        sys.stdout.write("differs:\n" + "".join(f"  {d}\n" for d in result.differences))
+    raise typer.Exit(AUDIT_EXIT_CODES[result.reproduced])

@@ -20,6 +20,7 @@ Example::
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -42,6 +43,14 @@ class Answer:
     probs: torch.Tensor | None
 
 
+class Recorder:
+    """Told of every batch a suspect answered, after its answers passed the checks (a
+    verification record keeps them: :mod:`modelprint.record`)."""
+
+    def answered(self, x: np.ndarray, labels: np.ndarray, probs: np.ndarray | None, seconds: float) -> None:
+        raise NotImplementedError  # abstract: the record's chain implements it
+
+
 class Suspect:
     """Base of every adapter. Subclasses set the attributes below in ``__init__`` and implement
     ``_answer(x: np.ndarray float32 (n, C, H, W)) -> (labels (n,), probs (n, K) or None)``.
@@ -52,6 +61,7 @@ class Suspect:
     """
 
     name: ClassVar[str] = ""
+    recorder: Recorder | None = None  # set while a verification is recorded
     # File suffixes (lower case) that ``open_suspect`` reads as this kind, for the automatic choice.
     suffixes: ClassVar[tuple[str, ...]] = ()
 
@@ -83,6 +93,7 @@ class Suspect:
         labels, probs = [], []
         for i in range(0, len(xs), self.max_batch):
             chunk = np.ascontiguousarray(xs[i : i + self.max_batch])
+            started = time.perf_counter()
             try:
                 lab, pr = self._checked(chunk, *self._answer(chunk))
             except ModelprintError:
@@ -91,6 +102,8 @@ class Suspect:
                 # the suspect's doing, never the fingerprint's: said so here, not left to a caller's guess
                 first = (str(e).strip().splitlines() or [""])[0][:160]
                 raise SuspectError(f"the suspect's answer could not be used ({type(e).__name__}: {first})") from None
+            if self.recorder is not None:
+                self.recorder.answered(chunk, lab, None if self.labels_only else pr, time.perf_counter() - started)
             labels.append(lab)
             probs.append(pr)
             self.queries += len(chunk)
