@@ -121,6 +121,10 @@ def test_a_record_that_is_not_one_is_refused(committed, tmp_path):
     with pytest.raises(ParameterError, match="reads the suspect's weights"):
         recorded_verify(tmp_path / "wc.fp.safetensors", pruned, tmp_path / "r.json")
     assert not (tmp_path / "r.json").exists()
+    loaded = Fingerprint.load(committed / "ltrc.fp.safetensors")
+    with pytest.raises(ParameterError, match="needs fingerprint_sha256"):
+        recorded_verify(loaded, pruned, tmp_path / "r.json")
+    assert not (tmp_path / "r.json").exists()
 
 
 def test_the_cli_records_and_audits_with_its_exit_codes(committed, tmp_path, capsys):

@@ -53,10 +53,15 @@ class RecordError(ModelprintError):
     """A record that cannot be read as one (truncated, not JSON, wrong types): exit code 2."""
 
 
+# One encoder for every entry: json.dumps with options builds a new one per call, which was most
+# of what recording cost.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
 def entry_hash(entry: dict[str, Any]) -> str:
     """sha256 over the entry's canonical JSON (sorted keys, no spaces), its own ``hash`` left out."""
     body = {k: v for k, v in entry.items() if k != "hash"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return hashlib.sha256(_CANONICAL.encode(body).encode()).hexdigest()
 
 
 def query_sha256(x: np.ndarray) -> str:
@@ -77,7 +82,7 @@ class ChainRecorder(Recorder):
                 "index": len(self.entries),
                 "input_sha256": query_sha256(x[i]),
                 "label": int(labels[i]),
-                "probs": None if probs is None else [float(p) for p in probs[i]],
+                "probs": None if probs is None else probs[i].tolist(),
                 "received": at,
                 "seconds": round(seconds, 4),
                 "prev": self.entries[-1]["hash"] if self.entries else GENESIS,
@@ -87,19 +92,26 @@ class ChainRecorder(Recorder):
 
 
 def recorded_verify(
-    fingerprint: str | Path,
+    fingerprint: Fingerprint | str | Path,
     suspect: ModelprintModel | Suspect,
     path: str | Path,
     *,
+    fingerprint_sha256: str | None = None,
     fpr: float = DEFAULT_FPR,
     max_queries: int | None = None,
     batch: int = DEFAULT_BATCH,
     threshold: float | None = None,
     commitment: str | None = None,
 ) -> Verification:
-    """:func:`~modelprint.verify.verify` of ``suspect`` against the fingerprint file
-    ``fingerprint``, and the record of it written to ``path`` (atomically)."""
-    fp = Fingerprint.load(fingerprint)
+    """:func:`~modelprint.verify.verify` of ``suspect`` against ``fingerprint`` (a fingerprint
+    file, or one already loaded with ``fingerprint_sha256`` the sha256 of its file, as
+    :meth:`Fingerprint.save` returns it), and the record of it written to ``path`` (atomically)."""
+    if isinstance(fingerprint, Fingerprint):
+        if not fingerprint_sha256:
+            raise ParameterError("a loaded fingerprint needs fingerprint_sha256, its file's sha256 (save returns it)")
+        fp = fingerprint
+    else:
+        fp, fingerprint_sha256 = Fingerprint.load(fingerprint), sha256_file(fingerprint)
     method = method_of(fp)
     if method.evidence_kind == "components":
         raise ParameterError(
@@ -117,7 +129,7 @@ def recorded_verify(
         "format": RECORD_FORMAT,
         "modelprint": __version__,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "fingerprint_sha256": sha256_file(fingerprint),
+        "fingerprint_sha256": fingerprint_sha256,
         "commitment": commitment,
         "suspect": suspect.describe(),
         "settings": {"fpr": fpr, "max_queries": max_queries, "batch": batch, "threshold": threshold},
@@ -125,7 +137,8 @@ def recorded_verify(
         "head": recorder.entries[-1]["hash"] if recorder.entries else GENESIS,
         "verification": {**verdict.to_dict(), "evidence": verdict.evidence},
     }
-    atomic_write_text(Path(path), json.dumps(record, indent=1) + "\n")
+    # compact: the C encoder is 10x the indenting one, and `python -m json.tool` prints it readably
+    atomic_write_text(Path(path), json.dumps(record, separators=(",", ":")) + "\n")
     return verdict
 
 

@@ -139,7 +139,7 @@ def verify(
     settings = {"fpr": fpr, "max_queries": max_queries, "batch": batch, "threshold": threshold}
     if record is not None:
         given = commitment[0] if commitment else None
-        verdict = recorded_verify(fp_paths[0], adapter, record, commitment=given, **settings)
+        verdict = recorded_verify(fps[0], adapter, record, fingerprint_sha256=digests[0], commitment=given, **settings)
     else:
         verdict = verify_suspect(fps[0], adapter, **settings)
     if verdict.warning:
