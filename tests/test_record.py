@@ -113,6 +113,9 @@ def test_a_record_that_is_not_one_is_refused(committed, tmp_path):
     path.write_text(text[: len(text) // 2])
     with pytest.raises(RecordError, match="not JSON"):
         audit(path, committed / "ltrc.fp.safetensors")
+    path.write_text("[" * 100_000 + "]" * 100_000)  # nesting deeper than the parser's recursion
+    with pytest.raises(RecordError, match="not JSON"):
+        read_record(path)
     path.write_text(json.dumps({"format": "modelprint-verification-record/1", "entries": "x"}))
     with pytest.raises(RecordError, match="not a verification record"):
         read_record(path)

@@ -42,8 +42,9 @@ from .suspects.base import Recorder
 from .verify import DEFAULT_BATCH, DEFAULT_FPR, Verification, verify
 
 RECORD_FORMAT = "modelprint-verification-record/1"
-# A record holds one entry per query; 100,000 queries with 1,000 probabilities each stay under it.
-MAX_RECORD_BYTES = 1 << 30
+# A record holds about 0.6 kB per query with 10 classes: 100,000 such queries stay far under it,
+# and parsing what it allows stays within a few GB of memory.
+MAX_RECORD_BYTES = 256 << 20
 GENESIS = "0" * 64
 # What must come out the same when the verdict is reproduced.
 COMPARED = ("verdict", "statistic", "p_value", "n", "queries", "threshold", "decided_by", "calibrated")
@@ -161,7 +162,7 @@ def read_record(path: str | Path) -> dict[str, Any]:
         raise RecordError(f"{p}: {p.stat().st_size} bytes, over the {MAX_RECORD_BYTES}-byte limit for a record")
     try:
         record = json.loads(p.read_text("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError
         raise RecordError(f"{p}: not a verification record (not JSON: {e.__class__.__name__}, truncated?)") from None
     if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
         raise RecordError(f"{p}: not a verification record (format is not {RECORD_FORMAT})")
