@@ -17,8 +17,8 @@ is read as JSON under a size limit and every field is type-checked before use.
 
 Example::
 
-    verdict = recorded_verify(fp, open_suspect("stolen.onnx"), "record.json")
-    audit("record.json", fp).reproduced      # True, offline, without the suspect
+    verdict = recorded_verify("owner.fp.safetensors", open_suspect("stolen.onnx"), "record.json")
+    audit("record.json", "owner.fp.safetensors").reproduced   # True, offline, without the suspect
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ from .errors import ModelprintError, ParameterError
 from .fingerprints import Fingerprint, method_of
 from .models import ModelprintModel
 from .suspects import Suspect, as_suspect
-from .suspects.base import Recorder
 from .verify import DEFAULT_BATCH, DEFAULT_FPR, Verification, verify
 
 RECORD_FORMAT = "modelprint-verification-record/1"
@@ -71,19 +70,21 @@ def query_sha256(x: np.ndarray) -> str:
 
 
 @dataclass
-class ChainRecorder(Recorder):
-    """Keeps every answered query as a chained entry (the hook :meth:`Suspect.predict` calls)."""
+class ChainRecorder:
+    """Keeps every answered query as a chained entry (the :class:`~modelprint.suspects.base.Recorder`
+    :meth:`Suspect.predict` tells)."""
 
     entries: list[dict[str, Any]] = field(default_factory=list)
 
     def answered(self, x: np.ndarray, labels: np.ndarray, probs: np.ndarray | None, seconds: float) -> None:
         at = datetime.now(UTC).isoformat(timespec="milliseconds")
+        rows = None if probs is None else probs.tolist()
         for i in range(len(x)):
             entry = {
                 "index": len(self.entries),
                 "input_sha256": query_sha256(x[i]),
                 "label": int(labels[i]),
-                "probs": None if probs is None else probs[i].tolist(),
+                "probs": None if rows is None else rows[i],
                 "received": at,
                 "seconds": round(seconds, 4),
                 "prev": self.entries[-1]["hash"] if self.entries else GENESIS,

@@ -120,6 +120,8 @@ def verify(
     fps, digests = _committed_fingerprints(fp_paths, commitment)
     if len(fps) > 1 and threshold is not None:
         raise ParameterError("--threshold applies to one fingerprint: a combined verdict is decided by p-values")
+    if len(fps) > 1 and record is not None:
+        raise ParameterError("--record takes one fingerprint: record each family's verification on its own")
     kind = guess_type(suspect) if suspect_type == "auto" else suspect_type
     http = {
         "token": token,
@@ -133,8 +135,6 @@ def verify(
     )
     adapter = open_suspect(suspect, kind, **_adapter_options(kind, http, limits, outputs, device))
     if len(fps) > 1:
-        if record is not None:
-            raise ParameterError("--record takes one fingerprint: record each family's verification on its own")
         _verify_combined(fps, digests, adapter, fpr=fpr, max_queries=max_queries, as_json=as_json)
     settings = {"fpr": fpr, "max_queries": max_queries, "batch": batch, "threshold": threshold}
     if record is not None:
@@ -269,9 +269,6 @@ def serve(
     )
 
 
-AUDIT_EXIT_CODES = {True: 0, False: 1}
-
-
 @app.command()
 def audit(
     record: Annotated[Path, typer.Argument(help="A record written by `modelprint verify --record`.")],
@@ -290,4 +287,4 @@ def audit(
         )
     else:
         sys.stdout.write("differs:\n" + "".join(f"  {d}\n" for d in result.differences))
-    raise typer.Exit(AUDIT_EXIT_CODES[result.reproduced])
+    raise typer.Exit(0 if result.reproduced else 1)

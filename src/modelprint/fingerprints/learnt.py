@@ -4,7 +4,7 @@ and the augmented copies of the source they see each iteration."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +62,7 @@ class TrainedModels:
     positives: list[ModelprintModel]
     negatives: list[ModelprintModel]
     records: list[dict[str, Any]]  # id, role, arch, sha256 of each, for the fingerprint's meta
-    # each model's zoo category (``source``, ``independent``, ``advtrain``, ...), in records' order
-    categories: list[str] = field(default_factory=list)
+    categories: list[str]  # each model's zoo category (``source``, ``independent``, ...), in records' order
 
 
 def load_trained(zoo: str, source: ModelprintModel) -> TrainedModels:

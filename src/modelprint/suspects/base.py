@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -43,12 +43,11 @@ class Answer:
     probs: torch.Tensor | None
 
 
-class Recorder:
+class Recorder(Protocol):
     """Told of every batch a suspect answered, after its answers passed the checks (a
     verification record keeps them: :mod:`modelprint.record`)."""
 
-    def answered(self, x: np.ndarray, labels: np.ndarray, probs: np.ndarray | None, seconds: float) -> None:
-        raise NotImplementedError  # abstract: the record's chain implements it
+    def answered(self, x: np.ndarray, labels: np.ndarray, probs: np.ndarray | None, seconds: float) -> None: ...
 
 
 class Suspect:

@@ -156,7 +156,6 @@ def _parts(trained: TrainedModels, held: set[int]) -> tuple[TrainedModels, Train
     """``trained`` cut in two: the models whose index (positives, then negatives) is not in
     ``held``, and those that are."""
     models = trained.positives + trained.negatives
-    categories = trained.categories or [""] * len(models)
 
     def part(keep: bool) -> TrainedModels:
         idx = [i for i in range(len(models)) if (i in held) != keep]
@@ -164,7 +163,7 @@ def _parts(trained: TrainedModels, held: set[int]) -> tuple[TrainedModels, Train
             [models[i] for i in idx if i < len(trained.positives)],
             [models[i] for i in idx if i >= len(trained.positives)],
             [trained.records[i] for i in idx],
-            [categories[i] for i in idx],
+            [trained.categories[i] for i in idx],
         )
 
     return part(True), part(False)
@@ -178,7 +177,7 @@ def split_trained(
     on: the queries are then screened on models they were not made on. Models whose id or zoo
     category matches one of ``patterns`` (``fnmatch``) are held out first, whatever the draw; the
     share is drawn from the rest. The source is never held out."""
-    categories = trained.categories or [""] * len(trained.records)
+    categories = trained.categories
 
     def matches(i: int, pattern: str) -> bool:
         return fnmatchcase(trained.records[i]["id"], pattern) or fnmatchcase(categories[i], pattern)
