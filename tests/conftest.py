@@ -150,3 +150,20 @@ SLOW_FIRST = ("test_readme.py", "test_cluster.py", "test_cli.py", "test_extras.p
 def pytest_collection_modifyitems(items) -> None:
     rank = {name: i for i, name in enumerate(SLOW_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FIRST)))
+
+
+@pytest.fixture(scope="session")
+def committed(source, negatives, tmp_path_factory):
+    """A calibrated LTRC fingerprint file, a pruned copy of its source and an independent model, as files."""
+    from modelprint.attacks import create_attack
+    from modelprint.calibrate import calibrate
+    from modelprint.fingerprints import create_method
+    from modelprint.models import save_model
+
+    root = tmp_path_factory.mktemp("record")
+    fp = create_method("ltrc", steps=200).generate(source, n=40, seed=0, progress=False)
+    fp = calibrate(fp, negatives[:5], origin="test negatives")
+    fp.save(root / "ltrc.fp.safetensors")
+    save_model(create_attack("prune", rate=0.3).apply(source, None, seed=1), root / "pruned.safetensors")
+    save_model(negatives[5], root / "independent.safetensors")
+    return root

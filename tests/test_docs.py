@@ -59,3 +59,20 @@ def test_the_zoo_table_counts_what_each_spec_builds():
             assert len(load_spec(name).models) == int(count), name
     for spec, built in re.findall(r"zoo (\S+): (\d+) models in", text):
         assert len(load_spec(spec).models) == int(built), spec
+
+
+def test_the_example_dispute_report_is_the_readme_flow_and_audits():
+    """docs/dispute-example holds the README's flow by hand, its pruned copy's verification
+    recorded: the record reproduces offline, and its verdict is the one the README prints."""
+    from modelprint.record import audit
+
+    example = ROOT / "docs" / "dispute-example"
+    result = audit(example / "stolen.json", example / "owner.fp.safetensors")
+    assert result.reproduced, result.differences
+    readme = (ROOT / "README.md").read_text()
+    printed = re.search(r"The\s+two verdicts, from one run:\n\n```\n(match: .*?)\n", readme).group(1)
+    p_value = re.search(r"p = (\S+) at", printed).group(1)
+    assert (
+        f"p = {p_value} at false-positive rate 0.001, 100 queries; audit: reproduced"
+        in (example / "report.md").read_text()
+    )

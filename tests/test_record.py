@@ -4,25 +4,10 @@ import pytest
 from cli_run import run
 
 from modelprint._io import sha256_file
-from modelprint.attacks import create_attack
-from modelprint.calibrate import calibrate
 from modelprint.errors import ParameterError
 from modelprint.fingerprints import Fingerprint, create_method
-from modelprint.models import save_model
 from modelprint.record import RecordError, audit, read_record, recorded_verify
 from modelprint.suspects import open_suspect
-
-
-@pytest.fixture(scope="module")
-def committed(source, negatives, tmp_path_factory):
-    """A calibrated LTRC fingerprint file, a pruned copy of its source and an independent model, as files."""
-    root = tmp_path_factory.mktemp("record")
-    fp = create_method("ltrc", steps=200).generate(source, n=40, seed=0, progress=False)
-    fp = calibrate(fp, negatives[:5], origin="test negatives")
-    fp.save(root / "ltrc.fp.safetensors")
-    save_model(create_attack("prune", rate=0.3).apply(source, None, seed=1), root / "pruned.safetensors")
-    save_model(negatives[5], root / "independent.safetensors")
-    return root
 
 
 def _record(committed, tmp_path, suspect="pruned.safetensors", **settings):

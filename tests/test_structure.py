@@ -14,7 +14,19 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "modelprint"
 
 # Lowest first. A module may import modules of its own layer or below. Prefix match, longest wins.
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "registry", "_io", "_version", "_lazy", "progress", "transforms", "metrics", "null", "parallel"),
+    (
+        "errors",
+        "registry",
+        "_io",
+        "_pages",
+        "_version",
+        "_lazy",
+        "progress",
+        "transforms",
+        "metrics",
+        "null",
+        "parallel",
+    ),
     ("data",),
     ("models",),
     ("train", "export", "stealth", "suspects", "zoo", "zoo.manifest"),
@@ -22,7 +34,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("fingerprints",),
     ("scoring", "verify", "calibrate", "screening", "reference", "evaluate", "tune", "zoo.spec", "zoo.build"),
     ("combine", "record", "api"),
-    ("bench", "serve"),
+    ("bench", "serve", "dispute"),
     ("demo",),
     ("cli", "__main__", ""),
 ]

@@ -244,6 +244,9 @@ def audit(record_path: str | Path, fingerprint: str | Path) -> Audit:
     digest = sha256_file(fingerprint)
     if digest != record["fingerprint_sha256"]:
         differences.append(f"the fingerprint has sha256 {digest}, the record {record['fingerprint_sha256']}")
+    commitment = record.get("commitment")
+    if commitment is not None and str(commitment).strip().lower() != digest:
+        differences.append(f"the record's commitment {str(commitment)[:80]!r} is not the fingerprint's sha256 {digest}")
     fp = Fingerprint.load(fingerprint)
     replay = ReplaySuspect(record, tuple(fp.input_shape), int(fp.meta.get("num_classes") or 0))
     settings = _settings(record["settings"])

@@ -1,13 +1,11 @@
 import base64
 import csv
 import json
-import os
 import re
 import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
+from browser import assert_screenshot_has_content, render
 
 from modelprint.bench import run_bench
 from modelprint.bench.plots import PALETTE, method_style
@@ -99,36 +97,7 @@ def test_report_command_regenerates_and_rejects_other_folders(report_dir, tmp_pa
     assert exit_info.value.code == 2 and "no results.json" in capsys.readouterr().err
 
 
-def _chromium() -> str | None:
-    return next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
-
-
 def test_report_renders_in_headless_chromium(report_dir):
-    browser = _chromium()
-    if browser is None:  # .ci/run installs Debian's chromium: in CI a missing browser is a failure
-        if os.environ.get("CI"):
-            pytest.fail("CI has no chromium: scripts/system-deps.sh should have installed it")
-        pytest.skip("no chromium on this machine (apt-get install -y chromium)")
-
-    def render(path):
-        dom = subprocess.run(
-            [
-                browser,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--virtual-time-budget=5000",
-                "--dump-dom",
-                path.resolve().as_uri(),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        ).stdout
-        body = re.search(r"<body([^>]*)>", dom)
-        assert body, "chromium returned no page"
-        return dom, dict(re.findall(r'(data-[\w-]+)="(\d+)"', body.group(1)))
-
     dom, attrs = render(report_dir / "report.html")
     assert attrs == {"data-images": "6", "data-images-ok": "6"}  # every image decoded
     assert dom.count("<table>") == 7 and "Metrics over the whole zoo" in dom
@@ -136,21 +105,7 @@ def test_report_renders_in_headless_chromium(report_dir):
     broken = report_dir / "broken.html"
     broken.write_text(re.sub(r"base64,[^']{40}", "base64,AAAA", (report_dir / "report.html").read_text(), count=1))
     assert render(broken)[1] == {"data-images": "6", "data-images-ok": "5"}
-
-    # a screenshot, kept with the test artifacts, is a page with content, not a blank one
-    from PIL import Image
-
-    artifacts = Path(os.environ.get("MODELPRINT_TEST_ARTIFACTS", Path(__file__).parents[2] / "test-artifacts"))
-    artifacts.mkdir(parents=True, exist_ok=True)
-    shot = artifacts / "report.png"
-    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                    "--virtual-time-budget=5000", "--window-size=1200,2400", f"--screenshot={shot}",
-                    (report_dir / "report.html").resolve().as_uri()], capture_output=True, timeout=120)  # fmt: skip
-    image = Image.open(shot).convert("L")
-    assert image.size == (1200, 2400)
-    histogram = image.histogram()
-    assert sum(1 for count in histogram if count > 50) > 20, "the screenshot is nearly one colour"
-    assert histogram[255] < 0.97 * sum(histogram), "the screenshot is nearly all white"
+    assert_screenshot_has_content(report_dir / "report.html", "report.png")
 
 
 def test_report_names_the_chosen_false_positive_rate(reference_zoo, tmp_path):

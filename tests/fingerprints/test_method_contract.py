@@ -130,3 +130,11 @@ def check_contract(name, files, splits, negatives, tmp_path):
     if method.evidence_of == "lineage":
         assert on_source.p_value <= min(verify(cal, m).p_value for m in negatives)
     assert (on_source.verdict == "match") == (on_source.p_value < 0.05) and on_source.null["calibrated"]
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_every_method_says_where_it_comes_from(name):
+    """A dispute report cites the method's paper (or says it has none)."""
+    paper = METHODS.get(name).paper
+    cited = any(str(year) in paper for year in range(2015, 2030)) or "NaturalFinger" in paper
+    assert len(paper) > 20 and (paper.startswith("no paper:") or cited), paper

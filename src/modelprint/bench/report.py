@@ -7,14 +7,13 @@ page (the CSV keeps every column, one raw value per cell); the tables are
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import os
 import re
 from pathlib import Path
 
 from .._io import atomic_write_text, html_with_code
+from .._pages import html_figure, html_head, html_table, md_table
 from ..errors import ParameterError
 from .plots import make_plots
 from .runner import RESULTS
@@ -46,28 +45,6 @@ def _slug(title: str) -> str:
     return "-".join(kept)[:80]
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
-
-
-def _html_table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html_with_code(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html_with_code(c)}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-# Marks the page once every image has decoded (a browser test reads these attributes).
-_IMAGE_CHECK = """<script>
-window.addEventListener('load', () => {
-  const imgs = Array.from(document.images);
-  const ok = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
-  document.body.setAttribute('data-images', imgs.length);
-  document.body.setAttribute('data-images-ok', ok);
-});
-</script>"""
-
-
 def write_report(root: str | os.PathLike) -> tuple[Path, Path]:
     """Write ``report.md``, ``report.html``, ``tables/*.csv`` and ``plots/*.png`` in a benchmark folder."""
     root = Path(root)
@@ -94,7 +71,7 @@ def write_report(root: str | os.PathLike) -> tuple[Path, Path]:
     md = ["# Fingerprint benchmark", "", intro, ""]
     shown = None
     for title, (header, rows) in pages:
-        md += ([f"## {title}", ""] if title != shown else []) + [_md_table(header, rows), ""]
+        md += ([f"## {title}", ""] if title != shown else []) + [md_table(header, rows), ""]
         shown = title
     for name, caption in made:
         md += [f"![{caption}](plots/{name})", "", f"*{caption}*", ""]
@@ -102,26 +79,17 @@ def write_report(root: str | os.PathLike) -> tuple[Path, Path]:
     atomic_write_text(md_path, "\n".join(md))
 
     parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>modelprint benchmark</title>",
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-        "table{border-collapse:collapse;margin:1em 0;font-size:14px}"
-        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-        "td:first-child,th:first-child{text-align:left}img{max-width:100%}figcaption{color:#555}"
-        "code{background:#f3f3f3;padding:0 3px}</style>",
-        f"{_IMAGE_CHECK}</head><body><h1>Fingerprint benchmark</h1><p>{html_with_code(intro)}</p>",
+        html_head("modelprint benchmark"),
+        f"<h1>Fingerprint benchmark</h1><p>{html_with_code(intro)}</p>",
     ]
     previous = None
     for title, (header, rows) in pages:
         if title != previous:  # a split table's parts share its heading
             parts.append(f"<h2>{html_with_code(title)}</h2>")
-        parts.append(_html_table(header, rows))
+        parts.append(html_table(header, rows))
         previous = title
     for name, caption in made:
-        data = base64.b64encode((root / "plots" / name).read_bytes()).decode()
-        parts.append(
-            f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-        )
+        parts.append(html_figure(root / "plots" / name, caption))
     parts.append("</body></html>")
     atomic_write_text(html_path, "\n".join(parts) + "\n")
     return md_path, html_path

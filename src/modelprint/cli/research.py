@@ -20,6 +20,7 @@ from ..bench.report import write_report
 from ..bench.screening import parse_screens
 from ..bench.tables import leaderboard
 from ..data import load_splits
+from ..dispute import write_dispute_report
 from ..errors import ParameterError
 from ..evaluate import evaluate as evaluate_methods
 from ..evaluate import print_group_table, print_table, rates_by_group
@@ -279,9 +280,48 @@ def stealth(
 
 @app.command()
 def report(
-    root: Annotated[Path, typer.Argument(metavar="DIR", help="Benchmark folder with results.json.")],
+    root: Annotated[
+        Path | None, typer.Argument(metavar="[DIR]", help="Benchmark folder with results.json (without --record).")
+    ] = None,
+    record: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--record", metavar="RECORD", help="A verification record: write a dispute report (repeat to compare)."
+        ),
+    ] = None,
+    fingerprint: Annotated[
+        Path | None, typer.Option("--fingerprint", metavar="FP", help="With --record: the fingerprint file it names.")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="With --record: the report's folder (default: RECORD-report beside it)."),
+    ] = None,
     as_json: AsJson = False,
 ) -> None:
-    """Regenerate report.md, report.html, the CSV tables and the plots from results.json."""
+    """Regenerate a benchmark's report.md, report.html, CSV tables and plots from results.json; or,
+    with --record, audit verification records and write a one-page dispute report (exit 1 when a
+    record does not reproduce)."""
+    if record:
+        _dispute_report(record, fingerprint, out, root, as_json)
+        return
+    if root is None or fingerprint or out:
+        raise ParameterError("give a benchmark folder DIR, or --record RECORD --fingerprint FP [--out DIR]")
     md, html_path = write_report(root)
     result(as_json, {"report": str(html_path), "markdown": str(md)}, [str(html_path), str(md)])
+
+
+def _dispute_report(
+    records: list[Path], fingerprint: Path | None, out: Path | None, root: Path | None, as_json: bool
+) -> None:
+    if root is not None:
+        raise ParameterError(f"with --record the report goes to --out, not to a benchmark folder ({root})")
+    if fingerprint is None:
+        raise ParameterError("a dispute report needs the fingerprint the records name: add --fingerprint FP")
+    out = out or records[0].with_name(records[0].stem + "-report")
+    made = write_dispute_report(records, fingerprint, check_output_path(out, "report", folder=True))
+    lines = [str(made.html), str(made.markdown)]
+    for path, differences in made.differences.items():
+        lines += [f"{path} does not reproduce:", *(f"  {d}" for d in differences)]
+    record_out = {"report": str(made.html), "markdown": str(made.markdown), "reproduced": made.reproduced}
+    result(as_json, record_out | {"differences": made.differences}, lines)
+    raise typer.Exit(0 if made.reproduced else 1)

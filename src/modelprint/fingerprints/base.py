@@ -237,6 +237,8 @@ class FingerprintMethod:
     # on the same data without any theft is a negative for the first and scores like the source for
     # the second, which also shows nothing when the source did not memorise its points.
     evidence_of: ClassVar[str] = "lineage"
+    # Where the method comes from, as a dispute report cites it.
+    paper: ClassVar[str] = ""
     # Evidence needs the suspect's scores (probabilities), not only its labels: a label-only suspect is refused.
     needs_scores: ClassVar[bool] = False
     # Boolean settings that switch a paper's tricks on and off, for `bench --ablation` (short name -> setting).

@@ -71,6 +71,8 @@ class WeightCosine(FingerprintMethod):
         verify(fp, "suspect.safetensors").statistic  # mean cosine over layers
     """
 
+    paper: ClassVar[str] = "no paper: the plainest white-box baseline (layer-by-layer weight cosine)"
+
     evidence_kind: ClassVar[str] = "components"
     statistic_name: ClassVar[str] = "weight_cosine"
     null_family: ClassVar[str] = "scores"
@@ -156,6 +158,11 @@ class CKASimilarity(FingerprintMethod):
 
         fp = create_method("cka").generate(source, owner_data, n=200, seed=0)
     """
+
+    paper: ClassVar[str] = (
+        'linear CKA of penultimate features, in the manner of REEF (Zhang et al., "REEF: Representation '
+        'Encoding Fingerprints for Large Language Models", ICLR 2024)'
+    )
 
     evidence_kind: ClassVar[str] = "components"
     statistic_name: ClassVar[str] = "cka"

@@ -35,7 +35,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -116,6 +116,10 @@ def _has_conv(model: nn.Module) -> bool:
 
 @dataclass(kw_only=True)
 class CharacteristicExamples(FingerprintMethod):
+    paper: ClassVar[str] = (
+        '"Characteristic Examples: High-Robustness, Low-Transferability Fingerprinting of Neural Networks", IJCAI 2021'
+    )
+
     steps: int = 500
     alpha: float = 0.01
     eta: float = 1e-6

@@ -158,6 +158,10 @@ class DatasetInference(FingerprintMethod):
         create_method("dataset-inference").evidence(fp, suspect).values.shape  # (100,)
     """
 
+    paper: ClassVar[str] = (
+        'Maini, Yaghini and Papernot, "Dataset Inference: Ownership Resolution in Machine Learning", ICLR 2021'
+    )
+
     train_points: int = 200
     directions: int = 5
     step: float = 0.02

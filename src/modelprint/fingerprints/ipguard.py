@@ -28,7 +28,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -64,6 +64,11 @@ class IPGuard(FingerprintMethod):
         fp = create_method("ipguard", k=0.5).generate(source, owner_data, n=100, seed=0)
         verify(fp, suspect).matching_rate
     """
+
+    paper: ClassVar[str] = (
+        'Cao, Jia and Gong, "IPGuard: Protecting Intellectual Property of Deep Neural Networks via '
+        'Fingerprinting the Classification Boundary", AsiaCCS 2021'
+    )
 
     k: float = 0.5
     steps: int = 500

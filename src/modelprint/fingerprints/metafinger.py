@@ -35,7 +35,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -66,6 +66,10 @@ class MetaFinger(LearnsFromTrainedModels, FingerprintMethod):
 
         fp = create_method("metafinger", trained="train-zoo").generate(source, n=100, seed=0)
     """
+
+    paper: ClassVar[str] = (
+        'Yang, Wang and Wang, "MetaFinger: Fingerprinting the Deep Neural Networks with Meta-training", IJCAI 2022'
+    )
 
     iterations: int = 300
     alpha: float = 0.005

@@ -81,6 +81,10 @@ class MetaV(LearnsFromTrainedModels, FingerprintMethod):
         create_method("metav").evidence(fp, suspect).values  # array([0.97])
     """
 
+    paper: ClassVar[str] = (
+        'Pan, Yan, Zhang and Yang, "MetaV: A Meta-Verifier Approach to Task-Agnostic Model Fingerprinting", KDD 2022'
+    )
+
     iterations: int = 500
     lr: float = 0.01
     hidden: int = 64

@@ -23,7 +23,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -49,6 +49,10 @@ class NaturalQueries(FingerprintMethod):
 
         fp = create_method("natural").generate(source, n=300, seed=0)
     """
+
+    paper: ClassVar[str] = (
+        "no paper: modelprint's natural-query family (owner images the source answers unlike independent models)"
+    )
 
     split_seed: int = 0
 

@@ -92,6 +92,11 @@ def cutmix(x: torch.Tensor, cut: float, g: torch.Generator) -> torch.Tensor:
 class SAC(FingerprintMethod):
     """SAC's evidence, shared by ``sac-w`` and ``sac-m``; subclasses pick the samples."""
 
+    paper: ClassVar[str] = (
+        'Guan, Liang and He, "Are You Stealing My Model? Sample Correlation for Fingerprinting Deep '
+        'Neural Networks", NeurIPS 2022'
+    )
+
     output: str = "probabilities"
 
     evidence_kind: ClassVar[str] = "scores"

@@ -25,7 +25,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -62,6 +62,8 @@ class SensitiveSamples(FingerprintMethod):
 
         fp = create_method("sensitive").generate(source, owner_data, n=100, seed=0)
     """
+
+    paper: ClassVar[str] = 'He, Zhang and Lee, "Sensitive-Sample Fingerprinting of Deep Neural Networks", CVPR 2019'
 
     steps: int = 100
     alpha: float = 0.01

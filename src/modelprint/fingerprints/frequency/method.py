@@ -74,6 +74,8 @@ class FrequencyFingerprint(FingerprintMethod):
         fp = create_method("frequency").generate(marked, n=16, seed=7)
     """
 
+    paper: ClassVar[str] = '"Towards the Resistance of Neural Network Fingerprinting to Fine-tuning", NeurIPS 2025'
+
     tau: float = 0.98
     simulated_keys: int = 2000
     evidence_kind: ClassVar[str] = "components"

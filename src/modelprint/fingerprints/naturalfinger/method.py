@@ -234,6 +234,10 @@ class NaturalFinger(FingerprintMethod):
         fp = nf.generate(load_model("train-zoo/models/source.safetensors"), n=100, seed=0)
     """
 
+    paper: ClassVar[str] = (
+        'Yang, Wang and Wang, "NaturalFinger: Generating Natural Fingerprint with Generative Adversarial Networks"'
+    )
+
     gan: str | None = None
     trained: str | None = None
     iterations: int = 1000
