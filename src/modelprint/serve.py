@@ -436,9 +436,12 @@ def _log_config(uvicorn: Any) -> dict[str, Any]:
     return config
 
 
-def uvicorn_config(app: Any, host: str, port: int, read_timeout: float, access_log: bool) -> Any:
+def uvicorn_config(
+    app: Any, host: str, port: int, read_timeout: float, access_log: bool, tls: tuple[str, str] | None = None
+) -> Any:
     """The uvicorn settings :func:`serve` runs with: the guarded protocol, no connection-count
-    503 (uvicorn's would count idle sockets and refuse /health too), short keep-alive."""
+    503 (uvicorn's would count idle sockets and refuse /health too), short keep-alive; https
+    with ``tls`` = (certificate file, key file), PEM."""
     uvicorn = import_uvicorn()
     if not (math.isfinite(read_timeout) and 0 < read_timeout <= 3600):
         raise ValueError(f"read_timeout must be a number of seconds in (0, 3600], got {read_timeout}")
@@ -454,6 +457,8 @@ def uvicorn_config(app: Any, host: str, port: int, read_timeout: float, access_l
         timeout_graceful_shutdown=SHUTDOWN_SECONDS,  # on SIGTERM: stop after this, whatever clients do
         log_config=_log_config(uvicorn),
         lifespan="off",
+        ssl_certfile=tls[0] if tls else None,
+        ssl_keyfile=tls[1] if tls else None,
     )
 
 
@@ -464,25 +469,30 @@ def serve(
     port: int = 8000,
     read_timeout: float = DEFAULT_READ_TIMEOUT,
     access_log: bool = True,
+    tls: tuple[str, str] | None = None,
     **settings: Any,
 ) -> None:
     """Run the API until interrupted (uvicorn, one process); ``read_timeout``: seconds a client
-    has to send each whole request; ``settings`` are :func:`create_app`'s (labels_only, token,
-    max_batch, max_concurrent, ...)."""
+    has to send each whole request; ``tls``: (certificate, key) PEM files for https;
+    ``settings`` are :func:`create_app`'s (labels_only, token, max_batch, max_concurrent, ...)."""
     uvicorn = import_uvicorn()
     app = create_app(model, **settings)
-    uvicorn.Server(uvicorn_config(app, host, port, read_timeout, access_log)).run()
+    uvicorn.Server(uvicorn_config(app, host, port, read_timeout, access_log, tls)).run()
 
 
 @contextlib.contextmanager
 def serve_background(
-    app: Any, host: str = "127.0.0.1", port: int = 0, read_timeout: float = DEFAULT_READ_TIMEOUT
+    app: Any,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    read_timeout: float = DEFAULT_READ_TIMEOUT,
+    tls: tuple[str, str] | None = None,
 ) -> Iterator[str]:
     """Run ``app`` with uvicorn in a thread for the duration of a ``with`` block and yield its
-    base URL (``port=0``: a free port). For tests, benchmarks and notebooks; loopback by default;
+    base URL (``port=0``: a free port; https with ``tls``). For tests, benchmarks and notebooks; loopback by default;
     the same protocol and limits as :func:`serve`, without the access log."""
     uvicorn = import_uvicorn()
-    server = uvicorn.Server(uvicorn_config(app, host, port, read_timeout, access_log=False))
+    server = uvicorn.Server(uvicorn_config(app, host, port, read_timeout, access_log=False, tls=tls))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -492,7 +502,7 @@ def serve_background(
         time.sleep(0.01)
     bound = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield f"http://{host}:{bound}"
+        yield f"{'https' if tls else 'http'}://{host}:{bound}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .._io import sha256_file
+from .._io import check_readable, sha256_file
 from .._lazy import require
 from ..combine import format_combined, verify_combined
 from ..errors import ParameterError
@@ -57,6 +57,9 @@ Token = Annotated[
     typer.Option("--token", envvar="MODELPRINT_TOKEN", help="Bearer token for an HTTP suspect (or $MODELPRINT_TOKEN)."),
 ]
 Timeout = Annotated[float, typer.Option("--timeout", help="HTTP: seconds per request, in all.")]
+CaFile = Annotated[
+    Path, typer.Option("--ca-file", help="HTTPS: trust only the CA certificates in this PEM file (a private CA).")
+]
 Retries = Annotated[int, typer.Option("--retries", help="HTTP: further tries after a timeout, 429 or 5xx.")]
 HttpBatch = Annotated[int, typer.Option("--batch-size", help="HTTP: most queries per request.")]
 Outputs = Annotated[
@@ -105,6 +108,7 @@ def verify(
     timeout: Timeout = 10.0,
     retries: Retries = 3,
     batch_size: HttpBatch = None,
+    ca_file: CaFile = None,
     outputs: Outputs = "logits",
     sandbox_memory_mb: SandboxMemory = 4096,
     sandbox_timeout: SandboxTimeout = 120.0,
@@ -123,13 +127,8 @@ def verify(
     if len(fps) > 1 and record is not None:
         raise ParameterError("--record takes one fingerprint: record each family's verification on its own")
     kind = guess_type(suspect) if suspect_type == "auto" else suspect_type
-    http = {
-        "token": token,
-        "timeout": timeout,
-        "retries": retries,
-        "batch_size": batch_size,
-        "max_queries": max_queries,
-    }
+    http = {"token": token, "timeout": timeout, "retries": retries, "batch_size": batch_size}
+    http |= {"max_queries": max_queries, "ca_file": None if ca_file is None else str(ca_file)}
     limits = SandboxLimits(
         memory_mb=sandbox_memory_mb, load_timeout=sandbox_timeout, call_timeout=sandbox_timeout, containment=containment
     )
@@ -232,6 +231,8 @@ def serve(
     access_log: Annotated[
         bool, typer.Option("--access-log/--no-access-log", help="Log every request to stderr.")
     ] = True,
+    tls_cert: Annotated[Path, typer.Option("--tls-cert", help="Serve https with this certificate (PEM).")] = None,
+    tls_key: Annotated[Path, typer.Option("--tls-key", help="The certificate's private key (PEM).")] = None,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda: where the model answers.")] = "cpu",
 ) -> None:
     """Serve a model as an HTTP prediction API (OpenAPI at /openapi.json, docs at /docs)."""
@@ -239,19 +240,22 @@ def serve(
         require(name, "modelprint serve", "serve")
     from ..serve import serve as run_server
 
-    if max_batch < 1 or max_concurrent < 1 or not 0 < port < 65536:
-        raise ParameterError("--max-batch and --max-concurrent must be positive and --port in 1..65535")
-    if not (math.isfinite(max_request_mb) and 0 < max_request_mb <= 4096):
-        raise ParameterError(f"--max-request-mb must be a number of MB in (0, 4096], got {max_request_mb}")
-    if not (math.isfinite(read_timeout) and 0 < read_timeout <= 3600):
-        raise ParameterError(f"--read-timeout must be a number of seconds in (0, 3600], got {read_timeout}")
+    _check_serve_limits(max_batch, max_concurrent, port, max_request_mb, read_timeout)
+    if (tls_cert is None) != (tls_key is None):
+        raise ParameterError("https needs both --tls-cert and --tls-key")
+    tls = None
+    if tls_cert is not None:
+        tls = (
+            str(check_readable(tls_cert, "--tls-cert", ParameterError)),
+            str(check_readable(tls_key, "--tls-key", ParameterError)),
+        )
     m = load_model(model)
     mode = "labels only" if labels_only else "labels and probabilities"
     auth = ", bearer token required" if token else ""
     shape = "x".join(map(str, m.card.input_shape))
     console.print(
         f"serving {model} ({m.card.arch}, {shape} -> {m.card.num_classes} classes; {mode}{auth}) at "
-        f"http://{host}:{port}/v1/predict  (docs: /docs, Ctrl-C stops)",
+        f"{'https' if tls else 'http'}://{host}:{port}/v1/predict  (docs: /docs, Ctrl-C stops)",
         markup=False,
     )
     limits = {"max_batch": max_batch, "max_request_bytes": int(max_request_mb * 1024**2)}
@@ -265,8 +269,20 @@ def serve(
         disclose_sha256=disclose_sha256,
         access_log=access_log,
         device=checked_device(device),
+        tls=tls,
         **limits,
     )
+
+
+def _check_serve_limits(
+    max_batch: int, max_concurrent: int, port: int, max_request_mb: float, read_timeout: float
+) -> None:
+    if max_batch < 1 or max_concurrent < 1 or not 0 < port < 65536:
+        raise ParameterError("--max-batch and --max-concurrent must be positive and --port in 1..65535")
+    if not (math.isfinite(max_request_mb) and 0 < max_request_mb <= 4096):
+        raise ParameterError(f"--max-request-mb must be a number of MB in (0, 4096], got {max_request_mb}")
+    if not (math.isfinite(read_timeout) and 0 < read_timeout <= 3600):
+        raise ParameterError(f"--read-timeout must be a number of seconds in (0, 3600], got {read_timeout}")
 
 
 @app.command()

@@ -20,6 +20,13 @@ query budget (``max_queries``) counts every query *sent*, retries included, and 
 exceeded. Every answer goes through the suspect contract's checks (count, range,
 finiteness), so garbage is an error and never evidence.
 
+What identifies the server goes into :meth:`HttpSuspect.describe` (and so into a verdict and a
+verification record): the headers that name it (``Server``, ``Via``, ...), a model sha256 its
+``/v1/info`` discloses, and over https the sha256 of its TLS certificate (DER) and the TLS
+version. Every distinct identity seen during a verification is kept, so a server that changes
+mid-way shows it. Certificates are always verified: against httpx's CA bundle (certifi), or
+only against those in ``ca_file`` (an API behind a private CA).
+
 Example::
 
     api = HttpSuspect("http://127.0.0.1:8000", token="s3cret", max_queries=200)
@@ -30,9 +37,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import math
 import re
+import ssl
 import threading
 import time
 import weakref
@@ -50,6 +59,9 @@ MAX_RESPONSE_BYTES = 64 * 1024**2
 MAX_BACKOFF_SECONDS = 30.0
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 MAX_JSON_DEPTH = 8  # the schema's answers nest 3 deep
+# Response headers that say which server answered (kept, shortened, in the suspect's description).
+IDENTIFYING_HEADERS = ("server", "via", "x-powered-by", "x-served-by", "x-model-version", "x-model-id")
+MAX_HEADER_CHARS = 200
 _DEPTH_CHUNK = 1 << 20
 _QUOTE, _BACKSLASH = 0x22, 0x5C
 
@@ -155,6 +167,7 @@ class HttpSuspect(Suspect):
         batch_size: int | None = None,
         nested: bool = False,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
+        ca_file: str | None = None,
     ) -> None:
         super().__init__()
         import httpx
@@ -177,6 +190,9 @@ class HttpSuspect(Suspect):
         self.base, self.timeout, self.retries, self.backoff = base, timeout, retries, backoff
         self.max_queries, self.nested, self.max_response_bytes = max_queries, nested, max_response_bytes
         self.retried = 0
+        self.identities: list[dict[str, Any]] = []  # each distinct server identity seen, in order
+        self.disclosed_sha256: str | None = None  # the weights' sha256, when /v1/info discloses it
+        self._tls = _tls_context(ca_file)
         self._headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
@@ -203,9 +219,18 @@ class HttpSuspect(Suspect):
         if len(shape) != 3 or min(shape) < 1 or classes < 2 or max_batch < 1 or not isinstance(labels_only, bool):
             raise SuspectError(f"{self.base}{API_PREFIX}/info is malformed: {json.dumps(info)[:200]}")
         self.input_shape, self.num_classes, self.labels_only, self.max_batch = shape, classes, labels_only, max_batch
+        disclosed = info.get("model_sha256")
+        if isinstance(disclosed, str) and re.fullmatch(r"[0-9a-f]{64}", disclosed):
+            self.disclosed_sha256 = disclosed
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "retries": self.retried, "max_queries": self.max_queries}
+        described = {**super().describe(), "retries": self.retried, "max_queries": self.max_queries}
+        described |= self.identities[0] if self.identities else {}
+        if self.disclosed_sha256:
+            described["disclosed_model_sha256"] = self.disclosed_sha256
+        if len(self.identities) > 1:  # the server changed during the verification
+            described["identities_seen"] = self.identities
+        return described
 
     def close(self) -> None:
         if self._client is not None:
@@ -282,9 +307,10 @@ class HttpSuspect(Suspect):
         """One request and its whole answer; the caller's deadline cancels it at any point."""
         if self._client is None:
             self._client = self._httpx.AsyncClient(
-                timeout=self._httpx.Timeout(self.timeout), follow_redirects=False, trust_env=False
+                timeout=self._httpx.Timeout(self.timeout), follow_redirects=False, trust_env=False, verify=self._tls
             )
         async with self._client.stream(method, url, json=body, headers=self._headers) as r:
+            self._observe(r)
             encoding = r.headers.get("content-encoding", "identity").strip().lower()
             if encoding not in ("", "identity"):
                 raise SuspectError(
@@ -297,6 +323,34 @@ class HttpSuspect(Suspect):
                 if len(data) > self.max_response_bytes:
                     raise SuspectError(f"{url} sent more than {self.max_response_bytes} bytes; refused")
             return r.status_code, r.headers.get("retry-after"), bytes(data)
+
+    def _observe(self, response: Any) -> None:
+        """Keep the server's identity as this response shows it, when it is one not seen before."""
+        identity: dict[str, Any] = {
+            "server_headers": {
+                h: response.headers[h][:MAX_HEADER_CHARS] for h in IDENTIFYING_HEADERS if h in response.headers
+            }
+        }
+        stream = response.extensions.get("network_stream")
+        tls = stream.get_extra_info("ssl_object") if stream is not None else None
+        if tls is not None:
+            certificate = tls.getpeercert(binary_form=True) or b""
+            identity |= {
+                "tls_certificate_sha256": hashlib.sha256(certificate).hexdigest(),
+                "tls_version": tls.version(),
+            }
+        if identity not in self.identities:
+            self.identities.append(identity)
+
+
+def _tls_context(ca_file: str | None) -> ssl.SSLContext | bool:
+    """What httpx verifies certificates with: its own CA bundle (True), or only ``ca_file``'s CAs."""
+    if ca_file is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as e:
+        raise ParameterError(f"cannot read CA certificates from {ca_file}: {e}") from None
 
 
 def parse_json(data: bytes, url: str) -> Any:
