@@ -1,9 +1,12 @@
+import base64
 import json
 
+import numpy as np
 import pytest
 from cli_run import run
 
 from modelprint._io import sha256_file
+from modelprint.calibrate import calibrate
 from modelprint.errors import ParameterError
 from modelprint.fingerprints import Fingerprint, create_method
 from modelprint.record import RecordError, audit, read_record, recorded_verify
@@ -51,10 +54,22 @@ def test_an_edit_anywhere_is_named(committed, tmp_path):
     def deleted_entry(r):
         del r["entries"][7]
 
+    def garbled_probabilities(r):
+        r["entries"][4]["probs"] = "not base64!"
+
+    def short_probabilities(r):
+        r["entries"][6]["probs"] = base64.b64encode(np.ones(3, dtype="<f4").tobytes()).decode()
+
+    def wrong_commitment(r):
+        r["commitment"] = "f" * 64
+
     expected = {
         changed_answer: "entry 3 was changed after it was recorded",
         changed_query_hash: "entry 5 was changed after it was recorded",
         deleted_entry: "entry 7 says it is entry 8",
+        garbled_probabilities: "entry 4's probabilities are not base64",
+        short_probabilities: "entry 6 holds 3 probabilities, not 10",
+        wrong_commitment: "the record's commitment 'ffff",
     }
     for change, message in expected.items():
         path.write_text(original)
@@ -80,7 +95,7 @@ def test_a_rehashed_forgery_is_caught_by_the_replay(committed, tmp_path):
     def forge(r):
         for e in r["entries"]:
             e["label"] = (e["label"] + 1) % 10
-            e["probs"] = [1.0 if i == e["label"] else 0.0 for i in range(10)]
+            e["probs"] = base64.b64encode(np.eye(10, dtype="<f4")[e["label"]].tobytes()).decode()
         prev = GENESIS
         for e in r["entries"]:
             e["prev"] = prev
@@ -130,3 +145,61 @@ def test_the_cli_records_and_audits_with_its_exit_codes(committed, tmp_path, cap
     record.write_text(record.read_text()[:100])
     code, _, err = run_cli("audit", str(record), str(fp))
     assert code == 2 and len(err.strip().splitlines()) == 1 and "not JSON" in err
+
+
+@pytest.mark.parametrize("labels_only", [False, True])
+def test_the_recorders_direct_encoding_is_the_canonical_one(labels_only):
+    """The recorder writes each entry's JSON itself (for speed): it must be exactly what the
+    audit's canonical encoder hashes, or every record would fail its own chain."""
+    from modelprint.record import ChainRecorder, canonical_entry, chain_breaks, entry_hash
+
+    rng = np.random.default_rng(0)
+    recorder = ChainRecorder()
+    for seconds in (0.0, 0.00012345, 1.5, 12345.678):
+        x = rng.random((3, 1, 4, 4), dtype=np.float32)
+        probs = None if labels_only else rng.dirichlet(np.ones(10), 3).astype(np.float32)
+        recorder.answered(x, rng.integers(0, 10, 3), probs, seconds)
+    for entry in recorder.entries:
+        body = {k: v for k, v in entry.items() if k != "hash"}
+        assert canonical_entry(**body) == json.dumps(body, sort_keys=True, separators=(",", ":"))
+        assert entry_hash(entry) == entry["hash"]
+    assert len(recorder.entries) == 12 and chain_breaks(recorder.entries, recorder.head) == []
+
+
+@pytest.fixture(scope="module")
+def second_family(source, negatives, tmp_path_factory):
+    """A C fingerprint of the same source, calibrated, to combine with the LTRC one."""
+    path = tmp_path_factory.mktemp("combined") / "c.fp.safetensors"
+    fp = create_method("c", steps=100).generate(source, n=30, seed=1, progress=False)
+    calibrate(fp, negatives[:5], origin="test negatives").save(path)
+    return path
+
+
+def test_a_combined_verdict_is_one_record_that_audits_with_both_fingerprints(
+    committed, second_family, tmp_path, capsys
+):
+    from modelprint.dispute import write_dispute_report
+
+    ltrc = committed / "ltrc.fp.safetensors"
+    record = tmp_path / "combined.json"
+    suspect = str(committed / "pruned.safetensors")
+    commitments = ["--commitment", sha256_file(ltrc), "--commitment", sha256_file(second_family)]
+    code, out, _ = run(
+        ["verify", str(ltrc), str(second_family), suspect, "--record", str(record), *commitments], capsys
+    )
+    assert code == 0 and out.startswith("match: 2 fingerprints combined")
+    saved = read_record(record)
+    assert saved["fingerprint_sha256"] == [sha256_file(ltrc), sha256_file(second_family)]
+    assert len(saved["entries"]) == 40 + 30 == saved["verification"]["queries"]
+    code, out, _ = run(["audit", str(record), str(ltrc), str(second_family)], capsys)
+    assert code == 0 and out == "reproduced: match, 2 fingerprints combined by Holm at FPR 0.001 (70 queries)\n"
+    # the fingerprints in the other order: each is named, and the replay's queries no longer hash as recorded
+    result = audit(record, [second_family, ltrc])
+    assert (
+        f"fingerprint 1 has sha256 {sha256_file(second_family)}, the record {sha256_file(ltrc)}" in result.differences
+    )
+    assert not result.reproduced and any("does not hash to the recorded one" in d for d in result.differences)
+    code, _, err = run(["audit", str(record), str(ltrc)], capsys)
+    assert code == 2 and "the record names 2 fingerprint(s); 1 given" in err
+    with pytest.raises(ParameterError, match="records a combined verdict"):
+        write_dispute_report([record], ltrc, tmp_path / "report")

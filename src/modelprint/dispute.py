@@ -87,6 +87,12 @@ def _audited(records: Sequence[str | Path], fingerprint: str | Path) -> list[Aud
         raise ParameterError("give at least one verification record")
     if len(records) > MAX_RECORDS:
         raise ParameterError(f"one report compares at most {MAX_RECORDS} records, got {len(records)}")
+    for r in records:
+        if isinstance(read_record(r)["fingerprint_sha256"], list):
+            raise ParameterError(
+                f"{r} records a combined verdict of several fingerprints; a dispute report shows one fingerprint's "
+                "verifications: audit it with `modelprint audit RECORD FP...`"
+            )
     return [AuditedRecord(Path(r), read_record(r), audit(r, fingerprint)) for r in records]
 
 

@@ -3,8 +3,10 @@
 A suspect behind an API can answer differently tomorrow, so a verdict is evidence only if
 what the suspect answered is kept. :func:`recorded_verify` verifies as :func:`~modelprint.
 verify.verify` does and writes down, in order, every query the suspect was sent (the sha256
-of its exact float32 bytes) with the answer exactly as received (label, and the
-probabilities unless the suspect is label-only) and when it came. Each entry holds the hash
+of its exact float32 bytes) with the answer exactly as the verification used it (label, and
+the probabilities unless the suspect is label-only, as float32 little-endian in base64: exact,
+and ten times faster to write than decimals; :func:`probabilities` decodes them) and when it
+came. Each entry holds the hash
 of the one before and its own hash over both, so an edit, a deletion or a reordering
 anywhere breaks the chain from there on. The record also holds the fingerprint's sha256,
 the suspect's identity, the settings and the verdict.
@@ -23,8 +25,13 @@ Example::
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +41,7 @@ import numpy as np
 
 from ._io import atomic_write_text, sha256_file
 from ._version import __version__
+from .combine import CombinedVerification, verify_combined
 from .errors import ModelprintError, ParameterError
 from .fingerprints import Fingerprint, method_of
 from .models import ModelprintModel
@@ -72,25 +80,63 @@ def query_sha256(x: np.ndarray) -> str:
 @dataclass
 class ChainRecorder:
     """Keeps every answered query as a chained entry (the :class:`~modelprint.suspects.base.Recorder`
-    :meth:`Suspect.predict` tells)."""
+    :meth:`Suspect.predict` tells), each as the JSON it was hashed over plus its hash, so the
+    record is encoded once; ``entries`` parses them back."""
 
-    entries: list[dict[str, Any]] = field(default_factory=list)
+    encoded: list[str] = field(default_factory=list)
+    head: str = GENESIS
 
     def answered(self, x: np.ndarray, labels: np.ndarray, probs: np.ndarray | None, seconds: float) -> None:
         at = datetime.now(UTC).isoformat(timespec="milliseconds")
-        rows = None if probs is None else probs.tolist()
+        rows = None if probs is None else np.ascontiguousarray(probs, dtype="<f4")
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        seconds = round(seconds, 4)
         for i in range(len(x)):
-            entry = {
-                "index": len(self.entries),
-                "input_sha256": query_sha256(x[i]),
-                "label": int(labels[i]),
-                "probs": None if rows is None else rows[i],
-                "received": at,
-                "seconds": round(seconds, 4),
-                "prev": self.entries[-1]["hash"] if self.entries else GENESIS,
-            }
-            entry["hash"] = entry_hash(entry)
-            self.entries.append(entry)
+            body = canonical_entry(
+                index=len(self.encoded),
+                input_sha256=hashlib.sha256(x[i].tobytes()).hexdigest(),  # query_sha256, the array made once
+                label=int(labels[i]),
+                prev=self.head,
+                probs=None if rows is None else base64.b64encode(rows[i].tobytes()).decode("ascii"),
+                received=at,
+                seconds=seconds,
+            )
+            self.head = hashlib.sha256(body.encode()).hexdigest()
+            self.encoded.append(f'{body[:-1]},"hash":"{self.head}"}}')
+
+    @property
+    def entries(self) -> list[dict[str, Any]]:
+        return [json.loads(e) for e in self.encoded]
+
+
+def canonical_entry(
+    *, index: int, input_sha256: str, label: int, prev: str, probs: str | None, received: str, seconds: float
+) -> str:
+    """What :func:`entry_hash` hashes for an entry with these fields: the same canonical JSON,
+    written directly (the values are ints, a float and strings that need no escaping), because
+    the general encoder was half of what recording cost."""
+    answer = "null" if probs is None else f'"{probs}"'
+    return (
+        f'{{"index":{index},"input_sha256":"{input_sha256}","label":{label},"prev":"{prev}",'
+        f'"probs":{answer},"received":"{received}","seconds":{seconds!r}}}'
+    )
+
+
+def probabilities(entry: dict[str, Any], num_classes: int) -> np.ndarray | None:
+    """An entry's probabilities as float32 (None for a label-only answer); :class:`RecordError`
+    when they are not ``num_classes`` finite float32 values in base64."""
+    if entry.get("probs") is None:
+        return None
+    try:
+        raw = base64.b64decode(entry["probs"], validate=True)
+    except (binascii.Error, ValueError, TypeError):
+        raise RecordError(f"entry {entry.get('index')}'s probabilities are not base64") from None
+    if len(raw) != 4 * num_classes:
+        raise RecordError(f"entry {entry.get('index')} holds {len(raw) // 4} probabilities, not {num_classes}")
+    values = np.frombuffer(raw, dtype="<f4")
+    if not np.all(np.isfinite(values)):
+        raise RecordError(f"entry {entry.get('index')}'s probabilities are not finite")
+    return values
 
 
 def recorded_verify(
@@ -108,40 +154,100 @@ def recorded_verify(
     """:func:`~modelprint.verify.verify` of ``suspect`` against ``fingerprint`` (a fingerprint
     file, or one already loaded with ``fingerprint_sha256`` the sha256 of its file, as
     :meth:`Fingerprint.save` returns it), and the record of it written to ``path`` (atomically)."""
+    fp, digest = _recordable(fingerprint, fingerprint_sha256)
+    suspect = as_suspect(suspect)
+    with _recording(suspect) as recorder:
+        verdict = verify(fp, suspect, fpr=fpr, max_queries=max_queries, batch=batch, threshold=threshold)
+    settings = {"fpr": fpr, "max_queries": max_queries, "batch": batch, "threshold": threshold}
+    verification = {**verdict.to_dict(), "evidence": verdict.evidence}
+    _write_record(path, digest, commitment, suspect, settings, recorder, verification)
+    return verdict
+
+
+def recorded_verify_combined(
+    fingerprints: Sequence[Fingerprint | str | Path],
+    suspect: ModelprintModel | Suspect,
+    path: str | Path,
+    *,
+    fingerprint_sha256s: Sequence[str] | None = None,
+    fpr: float = DEFAULT_FPR,
+    max_queries: int | None = None,
+    commitments: Sequence[str] | None = None,
+) -> CombinedVerification:
+    """:func:`~modelprint.combine.verify_combined` of ``suspect`` against several fingerprints of
+    one source, and one record of it: the fingerprints' sha256s in order, and every query of
+    every family in the order it was sent, in one chain."""
+    digests = list(fingerprint_sha256s) if fingerprint_sha256s is not None else [None] * len(fingerprints)
+    if len(digests) != len(fingerprints) or (commitments is not None and len(commitments) != len(fingerprints)):
+        raise ParameterError("give one fingerprint_sha256 and one commitment per fingerprint, in order")
+    loaded = [_recordable(f, d) for f, d in zip(fingerprints, digests)]
+    suspect = as_suspect(suspect)
+    with _recording(suspect) as recorder:
+        combined = verify_combined([fp for fp, _ in loaded], suspect, fpr=fpr, max_queries=max_queries)
+    verification = combined.to_dict()
+    for family, verdict in zip(verification["families"], combined.families):
+        family["evidence"] = verdict.evidence
+    settings = {"fpr": fpr, "max_queries": max_queries}
+    given = None if commitments is None else list(commitments)
+    _write_record(path, [d for _, d in loaded], given, suspect, settings, recorder, verification)
+    return combined
+
+
+def _recordable(fingerprint: Fingerprint | str | Path, digest: str | None) -> tuple[Fingerprint, str]:
+    """The fingerprint, loaded, and its file's sha256; refused when its method reads weights."""
     if isinstance(fingerprint, Fingerprint):
-        if not fingerprint_sha256:
+        if not digest:
             raise ParameterError("a loaded fingerprint needs fingerprint_sha256, its file's sha256 (save returns it)")
         fp = fingerprint
     else:
-        fp, fingerprint_sha256 = Fingerprint.load(fingerprint), sha256_file(fingerprint)
+        fp, digest = Fingerprint.load(fingerprint), sha256_file(fingerprint)
     method = method_of(fp)
     if method.evidence_kind == "components":
         raise ParameterError(
             f"{method.name} reads the suspect's weights, not its answers: there is nothing to record; keep the "
             "suspect file (its sha256 is in the verdict)"
         )
-    suspect = as_suspect(suspect)
+    return fp, digest
+
+
+@contextmanager
+def _recording(suspect: Suspect) -> Iterator[ChainRecorder]:
     recorder = ChainRecorder()
     suspect.recorder = recorder
     try:
-        verdict = verify(fp, suspect, fpr=fpr, max_queries=max_queries, batch=batch, threshold=threshold)
+        yield recorder
     finally:
         suspect.recorder = None
+
+
+def _write_record(
+    path: str | Path,
+    digest: str | list[str],
+    commitment: str | list[str] | None,
+    suspect: Suspect,
+    settings: dict[str, Any],
+    recorder: ChainRecorder,
+    verification: dict[str, Any],
+) -> None:
     record = {
         "format": RECORD_FORMAT,
         "modelprint": __version__,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "fingerprint_sha256": fingerprint_sha256,
+        "fingerprint_sha256": digest,
         "commitment": commitment,
         "suspect": suspect.describe(),
-        "settings": {"fpr": fpr, "max_queries": max_queries, "batch": batch, "threshold": threshold},
-        "entries": recorder.entries,
-        "head": recorder.entries[-1]["hash"] if recorder.entries else GENESIS,
-        "verification": {**verdict.to_dict(), "evidence": verdict.evidence},
+        "settings": settings,
+        "head": recorder.head,
+        "verification": verification,
     }
-    # compact: the C encoder is 10x the indenting one, and `python -m json.tool` prints it readably
-    atomic_write_text(Path(path), json.dumps(record, separators=(",", ":")) + "\n")
-    return verdict
+    atomic_write_text(Path(path), _record_json(record, recorder.encoded))
+
+
+def _record_json(record: dict[str, Any], entries: list[str]) -> str:
+    """The record as compact JSON (`python -m json.tool` prints it readably), its entries spliced
+    in as they were encoded and hashed rather than encoded a second time."""
+    fields = [f"{json.dumps(k)}:{json.dumps(v, separators=(',', ':'))}" for k, v in record.items()]
+    return "{" + ",".join([*fields, f'"entries":[{",".join(entries)}]']) + "}\n"
 
 
 @dataclass(frozen=True)
@@ -172,18 +278,25 @@ def read_record(path: str | Path) -> dict[str, Any]:
 
 
 def _check_types(record: dict[str, Any], p: Path) -> None:
-    shapes = {"fingerprint_sha256": str, "suspect": dict, "settings": dict, "entries": list, "head": str}
-    shapes |= {"verification": dict}
+    shapes = {"suspect": dict, "settings": dict, "entries": list, "head": str, "verification": dict}
     for key, kind in shapes.items():
         if not isinstance(record.get(key), kind):
             raise RecordError(f"{p}: not a verification record ({key} missing or not a {kind.__name__})")
+    digest, commitment = record.get("fingerprint_sha256"), record.get("commitment")
+    several = isinstance(digest, list)
+    if not (isinstance(digest, str) or (several and digest and all(isinstance(d, str) for d in digest))):
+        raise RecordError(f"{p}: not a verification record (fingerprint_sha256 is neither a sha256 nor a list of them)")
+    if several and not (commitment is None or (isinstance(commitment, list) and len(commitment) == len(digest))):
+        raise RecordError(f"{p}: a combined record needs one commitment per fingerprint, or none")
+    families = record["verification"].get("families")
+    if several and not (isinstance(families, list) and all(isinstance(f, dict) for f in families)):
+        raise RecordError(f"{p}: a combined record's verification lists no families")
     fields = {"index": int, "input_sha256": str, "label": int, "prev": str, "hash": str}
     for i, e in enumerate(record["entries"]):
         if not isinstance(e, dict) or any(not isinstance(e.get(k), t) for k, t in fields.items()):
             raise RecordError(f"{p}: entry {i} is not a query entry (index, input_sha256, label, prev, hash)")
-        probs = e.get("probs")
-        if probs is not None and not (isinstance(probs, list) and all(isinstance(v, (int, float)) for v in probs)):
-            raise RecordError(f"{p}: entry {i}'s probabilities are not a list of numbers")
+        if e.get("probs") is not None and not isinstance(e["probs"], str):
+            raise RecordError(f"{p}: entry {i}'s probabilities are not base64 text")
 
 
 def chain_breaks(entries: list[dict[str, Any]], head: str) -> list[str]:
@@ -233,38 +346,67 @@ class ReplaySuspect(Suspect):
                 )
         self.next += len(x)
         labels = np.array([e["label"] for e in rows], dtype=np.int64)
-        probs = None if self.labels_only else np.array([e["probs"] for e in rows], dtype=np.float32)
+        probs = None if self.labels_only else np.stack([probabilities(e, self.num_classes) for e in rows])
         return labels, probs
 
 
-def audit(record_path: str | Path, fingerprint: str | Path) -> Audit:
-    """Reproduce a recorded verification from the record and the fingerprint file alone."""
+def audit(record_path: str | Path, fingerprint: str | Path | Sequence[str | Path]) -> Audit:
+    """Reproduce a recorded verification from the record and the fingerprint file(s) alone:
+    one file, or for a combined record the files in the order it names them."""
     record = read_record(record_path)
+    paths = [fingerprint] if isinstance(fingerprint, (str, os.PathLike)) else list(fingerprint)
+    combined = isinstance(record["fingerprint_sha256"], list)
+    named = record["fingerprint_sha256"] if combined else [record["fingerprint_sha256"]]
+    if len(paths) != len(named):
+        raise RecordError(f"the record names {len(named)} fingerprint(s); {len(paths)} given")
+    commitments = record.get("commitment") if combined else [record.get("commitment")]
     differences = chain_breaks(record["entries"], record["head"])
-    digest = sha256_file(fingerprint)
-    if digest != record["fingerprint_sha256"]:
-        differences.append(f"the fingerprint has sha256 {digest}, the record {record['fingerprint_sha256']}")
-    commitment = record.get("commitment")
-    if commitment is not None and str(commitment).strip().lower() != digest:
-        differences.append(f"the record's commitment {str(commitment)[:80]!r} is not the fingerprint's sha256 {digest}")
-    fp = Fingerprint.load(fingerprint)
-    replay = ReplaySuspect(record, tuple(fp.input_shape), int(fp.meta.get("num_classes") or 0))
+    for i, (path, recorded, commitment) in enumerate(zip(paths, named, commitments or [None] * len(named))):
+        differences += _identity_differences(sha256_file(path), recorded, commitment, i if combined else None)
+    fps = [Fingerprint.load(p) for p in paths]
+    replay = ReplaySuspect(record, tuple(fps[0].input_shape), int(fps[0].meta.get("num_classes") or 0))
     settings = _settings(record["settings"])
     try:
-        again = verify(fp, replay, **settings)
+        if combined:
+            again = verify_combined(fps, replay, fpr=settings["fpr"], max_queries=settings["max_queries"]).to_dict()
+        else:
+            again = verify(fps[0], replay, **settings).to_dict()
     except ModelprintError as e:
         replayed = f"the verification could not be replayed: {e}"
         return Audit(False, [*differences, *replay.mismatches, replayed], record["verification"], None)
     differences += replay.mismatches
     if replay.next != len(record["entries"]):
         differences.append(f"the verification used {replay.next} of the {len(record['entries'])} recorded answers")
-    recomputed = again.to_dict()
-    for key in COMPARED:
-        if not _same(record["verification"].get(key), recomputed.get(key)):
-            differences.append(
-                f"{key}: recorded {record['verification'].get(key)!r}, recomputed {recomputed.get(key)!r}"
-            )
-    return Audit(not differences, differences, record["verification"], recomputed)
+    differences += _verification_differences(record["verification"], again, combined)
+    return Audit(not differences, differences, record["verification"], again)
+
+
+def _identity_differences(digest: str, recorded: str, commitment: Any, position: int | None) -> list[str]:
+    which = "the fingerprint" if position is None else f"fingerprint {position + 1}"
+    out = []
+    if digest != recorded:
+        out.append(f"{which} has sha256 {digest}, the record {recorded}")
+    if commitment is not None and str(commitment).strip().lower() != digest:
+        out.append(f"the record's commitment {str(commitment)[:80]!r} is not {which}'s sha256 {digest}")
+    return out
+
+
+def _verification_differences(recorded: dict[str, Any], again: dict[str, Any], combined: bool) -> list[str]:
+    """What the replay computed otherwise than the record says, one line per field."""
+    pairs = [("", recorded, again, COMPARED)]
+    if combined:
+        pairs = [("", recorded, again, ("verdict", "queries"))]
+        families = recorded.get("families") or []
+        if len(families) != len(again["families"]):
+            return [f"families: recorded {len(families)}, recomputed {len(again['families'])}"]
+        for i, (r, a) in enumerate(zip(families, again["families"])):
+            pairs.append((f"family {i + 1} ({a['method']}) ", r, a, (*COMPARED, "adjusted_p", "rejected")))
+    return [
+        f"{prefix}{key}: recorded {r.get(key)!r}, recomputed {a.get(key)!r}"
+        for prefix, r, a, keys in pairs
+        for key in keys
+        if not _same(r.get(key), a.get(key))
+    ]
 
 
 def _settings(settings: dict[str, Any]) -> dict[str, Any]:

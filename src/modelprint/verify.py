@@ -37,7 +37,7 @@ which is invalid once one peeks after each batch.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -79,9 +79,9 @@ class Verification:
     evidence: list[float] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.pop("evidence")
-        return d
+        """Every field but the evidence; nested tables are shared, not copied (asdict's deep copy
+        of the null's region was a quarter of what recording a verification cost)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "evidence"}
 
 
 def _positives(fp: Fingerprint, statistic: float) -> dict[str, Any] | None:

@@ -18,7 +18,7 @@ from ..fingerprints import Fingerprint
 from ..models import load_model
 from ..progress import console
 from ..record import audit as audit_record
-from ..record import recorded_verify
+from ..record import recorded_verify, recorded_verify_combined
 from ..suspects import open_suspect
 from ..suspects import suspect_type as guess_type
 from ..suspects.sandbox import SandboxLimits
@@ -89,7 +89,7 @@ Record = Annotated[
     typer.Option(
         "--record",
         help="Write every query's hash and the suspect's answer, chained by hash, to this file: "
-        "`modelprint audit RECORD FP` reproduces the verdict from it without the suspect.",
+        "`modelprint audit RECORD FP...` reproduces the verdict from it without the suspect.",
     ),
 ]
 
@@ -124,8 +124,6 @@ def verify(
     fps, digests = _committed_fingerprints(fp_paths, commitment)
     if len(fps) > 1 and threshold is not None:
         raise ParameterError("--threshold applies to one fingerprint: a combined verdict is decided by p-values")
-    if len(fps) > 1 and record is not None:
-        raise ParameterError("--record takes one fingerprint: record each family's verification on its own")
     kind = guess_type(suspect) if suspect_type == "auto" else suspect_type
     http = {"token": token, "timeout": timeout, "retries": retries, "batch_size": batch_size}
     http |= {"max_queries": max_queries, "ca_file": None if ca_file is None else str(ca_file)}
@@ -134,7 +132,7 @@ def verify(
     )
     adapter = open_suspect(suspect, kind, **_adapter_options(kind, http, limits, outputs, device))
     if len(fps) > 1:
-        _verify_combined(fps, digests, adapter, fpr=fpr, max_queries=max_queries, as_json=as_json)
+        _verify_combined(fps, digests, adapter, commitment, record, fpr=fpr, max_queries=max_queries, as_json=as_json)
     settings = {"fpr": fpr, "max_queries": max_queries, "batch": batch, "threshold": threshold}
     if record is not None:
         given = commitment[0] if commitment else None
@@ -179,9 +177,21 @@ def _committed_fingerprints(paths: list[Path], commitment: list[str] | None) -> 
 
 
 def _verify_combined(
-    fps: list[Fingerprint], digests: list[str], adapter: Any, *, fpr: float, max_queries: int | None, as_json: bool
+    fps: list[Fingerprint],
+    digests: list[str],
+    adapter: Any,
+    commitment: list[str] | None,
+    record: Path | None,
+    *,
+    fpr: float,
+    max_queries: int | None,
+    as_json: bool,
 ) -> None:
-    combined = verify_combined(fps, adapter, fpr=fpr, max_queries=max_queries)
+    if record is not None:
+        settings = {"fpr": fpr, "max_queries": max_queries, "commitments": commitment}
+        combined = recorded_verify_combined(fps, adapter, record, fingerprint_sha256s=digests, **settings)
+    else:
+        combined = verify_combined(fps, adapter, fpr=fpr, max_queries=max_queries)
     for family in combined.families:
         if family.warning:
             console.print(f"[yellow]warning:[/] {family.method}: {family.warning}")
@@ -288,19 +298,23 @@ def _check_serve_limits(
 @app.command()
 def audit(
     record: Annotated[Path, typer.Argument(help="A record written by `modelprint verify --record`.")],
-    fp_path: Annotated[Path, typer.Argument(metavar="FP", help="The fingerprint file the record names.")],
+    fp_paths: Annotated[
+        list[Path], typer.Argument(metavar="FP...", help="The fingerprint file the record names (several, in order).")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
 ) -> None:
-    """Reproduce a recorded verdict from the record and the fingerprint alone, without the suspect:
-    exit 0 reproduced, 1 what differs (one line each), 2 not a record."""
-    result = audit_record(record, fp_path)
+    """Reproduce a recorded verdict from the record and the fingerprint(s) alone, without the
+    suspect: exit 0 reproduced, 1 what differs (one line each), 2 not a record."""
+    result = audit_record(record, fp_paths)
     if as_json:
         print_json({"reproduced": result.reproduced, "differences": result.differences})
     elif result.reproduced:
-        v = result.recorded
-        sys.stdout.write(
-            f"reproduced: {v['verdict']}, p = {v['p_value']:.3g} at FPR {v['fpr']:g} ({v['queries']} queries)\n"
-        )
+        v = result.recomputed or {}
+        if "families" in v:
+            what = f"{len(v['families'])} fingerprints combined by {v['rule'].capitalize()}"
+        else:
+            what = "no p-value" if v.get("p_value") is None else f"p = {v['p_value']:.3g}"
+        sys.stdout.write(f"reproduced: {v['verdict']}, {what} at FPR {v['fpr']:g} ({v['queries']} queries)\n")
     else:
         sys.stdout.write("differs:\n" + "".join(f"  {d}\n" for d in result.differences))
     raise typer.Exit(0 if result.reproduced else 1)
