@@ -39,6 +39,10 @@ from .record import Audit, audit, query_sha256, read_record
 THUMBNAILS = 40  # queries drawn in the grid: enough to see what they are, few enough to read
 COLUMNS = 10
 MAX_RECORDS = 12  # verifications one report compares
+# Left-aligned text tables; only code (hashes, paths) may break anywhere, so headers keep their words.
+STYLE = (
+    "<style>pre{background:#f3f3f3;padding:8px}td,th{text-align:left!important}td code{overflow-wrap:anywhere}</style>"
+)
 SHOWN_CHARS = 160  # the longest string from a record the report prints
 
 
@@ -317,7 +321,8 @@ def _verification_rows(audited: list[AuditedRecord]) -> list[list[str]]:
     rows = []
     for i, a in enumerate(audited, 1):
         v, entries = a.verification, a.record["entries"]
-        answered = f"{_when(entries[0].get('received'))} to {_when(entries[-1].get('received'))}" if entries else "–"
+        first, last = (_when(entries[0].get("received")), _when(entries[-1].get("received"))) if entries else ("–",) * 2
+        answered = first if first == last else f"{first} to {last}"
         rows.append(
             [
                 str(i),
@@ -413,8 +418,7 @@ def _bold(text: str) -> str:
 
 
 def _html(blocks: list[Block], root: Path) -> str:
-    style = "<style>pre{background:#f3f3f3;padding:8px}td,th{text-align:left!important;overflow-wrap:anywhere}</style>"
-    parts = [html_head("modelprint dispute report", style)]
+    parts = [html_head("modelprint dispute report", STYLE)]
     parts.append("<h1>Dispute report</h1>")
     for kind, body in blocks:
         if kind == "h2":
