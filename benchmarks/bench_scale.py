@@ -11,7 +11,8 @@ peak memory is that measurement's own:
   :func:`modelprint.verify` of a 100-query fingerprint, cold, as a user runs it once: the
   model as a file, and as ONNX and TorchScript graphs in the contained worker at its default
   limits (4096 MB address space);
-* ``c-step``: C-examples generation of 100 queries for 3 steps, per step.
+* ``c-step``, ``ltrc-step``: C- and LTRC-examples generation of 100 queries for 3 steps, per
+  step (LTRC: a freshly noised copy of the model and a DCT high-pass every step).
 
 Each figure's ratio to its bound is computed from the same run. The 224-pixel architectures
 are not modelprint's: they live in ``benchmarks/scale_models.py`` and come in as a user's do,
@@ -47,7 +48,7 @@ MODELS = {
     "resnet50-224": ("scale_models:ResNet50", {}, (3, 224, 224)),
     "vits16-224": ("scale_models:ViTS16", {}, (3, 224, 224)),
 }
-MEASURES = ("forward", "bound", "c-step", "verify-file", "verify-torchscript", "verify-onnx")
+MEASURES = ("forward", "bound", "c-step", "ltrc-step", "verify-file", "verify-torchscript", "verify-onnx")
 
 
 def _model(name: str):  # noqa: ANN202 (a ModelprintModel; imported inside the measuring process)
@@ -91,8 +92,8 @@ def measure(name: str, what: str, root: Path) -> dict:
             else:
                 with torch.inference_mode():
                     model(x)
-    elif what == "c-step":
-        create_method("c", steps=C_STEPS, alpha=1e-6).generate(model, n=N, seed=0, progress=False)
+    elif what.endswith("-step"):
+        create_method(what[: -len("-step")], steps=C_STEPS, alpha=1e-6).generate(model, n=N, seed=0, progress=False)
     else:
         kind = what.split("-")[1]
         if kind == "file":
@@ -106,7 +107,7 @@ def measure(name: str, what: str, root: Path) -> dict:
     seconds = time.perf_counter() - started
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     worker = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return {"seconds": seconds / (C_STEPS if what == "c-step" else 1), "peak_mb": round(max(own, worker) / 1024)}
+    return {"seconds": seconds / (C_STEPS if what.endswith("-step") else 1), "peak_mb": round(max(own, worker) / 1024)}
 
 
 def _run_one(name: str, what: str, root: Path) -> dict:
@@ -148,7 +149,7 @@ def main() -> None:
     by = {(r["model"], r["measure"]): r.get("seconds") for r in rows}
     for r in rows:
         r.pop("ratio_to_bound", None)
-        bound = by.get((r["model"], "bound" if r["measure"] == "c-step" else "forward"))
+        bound = by.get((r["model"], "bound" if r["measure"].endswith("-step") else "forward"))
         if r.get("seconds") and bound and r["measure"] not in ("bound", "forward"):
             r["ratio_to_bound"] = round(r["seconds"] / bound, 2)
     result = {"queries": N, "c_steps": C_STEPS, "rows": rows, "torch": torch.__version__}

@@ -59,3 +59,31 @@ def test_a_frequency_marked_model_exports_to_both_formats(source, splits, tmp_pa
         got = open_suspect(export_model(marked, tmp_path / name, fmt)).predict(x)
         assert torch.equal(got.labels, want.labels), fmt
         assert (got.probs - want.probs).abs().max() < 1e-4, fmt
+
+
+class _Flatten(torch.nn.Module):
+    """A user's network whose forward reshapes by ``len(x)`` (a trace keeps it as a constant) or by
+    ``x.shape[0]`` (a trace keeps it as the input's size)."""
+
+    def __init__(self, by_len: bool) -> None:
+        super().__init__()
+        self.by_len = by_len
+        self.fc = torch.nn.Linear(64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.reshape(len(x) if self.by_len else x.shape[0], -1))
+
+
+def test_a_trace_that_fixes_the_batch_size_is_refused_with_the_fix(tmp_path):
+    from modelprint.models import wrap_model
+
+    for by_len in (True, False):
+        model = wrap_model(_Flatten(by_len).eval(), input_shape=(1, 8, 8), num_classes=10)
+        path = tmp_path / f"flatten-{by_len}.pt"
+        if by_len:
+            with pytest.raises(ParameterError, match=r"only takes batches of 2: .*use x.shape\[0\]"):
+                export_model(model, path, "torchscript")
+            assert not path.exists() and not list(tmp_path.glob(".*.tmp"))
+        else:
+            ts = torch.jit.load(str(export_model(model, path, "torchscript")))
+            assert ts(torch.rand(5, 1, 8, 8)).shape == (5, 10)

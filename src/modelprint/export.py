@@ -52,9 +52,26 @@ def export_model(model: ModelprintModel, path: str | os.PathLike, fmt: str) -> P
 def _torchscript_bytes(model: ModelprintModel, example: torch.Tensor, card: str) -> bytes:
     with torch.no_grad():
         traced = torch.jit.trace(model, example)
+        _check_other_batch(model, traced, example)
     buf = io.BytesIO()
     torch.jit.save(traced, buf, _extra_files={CARD_KEY: card})
     return buf.getvalue()
+
+
+def _check_other_batch(model: ModelprintModel, traced: torch.jit.ScriptModule, example: torch.Tensor) -> None:
+    """A trace records Python numbers as constants: a forward that takes ``len(x)`` (or an int
+    of a shape) gives a graph that only takes the example's batch size, and every verification
+    of the file would fail. Run it on another batch size and compare with the model itself."""
+    other = torch.rand(len(example) + 1, *example.shape[1:], generator=torch.Generator().manual_seed(0))
+    try:
+        same = torch.allclose(traced(other), model(other), rtol=1e-4, atol=1e-5, equal_nan=True)
+    except RuntimeError:
+        same = False
+    if not same:
+        raise ParameterError(
+            f"the traced graph of {model.card.arch} only takes batches of {len(example)}: its forward turns the batch "
+            "size into a number (len(x), int(x.shape[0])...); use x.shape[0] or x.size(0) as is, or export to ONNX"
+        )
 
 
 def _onnx_bytes(model: ModelprintModel, example: torch.Tensor, card: str) -> bytes:
