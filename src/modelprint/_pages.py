@@ -1,13 +1,15 @@
-"""What every report page shares: Markdown and HTML tables, the page's style, and the script
-that marks on the page whether its images decoded (the browser tests read it)."""
+"""What every report page shares: Markdown and HTML tables, the page's style, the script that
+marks on the page whether its images decoded (the browser tests read it), and writing a plot."""
 
 from __future__ import annotations
 
 import base64
 import html
 from pathlib import Path
+from typing import Any
 
-from ._io import html_with_code
+from ._io import atomic_write, html_with_code
+from ._lazy import pyplot
 
 STYLE = (
     "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
@@ -26,6 +28,14 @@ window.addEventListener('load', () => {
   document.body.setAttribute('data-images-ok', ok);
 });
 </script>"""
+
+
+def save_png(fig: Any, path: Path) -> None:
+    """A matplotlib figure written atomically as PNG, then closed. No Software metadata, so the
+    same figure from the same matplotlib is the same bytes."""
+    save = {"format": "png", "dpi": 100, "bbox_inches": "tight", "metadata": {"Software": None}}
+    atomic_write(path, lambda tmp: fig.savefig(tmp, **save))
+    pyplot().close(fig)
 
 
 def md_table(header: list[str], rows: list[list[str]]) -> str:

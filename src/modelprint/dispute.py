@@ -28,13 +28,14 @@ from typing import Any
 
 import numpy as np
 
-from ._io import atomic_write, atomic_write_text, html_with_code, printable, sha256_file
+from ._io import atomic_write_text, html_with_code, printable, sha256_file
 from ._lazy import pyplot
-from ._pages import html_figure, html_head, html_table, md_table
+from ._pages import html_figure, html_head, html_table, md_table, save_png
 from .errors import ParameterError
 from .fingerprints import Fingerprint, FingerprintMethod, method_of
 from .null import Null
 from .record import Audit, audit, query_sha256, read_record
+from .verify import null_of
 
 THUMBNAILS = 40  # queries drawn in the grid: enough to see what they are, few enough to read
 COLUMNS = 10
@@ -91,13 +92,16 @@ def _audited(records: Sequence[str | Path], fingerprint: str | Path) -> list[Aud
         raise ParameterError("give at least one verification record")
     if len(records) > MAX_RECORDS:
         raise ParameterError(f"one report compares at most {MAX_RECORDS} records, got {len(records)}")
+    audited = []
     for r in records:
-        if isinstance(read_record(r)["fingerprint_sha256"], list):
+        record = read_record(r)
+        if isinstance(record["fingerprint_sha256"], list):
             raise ParameterError(
                 f"{r} records a combined verdict of several fingerprints; a dispute report shows one fingerprint's "
                 "verifications: audit it with `modelprint audit RECORD FP...`"
             )
-    return [AuditedRecord(Path(r), read_record(r), audit(r, fingerprint)) for r in records]
+        audited.append(AuditedRecord(Path(r), record, audit(record, fingerprint)))
+    return audited
 
 
 # -- what the verdict says ------------------------------------------------------------------------
@@ -154,12 +158,6 @@ def meaning(verdict: str, method: FingerprintMethod, v: dict[str, Any]) -> tuple
 
 
 # -- the plots --------------------------------------------------------------------------------------
-def _null_of(fp: Fingerprint, method: FingerprintMethod) -> Null:
-    if "null" in fp.meta:
-        return Null.from_json(fp.meta["null"])
-    return Null.uncalibrated(method.null_family, int(fp.meta.get("num_classes") or 0))
-
-
 def _tail(null: Null, statistics: np.ndarray, n: int, counts: bool) -> np.ndarray:
     """P[an independent model scores at least s] for each s, with ``n`` evidence items: for
     counts the evidence is round(s n) agreements, which is all a count null reads."""
@@ -173,7 +171,7 @@ def _tail(null: Null, statistics: np.ndarray, n: int, counts: bool) -> np.ndarra
 def statistic_plot(fp: Fingerprint, method: FingerprintMethod, audited: list[AuditedRecord], path: Path) -> str:
     """The tail of the null against the statistic, with the reference models, the owner's own
     copies and each verified suspect on it; returns the caption."""
-    null = _null_of(fp, method)
+    null = null_of(fp, method)
     references = np.asarray(null.data.get("statistics") or [], dtype=float)
     positives = np.asarray((fp.meta.get("positives") or {}).get("statistics") or [], dtype=float)
     found = [(i, a.verification) for i, a in enumerate(audited, 1) if a.verification.get("statistic") is not None]
@@ -213,7 +211,7 @@ def statistic_plot(fp: Fingerprint, method: FingerprintMethod, audited: list[Aud
     ax.set_ylabel("p-value")
     ax.legend(loc="lower left", fontsize=8)
     ax.grid(alpha=0.3)
-    _save(plt, fig, path)
+    save_png(fig, path)
     return (
         "The suspect's statistic (red star, numbered by verification) against the null fitted on independent "
         "models: the curve is the chance that an independent model scores at least s; the dashed line is the "
@@ -246,20 +244,12 @@ def thumbnail_plot(fp: Fingerprint, audited: list[AuditedRecord], path: Path) ->
         for side in ax.spines.values():
             side.set_edgecolor("#d62728" if differs else "#999")
             side.set_linewidth(2 if differs else 0.5)
-    _save(plt, fig, path)
+    save_png(fig, path)
     return (
         f"The first {shown_n} of the fingerprint's {len(fp)} queries, titled with the source's label, then each "
         "verification's answer in order (source | answers; – where a verification did not send that query); red "
         "where a suspect answered otherwise."
     )
-
-
-def _save(plt: Any, fig: Any, path: Path) -> None:
-    # no Software/date metadata in the PNG, so the same report is the same bytes
-    atomic_write(
-        path, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
-    )
-    plt.close(fig)
 
 
 # -- the page ---------------------------------------------------------------------------------------
@@ -290,7 +280,7 @@ def _fingerprint_rows(fp: Fingerprint, method: FingerprintMethod, digest: str, a
         committed = "given at verification, and it is this file's sha256"
     else:
         committed = f"**differs**: the records name `{'`, `'.join(sorted(commitments))}`"
-    null = _null_of(fp, method)
+    null = null_of(fp, method)
     return [
         ["sha256 of the fingerprint file", f"`{digest}`"],
         ["commitment", committed],

@@ -95,7 +95,7 @@ class ChainRecorder:
         for i in range(len(x)):
             body = canonical_entry(
                 index=len(self.encoded),
-                input_sha256=hashlib.sha256(x[i].tobytes()).hexdigest(),  # query_sha256, the array made once
+                input_sha256=query_sha256(x[i]),
                 label=int(labels[i]),
                 prev=self.head,
                 probs=None if rows is None else base64.b64encode(rows[i].tobytes()).decode("ascii"),
@@ -360,10 +360,11 @@ class ReplaySuspect(Suspect):
         return labels, probs
 
 
-def audit(record_path: str | Path, fingerprint: str | Path | Sequence[str | Path]) -> Audit:
-    """Reproduce a recorded verification from the record and the fingerprint file(s) alone:
-    one file, or for a combined record the files in the order it names them."""
-    record = read_record(record_path)
+def audit(record: str | Path | dict[str, Any], fingerprint: str | Path | Sequence[str | Path]) -> Audit:
+    """Reproduce a recorded verification from the record (its file, or what :func:`read_record`
+    read from it) and the fingerprint file(s) alone: one file, or for a combined record the
+    files in the order it names them."""
+    record = record if isinstance(record, dict) else read_record(record)
     paths = [fingerprint] if isinstance(fingerprint, (str, os.PathLike)) else list(fingerprint)
     combined = isinstance(record["fingerprint_sha256"], list)
     named = record["fingerprint_sha256"] if combined else [record["fingerprint_sha256"]]
@@ -403,8 +404,9 @@ def _identity_differences(digest: str, recorded: str, commitment: Any, position:
 
 def _verification_differences(recorded: dict[str, Any], again: dict[str, Any], combined: bool) -> list[str]:
     """What the replay computed otherwise than the record says, one line per field."""
-    pairs = [("", recorded, again, COMPARED)]
-    if combined:
+    if not combined:
+        pairs = [("", recorded, again, COMPARED)]
+    else:
         pairs = [("", recorded, again, ("verdict", "queries"))]
         families = recorded.get("families") or []
         if len(families) != len(again["families"]):

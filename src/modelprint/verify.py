@@ -98,15 +98,16 @@ def _positives(fp: Fingerprint, statistic: float) -> dict[str, Any] | None:
     }
 
 
-def null_of(fp: Fingerprint, method: FingerprintMethod, suspect: Suspect) -> Null:
-    """The fingerprint's calibrated null; uncalibrated, chance agreement for count methods and
-    no null at all for score methods."""
+def null_of(fp: Fingerprint, method: FingerprintMethod, num_classes: int | None = None) -> Null:
+    """The fingerprint's calibrated null; uncalibrated, chance agreement for count methods
+    (``num_classes``: the suspect's, where the fingerprint does not say) and no null at all for
+    score methods."""
     if "null" in fp.meta:
         null = Null.from_json(fp.meta["null"])
         if not null.fits(method.null_family):
             raise ParameterError(f"the stored null ({null.family}) does not fit method {method.name}'s evidence")
         return null
-    return Null.uncalibrated(method.null_family, int(fp.meta.get("num_classes") or suspect.num_classes or 0))
+    return Null.uncalibrated(method.null_family, int(fp.meta.get("num_classes") or num_classes or 0))
 
 
 # The share of the FPR that sequential verification keeps for one fixed test over the whole
@@ -221,7 +222,7 @@ def verify(
         total = method.items(fp)
     if total < 1:
         raise ParameterError("the fingerprint holds no evidence items")
-    null = null_of(fp, method, suspect)
+    null = null_of(fp, method, suspect.num_classes)
     evidence, queries, seq_info, verdict = _gather(fp, method, suspect, null, max_queries, total, batch, fpr)
     stat = method.statistic(evidence)
     verdict, decided_by, p_value, crit, reason = _decide(null, evidence, stat, fpr, threshold, verdict, seq_info)

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_curve
 
-from .._io import atomic_write
 from .._lazy import pyplot
+from .._pages import save_png
 from ..errors import ParameterError
 from ..fingerprints import Fingerprint
 from ..metrics import robustness_uniqueness_curve
@@ -34,11 +34,6 @@ def method_style(methods: list[str]) -> dict[str, dict[str, str]]:
     """Colour and line style of each method, by its place in the results (stable across plots)."""
     return {m: {"color": PALETTE[i % len(PALETTE)], "linestyle": LINESTYLES[i // len(PALETTE) % 4]}
             for i, m in enumerate(methods)}  # fmt: skip
-
-
-def _save(fig: Any, path: Path) -> None:
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
-    pyplot().close(fig)
 
 
 def _grid(n: int, width: float = 3.4, height: float = 3.0, columns: int = COLUMNS) -> tuple[Any, list[Any]]:
@@ -80,7 +75,7 @@ def plot_distributions(results: dict[str, Any], path: Path) -> None:
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(loc="lower left", fontsize=7)
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def plot_aruc(results: dict[str, Any], path: Path) -> None:
@@ -98,7 +93,7 @@ def plot_aruc(results: dict[str, Any], path: Path) -> None:
         ax.set_ylim(0, 1.02)
     axes[0].legend(loc="lower left", fontsize=7)
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def _roc_panel(ax: Any, results: dict[str, Any], styles: dict[str, dict[str, str]], category: str | None) -> None:
@@ -126,7 +121,7 @@ def plot_roc(results: dict[str, Any], path: Path) -> None:
     ax.set_title(f"all positives against all negatives; dotted: FPR {results.get('fpr', 0.01):g}", loc="left",
                  fontsize=9)  # fmt: skip
     ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def plot_roc_by_category(results: dict[str, Any], path: Path) -> bool:
@@ -142,7 +137,7 @@ def plot_roc_by_category(results: dict[str, Any], path: Path) -> bool:
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper center", ncol=min(7, len(labels)), fontsize=8, bbox_to_anchor=(0.5, 1.04))
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
     return True
 
 
@@ -174,7 +169,7 @@ def plot_margins(results: dict[str, Any], path: Path) -> bool:
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper center", ncol=min(7, len(labels)), fontsize=8, bbox_to_anchor=(0.5, 1.06))
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
     return True
 
 
@@ -191,7 +186,7 @@ def plot_detection(results: dict[str, Any], path: Path) -> bool:
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("detection rate")
     ax.tick_params(axis="x", labelrotation=30)
-    _save(fig, path)
+    save_png(fig, path)
     return True
 
 
@@ -210,7 +205,7 @@ def plot_queries(root: Path, results: dict[str, Any], path: Path, per_method: in
                 ax.set_title(f"y={int(fp.y[i])}", fontsize=7)
         row[0].text(-0.15, 0.5, m, transform=row[0].transAxes, ha="right", va="center", fontsize=9)
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def make_plots(root: Path, results: dict[str, Any]) -> list[tuple[str, str]]:
