@@ -26,13 +26,14 @@ import numpy as np
 os.environ.setdefault("MODELPRINT_QUIET", "1")
 
 from modelprint.bench.heldout import split_negatives  # noqa: E402
-from modelprint.calibrate import calibrate, source_meta, source_subset  # noqa: E402
+from modelprint.calibrate import calibrate  # noqa: E402
 from modelprint.data import load_splits  # noqa: E402
 from modelprint.errors import ParameterError  # noqa: E402
 from modelprint.fingerprints import create_method  # noqa: E402
 from modelprint.models import load_model  # noqa: E402
 from modelprint.null import Null, mixture_log_evidence  # noqa: E402
-from modelprint.tune import reference_positives, tune_method  # noqa: E402
+from modelprint.reference import derived_copies, source_meta, source_subset  # noqa: E402
+from modelprint.tune import tune_method  # noqa: E402
 from modelprint.verify import verify  # noqa: E402
 from modelprint.zoo import ZooManifest, source_row  # noqa: E402
 
@@ -71,7 +72,7 @@ def main() -> None:
     tuned, record = tune_method(source, "ltrc", seed=args.seed, fpr=1e-2, progress=False)
     meta = source_meta(source)
     splits = load_splits(meta["dataset"], split_seed=args.split_seed, train_subset=source_subset(meta))
-    owner_copies = reference_positives(source, splits.owner)
+    owner_copies = derived_copies(source, splits.owner)
     out = {"zoo": str(Path(args.zoo).resolve()), "fpr": args.fpr, "batch": args.batch, "methods": {}}
     for name, params in (("c", {}), ("ltrc", tuned)):
         fp = create_method(name, **params).generate(source, n=100, seed=args.seed, progress=False)

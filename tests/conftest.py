@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # test helpers (cli_run) importa
 os.environ.setdefault("MODELPRINT_QUIET", "1")
 
 from modelprint.data import load_splits  # noqa: E402
+from modelprint.models.custom import TRUST_ENV  # noqa: E402
 from modelprint.train import TrainConfig, train_new  # noqa: E402
 from modelprint.zoo.spec import read_spec_text  # noqa: E402
 
@@ -167,3 +168,34 @@ def committed(source, negatives, tmp_path_factory):
     save_model(create_attack("prune", rate=0.3).apply(source, None, seed=1), root / "pruned.safetensors")
     save_model(negatives[5], root / "independent.safetensors")
     return root
+
+
+# A user's own architecture, in a module file of their own.
+USER_NET = """
+from torch import nn
+
+class Net(nn.Module):
+    def __init__(self, num_classes=10, width=4):
+        super().__init__()
+        self.conv = nn.Conv2d(1, width, 3, padding=1)
+        self.head = nn.Linear(width * 64, num_classes)
+
+    def forward(self, x):
+        return self.head(self.conv(x).relu().flatten(1))
+
+IMPORTED = []
+IMPORTED.append(1)   # a side effect: counts how often the module is imported
+"""
+
+
+@pytest.fixture()
+def user_module(tmp_path, monkeypatch, request):
+    """A module file in a folder the user put on PYTHONPATH (and works in); a fresh name per test."""
+    name = f"usernets_{request.node.name.replace('[', '_').replace(']', '_')}"
+    (tmp_path / f"{name}.py").write_text(USER_NET)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.syspath_prepend(str(tmp_path))  # what the interpreter makes of PYTHONPATH at start-up
+    monkeypatch.delenv(TRUST_ENV, raising=False)
+    yield name
+    sys.modules.pop(name, None)

@@ -2,11 +2,14 @@
 
 import json
 import shutil
+import tomllib
 
 import pytest
 from cli_run import run
+from hypothesis import given
+from hypothesis import strategies as st
 
-from modelprint.models import load_model, save_model
+from modelprint.models import load_model, save_model, weights_digest
 
 
 def fresh_args(path):
@@ -18,7 +21,7 @@ def owner(fresh, tmp_path, capsys):
     src = save_model(fresh, tmp_path / "owner")
     refs = tmp_path / "refs"
     code, out, err = run(["reference", "build", str(src), "--reference-models", "3", "--reference-arch", "cnn:width=4",
-                          "--epochs", "1", "--out", str(refs)], capsys)  # fmt: skip
+                          "--epochs", "1", "--workers", "0", "--out", str(refs)], capsys)  # fmt: skip
     assert code == 0, err
     return src, refs
 
@@ -81,3 +84,83 @@ def test_a_changed_or_misplaced_reference_model_is_refused(owner, tmp_path, caps
     code, _, err = run(calibrate, capsys)
     assert code == 2 and "not a readable reference set record" in err
     assert not (tmp_path / "x.fp").exists()
+
+
+SMALL = {"positives": False, "progress": False}
+
+
+def small_plan(n=3):
+    from modelprint.reference import ReferencePlan
+
+    return ReferencePlan(n, archs=[("cnn", {"width": 4})], epochs=1)
+
+
+def _shas(record):
+    return [m["sha256"] for m in record["models"]]
+
+
+def test_a_reference_set_is_a_zoo_with_the_same_bytes_on_any_number_of_workers_or_none(fresh, tmp_path):
+    from modelprint.reference import build_reference_set
+    from modelprint.zoo import ZooManifest
+
+    settings = {**SMALL, "positives": True}  # the owner's copies too, made in a process of their own
+    one = build_reference_set(fresh, small_plan(), tmp_path / "one", workers=1, **settings)
+    two = build_reference_set(fresh, small_plan(), tmp_path / "two", workers=2, **settings)
+    inline = build_reference_set(fresh, small_plan(), tmp_path / "inline", workers=0, **settings)
+    assert one["models"] == two["models"] == inline["models"] and len(set(_shas(one))) == 3
+    assert one["positives"] == two["positives"] == inline["positives"] and len(one["positives"]) == 4
+    rows = ZooManifest.read(tmp_path / "two").rows
+    assert [r["category"] for r in rows] == ["reference-own", "reference-other", "reference-student"]
+    assert [r["sha256"] for r in rows] == _shas(two) and {r["role"] for r in rows} == {"negative"}
+    assert rows[2]["parent"] == rows[1]["id"] and rows[2]["recipe"][0]["attack"] == "distill"
+
+
+def test_a_stopped_reference_build_resumes_and_other_settings_are_refused(fresh, tmp_path):
+    from modelprint.errors import ParameterError
+    from modelprint.reference import build_reference_set, read_reference_set, source_meta, train_reference
+    from modelprint.zoo import ZooManifest
+
+    whole = build_reference_set(fresh, small_plan(), tmp_path / "whole", workers=0, **SMALL)
+    # what a killed build leaves: the zoo of reference models, one of them lost, and no record yet
+    partial = tmp_path / "partial"
+    models = train_reference(source_meta(fresh), small_plan(), out_dir=partial, workers=0, progress=False)
+    assert [weights_digest(m) for m in models] == _shas(whole)  # in process: the same bytes too
+    with pytest.raises(ParameterError, match="unfinished reference set"):
+        read_reference_set(partial)
+    manifest = ZooManifest.read(partial)
+    lost, *kept = (manifest.path(row) for row in manifest.rows)
+    lost.unlink()
+    kept_times = [p.stat().st_mtime_ns for p in kept]
+    resumed = build_reference_set(fresh, small_plan(), partial, workers=0, **SMALL)
+    assert _shas(resumed) == _shas(whole)
+    assert [p.stat().st_mtime_ns for p in kept] == kept_times  # the finished models were not trained again
+    (partial / "reference.json").unlink()
+    with pytest.raises(ParameterError, match="planned with other settings"):
+        build_reference_set(fresh, small_plan(4), partial, workers=0, **SMALL)
+
+
+scalars = st.one_of(st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False), st.text(max_size=20))
+values = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+)
+
+
+@given(st.dictionaries(st.text(max_size=8), values, max_size=5))
+def test_an_architectures_arguments_survive_the_written_spec(args):
+    """A reference plan's arguments go into its zoo spec as TOML and come back unchanged."""
+    from modelprint.reference import _toml
+
+    assert tomllib.loads(f"args = {_toml(args)}")["args"] == args
+
+
+def test_a_reference_set_of_a_users_own_architecture_trains_on_workers(splits, user_module, tmp_path):
+    """The workers are other processes: the architecture the user trusted in this one must be
+    trusted there too (and nothing else)."""
+    from modelprint.models import trust_arch
+    from modelprint.reference import build_reference_set
+    from modelprint.train import TrainConfig, train_new
+
+    trust_arch(f"{user_module}:Net")
+    source = train_new(f"{user_module}:Net", splits.owner, TrainConfig(epochs=1), seed=0, test=splits.test)
+    record = build_reference_set(source, small_plan(), tmp_path / "refs", workers=2, **SMALL)
+    assert [m["arch"] for m in record["models"]] == [f"{user_module}:Net", "cnn", f"{user_module}:Net"]

@@ -5,46 +5,27 @@ metadata, so the owner's commitment (the file's sha256) covers them: calibrate, 
 publish the commitment. Positives (the owner's own pruned / fine-tuned copies) are
 stored too, so a verdict can say how typical a suspect is of a derived copy.
 
-Reference models (``--reference-models N``) are trained by modelprint on the owner's split with
-seeds from :data:`CALIBRATION_SEED` on: the source's architecture, a few others, and
-students distilled from those (:func:`reference_plan`); :mod:`modelprint.tune` uses seeds
-from :data:`TUNING_SEED` on, so the models a method's settings were chosen on never also
-calibrate its null.
+The owner's own reference models (what they are, how they are trained and kept) live in
+:mod:`modelprint.reference`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .attacks.extraction import Distill
-from .data import DatasetSplits, load_splits
 from .errors import CalibrationError, ParameterError
 from .fingerprints import METHODS, Fingerprint, method_of
-from .models import ModelprintModel, save_model, weights_digest
-from .models.attachments import split_attachments
+from .models import ModelprintModel, weights_digest
 from .null import Null
-from .progress import note, progress_bar
 from .scoring import model_evidence
-from .train import TrainConfig, train_new, training_settings
 
-CALIBRATION_SEED = 1000
 # Independent models whose statistic averages this much sit where copies do: more of them
 # cannot make a null that tells a copy apart.
 SEPARATION_LIMIT = 0.9
-TUNING_SEED = 2000
-# Reference architectures after the source's own: small members of other families.
-REFERENCE_ARCHS: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("cnn", {}),
-    ("resnet18", {"width": 16}),
-    ("vgg11", {"width": 16}),
-)
 
 
 def is_derived_from(model: ModelprintModel, source_sha256: str) -> bool:
@@ -120,143 +101,6 @@ def parse_arch(text: str) -> tuple[str, dict[str, Any]]:
         except json.JSONDecodeError:
             args[k] = v
     return name, args
-
-
-def reference_kinds(n: int) -> list[str]:
-    """What each of ``n`` reference models of the default plan is, in order: ``own`` (the
-    source's architecture from scratch), ``other`` (another architecture from scratch) and
-    ``student`` (the source's architecture distilled from the ``other`` model just before it)."""
-    return [("own", "other", "student")[i % 3] for i in range(n)]
-
-
-def reference_plan(
-    meta: dict[str, Any],
-    n: int,
-    *,
-    first_seed: int,
-    archs: Sequence[tuple[str, dict[str, Any]]] | None = None,
-    students: bool = True,
-) -> list[tuple[str, dict[str, Any], int, int | None]]:
-    """(architecture, arguments, seed, teacher) for ``n`` reference models, ``teacher`` being the
-    index of the model a student is distilled from (None: trained from scratch).
-
-    The source's own architecture always comes first (the same network trained on the same
-    data with another seed is the hardest honest negative, so the null must see it). With
-    ``students`` the plan runs own, other, student, own, other, student...: a student of an
-    independent model is what an innocent extraction looks like, and on the null zoos nulls
-    fitted without such models called them a match several times more often than nominal at
-    1e-3. Without ``students``, the source's architecture is followed by ``archs`` (default
-    :data:`REFERENCE_ARCHS`, other families than the source's) in turn. Seeds count up from
-    ``first_seed``, skipping the source's own."""
-    if n < 1:
-        raise ParameterError(f"--reference needs at least 1 model, got {n}")
-    # an independent owner's model has no attachment of ours (a mark is added per method by reference_model)
-    own = (str(meta.get("source_arch") or "cnn"), split_attachments(dict(meta.get("source_arch_args") or {}))[0])
-    if archs is None:
-        others = [a for a in REFERENCE_ARCHS if a[0] != own[0]]
-    else:
-        others = [(name, dict(args)) for name, args in archs if (name, dict(args)) != own]
-    source_seed = (meta.get("source_training") or {}).get("seed")
-    seeds = (s for s in range(first_seed, first_seed + 10 * n + 10) if s != source_seed)
-    plan: list[tuple[str, dict[str, Any], int, int | None]] = []
-    if not students:
-        cycle = [own] + others
-        return [(*cycle[i % len(cycle)], next(seeds), None) for i in range(n)]
-    k = 0
-    for i, kind in enumerate(reference_kinds(n)):
-        if kind == "other" and others:
-            arch, k = others[k % len(others)], k + 1
-            plan.append((*arch, next(seeds), None))
-        elif kind == "student":
-            plan.append((*own, next(seeds), i - 1))
-        else:
-            plan.append((*own, next(seeds), None))
-    return plan
-
-
-def source_subset(meta: dict[str, Any]) -> int:
-    """How many images of its split the source trained on (0: all); reference models use as many."""
-    return int((meta.get("source_training") or {}).get("train_subset") or 0)
-
-
-# What reference training needs to know of a source model; a fingerprint's meta holds the same fields.
-SOURCE_FIELDS = ("dataset", "source_arch", "source_arch_args", "source_training", "input_shape")
-
-
-def source_meta(source: ModelprintModel) -> dict[str, Any]:
-    """The :data:`SOURCE_FIELDS` of a source model."""
-    c = source.card
-    return dict(zip(SOURCE_FIELDS, (c.dataset, c.arch, c.arch_args, c.training, list(c.input_shape))))
-
-
-def _owner_splits(meta: dict[str, Any], data: str | None, split_seed: int) -> DatasetSplits:
-    """The owner's data as the source saw it, checked against the source's input shape."""
-    spec = data or meta.get("dataset")
-    if not spec:
-        raise ParameterError("the fingerprint does not name its data set: give --data")
-    splits = load_splits(spec, split_seed=split_seed, train_subset=source_subset(meta))
-    shape = tuple(meta.get("input_shape") or ())
-    if tuple(splits.owner.input_shape) != shape:
-        raise ParameterError(
-            f"{spec} gives {'x'.join(map(str, splits.owner.input_shape))} inputs but the source takes "
-            f"{'x'.join(map(str, shape))}; give the source's --data (e.g. digits:16)"
-        )
-    return splits
-
-
-def train_reference(
-    meta: dict[str, Any],
-    n: int,
-    *,
-    data: str | None = None,
-    split_seed: int = 0,
-    first_seed: int = CALIBRATION_SEED,
-    archs: Sequence[tuple[str, dict[str, Any]]] | None = None,
-    epochs: int | None = None,
-    out_dir: str | Path | None = None,
-    device: str = "cpu",
-    progress: bool = True,
-    students: bool = True,
-) -> list[ModelprintModel]:
-    """Train ``n`` models independent of the source on the owner's split, as the owner always
-    can: same data set, other seeds and architectures, the source's training settings, and
-    (``students``) every third model distilled from another (:func:`reference_plan`); each is
-    written to ``out_dir`` when given."""
-
-    splits = _owner_splits(meta, data, split_seed)
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    base = {k: v for k, v in (meta.get("source_training") or {}).items() if k in fields}
-    if epochs is not None:
-        base["epochs"] = epochs
-    plan = reference_plan(meta, n, first_seed=first_seed, archs=archs, students=students)
-    started = time.monotonic()
-    trained: list[ModelprintModel] = []
-    for i, (arch, args, seed, teacher) in enumerate(plan):
-        cfg = TrainConfig(**training_settings(arch, base))  # the architecture's own needs over the source's
-        if teacher is None:
-            model = train_new(
-                arch, splits.owner, cfg, seed=seed, test=splits.test, device=device, progress=progress, **args
-            )
-        else:  # the owner's unlabelled images, as an independent thief of the teacher would use its own
-            student = Distill(arch=arch, arch_args=dict(args), epochs=cfg.epochs, lr=cfg.lr, optimizer=cfg.optimizer,
-                              batch_size=cfg.batch_size, augment=cfg.augment)  # fmt: skip
-            # one long step (a student's whole training): a bar on a terminal, heartbeat lines in a log
-            title = f"reference model {i + 1}/{n}: distilling {arch} from reference model {teacher + 1}"
-            with progress_bar(1, title, enabled=progress) as bar:
-                model = student.apply(trained[teacher], splits.owner, seed=seed, device=device, test=splits.test)
-                bar.update(1)
-        trained.append(model)
-        if out_dir is not None:
-            save_model(model, Path(out_dir) / f"reference-{i:02d}-{arch}-s{seed}")
-        if progress:
-            how = f"distilled from reference model {teacher + 1}" if teacher is not None else "from scratch"
-            spent = time.monotonic() - started
-            eta = f", ETA {spent / (i + 1) * (n - i - 1):.0f} s" if i + 1 < n else ""
-            note(
-                f"reference model {i + 1}/{n}: {arch} {args or ''} seed {seed} ({how}), "
-                f"accuracy {model.card.accuracy:.3f} ({spent:.0f} s so far{eta})"
-            )
-    return trained
 
 
 def null_description(fp: Fingerprint, fprs: Sequence[float] = (1e-2, 1e-3)) -> dict[str, Any]:

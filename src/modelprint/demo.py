@@ -24,12 +24,13 @@ from ._io import atomic_write_text
 from .attacks import create_attack
 from .bench import run_bench
 from .bench.report import write_report
-from .calibrate import CALIBRATION_SEED, calibrate, source_meta, train_reference
+from .calibrate import calibrate
 from .data import load_splits
 from .evaluate import evaluate_fingerprint, print_table, pruned_copies
 from .fingerprints import Fingerprint, create_method
 from .models import ModelprintModel, save_model
 from .progress import Steps, console
+from .reference import ReferencePlan, source_meta, train_reference
 from .train import TrainConfig, accuracy, train_new
 from .tune import tune_method
 from .verify import format_verification, verify
@@ -163,20 +164,18 @@ def _fingerprint(
         epochs=cfg.epochs,
         archs=FAST_REFERENCE_ARCHS if fast else None,
         positive_epochs=1 if fast else 5,
+        workers=0 if fast else None,  # three tiny models are quicker in process
     )
     console.print(f"tuned {TUNED}: " + ", ".join(f"{k}={v}" for k, v in record["chosen"].items()))
     method_params = {name: {**params, **fast_params} for name, params in METHODS.items()}
     method_params[TUNED] = tuned
     if fast:
         method_params = {m: {**p, **({"q": 3} if "gm" in m else {})} for m, p in method_params.items()}
+    plan = ReferencePlan(
+        3 if fast else REFERENCE_MODELS, data=DATA, epochs=cfg.epochs, archs=FAST_REFERENCE_ARCHS if fast else None
+    )
     reference = train_reference(
-        source_meta(source),
-        3 if fast else REFERENCE_MODELS,
-        data=DATA,
-        first_seed=CALIBRATION_SEED,
-        epochs=cfg.epochs,
-        archs=FAST_REFERENCE_ARCHS if fast else None,
-        out_dir=out / "models" / "reference",
+        source_meta(source), plan, out_dir=out / "models" / "reference", workers=0 if fast else None
     )
     results, commitments = {}, {}
     for name, params in method_params.items():

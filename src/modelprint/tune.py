@@ -2,7 +2,7 @@
 
 The owner can always make both kinds of reference model: *positives* by pruning and
 fine-tuning the source, *negatives* by training other models on the same data
-(:func:`modelprint.calibrate.train_reference`, seeds from ``TUNING_SEED``, disjoint from
+(:func:`modelprint.reference.train_reference`, seeds from ``TUNING_SEED``, disjoint from
 the seeds calibration uses, so the null is never fitted on the models the settings were
 chosen on). Each candidate fingerprint is scored by
 
@@ -20,22 +20,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from .attacks import create_attack
-from .calibrate import TUNING_SEED, source_meta, source_subset, train_reference
 from .data import load_splits
 from .errors import ParameterError
 from .fingerprints import create_method
 from .models import ModelprintModel, weights_digest
 from .progress import note, progress_bar
+from .reference import TUNING_SEED, ReferencePlan, derived_copies, source_meta, source_subset, train_reference
 from .scoring import null_tpr
-
-
-def reference_positives(source: ModelprintModel, data: Any, *, epochs: int = 5, seed: int = TUNING_SEED) -> list:
-    """The owner's own derived copies: pruned 30 % and 60 %, fine-tuned (all layers), pruned 60 % + fine-tuned."""
-    prune = [create_attack("prune", rate=r).apply(source, seed=seed) for r in (0.3, 0.6)]
-    ft = create_attack("finetune", mode="ftal", epochs=epochs).apply(source, data, seed=seed)
-    pft = create_attack("finetune", mode="ftal", epochs=epochs).apply(prune[1], data, seed=seed + 1)
-    return [*prune, ft, pft]
 
 
 def score_candidate(fp: Any, method: Any, positives: list, negatives: list, fpr: float) -> dict[str, float]:
@@ -92,10 +83,12 @@ def tune_method(
     epochs: int | None = None,
     archs: list[tuple[str, dict[str, Any]]] | None = None,
     positive_epochs: int = 5,
+    workers: int | None = None,
     device: str = "cpu",
     progress: bool = True,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Return (chosen settings, the tuning record for the fingerprint's metadata)."""
+    """Return (chosen settings, the tuning record for the fingerprint's metadata). The
+    ``negatives`` reference models train as a zoo on ``workers`` processes (default: one per core)."""
     fixed = dict(params or {})
     grid = _open_grid(method_name, fixed, grid, source)
     meta = source_meta(source)
@@ -105,10 +98,13 @@ def tune_method(
     splits = load_splits(spec, split_seed=split_seed, train_subset=source_subset(meta))
     if progress:
         note(f"tune {method_name}: {negatives} reference negatives and 4 reference positives on {spec} (owner split)")
-    training = {"data": spec, "split_seed": split_seed, "epochs": epochs, "device": device, "progress": progress}
-    negs = train_reference(meta, negatives, first_seed=TUNING_SEED, **training)
+    # seeds from TUNING_SEED: never the models calibration draws
+    plan = ReferencePlan(
+        negatives, data=spec, split_seed=split_seed, first_seed=TUNING_SEED, archs=archs, epochs=epochs
+    )
+    negs = train_reference(meta, plan, workers=workers, device=device, progress=progress)
     with progress_bar(1, f"tune {method_name}: the owner's 4 derived copies", enabled=progress) as bar:
-        poss = reference_positives(source, splits.owner, epochs=positive_epochs)
+        poss = derived_copies(source, splits.owner, epochs=positive_epochs)
         bar.update(1)
     settings = {"n": n, "seed": seed, "fpr": fpr, "device": device, "progress": progress}
     chosen, table = _search(source, method_name, fixed, grid, poss, negs, **settings)

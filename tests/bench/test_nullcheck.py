@@ -128,8 +128,8 @@ def test_reference_shaped_draws_mirror_the_reference_plan_own_other_and_students
     import random
 
     from modelprint.bench.nullcheck import reference_draw
-    from modelprint.calibrate import reference_kinds
     from modelprint.errors import ParameterError
+    from modelprint.reference import reference_kinds
 
     own, other_arch, other_width = (
         ("cnn", {"width": 16}, "owner"),

@@ -234,3 +234,18 @@ def test_the_combined_verdict_is_holm_over_nulls_fitted_on_the_calibration_half(
     assert "## Combined verdict: c, ltrc by Holm's procedure" in md.read_text()
     with pytest.raises(ParameterError, match="--combine takes two or more of --methods"):
         run_bench(reference_zoo, ["c", "ltrc"], tmp_path / "b", method_params=PARAMS, combine=["c"], progress=False)
+
+
+def test_a_worker_process_queries_a_users_own_architecture_the_driver_trusted(source, user_module):
+    from modelprint.bench.runner import query_suspect
+    from modelprint.fingerprints import create_method
+    from modelprint.models import create_model, model_to_bytes, trust_arch
+    from modelprint.models.custom import trusted_archs
+    from modelprint.parallel import task_backend
+
+    trust_arch(f"{user_module}:Net")
+    suspect = create_model(f"{user_module}:Net", num_classes=10, input_shape=(1, 8, 8), seed=1)
+    fp = create_method("c", steps=2).generate(source, n=5, seed=0, progress=False)
+    with task_backend("local", 1) as pool:  # a spawned process: nothing of this one's state but what it is sent
+        answers = pool.result(pool.submit(query_suspect, model_to_bytes(suspect), {"c": fp}, trusted_archs()))
+    assert len(answers["c"]) == 5

@@ -11,7 +11,7 @@ from modelprint.bench.screening import Screen, parse_screens
 from modelprint.errors import ParameterError
 from modelprint.fingerprints import Fingerprint, method_of
 from modelprint.models import load_model
-from modelprint.reference import build_reference_set
+from modelprint.reference import ReferencePlan, build_reference_set
 from modelprint.zoo import ZooManifest
 from modelprint.zoo.build import build_zoo
 
@@ -127,7 +127,7 @@ def test_an_owners_reference_set_chooses_the_queries_and_the_calibration_half_st
     manifest = ZooManifest.read(zoo)
     source = load_model(manifest.path(next(r for r in manifest.rows if r["category"] == "source")))
     refs = tmp_path / "refs"
-    record = build_reference_set(source, 4, refs, epochs=2, positives=False, progress=False)
+    record = build_reference_set(source, ReferencePlan(4, epochs=2), refs, positives=False, progress=False)
     out = tmp_path / "bench"
     screens = {"natural": Screen(keep=20, candidates=120)}
     results = run_bench(
@@ -157,7 +157,7 @@ def test_a_reference_set_of_another_source_cannot_screen(screened, tmp_path):
     manifest = ZooManifest.read(zoo)
     other = load_model(manifest.path(next(r for r in manifest.rows if r["role"] == "negative")))
     refs = tmp_path / "refs"
-    build_reference_set(other, 4, refs, epochs=1, positives=False, progress=False)
+    build_reference_set(other, ReferencePlan(4, epochs=1), refs, positives=False, progress=False)
     screens = {"natural": Screen(keep=10, candidates=40)}
     with pytest.raises(ParameterError, match="built for another model"):  # before any work: nothing written
         run_bench(zoo, ["natural"], tmp_path / "b", n=10, screen=screens, screen_references=refs, progress=False)

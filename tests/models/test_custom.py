@@ -11,35 +11,6 @@ from modelprint.errors import ModelFileError, ParameterError
 from modelprint.models import create_arch, create_model, import_model, load_model, save_model, trust_arch, wrap_model
 from modelprint.models.custom import TRUST_ENV, is_import_path, is_trusted, valid_import_path
 
-NET = """
-from torch import nn
-
-class Net(nn.Module):
-    def __init__(self, num_classes=10, width=4):
-        super().__init__()
-        self.conv = nn.Conv2d(1, width, 3, padding=1)
-        self.head = nn.Linear(width * 64, num_classes)
-
-    def forward(self, x):
-        return self.head(self.conv(x).relu().flatten(1))
-
-IMPORTED = []
-IMPORTED.append(1)   # a side effect: counts how often the module is imported
-"""
-
-
-@pytest.fixture()
-def user_module(tmp_path, monkeypatch, request):
-    """A module file in a folder the user put on PYTHONPATH (and works in); a fresh name per test."""
-    name = f"usernets_{request.node.name.replace('[', '_').replace(']', '_')}"
-    (tmp_path / f"{name}.py").write_text(NET)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
-    monkeypatch.syspath_prepend(str(tmp_path))  # what the interpreter makes of PYTHONPATH at start-up
-    monkeypatch.delenv(TRUST_ENV, raising=False)
-    yield name
-    sys.modules.pop(name, None)
-
 
 def test_import_path_syntax():
     assert is_import_path("mynets:make_net") and is_import_path("a.b:C.make")

@@ -112,3 +112,19 @@ def test_gpu_tasks_are_refused_clearly_where_there_is_no_gpu(two_node_cluster, t
                       progress=False)  # fmt: skip
     finally:
         ray.shutdown()
+
+
+def test_a_reference_set_built_on_the_cluster_has_the_bytes_of_one_built_in_process(two_node_cluster, fresh, tmp_path):
+    import ray
+
+    from modelprint.reference import ReferencePlan, build_reference_set
+
+    plan = ReferencePlan(3, archs=[("cnn", {"width": 4})], epochs=1)
+    small = {"positives": False, "progress": False}
+    ray.init(address=two_node_cluster.address, log_to_driver=False)
+    try:
+        on_ray = build_reference_set(fresh, plan, tmp_path / "ray", workers=2, backend="ray", **small)
+    finally:
+        ray.shutdown()
+    in_process = build_reference_set(fresh, plan, tmp_path / "local", workers=0, **small)
+    assert on_ray["models"] == in_process["models"] and len(on_ray["models"]) == 3

@@ -9,7 +9,7 @@ independent models nobody calibrated on?
    is fitted on N of the null models (:meth:`~modelprint.fingerprints.FingerprintMethod.fit_null`)
    and every *other* null model is called: a p-value below alpha is a false match. Draws are
    ``uniform`` over the null zoo, or shaped like the reference sets modelprint trains
-   (``references``, :func:`modelprint.calibrate.reference_plan`): about a third each of the
+   (``references``, :func:`modelprint.reference.reference_plan`): about a third each of the
    source's architecture and others, trained from scratch on the owner's half, and students
    in the source's architecture of such models.
 3. Per method and N: false matches at each nominal alpha, pooled over the draws, with the
@@ -36,13 +36,13 @@ import numpy as np
 from .._io import atomic_write_text
 from .._lazy import pyplot
 from .._version import __version__
-from ..calibrate import reference_kinds
 from ..errors import CalibrationError, ParameterError
 from ..fingerprints import Fingerprint, method_of
 from ..models import load_model
 from ..models.attachments import split_attachments
 from ..null import clopper_pearson
 from ..progress import progress_bar
+from ..reference import reference_kinds
 from ..zoo import ZooManifest
 
 NULL_CHECK = "null_check.json"
@@ -117,7 +117,7 @@ def _student(row: dict[str, Any], scratch: dict[str, tuple]) -> tuple | None:
 
 
 def owner_pools(evidence: dict[str, Any], arch: str, args: dict[str, Any]) -> dict[str, list[int]]:
-    """What a reference set is drawn from, by kind (:func:`~modelprint.calibrate.reference_kinds`):
+    """What a reference set is drawn from, by kind (:func:`~modelprint.reference.reference_kinds`):
     the null models trained from scratch on the owner's half in the source's architecture
     (``own``) and in every other (``other``), and students in the source's architecture of
     teachers trained on the owner's half (``student``)."""
@@ -132,7 +132,7 @@ def owner_pools(evidence: dict[str, Any], arch: str, args: dict[str, Any]) -> di
 
 def reference_draw(evidence: dict[str, Any], arch: str, args: dict[str, Any]) -> Draw:
     """N null models shaped like the reference set modelprint trains: as many of each kind as
-    :func:`~modelprint.calibrate.reference_kinds` gives for N (about a third each of the source's
+    :func:`~modelprint.reference.reference_kinds` gives for N (about a third each of the source's
     architecture and others, trained from scratch on the owner's half, and students)."""
     pools = owner_pools(evidence, arch, args)
 

@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,8 @@ from ..data import load_splits
 from ..errors import ParameterError
 from ..fingerprints import METHODS, Fingerprint, FingerprintMethod, create_method, method_of
 from ..metrics import group_summary, margin
-from ..models import ModelBytes, load_model, model_from_bytes, read_model_bytes
+from ..models import ModelBytes, load_model, model_from_bytes, read_model_bytes, trust_arch
+from ..models.custom import trusted_archs
 from ..parallel import task_backend
 from ..progress import note, progress_bar
 from ..scoring import separation, statistics_of
@@ -64,10 +66,12 @@ def _cache_key(source_sha: str, method: str, params: dict[str, Any], n: int, see
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def query_suspect(model: Any, fingerprints: dict[str, Any]) -> dict[str, list[float]]:
+def query_suspect(model: Any, fingerprints: dict[str, Any], trusted: Sequence[str] = ()) -> dict[str, list[float]]:
     """A suspect's evidence for every method's fingerprint, item by item. Runs in a worker,
     anywhere: ``model`` is the suspect (a model, or its :class:`~modelprint.models.ModelBytes`)
-    and ``fingerprints`` the fingerprints themselves, so no file is opened."""
+    and ``fingerprints`` the fingerprints themselves, so no file is opened; ``trusted`` the
+    architecture import paths the driver trusted (a worker is another process)."""
+    trust_arch(*trusted)
     threads_before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -244,7 +248,7 @@ def query_all(
             while pending and len(running) < max(workers, 1) * 2:
                 r = pending.pop(0)
                 suspect = load_model(plan.manifest.path(r)) if inline else read_model_bytes(plan.manifest.path(r))
-                running[pool.submit(query_suspect, suspect, shared)] = r
+                running[pool.submit(query_suspect, suspect, shared, trusted_archs())] = r
             done, _ = pool.wait(list(running))
             for handle in done:
                 row = running.pop(handle)

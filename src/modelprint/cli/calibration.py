@@ -3,6 +3,7 @@ models, and train those models once per source."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -14,7 +15,14 @@ from ..errors import ParameterError
 from ..fingerprints import Fingerprint
 from ..models import ModelprintModel, load_model
 from ..progress import console
-from ..reference import DEFAULT_SIZE, REFERENCE_FILE, build_reference_set, reference_models, reference_positives
+from ..reference import (
+    DEFAULT_SIZE,
+    REFERENCE_FILE,
+    ReferencePlan,
+    build_reference_set,
+    reference_models,
+    reference_positives,
+)
 from ..screening import screened_calibration
 from ..zoo import ZooManifest
 from .common import (
@@ -27,6 +35,8 @@ from .common import (
     ReferenceSet,
     Screen,
     SplitSeed,
+    TrainBackend,
+    TrainWorkers,
     fingerprint_app,
     model_files,
     print_null,
@@ -65,6 +75,8 @@ def fingerprint_calibrate(
     epochs: ReferenceEpochs = None,
     reference_dir: ReferenceDir = None,
     screen: Screen = None,
+    workers: TrainWorkers = None,
+    backend: TrainBackend = "local",
     device: Device = "cpu",
     as_json: AsJson = False,
 ) -> None:
@@ -77,8 +89,8 @@ def fingerprint_calibrate(
     if count:  # trained into a reference set, so the folder serves later fingerprints as --references
         references = reference_dir or out.parent / (out.name.split(".")[0] + "-reference")
         archs = [parse_arch(a) for a in reference_arch] if reference_arch else None
-        settings = {"data": data, "split_seed": split_seed, "archs": archs, "epochs": epochs, "device": device}
-        build_reference_set(fp, count, references, **settings)
+        plan = ReferencePlan(count, data=data, split_seed=split_seed, archs=archs, epochs=epochs)
+        build_reference_set(fp, plan, references, workers=workers, backend=backend, device=device)
         console.print(f"reference set of {count} models in {references} (reuse it: --references {references})")
     models, owner_copies, origin = _independent_models(fp, negatives, zoo, references)
     owner_copies += [load_model(p) for p in positives or []]
@@ -147,15 +159,23 @@ def reference_build(
     students: Annotated[
         bool, typer.Option("--students/--no-students", help="Every third model a student distilled from another.")
     ] = True,
+    workers: TrainWorkers = None,
+    backend: TrainBackend = "local",
     device: Device = "cpu",
     as_json: AsJson = False,
 ) -> None:
     """Train independent reference models on the owner's data once; calibrate any fingerprint of
-    this source with them (fingerprint calibrate / create --references DIR)."""
+    this source with them (fingerprint calibrate / create --references DIR). They are built as a
+    zoo: on parallel workers or Ray, and a stopped build resumes when run again."""
     check_output_path(out, "reference set", folder=True)
     archs = [parse_arch(a) for a in reference_arch] if reference_arch else None
-    settings = {"data": data, "split_seed": split_seed, "archs": archs, "epochs": epochs, "device": device}
-    record = build_reference_set(load_model(model), count, out, positives=positives, students=students, **settings)
+    plan = ReferencePlan(count, data=data, split_seed=split_seed, archs=archs, epochs=epochs, students=students)
+    settings = {"positives": positives, "workers": workers, "backend": backend, "device": device}
+    try:
+        record = build_reference_set(load_model(model), plan, out, **settings)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted: finished reference models are kept; run the same command to resume\n")
+        raise typer.Exit(130) from None
     n_models, n_positives = len(record["models"]), len(record["positives"])
     console.print(
         f"reference set of {n_models} independent models and {n_positives} derived copies of the source on "

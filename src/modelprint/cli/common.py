@@ -60,6 +60,11 @@ ReferenceArchs = Annotated[
     ),
 ]
 ReferenceEpochs = Annotated[int, typer.Option("--epochs", help="Epochs per reference model (default: the source's).")]
+# Training many models (a zoo, a reference set): where they train.
+TrainWorkers = Annotated[
+    int, typer.Option("--workers", help="Models trained in parallel (default: CPU count; 0 = in process).")
+]
+TrainBackend = Annotated[str, typer.Option("--backend", help="local (process pool) | ray")]
 # How many independent reference models to train: one name wherever a command trains them.
 REFERENCE_MODELS = "--reference-models"
 ReferenceSet = Annotated[

@@ -17,7 +17,7 @@ from ..errors import ParameterError
 from ..zoo import ZooError, ZooManifest
 from ..zoo.build import build_zoo, verify_zoo
 from ..zoo.spec import builtin_specs
-from .common import AsJson, print_json, result, zoo_app
+from .common import AsJson, TrainBackend, TrainWorkers, print_json, result, zoo_app
 
 ZooFolder = Annotated[Path, typer.Argument(help="Zoo folder.")]
 Spec = Annotated[str, typer.Argument(help=f"Spec file (.toml) or a built-in name: {', '.join(builtin_specs())}.")]
@@ -37,10 +37,8 @@ GpusPerTask = Annotated[
 def zoo_build(
     spec: Spec,
     out: Annotated[Path, typer.Option("--out", help="Zoo folder (created; an unfinished build there is resumed).")],
-    workers: Annotated[
-        int, typer.Option("--workers", help="Parallel models (default: CPU count; 0 = in process).")
-    ] = None,
-    backend: Annotated[str, typer.Option("--backend", help="local (process pool) | ray")] = "local",
+    workers: TrainWorkers = None,
+    backend: TrainBackend = "local",
     data: Annotated[
         str, typer.Option("--data", help="Override the spec's data set, e.g. cifar10:/data/cifar-10.")
     ] = None,

@@ -71,6 +71,12 @@ def trust_arch(*paths: str) -> None:
         _trusted.add(path)
 
 
+def trusted_archs() -> list[str]:
+    """The import paths trusted in this process by :func:`trust_arch` (the environment's apart),
+    to pass to a worker process, which trusts exactly these too."""
+    return sorted(_trusted)
+
+
 def is_trusted(path: str) -> bool:
     """Whether ``path`` was trusted exactly (no prefixes, no patterns)."""
     from_env = {p.strip() for p in os.environ.get(TRUST_ENV, "").split(",") if p.strip()}

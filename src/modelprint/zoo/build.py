@@ -44,6 +44,7 @@ from ..errors import ModelprintError, OutputPathError, ParameterError
 from ..fingerprints import create_method
 from ..models import ModelBytes, model_from_bytes, model_to_bytes, read_model_bytes, write_model_bytes
 from ..models.architectures import create_arch
+from ..models.custom import trust_arch, trusted_archs
 from ..parallel import task_backend
 from ..progress import note, progress_bar
 from ..train import TrainConfig, train_new
@@ -102,6 +103,7 @@ def build_model(
     ``"_model"``. Runs in a worker, anywhere: it opens no file of the zoo."""
 
     _maybe_crash(plan["id"])
+    trust_arch(*context.get("trusted_archs", ()))  # what the driver trusted, in whichever process this runs
     if context["device"].startswith("cuda") and not torch.cuda.is_available():
         raise ParameterError(
             f"the task for {plan['id']} runs on {socket.gethostname()}, which has no CUDA device; "
@@ -388,6 +390,7 @@ def _build_locked(
         "train_subset": zoo.train_subset,
         "device": device,
         "threads": threads,
+        "trusted_archs": trusted_archs(),
     }
     if device.startswith("cuda") and backend == "local" and workers == 0:
         if not torch.cuda.is_available():
