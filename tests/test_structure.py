@@ -40,7 +40,7 @@ LAYERS: list[tuple[str, ...]] = [
 ]
 # Every module or folder in fingerprints/ but the shared ones is a family: nothing outside it names
 # it, except the package's facades (which import each family to register it).
-SHARED_IN_FINGERPRINTS = ("base", "learnt")
+SHARED_IN_FINGERPRINTS = ("base", "learnt", "memory")
 FACADES = ("fingerprints", "")
 
 

@@ -48,6 +48,7 @@ from ..models import ModelprintModel
 from ..progress import progress_bar
 from ..transforms import dct_highpass, default_k
 from .base import FingerprintMethod, register_method
+from .memory import query_batch
 
 
 class NoisyGradient:
@@ -168,7 +169,6 @@ class CharacteristicExamples(FingerprintMethod):
         g = torch.Generator(device="cpu").manual_seed(seed)
         x = torch.rand((n, c, h, w), generator=g).to(device)
         target = torch.randint(0, model.card.num_classes, (n,), generator=g).to(device)
-        noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
         on_cpu = device == "cpu"
         mode = ("loop" if on_cpu else "vmap") if self.gm == "auto" else self.gm
         use_cl = (on_cpu and _has_conv(model)) if self.channels_last == "auto" else bool(self.channels_last)
@@ -178,28 +178,11 @@ class CharacteristicExamples(FingerprintMethod):
         requires = [p.requires_grad for p in model.parameters()]
         for p in model.parameters():  # input gradients only: no weight-gradient work
             p.requires_grad_(False)
-        gradient = NoisyGradient(model, delta=self.delta, q=self.q, mode=mode, generator=noise_gen)
-        active = torch.arange(n, device=device)
-        steps_taken = torch.zeros(n, dtype=torch.long)
-        forward_backward = 0
         try:
-            with progress_bar(self.steps, f"{self.name} examples", progress) as bar:
-                for _ in range(self.steps):
-                    if len(active) == 0:
-                        break
-                    xa = x[active]
-                    grad, loss = gradient(xa, target[active])
-                    forward_backward += self.q * len(active)
-                    going = loss >= self.eta  # examples under eta stop here, unchanged
-                    idx = active[going]
-                    with torch.no_grad():
-                        step = (xa[going] - self.alpha * grad[going].sign()).clamp_(0, 1)
-                        x[idx] = dct_highpass(step, k) if k else step
-                    steps_taken[idx.cpu()] += 1
-                    active = idx
-                    bar.update(1, description=f"{self.name} examples ({len(active)} active)")
+            steps_taken, forward_backward, batch = self._search_in_batches(
+                model, x, target, k, mode=mode, memory_format=memory_format, seed=seed, progress=progress
+            )
         finally:
-            gradient.restore()
             for p, r in zip(model.parameters(), requires):
                 p.requires_grad_(r)
             model.to(memory_format=torch.contiguous_format)
@@ -209,6 +192,7 @@ class CharacteristicExamples(FingerprintMethod):
         expected = model.predict(x)
         target = target.cpu()
         info = {
+            **({"generation_batch": batch} if batch < n else {}),
             "k": k,
             "gm_mode": mode if self.q > 1 and self.delta > 0 else None,
             "channels_last": use_cl,
@@ -217,6 +201,61 @@ class CharacteristicExamples(FingerprintMethod):
             "forward_backward_examples": forward_backward,
         }
         return x, expected, {"target": target, "steps": steps_taken}, info
+
+    def _search_in_batches(
+        self,
+        model: ModelprintModel,
+        x: torch.Tensor,
+        target: torch.Tensor,
+        k: int,
+        *,
+        mode: str,
+        memory_format: torch.memory_format,
+        seed: int,
+        progress: bool,
+    ) -> tuple[torch.Tensor, int, int]:
+        """:meth:`_search` over batches of the queries that fit in memory (:func:`query_batch`),
+        each seeing the weight noise the whole would have; returns (steps, work, batch size)."""
+        n = len(x)
+        copies = self.q if mode == "vmap" and self.q > 1 and self.delta > 0 else 1
+        batch = query_batch(model, n, device=str(x.device), copies=copies, memory_format=memory_format)
+        steps_taken, forward_backward = torch.zeros(n, dtype=torch.long), 0
+        for start in range(0, n, batch):
+            noise = torch.Generator(device=x.device).manual_seed(seed + 1)
+            gradient = NoisyGradient(model, delta=self.delta, q=self.q, mode=mode, generator=noise)
+            chunk = slice(start, start + batch)
+            title = f"{self.name} examples" + (f" {start + 1}-{min(start + batch, n)}/{n}" if batch < n else "")
+            try:
+                steps_taken[chunk], work = self._search(gradient, x[chunk], target[chunk], k, title, progress)
+            finally:
+                gradient.restore()
+            forward_backward += work
+        return steps_taken, forward_backward, batch
+
+    def _search(
+        self, gradient: NoisyGradient, x: torch.Tensor, target: torch.Tensor, k: int, title: str, progress: bool
+    ) -> tuple[torch.Tensor, int]:
+        """Move the queries ``x`` (changed in place) towards ``target`` until each one's loss is
+        under eta or the steps run out; returns each query's steps and the forward-backward work."""
+        active = torch.arange(len(x), device=x.device)
+        steps_taken = torch.zeros(len(x), dtype=torch.long)
+        forward_backward = 0
+        with progress_bar(self.steps, title, progress) as bar:
+            for _ in range(self.steps):
+                if len(active) == 0:
+                    break
+                xa = x[active]
+                grad, loss = gradient(xa, target[active])
+                forward_backward += self.q * len(active)
+                going = loss >= self.eta  # examples under eta stop here, unchanged
+                idx = active[going]
+                with torch.no_grad():
+                    step = (xa[going] - self.alpha * grad[going].sign()).clamp_(0, 1)
+                    x[idx] = dct_highpass(step, k) if k else step
+                steps_taken[idx.cpu()] += 1
+                active = idx
+                bar.update(1, description=f"{title} ({len(active)} active)")
+        return steps_taken, forward_backward
 
 
 @register_method("c")

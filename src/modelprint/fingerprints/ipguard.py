@@ -38,6 +38,7 @@ from ..errors import ParameterError
 from ..models import ModelprintModel
 from ..progress import progress_bar
 from .base import FingerprintMethod, owner_images, register_method
+from .memory import query_batch
 
 
 def boundary_loss(logits: torch.Tensor, i: torch.Tensor, j: torch.Tensor, k: float) -> torch.Tensor:
@@ -90,9 +91,28 @@ class IPGuard(FingerprintMethod):
         j = (i + torch.randint(1, classes, (n,), generator=g)) % classes  # j != i
         i, j = i.to(device), j.to(device)
         model.requires_grad_(False)  # input gradients only (generate gives the flags back)
-        with progress_bar(self.steps, "ipguard points", progress) as bar:
+        batch = query_batch(model, n, device=device)  # the queries that fit in memory at once
+        for start in range(0, n, batch):
+            chunk = slice(start, start + batch)
+            title = "ipguard points" + (f" {start + 1}-{min(start + batch, n)}/{n}" if batch < n else "")
+            x[chunk] = self._search(model, x[chunk], i[chunk], j[chunk], title, progress)
+        with torch.no_grad():
+            final = boundary_loss(torch.cat([model(x[s : s + batch]) for s in range(0, n, batch)]), i, j, self.k)
+        expected = model.predict(x)
+        info = {
+            **({"generation_batch": batch} if batch < n else {}),
+            "target_hit_rate": round((expected == j).float().mean().item(), 4),
+            "objective_met": round((final <= 1e-6).float().mean().item(), 4),
+        }
+        return x.cpu(), expected.cpu(), {"i": i.cpu(), "j": j.cpu()}, info
+
+    def _search(
+        self, model: ModelprintModel, x: torch.Tensor, i: torch.Tensor, j: torch.Tensor, title: str, progress: bool
+    ) -> torch.Tensor:
+        """The points ``x`` moved towards the source's boundary between ``i`` and ``j``."""
+        with progress_bar(self.steps, title, progress) as bar:
             for _ in range(self.steps):
-                x.requires_grad_(True)
+                x = x.detach().requires_grad_(True)
                 loss = boundary_loss(model(x), i, j, self.k)
                 (grad,) = torch.autograd.grad(loss.sum(), x)
                 x = x.detach()
@@ -101,10 +121,4 @@ class IPGuard(FingerprintMethod):
                     break
                 x[active] = (x[active] - self.alpha * grad[active].sign()).clamp_(0, 1)
                 bar.update(1)
-        x = x.detach()
-        with torch.no_grad():
-            final = boundary_loss(model(x), i, j, self.k)
-        expected = model.predict(x)
-        info = {"target_hit_rate": round((expected == j).float().mean().item(), 4),
-                "objective_met": round((final <= 1e-6).float().mean().item(), 4)}  # fmt: skip
-        return x.cpu(), expected.cpu(), {"i": i.cpu(), "j": j.cpu()}, info
+        return x.detach()
