@@ -11,8 +11,14 @@ peak memory is that measurement's own:
   :func:`modelprint.verify` of a 100-query fingerprint, cold, as a user runs it once: the
   model as a file, and as ONNX and TorchScript graphs in the contained worker at its default
   limits (4096 MB address space);
-* ``c-step``, ``ltrc-step``: C- and LTRC-examples generation of 100 queries for 3 steps, per
-  step (LTRC: a freshly noised copy of the model and a DCT high-pass every step).
+* ``c-step``, ``ltrc-step``, ``ipguard-step``: C-, LTRC-examples and IPGuard generation of 100
+  queries for 3 steps, per step (LTRC: a freshly noised copy of the model and a DCT high-pass
+  every step; IPGuard from 100 random "owner" images);
+* ``natural-screen``: the natural family as an owner runs it: 300 held-out candidates drawn from a
+  data set on disk (an ``npz`` of random images, 300 test and 40 training images) and labelled
+  by the source, screened on 6 reference models (random weights, other seeds): the 3 of the
+  selection half see all 300, the 3 of the null half the 100 kept. Its bound is the forwards
+  that takes: (4 x 300 + 3 x 100) / 100 = 15 times ``forward``.
 
 Each figure's ratio to its bound is computed from the same run. The 224-pixel architectures
 are not modelprint's: they live in ``benchmarks/scale_models.py`` and come in as a user's do,
@@ -48,22 +54,54 @@ MODELS = {
     "resnet50-224": ("scale_models:ResNet50", {}, (3, 224, 224)),
     "vits16-224": ("scale_models:ViTS16", {}, (3, 224, 224)),
 }
-MEASURES = ("forward", "bound", "c-step", "ltrc-step", "verify-file", "verify-torchscript", "verify-onnx")
+MEASURES = (
+    *("forward", "bound", "c-step", "ltrc-step", "ipguard-step", "natural-screen"),
+    *("verify-file", "verify-torchscript", "verify-onnx"),
+)
+# natural-screen: candidates, reference models (half select, half fit the null), forwards per 100 queries
+CANDIDATES, SCREEN_REFERENCES = 300, 6
+SCREEN_FORWARDS = ((1 + SCREEN_REFERENCES // 2) * CANDIDATES + SCREEN_REFERENCES // 2 * N) / N
 
 
-def _model(name: str):  # noqa: ANN202 (a ModelprintModel; imported inside the measuring process)
+def _model(name: str, seed: int = 0):  # noqa: ANN202 (a ModelprintModel; imported inside the measuring process)
     import torch
 
     from modelprint.models import create_model, wrap_model
 
     arch, args, shape = MODELS[name]
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     if ":" not in arch:
-        return create_model(arch, seed=0, num_classes=10, input_shape=shape, **args)
+        return create_model(arch, seed=seed, num_classes=10, input_shape=shape, **args)
     import scale_models
 
     net = getattr(scale_models, arch.split(":")[1])(num_classes=1000, **args)
     return wrap_model(net.eval(), input_shape=shape, num_classes=1000, arch=arch)
+
+
+def _random_images(card, n: int):  # noqa: ANN001, ANN202 (a ModelCard, a Dataset)
+    """``n`` random images of the model's input shape as an owner's data set."""
+    import torch
+
+    from modelprint.data import Dataset
+
+    x = torch.rand(n, *card.input_shape, generator=torch.Generator().manual_seed(1))
+    classes = tuple(str(i) for i in range(card.num_classes))
+    return Dataset(x, torch.zeros(n, dtype=torch.long), classes, "random")
+
+
+def _random_npz(card, root: Path) -> str:  # noqa: ANN001 (a ModelCard)
+    """A data set spec of random images of the model's input shape, written once under ``root``."""
+    import numpy as np
+
+    path = root / f"random-{'x'.join(map(str, card.input_shape))}.npz"
+    if not path.exists():
+        rng = np.random.default_rng(0)
+        arrays = {}
+        for part, n in (("train", 40), ("test", CANDIDATES)):
+            arrays[f"x_{part}"] = rng.integers(0, 256, (n, *card.input_shape), dtype=np.uint8)
+            arrays[f"y_{part}"] = np.arange(n) % 10
+        np.savez(path, **arrays)
+    return f"npz:{path}"
 
 
 def measure(name: str, what: str, root: Path) -> dict:
@@ -73,6 +111,7 @@ def measure(name: str, what: str, root: Path) -> dict:
     from modelprint.export import export_model
     from modelprint.fingerprints import Fingerprint, create_method
     from modelprint.models import save_model
+    from modelprint.screening import screened_calibration
     from modelprint.suspects import open_suspect
     from modelprint.verify import verify
 
@@ -82,6 +121,7 @@ def measure(name: str, what: str, root: Path) -> dict:
     if not fp_path.exists():
         create_method("c", steps=0).generate(model, n=N, seed=0, progress=False).save(fp_path)
     fp = Fingerprint.load(fp_path)
+    extra: dict = {}
     started = time.perf_counter()
     if what in ("bound", "forward"):
         for _ in range(2):  # the second, warm: the bound is what the hardware does, not first-call set-up
@@ -93,7 +133,16 @@ def measure(name: str, what: str, root: Path) -> dict:
                 with torch.inference_mode():
                     model(x)
     elif what.endswith("-step"):
-        create_method(what[: -len("-step")], steps=C_STEPS, alpha=1e-6).generate(model, n=N, seed=0, progress=False)
+        data = _random_images(model.card, N) if what == "ipguard-step" else None
+        method = create_method(what[: -len("-step")], steps=C_STEPS, alpha=1e-6)
+        made = method.generate(model, data, n=N, seed=0, progress=False)
+        extra["batch"] = made.meta.get("generation_batch", N)  # chosen from the memory available
+    elif what == "natural-screen":
+        model.card.dataset = _random_npz(model.card, root)
+        refs = [_model(name, seed) for seed in range(1, SCREEN_REFERENCES + 1)]
+        started = time.perf_counter()
+        candidates = create_method("natural").generate(model, n=CANDIDATES, seed=0, progress=False)
+        screened_calibration(candidates, refs, keep=N)
     else:
         kind = what.split("-")[1]
         if kind == "file":
@@ -107,7 +156,8 @@ def measure(name: str, what: str, root: Path) -> dict:
     seconds = time.perf_counter() - started
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     worker = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return {"seconds": seconds / (C_STEPS if what.endswith("-step") else 1), "peak_mb": round(max(own, worker) / 1024)}
+    per = seconds / (C_STEPS if what.endswith("-step") else 1)
+    return {"seconds": per, "peak_mb": round(max(own, worker) / 1024), **extra}
 
 
 def _run_one(name: str, what: str, root: Path) -> dict:
@@ -150,6 +200,8 @@ def main() -> None:
     for r in rows:
         r.pop("ratio_to_bound", None)
         bound = by.get((r["model"], "bound" if r["measure"].endswith("-step") else "forward"))
+        if bound and r["measure"] == "natural-screen":
+            bound *= SCREEN_FORWARDS
         if r.get("seconds") and bound and r["measure"] not in ("bound", "forward"):
             r["ratio_to_bound"] = round(r["seconds"] / bound, 2)
     result = {"queries": N, "c_steps": C_STEPS, "rows": rows, "torch": torch.__version__}
