@@ -2,11 +2,12 @@
 
 import pytest
 import torch
+from torch import nn
 
 import modelprint.fingerprints.memory as memory
 from modelprint.fingerprints import create_method
 from modelprint.fingerprints.memory import available_bytes, query_batch
-from modelprint.models import create_model
+from modelprint.models import create_model, wrap_model
 
 
 def test_the_batch_is_what_fits_in_the_share_of_memory_and_grows_with_it(source, monkeypatch):
@@ -39,3 +40,20 @@ def test_a_search_in_batches_records_them_and_finds_what_one_batch_finds(name, s
     assert batched.meta["generation_batch"] == 5
     # each query's search is its own, and each batch sees the weight noise the whole did
     assert torch.allclose(batched.x, whole.x, atol=1e-5) and torch.equal(batched.y, whole.y)
+
+
+class Squeezing(nn.Module):
+    """A user's forward that squeezes, then slices the classes: it breaks on a batch of one."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1)).squeeze()[:, :10]
+
+
+def test_the_probe_never_sends_a_single_query():
+    model = wrap_model(Squeezing(), input_shape=(1, 8, 8), num_classes=10)
+    fp = create_method("c", steps=3).generate(model, n=6, seed=0, progress=False)
+    assert len(fp) == 6

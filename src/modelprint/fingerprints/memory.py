@@ -3,7 +3,7 @@
 A search keeps, for every query it optimises, what autograd saves to take the input's
 gradient: on a 224-pixel ResNet-50 about 90 MB a query, so a few hundred queries do not fit
 a laptop, and the kernel would end the process without a word. :func:`query_batch` measures
-that cost on a probe (the tensors the forward saves for one query and for two) and returns
+that cost on a probe (the tensors the forward saves for two queries and for four) and returns
 how many queries fit in :data:`MEMORY_SHARE` of the memory available. The searches optimise
 their queries in batches of that size: each query's search is its own, so a batch changes
 nothing but float rounding, and a fingerprint made in batches records their size
@@ -78,8 +78,9 @@ def query_batch(
     keeping what the probe (in the search's ``memory_format``) measured, plus the query, its
     gradient and its step."""
     shape = tuple(model.card.input_shape)
-    probe = torch.zeros(2, *shape, device=device).contiguous(memory_format=memory_format)
-    per_query = (_saved_bytes(model, probe[:2].clone()) - _saved_bytes(model, probe[:1].clone())) * copies
+    # two batches of more than one query (a forward that squeezes would break on one), their difference per query
+    probe = torch.zeros(4, *shape, device=device).contiguous(memory_format=memory_format)
+    per_query = (_saved_bytes(model, probe.clone()) - _saved_bytes(model, probe[:2].clone())) // 2 * copies
     per_query += 3 * probe[0].numel() * probe.element_size()
     fits = int(MEMORY_SHARE * available_bytes(device) // max(per_query, 1))
     return max(1, min(n, fits))
