@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import torch
+
 from ._lazy import ray as import_ray
 from .errors import ParameterError
 
@@ -97,6 +99,19 @@ class _Ray(_Backend):
             return self.ray.get(handle)
         except self.ray.exceptions.RayTaskError as e:
             raise e.as_instanceof_cause() from None
+
+
+@contextmanager
+def task_threads(n: int) -> Iterator[None]:
+    """Run a task's torch work on ``n`` threads (float sums depend on the count, so a fixed one
+    makes a task's bytes the same in any worker), then give the caller's process its own count
+    back: a task may run inline."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _worker_init(driver: int) -> None:

@@ -37,11 +37,10 @@ import os
 import re
 import tempfile
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from ._io import atomic_write_text, check_readable
 from ._version import __version__
@@ -60,7 +59,7 @@ from .models import (
 )
 from .models.attachments import split_attachments
 from .models.custom import trusted_archs
-from .parallel import task_backend
+from .parallel import task_backend, task_threads
 from .train import TrainConfig, training_settings
 from .zoo import ZooManifest
 from .zoo.build import SPEC_FILE, DataKey, build_zoo
@@ -285,11 +284,9 @@ def train_reference(
     ``out_dir``, or a temporary folder."""
     spec = plan.spec(meta)
     build = {"workers": workers, "backend": backend, "device": device, "progress": progress}
-    if out_dir is not None:
-        manifest = build_reference_zoo(spec, meta, out_dir, **build)
-        return [load_model(manifest.path(row)) for row in manifest.rows]
-    with tempfile.TemporaryDirectory(prefix="modelprint-reference-") as tmp:
-        manifest = build_reference_zoo(spec, meta, tmp, **build)
+    folder = tempfile.TemporaryDirectory(prefix="modelprint-reference-") if out_dir is None else nullcontext(out_dir)
+    with folder as root:
+        manifest = build_reference_zoo(spec, meta, root, **build)
         return [load_model(manifest.path(row)) for row in manifest.rows]
 
 
@@ -361,13 +358,9 @@ def _derived_copy_bytes(
     """:func:`derived_copies` of ``source`` on the owner's split, as a task: values in, values
     out, on one thread (as every reference model), so the bytes do not depend on the machine."""
     trust_arch(*trusted)
-    threads_before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with task_threads(1):
         owner = DataKey(data, split_seed, train_subset).load().splits.owner
         return [model_to_bytes(m) for m in derived_copies(model_from_bytes(source), owner)]
-    finally:
-        torch.set_num_threads(threads_before)  # in process, the caller's count again
 
 
 def _save_positives(copies: list[ModelBytes], out: Path) -> list[dict[str, Any]]:

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from .._io import atomic_write_text
 from .._version import __version__
@@ -42,7 +41,7 @@ from ..fingerprints import METHODS, Fingerprint, FingerprintMethod, create_metho
 from ..metrics import group_summary, margin
 from ..models import ModelBytes, load_model, model_from_bytes, read_model_bytes, trust_arch
 from ..models.custom import trusted_archs
-from ..parallel import task_backend
+from ..parallel import task_backend, task_threads
 from ..progress import note, progress_bar
 from ..scoring import separation, statistics_of
 from ..stealth import StealthConfig, detection_rates
@@ -72,14 +71,10 @@ def query_suspect(model: Any, fingerprints: dict[str, Any], trusted: Sequence[st
     and ``fingerprints`` the fingerprints themselves, so no file is opened; ``trusted`` the
     architecture import paths the driver trusted (a worker is another process)."""
     trust_arch(*trusted)
-    threads_before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with task_threads(1):
         if isinstance(model, ModelBytes):
             model = model_from_bytes(model)
         return {m: method_of(fp).evidence(fp, model).values.tolist() for m, fp in fingerprints.items()}
-    finally:
-        torch.set_num_threads(threads_before)  # in-process querying runs in the caller's process
 
 
 def check_held_out(fp_meta: dict[str, dict[str, Any]], suspects: list[ZooRow], src: ZooRow) -> None:

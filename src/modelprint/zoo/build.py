@@ -45,7 +45,7 @@ from ..fingerprints import create_method
 from ..models import ModelBytes, model_from_bytes, model_to_bytes, read_model_bytes, write_model_bytes
 from ..models.architectures import create_arch
 from ..models.custom import trust_arch, trusted_archs
-from ..parallel import task_backend
+from ..parallel import task_backend, task_threads
 from ..progress import note, progress_bar
 from ..train import TrainConfig, train_new
 from .manifest import MANIFEST, ZooError, ZooManifest, ZooRow
@@ -109,12 +109,8 @@ def build_model(
             f"the task for {plan['id']} runs on {socket.gethostname()}, which has no CUDA device; "
             "give GPU tasks only to nodes with GPUs (Ray: num_gpus), or build with --device cpu"
         )
-    threads_before = torch.get_num_threads()
-    torch.set_num_threads(context["threads"])
-    try:
+    with task_threads(context["threads"]):
         return _build_model(plan, context, data.load() if isinstance(data, DataKey) else data, parent)
-    finally:
-        torch.set_num_threads(threads_before)  # inline builds run in the caller's process
 
 
 def _maybe_crash(model_id: str) -> None:
