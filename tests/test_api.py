@@ -1,5 +1,7 @@
 """The facade: a plain nn.Module goes through fingerprint, calibrate and verify."""
 
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -177,3 +179,66 @@ def test_outputs_of_any_common_shape_are_read_as_logits():
     assert logits_of({"scores": logits}) is logits
     with pytest.raises(ParameterError, match="returns str"):
         logits_of("logits")
+
+
+def test_fingerprint_from_python_writes_the_file_fingerprint_create_writes(fresh, tmp_path, capsys, monkeypatch):
+    """Every step of ``fingerprint create`` (tune, generate, calibrate on a reference set with
+    screening; mark a white-box host first) is the API's: the same files, byte for byte."""
+    from cli_run import run
+
+    import modelprint.api as workflow
+    from modelprint.models import save_model, weights_digest
+    from modelprint.reference import ReferencePlan, build_reference_set
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "0")
+    tunings = []
+
+    def tuning(source, method, *, params, **settings):  # tuning's own training is tested in test_tune
+        tunings.append((weights_digest(source), method, params, settings))
+        return {**params, "steps": 7}, {"chosen": {"steps": 7}, "table": [], "grid": {"steps": [5, 7]}}
+
+    monkeypatch.setattr(workflow, "tune_method", tuning)
+    src = save_model(fresh, tmp_path / "src")
+    plan = ReferencePlan(6, archs=[("cnn", {"width": 4})], epochs=1, students=False)
+    build_reference_set(fresh, plan, tmp_path / "refs", positives=False, workers=0, progress=False)
+    cli = ["fingerprint", "create", str(src), "--method", "c", "--n", "12", "--seed", "3", "--tune", "--fpr", "0.05"]
+    cli += ["--reference-models", "3", "--epochs", "1", "--references", str(tmp_path / "refs"), "--screen", "6"]
+    code, _, err = run([*cli, "--out", str(tmp_path / "cli.fp")], capsys)
+    assert code == 0, err
+    tune = modelprint.Tuning(fpr=0.05, references=3, epochs=1)
+    fp = modelprint.fingerprint(src, method="c", n=12, seed=3, tune=tune, references=tmp_path / "refs", screen=6)
+    fp.save(tmp_path / "api.fp")
+    assert tunings[0] == tunings[1] and fp.meta["params"]["steps"] == 7 and fp.meta["screening"]["kept"] == 6
+    assert (tmp_path / "cli.fp").read_bytes() == (tmp_path / "api.fp").read_bytes()
+
+    cli = ["fingerprint", "create", str(src), "--method", "frequency", "--key", "5", "--host", "features.0"]
+    cli += ["--mark", "epochs=1", "--marked-out", str(tmp_path / "cli.marked.safetensors")]
+    code, _, err = run([*cli, "--out", str(tmp_path / "cli-wb.fp")], capsys)
+    assert code == 0, err
+    marked = {"host": "features.0", "epochs": 1}
+    fp = modelprint.fingerprint(src, method="frequency", seed=5, mark=marked, marked_out=tmp_path / "api.marked")
+    fp.save(tmp_path / "api-wb.fp")
+    assert (tmp_path / "cli-wb.fp").read_bytes() == (tmp_path / "api-wb.fp").read_bytes()
+    weights = [(tmp_path / f"{who}.marked.safetensors").read_bytes() for who in ("cli", "api")]
+    cards = [json.loads((tmp_path / f"{who}.marked.json").read_text()) for who in ("cli", "api")]
+    assert weights[0] == weights[1] and cards[0].pop("train_seconds") >= 0 and cards[1].pop("train_seconds") >= 0
+    assert cards[0] == cards[1]
+
+
+def test_calibrate_from_python_takes_what_fingerprint_calibrate_takes(fresh, negatives, tmp_path):
+    """Model files, folders of them and modules calibrate alike; the origin says which."""
+    from modelprint.models import save_model
+
+    fp = modelprint.fingerprint(fresh, method="c", n=10, seed=0, steps=5)
+    folder = tmp_path / "independent"
+    paths = [save_model(m, folder / f"m{i}") for i, m in enumerate(negatives[:3])]
+    by_files = modelprint.calibrate(fp, paths)
+    by_folder = modelprint.calibrate(fp, folder)
+    by_modules = modelprint.calibrate(fp, negatives[:3])
+    assert by_files.meta["null"]["sha256"] == by_folder.meta["null"]["sha256"] == by_modules.meta["null"]["sha256"]
+    assert by_files.meta["null"]["source"] == by_folder.meta["null"]["source"] == "3 files"
+    assert by_modules.meta["null"]["source"] == "models"
+    with pytest.raises(ParameterError, match="give independent models"):
+        modelprint.calibrate(fp, [])
+    with pytest.raises(ParameterError, match="screen chooses queries with a reference set"):
+        modelprint.fingerprint(fresh, method="c", n=10, seed=0, screen=5)

@@ -610,7 +610,7 @@ def test_when_independent_models_agree_like_copies_the_advice_is_another_method(
 def test_create_with_tuning_warns_when_the_tuning_references_agree_like_copies(files, capsys, monkeypatch):
     """The tuning's independent reference models are there before any calibration: when they
     agree with the source like copies, creation says so and names other methods."""
-    import modelprint.cli.fingerprint as command
+    import modelprint.api as workflow
 
     tmp, src, _ = files
 
@@ -618,7 +618,7 @@ def test_create_with_tuning_warns_when_the_tuning_references_agree_like_copies(f
         row = {"params": {"steps": 5}, "tpr": 0.0, "aruc": 0.5, "negative_mean": 0.97}
         return {**params, "steps": 5}, {"chosen": {"steps": 5}, "table": [row], "grid": {"steps": [5]}}
 
-    monkeypatch.setattr(command, "tune_method", agreeing_tuning)
+    monkeypatch.setattr(workflow, "tune_method", agreeing_tuning)
     args = ["fingerprint", "create", str(src), "--method", "c", "--tune", "--n", "10", "--seed", "0"]
     code, _, err = run([*args, "--out", str(tmp / "t.fp")], capsys)
     said = " ".join(err.split())

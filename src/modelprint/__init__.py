@@ -13,13 +13,14 @@ Example::
 
 from . import attacks, fingerprints, models  # noqa: F401  (register everything)
 from ._version import __version__
-from .api import calibrate, fingerprint, verify
+from .api import Tuning, calibrate, fingerprint, verify
 from .attacks import create_attack
 from .fingerprints import Fingerprint, create_method
 from .models import create_model, load_model, save_model, trust_arch, wrap_model
 
 __all__ = [
     "Fingerprint",
+    "Tuning",
     "__version__",
     "calibrate",
     "create_attack",

@@ -3,7 +3,9 @@
 Every call takes a plain ``nn.Module`` (given ``(x - mean) / std`` of images in [0, 1],
 returning logits), a modelprint model, or a model file's path; the functions underneath
 (:mod:`modelprint.fingerprints`, :mod:`modelprint.calibrate`, :mod:`modelprint.verify`)
-are there when you need more control.
+are there when you need more control. Each is the whole workflow of its command:
+``fingerprint`` does what ``modelprint fingerprint create`` does (mark, tune, generate,
+calibrate on a reference set), ``calibrate`` what ``modelprint fingerprint calibrate`` does.
 
 Example::
 
@@ -16,8 +18,10 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -26,13 +30,18 @@ from torch import nn
 from .calibrate import calibrate as _calibrate
 from .data import Dataset, load_splits
 from .errors import ParameterError
-from .fingerprints import Fingerprint, create_method
-from .models import ModelprintModel, load_model, wrap_model
+from .fingerprints import Fingerprint, FingerprintMethod, create_method
+from .models import ModelprintModel, load_model, save_model, wrap_model
 from .models.sanity import chance_problem
+from .progress import note
+from .reference import REFERENCE_FILE, reference_models, reference_positives
+from .screening import screened_calibration
 from .suspects import Suspect, open_suspect
 from .train import accuracy
+from .tune import tune_method
 from .verify import Verification
 from .verify import verify as _verify
+from .zoo import ZooManifest
 
 DataLike = str | Dataset | tuple[torch.Tensor, torch.Tensor]
 ModelLike = nn.Module | str | os.PathLike
@@ -96,6 +105,26 @@ def _modes_kept(*models: Any) -> Iterator[None]:
 # The owner's images a fingerprint checks the source's accuracy on (enough to tell chance apart).
 ACCURACY_CHECK_IMAGES = 1000
 
+# Independent models to calibrate on: a reference set's folder, or models (modules, model
+# files, folders of model files).
+ReferencesLike = str | os.PathLike | Sequence[ModelLike]
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """How :func:`fingerprint` chooses a method's settings: it trains ``references``
+    independent models on the owner's data (``epochs`` each, default the source's) and keeps
+    the settings with the highest true-positive rate at ``fpr`` on copies it makes of the source.
+
+    Example::
+
+        fp = modelprint.fingerprint("owner.safetensors", method="rc", tune=Tuning(fpr=1e-2, references=6))
+    """
+
+    fpr: float = 1e-2
+    references: int = 6
+    epochs: int | None = None
+
 
 def fingerprint(
     model: ModelLike,
@@ -110,6 +139,11 @@ def fingerprint(
     device: str = "cpu",
     progress: bool = False,
     check_accuracy: bool = True,
+    tune: bool | Tuning = False,
+    mark: Mapping[str, Any] | None = None,
+    marked_out: str | os.PathLike | None = None,
+    references: ReferencesLike | None = None,
+    screen: int | None = None,
     **params: Any,
 ) -> Fingerprint:
     """A fingerprint of ``model`` by ``method`` (its settings as ``params``) with ``n`` items.
@@ -120,30 +154,110 @@ def fingerprint(
     records it and :func:`calibrate` and :func:`verify` give it to plain modules too. With
     ``data``, a model that answers it at about chance is refused (``check_accuracy=False`` to
     skip): its inputs are almost surely prepared wrongly. ``seed`` is drawn and recorded in the
-    fingerprint when omitted. The result is uncalibrated: every verdict is ``inconclusive``
-    until :func:`calibrate`.
+    fingerprint when omitted (for a method that marks the model, it is the owner's key).
+
+    The steps of ``modelprint fingerprint create``, each when asked: a method that marks the
+    model first trains its mark in with ``mark`` (``host``, ``k``, ``epochs``, ...), writes the
+    marked model to ``marked_out`` and fingerprints that; ``tune=True`` (or a :class:`Tuning`)
+    chooses the method's settings on reference models trained for it (recorded as ``tuning``);
+    ``references`` (as for :func:`calibrate`, ``screen`` too) calibrates the result at once.
+    Without ``references`` every verdict is ``inconclusive`` until :func:`calibrate`.
     """
-    dataset = as_dataset(data) if data is not None else None
-    shape = input_shape or (dataset.input_shape if dataset is not None else None)
-    with _modes_kept(model):
-        source = as_model(
-            model,
-            input_shape=shape,
-            mean=mean,
-            std=std,
-            classes=dataset.classes if dataset else (),
-            dataset=data if isinstance(data, str) else "",
+    if screen is not None and references is None:
+        raise ParameterError(
+            "screen chooses queries with a reference set: give references too", params=("screen", "references")
         )
-        if dataset is not None and check_accuracy:
-            every = max(1, len(dataset) // ACCURACY_CHECK_IMAGES)  # spread over the data, which may be sorted by class
-            sample = dataset.subset(torch.arange(0, len(dataset), every), dataset.split)
-            problem = chance_problem(accuracy(source, sample), source.card.num_classes)
-            if problem:
-                raise ParameterError(f"{problem}; pass mean= and std= for a plain module, or check_accuracy=False")
+    dataset = as_dataset(data) if data is not None else None
+    with _modes_kept(model):
+        source = _source(model, data, dataset, input_shape, mean=mean, std=std, check_accuracy=check_accuracy)
         if seed is None:
             seed = random.SystemRandom().randrange(2**31)
-        method_ = create_method(method, **params)
-        return method_.generate(source, dataset, n=n, seed=seed, device=device, progress=progress)
+        maker = create_method(method, **params)
+        if maker.needs_preparation(source):
+            source = _prepared(maker, source, data, seed, dict(mark or {}), marked_out, progress)
+        spec = data if isinstance(data, str) else None
+        maker, tuning = _tuned(maker, source, params, tune, n=n, seed=seed, data=spec, device=device)
+        fp = maker.generate(source, dataset, n=n, seed=seed, device=device, progress=progress)
+    if tuning is not None:
+        fp.meta["tuning"] = tuning
+    if references is not None:
+        fp = calibrate(fp, references, screen=screen, mean=mean, std=std)
+    return fp
+
+
+def _source(
+    model: ModelLike,
+    data: DataLike | None,
+    dataset: Dataset | None,
+    input_shape: Sequence[int] | None,
+    *,
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+    check_accuracy: bool,
+) -> ModelprintModel:
+    """The model to fingerprint; one that answers the owner's data at about chance is refused
+    when ``check_accuracy`` (its inputs are almost surely prepared wrongly)."""
+    source = as_model(
+        model,
+        input_shape=input_shape or (dataset.input_shape if dataset is not None else None),
+        mean=mean,
+        std=std,
+        classes=dataset.classes if dataset else (),
+        dataset=data if isinstance(data, str) else "",
+    )
+    if dataset is None or not check_accuracy:
+        return source
+    every = max(1, len(dataset) // ACCURACY_CHECK_IMAGES)  # spread over the data, which may be sorted by class
+    sample = dataset.subset(torch.arange(0, len(dataset), every), dataset.split)
+    problem = chance_problem(accuracy(source, sample), source.card.num_classes)
+    if problem:
+        raise ParameterError(f"{problem}; pass mean= and std= for a plain module, or check_accuracy=False")
+    return source
+
+
+def _prepared(
+    maker: FingerprintMethod,
+    source: ModelprintModel,
+    data: DataLike | None,
+    key: int,
+    mark: dict[str, Any],
+    marked_out: str | os.PathLike | None,
+    progress: bool,
+) -> ModelprintModel:
+    """``source`` prepared for a method that changes it first (a white-box mark trained in on
+    the owner's split with ``key``), written to ``marked_out``."""
+    if marked_out is None:
+        raise ParameterError(
+            f"{maker.name} marks the model first: give marked_out, where the marked model goes", params=("marked_out",)
+        )
+    if isinstance(data, str) or data is None:
+        splits = load_splits(data or source.card.dataset)
+        owner, test = splits.owner, splits.test
+    else:
+        owner, test = as_dataset(data), None
+    prepared = maker.prepare(source, owner, key=key, test=test, progress=progress, **mark)
+    path = save_model(prepared, marked_out)
+    before = f", before {accuracy(source, test):.4f}" if test is not None else ""
+    note(
+        f"prepared {source.card.arch} for {maker.name} with key {key}: {path} "
+        f"(test accuracy {prepared.card.accuracy:.4f}{before})"
+    )
+    return prepared
+
+
+def _tuned(
+    maker: FingerprintMethod, source: ModelprintModel, params: dict[str, Any], tune: bool | Tuning, **settings: Any
+) -> tuple[FingerprintMethod, dict[str, Any] | None]:
+    """The method with its settings chosen by :func:`~modelprint.tune.tune_method` when ``tune``
+    asks for it, and the tuning's record (``None`` without tuning)."""
+    if not tune:
+        return maker, None
+    tuning = tune if isinstance(tune, Tuning) else Tuning()
+    chosen, record = tune_method(
+        source, maker.name, params=params, negatives=tuning.references, fpr=tuning.fpr, epochs=tuning.epochs, **settings
+    )
+    note(f"tuned {maker.name}: " + ", ".join(f"{k}={v}" for k, v in record["chosen"].items()))
+    return create_method(maker.name, **chosen), record
 
 
 def _fingerprint_models(
@@ -160,23 +274,74 @@ def _fingerprint_models(
 
 def calibrate(
     fp: Fingerprint,
-    references: Sequence[ModelLike],
+    references: ReferencesLike = (),
     *,
     positives: Sequence[ModelLike] = (),
+    zoo: str | os.PathLike | None = None,
+    screen: int | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
 ) -> Fingerprint:
-    """``fp`` with its null fitted on ``references``: models trained independently of the
-    source (never derived from it), at least a handful and ideally 20 or more. ``positives``,
-    copies you made of the source (e.g. pruned), are stored to show where copies score.
+    """``fp`` with its null fitted on independent models: models trained independently of the
+    source (never derived from it), at least a handful and ideally 20 or more.
+
+    ``references`` is a reference set's folder (``modelprint reference build``; the owner's
+    copies it holds count as positives), or a list of modules, model files, folders of model
+    files and reference sets; ``zoo`` adds a zoo's negatives. ``positives``, copies you made
+    of the source (e.g. pruned), are stored to show where copies score. ``screen`` keeps the
+    ``screen`` queries half of the models follow least and fits the null on the other half.
     Plain modules get the source's preprocessing as the fingerprint recorded it, or
-    ``mean`` / ``std`` when theirs differs."""
-    if isinstance(references, str | os.PathLike | nn.Module):
-        raise ParameterError("references is a list of independent models (modules or model files)")
-    with _modes_kept(*references, *positives):
-        return _calibrate(
-            fp, _fingerprint_models(fp, references, mean, std), _fingerprint_models(fp, positives, mean, std)
-        )
+    ``mean`` / ``std`` when theirs differs. Does what ``modelprint fingerprint calibrate`` does.
+    """
+    if isinstance(references, nn.Module):
+        raise ParameterError("references is a list of independent models (modules or model files) or a reference set")
+    items = [references] if isinstance(references, str | os.PathLike) else list(references)
+    models, copies, origin = _independent_models(fp, items, zoo, mean, std)
+    copies += _fingerprint_models(fp, positives, mean, std)
+    if not models:
+        raise ParameterError("give independent models: references (models or a reference set's folder) or zoo")
+    with _modes_kept(*items, *positives):
+        if screen is None:
+            return _calibrate(fp, models, copies, origin=origin)
+        return screened_calibration(fp, models, screen, copies, origin=origin)
+
+
+def _independent_models(
+    fp: Fingerprint,
+    items: list[Any],
+    zoo: str | os.PathLike | None,
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+) -> tuple[list[ModelprintModel], list[ModelprintModel], str]:
+    """The models ``items`` and ``zoo`` stand for, in a fixed order (model files, modules, the
+    zoo's negatives, reference sets), the owner's copies the reference sets hold, and where the
+    models came from."""
+    paths = [Path(i) for i in items if isinstance(i, str | os.PathLike)]
+    # a folder without model files of its own is a reference set (or says why it is not one)
+    sets = [p for p in paths if p.is_dir() and ((p / REFERENCE_FILE).is_file() or not any(p.glob("*.safetensors")))]
+    files = _model_files([p for p in paths if p not in sets])
+    modules = [i for i in items if not isinstance(i, str | os.PathLike)]
+    models = [load_model(f) for f in files] + _fingerprint_models(fp, modules, mean, std)
+    origin = ([f"{len(files)} files"] if files else []) + (["models"] if modules else [])
+    if zoo is not None:
+        manifest = ZooManifest.read(zoo)
+        rows = [r for r in manifest.rows if r["role"] == "negative" and r["status"] == "done"]
+        models += [load_model(manifest.path(r)) for r in rows]
+        origin.append(f"{len(rows)} zoo negatives of {Path(zoo).name}")
+    copies: list[ModelprintModel] = []
+    for folder in sets:
+        models += reference_models(folder, fp)
+        copies += reference_positives(folder, fp)
+        origin.append(f"the reference set {folder.name}")
+    return models, copies, ", ".join(origin)
+
+
+def _model_files(paths: list[Path]) -> list[Path]:
+    """Model files, a folder standing for the ``*.safetensors`` in it."""
+    files: list[Path] = []
+    for path in paths:
+        files += sorted(path.glob("*.safetensors")) if path.is_dir() else [path]
+    return files
 
 
 def verify(

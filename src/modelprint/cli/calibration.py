@@ -9,22 +9,20 @@ from typing import Annotated
 
 import typer
 
+from .. import api
 from .._io import check_output_path
-from ..calibrate import calibrate, null_description, parse_arch
+from ..calibrate import null_description, parse_arch
 from ..errors import ParameterError
 from ..fingerprints import Fingerprint
-from ..models import ModelprintModel, load_model
+from ..models import load_model
 from ..progress import console
 from ..reference import (
     DEFAULT_SIZE,
     REFERENCE_FILE,
     ReferencePlan,
     build_reference_set,
-    reference_models,
-    reference_positives,
+    read_reference_set,
 )
-from ..screening import screened_calibration
-from ..zoo import ZooManifest
 from .common import (
     REFERENCE_MODELS,
     AsJson,
@@ -38,7 +36,6 @@ from .common import (
     TrainBackend,
     TrainWorkers,
     fingerprint_app,
-    model_files,
     print_null,
     print_screening,
     reference_app,
@@ -85,6 +82,12 @@ def fingerprint_calibrate(
     if reference_dir is not None:
         check_output_path(reference_dir, "reference set", folder=True)
     count = _reference_count(reference_count)
+    if not (negatives or zoo or references or count):
+        raise ParameterError(
+            f"give independent models: --negatives MODEL..., --zoo DIR, --references DIR or {REFERENCE_MODELS} N"
+        )
+    if references is not None:
+        read_reference_set(references)  # a folder of model files is --negatives' (the error says so)
     fp = Fingerprint.load(fp_path)
     if count:  # trained into a reference set, so the folder serves later fingerprints as --references
         references = reference_dir or out.parent / (out.name.split(".")[0] + "-reference")
@@ -92,43 +95,15 @@ def fingerprint_calibrate(
         plan = ReferencePlan(count, data=data, split_seed=split_seed, archs=archs, epochs=epochs)
         build_reference_set(fp, plan, references, workers=workers, backend=backend, device=device)
         console.print(f"reference set of {count} models in {references} (reuse it: --references {references})")
-    models, owner_copies, origin = _independent_models(fp, negatives, zoo, references)
-    owner_copies += [load_model(p) for p in positives or []]
-    if screen is None:
-        calibrated = calibrate(fp, models, owner_copies, origin=", ".join(origin))
-    else:
-        calibrated = screened_calibration(fp, models, screen, owner_copies, origin=", ".join(origin))
+    independent = [*(negatives or []), *([references] if references is not None else [])]
+    owner_copies = [load_model(p) for p in positives or []]
+    calibrated = api.calibrate(fp, independent, positives=owner_copies, zoo=zoo, screen=screen)
+    if screen is not None:
         print_screening(calibrated)
     digest = calibrated.save(out)
     print_null(calibrated)
     record = {"fingerprint": str(out), "sha256": digest, "null": null_description(calibrated)}
     result(as_json, record, f"sha256 {digest}  {out}")
-
-
-def _independent_models(
-    fp: Fingerprint, negatives: list[Path] | None, zoo: Path | None, references: Path | None
-) -> tuple[list[ModelprintModel], list[ModelprintModel], list[str]]:
-    """The independent models the user gave (files, a zoo's negatives, a reference set), the
-    owner's copies a reference set holds, and where each came from."""
-    models, copies, origin = [], [], []
-    if negatives:
-        files = model_files(negatives, "--negatives")
-        models += [load_model(p) for p in files]
-        origin.append(f"{len(files)} files")
-    if zoo is not None:
-        manifest = ZooManifest.read(zoo)
-        rows = [r for r in manifest.rows if r["role"] == "negative" and r["status"] == "done"]
-        models += [load_model(manifest.path(r)) for r in rows]
-        origin.append(f"{len(rows)} zoo negatives of {zoo.name}")
-    if references is not None:
-        models += reference_models(references, fp)
-        copies += reference_positives(references, fp)
-        origin.append(f"the reference set {references.name}")
-    if not models:
-        raise ParameterError(
-            f"give independent models: --negatives MODEL..., --zoo DIR, --references DIR or {REFERENCE_MODELS} N"
-        )
-    return models, copies, origin
 
 
 def _reference_count(text: str | None) -> int:

@@ -67,6 +67,17 @@ TrainWorkers = Annotated[
 TrainBackend = Annotated[str, typer.Option("--backend", help="local (process pool) | ray")]
 # How many independent reference models to train: one name wherever a command trains them.
 REFERENCE_MODELS = "--reference-models"
+
+# The options of library parameters whose option is not the parameter's name with dashes:
+# a method's own settings go in --param K=V.
+OPTION_OF_PARAMETER = {"trained": "--param trained", "gan": "--param gan", "reference_count": REFERENCE_MODELS}
+
+
+def option_of(parameter: str) -> str:
+    """The command-line option of a parameter a library error names (``max_queries`` -> ``--max-queries``)."""
+    return OPTION_OF_PARAMETER.get(parameter, "--" + parameter.replace("_", "-"))
+
+
 ReferenceSet = Annotated[
     Path, typer.Option("--references", metavar="DIR", help="A reference set (modelprint reference build).")
 ]
@@ -200,20 +211,6 @@ def parse_floats(text: str | None, channels: int, flag: str) -> tuple[float, ...
     if len(values) != channels:
         raise ParameterError(f"{flag} takes 1 or {channels} comma-separated numbers, got {text!r}")
     return values
-
-
-def model_files(paths: list[Path], flag: str) -> list[Path]:
-    """Model files, a folder standing for the ``*.safetensors`` in it."""
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            found = sorted(path.glob("*.safetensors"))
-            if not found:
-                raise ParameterError(f"{flag}: the folder {path} holds no model files (*.safetensors)")
-            files += found
-        else:
-            files.append(path)
-    return files
 
 
 def print_json(data: Any) -> None:

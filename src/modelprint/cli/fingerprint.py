@@ -10,17 +10,13 @@ from typing import Annotated, Any
 
 import typer
 
+from .. import api
 from .._io import check_output_path, printable, sha256_file
-from ..calibrate import calibrate, separation_advice
-from ..data import load_splits
-from ..errors import ParameterError
+from ..api import Tuning
+from ..calibrate import separation_advice
 from ..fingerprints import Fingerprint, create_method, method_of
-from ..models import ModelprintModel, load_model, save_model
+from ..models import load_model
 from ..progress import console
-from ..reference import reference_models, reference_positives
-from ..screening import screened_calibration
-from ..train import accuracy
-from ..tune import tune_method
 from .common import (
     REFERENCE_MODELS,
     AsJson,
@@ -88,42 +84,32 @@ def fingerprint_create(
     seed is the owner's key): the marked model is written to --marked-out and the fingerprint reads it."""
     check_output_path(out, "fingerprint")
     check_fpr(fpr)
-    source = load_model(model)
     params = parse_params(param)
     maker = create_method(method, **params)
     seed = seed_or_drawn(seed, maker.seed_name)
-    if maker.needs_preparation(source):
-        settings = {**({"host": host} if host is not None else {}), **parse_params(mark)}
-        source = _prepare(maker, source, settings, seed, data, marked_out or _marked_path(out))
-    tuning = None
-    if tune:
-        settings = {"n": n, "seed": seed, "fpr": fpr, "data": data, "epochs": epochs, "device": device}
-        params, tuning = tune_method(source, method, params=params, negatives=reference_count, **settings)
-        console.print(f"tuned {method}: " + ", ".join(f"{k}={v}" for k, v in tuning["chosen"].items()))
-        maker = create_method(method, **params)
-    fp = maker.generate(source, load_splits(data).owner if data else None, n=n, seed=seed, device=device)
-    if tuning is not None:
-        fp.meta["tuning"] = tuning
-    if references is not None:
-        fp = _calibrated(fp, references, screen)
-    elif screen is not None:
-        raise ParameterError("--screen chooses queries with a reference set: give --references DIR too")
+    fp = api.fingerprint(
+        load_model(model),
+        data,
+        method=method,
+        n=n,
+        seed=seed,
+        device=device,
+        progress=True,
+        check_accuracy=False,
+        tune=Tuning(fpr=fpr, references=reference_count, epochs=epochs) if tune else False,
+        mark={**({"host": host} if host is not None else {}), **parse_params(mark)},
+        marked_out=marked_out or _marked_path(out),
+        references=references,
+        screen=screen,
+        **params,
+    )
+    if screen is not None:
+        print_screening(fp)
     digest = fp.save(out)
     _report_created(fp, maker, out, calibrated=references is not None)
     record = {"fingerprint": str(out), "sha256": digest, "method": maker.name, "queries": len(fp), "seed": seed}
     record.update(calibrated="null" in fp.meta, holds=maker.summary(fp))
     result(as_json, record, f"sha256 {digest}  {out}")
-
-
-def _calibrated(fp: Fingerprint, references: Path, screen: int | None) -> Fingerprint:
-    """``fp`` calibrated on a reference set, after screening its queries with half of it when asked."""
-    models, copies = reference_models(references, fp), reference_positives(references, fp)
-    origin = f"the reference set {references.name}"
-    if screen is None:
-        return calibrate(fp, models, copies, origin=origin)
-    screened = screened_calibration(fp, models, screen, copies, origin=origin)
-    print_screening(screened)
-    return screened
 
 
 def _report_created(fp: Fingerprint, maker: Any, out: Path, *, calibrated: bool) -> None:
@@ -149,21 +135,6 @@ def _report_created(fp: Fingerprint, maker: Any, out: Path, *, calibrated: bool)
 
 def _marked_path(out: Path) -> Path:
     return out.with_name(out.name.split(".")[0] + ".marked.safetensors")
-
-
-def _prepare(
-    maker: Any, source: ModelprintModel, settings: dict[str, Any], key: int, data: str | None, target: Path
-) -> ModelprintModel:
-    """Prepare ``source`` for a method that changes it first (a white-box mark trained in on the
-    owner's split, with ``key``) and write the prepared model to ``target``."""
-    splits = load_splits(data or source.card.dataset)
-    prepared = maker.prepare(source, splits.owner, key=key, test=splits.test, **settings)
-    path = save_model(prepared, target)
-    console.print(
-        f"prepared {source.card.arch} for {maker.name} with key {key}: {path} (test accuracy "
-        f"{prepared.card.accuracy:.4f}, before {accuracy(source, splits.test):.4f})"
-    )
-    return prepared
 
 
 @fingerprint_app.command("show")
