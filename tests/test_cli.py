@@ -374,7 +374,7 @@ def test_calibrate_with_reference_models(files, capsys):
     # near misses say which flag takes what, instead of "Input should be a valid integer"
     near_misses = [
         ("--reference-models", folder, "--references DIR"),
-        ("--references", folder + "/models", "--negatives FOLDER"),
+        ("--references", folder + "/models", "pass the folder as --negatives"),
     ]
     for flag, path, hint in near_misses:
         code, _, err = run(["fingerprint", "calibrate", str(tmp / "r.fp"), flag, path, "--out", str(tmp / "y")], capsys)

@@ -68,7 +68,7 @@ def test_combining_refuses_one_fingerprint_mixed_sources_and_a_short_budget(cali
     stranger = create_method("c", steps=5).generate(independent, n=5, seed=0, progress=False)
     with pytest.raises(ParameterError, match="different source"):
         verify_combined([calibrated[0], stranger], independent)
-    with pytest.raises(ParameterError, match="need at least 60 queries together .* --max-queries 50"):
+    with pytest.raises(ParameterError, match="need at least 60 queries together .* `max_queries` 50"):
         verify_combined(calibrated, independent, max_queries=50)
 
 

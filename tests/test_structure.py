@@ -249,3 +249,55 @@ def test_the_command_line_names_no_method() -> None:
                     f"{path.name}:{node.lineno} {n}" for n in names if re.search(rf"\b{re.escape(n)}\b", node.value)
                 ]
     assert found == []
+
+
+# What a library message may hold with options in it: a command to run (``modelprint CMD ...``
+# up to a bracket or semicolon, or in backticks), ray's own options, and the one message naming
+# every way to trust code.
+COMMANDS_AND_OTHER_OPTIONS = re.compile(r"`[^`]*`|modelprint [^);`]*|--(num-gpus|trust-arch)\b")
+
+
+def _message_text(node: ast.expr) -> str:
+    """The literal text of an error message (f-string parts and concatenations; ``{}`` for values)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        return "".join(_message_text(v) if isinstance(v, ast.Constant) else "{}" for v in node.values)
+    if isinstance(node, ast.BinOp):
+        return _message_text(node.left) + _message_text(node.right)
+    return ""
+
+
+def test_library_errors_name_parameters_not_command_line_options() -> None:
+    """Below the CLI a message names a parameter as Python spells it, in backticks, and lists it
+    in ``params``; the CLI shows the option instead (``ModelprintError.naming``)."""
+    found = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.relative_to(PACKAGE).parts[0] == "cli":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and node.exc.args):
+                continue
+            text = _message_text(node.exc.args[0])
+            where = f"{path.relative_to(PACKAGE)}:{node.lineno}"
+            if re.search(r"(?<![\w-])--[a-z]", COMMANDS_AND_OTHER_OPTIONS.sub("", text)):
+                found.append(f"{where} names an option: {text[:80]}")
+            for keyword in node.exc.keywords:
+                if keyword.arg == "params":
+                    found += [
+                        f"{where} lists {p.value} but does not name it as `{p.value}`"
+                        for p in keyword.value.elts
+                        if text and f"`{p.value}`" not in text  # a message built elsewhere is not read here
+                    ]
+    assert found == []
+
+
+def test_the_command_line_shows_a_library_parameter_as_its_option() -> None:
+    from modelprint.cli.common import option_of
+    from modelprint.errors import ParameterError
+
+    error = ParameterError(
+        "`max_queries` must be at least 1; `kind` too; max_queries stays", params=("max_queries", "kind")
+    )
+    assert error.naming(option_of) == "--max-queries must be at least 1; --suspect-type too; max_queries stays"
+    assert str(error).startswith("`max_queries` must be at least 1")

@@ -18,7 +18,7 @@ def _optional(name: str, purpose: str, install: str) -> ModuleType:
 
 
 def ray() -> ModuleType:
-    return _optional("ray", "--backend ray", "pip install 'modelprint[ray]'")
+    return _optional("ray", "the ray backend", "pip install 'modelprint[ray]'")
 
 
 def uvicorn() -> ModuleType:

@@ -165,7 +165,7 @@ def fingerprint(
     """
     if screen is not None and references is None:
         raise ParameterError(
-            "screen chooses queries with a reference set: give references too", params=("screen", "references")
+            "`screen` chooses queries with a reference set: give `references` too", params=("screen", "references")
         )
     dataset = as_dataset(data) if data is not None else None
     with _modes_kept(model):
@@ -228,7 +228,8 @@ def _prepared(
     the owner's split with ``key``), written to ``marked_out``."""
     if marked_out is None:
         raise ParameterError(
-            f"{maker.name} marks the model first: give marked_out, where the marked model goes", params=("marked_out",)
+            f"{maker.name} marks the model first: give `marked_out`, where the marked model goes",
+            params=("marked_out",),
         )
     if isinstance(data, str) or data is None:
         splits = load_splits(data or source.card.dataset)

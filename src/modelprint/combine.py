@@ -96,7 +96,8 @@ def verify_combined(
         raise ParameterError(
             f"the fingerprints need at least {sum(need.values())} queries together ("
             + ", ".join(f"{k} {v}" for k, v in need.items())
-            + f"), more than --max-queries {max_queries}: raise the budget or combine fewer fingerprints"
+            + f"), more than `max_queries` {max_queries}: raise the budget or combine fewer fingerprints",
+            params=("max_queries",),
         )
     suspect = as_suspect(suspect)
     families = [verify(fp, suspect, fpr=fpr) for fp in fps]

@@ -1,11 +1,30 @@
 """Errors a user can cause. The CLI prints their message as one line and exits 2."""
 
-import re
 from collections.abc import Callable, Sequence
 
 
 class ModelprintError(Exception):
-    """Base class: the message says what went wrong and what to do."""
+    """Base class: the message says what went wrong and what to do.
+
+    ``params`` lists the parameters the message names, each written in it between backticks as
+    the Python API spells it (```max_queries```); the command line shows each as its option
+    (``--max-queries``) through :meth:`naming`, so one message serves both.
+
+    Example::
+
+        raise ParameterError("`max_queries` must be at least 1, got 0", params=("max_queries",))
+    """
+
+    def __init__(self, message: str, *, params: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.params = tuple(params)
+
+    def naming(self, spell: Callable[[str], str]) -> str:
+        """The message with each parameter it names (```name```) spelled by ``spell``."""
+        text = str(self)
+        for name in self.params:
+            text = text.replace(f"`{name}`", spell(name))
+        return text
 
 
 class UnknownNameError(ModelprintError, KeyError):
@@ -28,28 +47,7 @@ class FingerprintFileError(ModelprintError):
 
 
 class ParameterError(ModelprintError, ValueError):
-    """A parameter value outside its allowed range or of the wrong type.
-
-    ``params`` lists the parameters the message names, as the Python API spells them
-    (``max_queries``); the command line shows each as its option (``--max-queries``) through
-    :meth:`naming`, so one message serves both.
-
-    Example::
-
-        raise ParameterError("max_queries must be at least 1, got 0", params=("max_queries",))
-    """
-
-    def __init__(self, message: str, *, params: Sequence[str] = ()) -> None:
-        super().__init__(message)
-        self.params = tuple(params)
-
-    def naming(self, spell: Callable[[str], str]) -> str:
-        """The message with each parameter it names spelled by ``spell`` (a whole word only)."""
-        text = str(self)
-        for name in self.params:
-            option = spell(name).replace("\\", "\\\\")  # a replacement template: escape backslashes
-            text = re.sub(rf"(?<![\w-]){re.escape(name)}(?!\w)", option, text)
-        return text
+    """A parameter value outside its allowed range or of the wrong type."""
 
 
 class SuspectError(ModelprintError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -22,6 +23,18 @@ from .errors import ParameterError
 # A Ray task whose worker dies (node lost, killed for memory) runs again, at most this many times.
 # Tasks are deterministic given their arguments (seeds included), so a retry makes the same bytes.
 MAX_TASK_RETRIES = 3
+
+
+def check_device(device: str, machine: str = "this machine", advice: str = "") -> str:
+    """``device`` checked before any work runs on it: ``cpu``, or ``cuda`` / ``cuda:N`` where
+    ``machine`` has a CUDA device (``advice`` is added to the message when it has none)."""
+    cuda = re.fullmatch(r"cuda(:\d+)?", device) is not None
+    if device == "cpu" or (cuda and torch.cuda.is_available()):
+        return device
+    if cuda:
+        said = f"`device` {device!r} asked for, but {machine} has no CUDA device" + (f"; {advice}" if advice else "")
+        raise ParameterError(said, params=("device",))
+    raise ParameterError(f"`device` must be cpu or cuda[:N], got {device!r}", params=("device",))
 
 
 class _Backend:
@@ -155,7 +168,8 @@ def task_backend(name: str, workers: int, *, gpus_per_task: float = 0.0) -> Iter
                 if have < gpus_per_task:
                     raise ParameterError(
                         f"each task asks for {gpus_per_task:g} GPU but the Ray cluster has {have:g}: "
-                        "start nodes with GPUs (ray start --num-gpus N), or build with --device cpu"
+                        "start nodes with GPUs (ray start --num-gpus N), or build with `device` cpu",
+                        params=("device",),
                     )
             yield _Ray(ray, gpus_per_task)
         finally:

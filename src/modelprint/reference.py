@@ -309,7 +309,9 @@ def build_reference_set(
     the model). Returns the record written to ``out/reference.json``."""
     out = Path(out)
     if (out / REFERENCE_FILE).exists():
-        raise ParameterError(f"{out} already holds a reference set: give it as --references {out}, or build anew")
+        raise ParameterError(
+            f"{out} already holds a reference set: give it as `references`, or build anew", params=("references",)
+        )
     if isinstance(source, Fingerprint):
         meta = {k: source.meta.get(k) for k in SOURCE_FIELDS}
         source_sha256, positives = source.meta["source_sha256"], False
@@ -382,7 +384,8 @@ def read_reference_set(folder: str | os.PathLike) -> dict[str, Any]:
     ):
         raise ParameterError(
             f"{folder} holds model files but no {REFERENCE_FILE}: it is not a reference set (`modelprint reference "
-            "build` makes one); give its models as --negatives FOLDER"
+            "build` makes one); pass the folder as `negatives`, independent models",
+            params=("negatives",),
         )
     if (Path(folder) / SPEC_FILE).is_file() and not (Path(folder) / REFERENCE_FILE).exists():
         raise ParameterError(

@@ -134,9 +134,10 @@ def _sequential(
     if null.calibrated and (needed is None or needed > budget) and not final_can_match:
         raise ParameterError(
             f"sequential verification cannot decide within {budget} queries: at FPR {fpr:g} even a suspect "
-            f"agreeing on every query needs {needed or 'more than 10000'}; raise --max-queries"
+            f"agreeing on every query needs {needed or 'more than 10000'}; raise `max_queries`"
             + (f" (the fingerprint holds {method.items(fp)} queries)" if needed and needed > method.items(fp) else "")
-            + " or verify with the fixed test"
+            + " or verify with the fixed test",
+            params=("max_queries",),
         )
     highest = max(null.data.get("statistics") or [null.critical(0.05) or 1.0])
 
@@ -179,7 +180,7 @@ def _why_inconclusive(null: Null, evidence: np.ndarray, fpr: float, p: float | N
         )
         return (
             f"the budget of {seq['max_queries']} queries ran out before the anytime test decided{at_end}; "
-            "a larger --max-queries, or the fixed test over every query, may decide"
+            "a larger query budget, or the fixed test over every query, may decide"
         )
     best, _, _ = null.decide(np.ones_like(evidence), SCORE_MAX, fpr)  # a perfect suspect
     if best != "match":
@@ -195,7 +196,7 @@ def _check_verify_args(fpr: float, batch: int, threshold: float | None, max_quer
     if threshold is not None and not math.isfinite(threshold):
         raise ParameterError(f"threshold must be a finite number, got {threshold}")
     if max_queries is not None and max_queries < 1:
-        raise ParameterError(f"--max-queries must be at least 1, got {max_queries}")
+        raise ParameterError(f"`max_queries` must be at least 1, got {max_queries}", params=("max_queries",))
 
 
 def verify(
@@ -298,7 +299,8 @@ def _gather(
     if not method.sequential:
         raise ParameterError(
             f"method {method.name} has {method.evidence_kind} evidence, not per-query 0/1 agreement: "
-            "sequential verification does not apply (drop --max-queries)"
+            "sequential verification does not apply (drop `max_queries`)",
+            params=("max_queries",),
         )
     budget = min(max_queries, total)
     verdict, evidence, trail = _sequential(fp, method, suspect, null, budget=budget, batch=batch, fpr=fpr)

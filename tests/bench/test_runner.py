@@ -74,7 +74,7 @@ def test_fingerprints_are_cached_and_parallel_querying_agrees(bench_dir, referen
 def test_bad_requests_fail_clearly(reference_zoo, tmp_path):
     with pytest.raises(UnknownNameError, match="unknown fingerprint method"):
         run_bench(reference_zoo, ["nope"], tmp_path / "b", progress=False)
-    with pytest.raises(ParameterError, match="not among --methods"):
+    with pytest.raises(ParameterError, match="not among `methods`"):
         run_bench(reference_zoo, ["c"], tmp_path / "b", method_params={"ltrc": {"k": 2}}, progress=False)
     with pytest.raises(ModelprintError, match="not a zoo"):
         run_bench(tmp_path, ["c"], tmp_path / "b", progress=False)
@@ -84,11 +84,11 @@ def test_every_methods_inputs_are_checked_before_any_fingerprint_is_made(referen
     """metav without a training zoo failed only after c and ipguard were made, with a hint in
     another command's syntax; now nothing is made and the hint is bench's own."""
     out = tmp_path / "b"
-    with pytest.raises(ParameterError, match=r"metav needs --param metav\.trained=\.\.\. \(a training zoo"):
+    with pytest.raises(ParameterError, match=r"metav needs `method_params` metav\.trained=\.\.\. \(a training zoo"):
         run_bench(reference_zoo, ["c", "ipguard", "metav"], out, progress=False)
     assert not (out / "fingerprints").exists() or not any((out / "fingerprints").iterdir())
     with pytest.raises(
-        ParameterError, match=r"naturalfinger needs --param naturalfinger\.gan=.*; .*no/such/zoo does not exist"
+        ParameterError, match=r"naturalfinger needs `method_params` naturalfinger\.gan=.*; .*no/such/zoo does not exist"
     ):
         run_bench(
             reference_zoo,
@@ -232,7 +232,7 @@ def test_the_combined_verdict_is_holm_over_nulls_fitted_on_the_calibration_half(
     )
     md, _ = write_report(bench_dir)
     assert "## Combined verdict: c, ltrc by Holm's procedure" in md.read_text()
-    with pytest.raises(ParameterError, match="--combine takes two or more of --methods"):
+    with pytest.raises(ParameterError, match="`combine` takes two or more of `methods`"):
         run_bench(reference_zoo, ["c", "ltrc"], tmp_path / "b", method_params=PARAMS, combine=["c"], progress=False)
 
 

@@ -106,7 +106,7 @@ def test_idx_specs_give_one_clear_line(spec, message):
 
 def test_missing_debian_package_says_how_to_install(monkeypatch, tmp_path):
     monkeypatch.setattr("modelprint.data.sources.FASHION_MNIST_DIR", str(tmp_path / "absent"))
-    with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist.*--data fashion-mnist:PATH"):
+    with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist.*fashion-mnist:PATH"):
         load_splits("fashion-mnist")
 
 

@@ -144,3 +144,13 @@ def test_a_refit_of_the_stored_statistics_reproduces_every_family():
         data = json.loads(json.dumps(_fitted(kind)))  # as a file round-trips it
         assert Null.problem(data) is None, kind
         assert all(math.isfinite(v) for v in data.values() if isinstance(v, float))
+
+
+def test_a_setting_the_method_does_not_have_is_refused_not_dropped(files, capsys):
+    """A stored setting this modelprint does not know could change what the fingerprint means:
+    verifying it without that setting would be verifying another fingerprint."""
+    tmp, path, innocent = files
+    altered = _rewrite(path, tmp / "unknown-setting.fp.safetensors", _set("params", value=lambda p: {**p, "gain": 2}))
+    for args in (["verify", str(altered), str(innocent)], ["fingerprint", "show", str(altered)]):
+        code, out, err = run(args, capsys)
+        assert code == 2 and err.count("\n") == 1 and "settings this modelprint does not know: gain" in err, err

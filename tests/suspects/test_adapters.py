@@ -30,7 +30,7 @@ def test_every_adapter_is_registered_and_chosen_by_suffix_or_scheme(tmp_path):
     assert suspect_type("a.safetensors") == "model" and suspect_type("zoo/models/m") == "model"
     assert suspect_type("https://api.example.com/v1") == "http"
     (tmp_path / "m.tflite").write_bytes(b"x")
-    with pytest.raises(ParameterError, match="--suspect-type"):
+    with pytest.raises(ParameterError, match="pass `kind`"):
         suspect_type(tmp_path / "m.tflite")
     with pytest.raises(ParameterError, match="http"):
         HttpSuspect("ftp://example.com")

@@ -349,7 +349,7 @@ def test_serve_limits_size_batch_token_and_values(zoo_source):
 def test_an_oversized_request_from_our_client_is_a_clear_error(zoo_source):
     with serve_background(create_app(zoo_source, max_request_bytes=3_000)) as url:
         api = HttpSuspect(url, retries=0)
-        with pytest.raises(SuspectError, match="413.*--batch-size"):
+        with pytest.raises(SuspectError, match="413.*`batch_size`"):
             api.predict(torch.rand(10, 1, 8, 8))
         assert HttpSuspect(url, batch_size=2).predict(torch.rand(10, 1, 8, 8)).labels.shape == (10,)
 

@@ -103,7 +103,7 @@ def test_gpu_tasks_are_refused_clearly_where_there_is_no_gpu(two_node_cluster, t
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a node without a GPU, even on a GPU machine
     plan = load_spec(tiny_spec).models[0].to_dict()
     context = {"data": "digits", "split_seed": 0, "train_subset": 0, "device": "cuda", "threads": 1}
-    with pytest.raises(ParameterError, match="no CUDA device"):
+    with pytest.raises(ParameterError, match="has no CUDA device"):
         build_model(plan, context, DataKey("digits", 0), None)
     ray.init(address=two_node_cluster.address, log_to_driver=False)
     try:

@@ -53,7 +53,9 @@ class Attack:
         if not isinstance(model, ModelprintModel):
             raise ParameterError("model must be a ModelprintModel (use modelprint.models.load_model)")
         if self.needs_data and (data is None or len(data) < 2):
-            raise ParameterError(f"attack {self.name!r} trains, so it needs data (--data DATA, e.g. digits:16)")
+            raise ParameterError(
+                f"attack {self.name!r} trains, so it needs data: give `data` (e.g. digits:16)", params=("data",)
+            )
         child = model.derive({"attack": self.name, **self.params(), "seed": seed})
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)

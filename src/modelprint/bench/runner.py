@@ -153,9 +153,12 @@ def plan_bench(
 ) -> BenchPlan:
     """Check the request against the registry and the zoo; configure every method."""
     if not methods:
-        raise ParameterError("give at least one method, e.g. --methods c,ltrc")
+        raise ParameterError("give at least one method in `methods`, e.g. c,ltrc", params=("methods",))
     if combine is not None and (len(set(combine)) < 2 or not set(combine) <= set(methods)):
-        raise ParameterError(f"--combine takes two or more of --methods ({', '.join(methods)}), got {combine}")
+        raise ParameterError(
+            f"`combine` takes two or more of `methods` ({', '.join(methods)}), got {combine}",
+            params=("combine", "methods"),
+        )
     variants = variants or {}
     base_of = {m: variants[m][0] if m in variants else m for m in methods}
     for m in methods:
@@ -163,7 +166,9 @@ def plan_bench(
     method_params = method_params or {}
     unknown = sorted(set(method_params) - set(base_of.values()))
     if unknown:
-        raise ParameterError(f"parameters given for {', '.join(unknown)}, which is not among --methods")
+        raise ParameterError(
+            f"parameters given for {', '.join(unknown)}, which is not among `methods`", params=("methods",)
+        )
     configured = {
         m: create_method(
             base_of[m], **{**method_params.get(base_of[m], {}), **(variants[m][1] if m in variants else {})}
@@ -171,12 +176,12 @@ def plan_bench(
         for m in methods
     }
     missing = [
-        f"{m} needs --param {base_of[m]}.{setting}=... ({what})"
+        f"{m} needs `method_params` {base_of[m]}.{setting}=... ({what})"
         for m, method in configured.items()
         for setting, what in method.missing_inputs().items()
     ]
     if missing:  # before any fingerprint is made: a method that cannot run must not fail after the others
-        raise ParameterError("; ".join(missing))
+        raise ParameterError("; ".join(missing), params=("method_params",))
     manifest = ZooManifest.read(zoo)
     src = source_row(manifest)
     suspects = [r for r in manifest.rows if r["status"] == "done"]

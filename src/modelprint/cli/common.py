@@ -70,7 +70,13 @@ REFERENCE_MODELS = "--reference-models"
 
 # The options of library parameters whose option is not the parameter's name with dashes:
 # a method's own settings go in --param K=V.
-OPTION_OF_PARAMETER = {"trained": "--param trained", "gan": "--param gan", "reference_count": REFERENCE_MODELS}
+OPTION_OF_PARAMETER = {
+    "trained": "--param trained",
+    "gan": "--param gan",
+    "method_params": "--param",
+    "kind": "--suspect-type",
+    "reference_count": REFERENCE_MODELS,
+}
 
 
 def option_of(parameter: str) -> str:
@@ -123,17 +129,6 @@ def root(
     if quiet:
         os.environ["MODELPRINT_QUIET"] = "1"
     configure_logging(-1 if quiet else min(verbose, 1))
-
-
-def checked_device(device: str) -> str:
-    """``device`` checked before any work: cpu, or a CUDA device this machine has."""
-    import torch
-
-    if device == "cpu" or (device.startswith("cuda") and torch.cuda.is_available()):
-        return device
-    if device.startswith("cuda"):
-        raise ParameterError(f"--device {device!r}: this machine offers cpu only")
-    raise ParameterError(f"--device must be cpu or cuda[:N], got {device!r}")
 
 
 def seed_or_drawn(seed: int | None, what: str = "seed") -> int:

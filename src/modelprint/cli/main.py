@@ -11,7 +11,7 @@ import typer
 from typer.core import TyperArgument, TyperOption
 
 from .._io import printable
-from ..errors import ModelprintError, ParameterError
+from ..errors import ModelprintError
 from .common import app, option_of
 
 INTERNAL_ERROR = 70  # EX_SOFTWARE: not 1, which is a verdict
@@ -143,11 +143,8 @@ def main(argv: list[str] | None = None) -> None:
     except _ABORTS:
         sys.stderr.write("aborted\n")
         sys.exit(1)
-    except ParameterError as e:  # the message names Python parameters: show the options instead
+    except ModelprintError as e:  # the message names Python parameters: show their options instead
         sys.stderr.write(f"error: {printable(e.naming(option_of))}\n")
-        sys.exit(2)
-    except ModelprintError as e:
-        sys.stderr.write(f"error: {printable(str(e))}\n")
         sys.exit(2)
     except Exception:  # a bug: say so, with the traceback, and never exit with a verdict's code
         traceback.print_exc()

@@ -16,6 +16,7 @@ from ..combine import format_combined, verify_combined
 from ..errors import ParameterError
 from ..fingerprints import Fingerprint
 from ..models import load_model
+from ..parallel import check_device
 from ..progress import console
 from ..record import audit as audit_record
 from ..record import recorded_verify, recorded_verify_combined
@@ -24,7 +25,7 @@ from ..suspects import suspect_type as guess_type
 from ..suspects.sandbox import SandboxLimits
 from ..verify import format_verification
 from ..verify import verify as verify_suspect
-from .common import VERDICT_EXIT_CODES, app, checked_device, print_json
+from .common import VERDICT_EXIT_CODES, app, print_json
 
 FingerprintFiles = Annotated[
     list[Path],
@@ -158,7 +159,7 @@ def _adapter_options(kind: str, http: dict[str, Any], limits: SandboxLimits, out
         return http
     if kind in ("onnx", "torchscript"):
         return {"outputs": outputs, "limits": limits}
-    return {"device": checked_device(device)} if kind == "model" else {}
+    return {"device": check_device(device)} if kind == "model" else {}
 
 
 def _committed_fingerprints(paths: list[Path], commitment: list[str] | None) -> tuple[list[Fingerprint], list[str]]:
@@ -278,7 +279,7 @@ def serve(
         token=token,
         disclose_sha256=disclose_sha256,
         access_log=access_log,
-        device=checked_device(device),
+        device=check_device(device),
         tls=tls,
         **limits,
     )

@@ -215,7 +215,7 @@ IDX_FILES = {
 MAX_IDX_BYTES = 512 * 1024**2
 MISSING_FASHION = (
     "Fashion-MNIST not found in {dir}: install it with `sudo apt-get install dataset-fashion-mnist` "
-    "(Debian/Ubuntu; `make test` does this), or point at a folder of the IDX files with --data fashion-mnist:PATH"
+    "(Debian/Ubuntu; `make test` does this), or give the data set as fashion-mnist:PATH, a folder of the IDX files"
 )
 
 

@@ -40,6 +40,7 @@ from ..data import Dataset, load_splits
 from ..errors import FingerprintFileError, ModelprintError, ParameterError, SuspectError
 from ..models import ModelprintModel, weights_digest
 from ..null import Null
+from ..parallel import check_device
 from ..registry import Registry
 from ..suspects import as_suspect, check_compatible
 
@@ -184,7 +185,7 @@ def fitting(fp: Fingerprint, method_name: str) -> Iterator[None]:
         detail = str(e).strip().splitlines()[0][:120] if str(e).strip() else ""
         raise FingerprintFileError(
             f"the fingerprint does not carry what method {method_name} needs ({type(e).__name__}: {detail}); "
-            "was its header changed? check it against the owner's commitment with --commitment"
+            "was its header changed? check it against the owner's commitment (its published sha256)"
         ) from None
 
 
@@ -372,8 +373,7 @@ class FingerprintMethod:
             raise ParameterError("source must be a ModelprintModel (use modelprint.models.load_model)")
         if n < 1:
             raise ParameterError(f"n must be at least 1, got {n}")
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise ParameterError("device 'cuda' asked for but no CUDA device is available")
+        check_device(device)
         model = source.to(device).eval()
         started = time.time()
         # Methods may freeze or unfreeze the source's weights while they search; the caller gets them back as lent.
@@ -445,9 +445,14 @@ def method_of(fp: Fingerprint) -> FingerprintMethod:
             f"(known: {', '.join(METHODS.names())})"
         )
     params = fp.meta.get("params") or {}
-    fields = (
-        {f.name for f in dataclasses.fields(METHODS.get(name))}
-        if dataclasses.is_dataclass(METHODS.get(name))
-        else set()
-    )
-    return METHODS.create(name, **{k: v for k, v in params.items() if k in fields})
+    if not isinstance(params, dict):
+        raise FingerprintFileError(f"the fingerprint's params are not a table of settings: {str(params)[:80]!r}")
+    cls = METHODS.get(name)
+    fields = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
+    unknown = sorted(set(params) - fields)
+    if unknown:  # a setting this modelprint would ignore could change what the fingerprint means
+        raise FingerprintFileError(
+            f"the fingerprint was made by {name} with settings this modelprint does not know: "
+            f"{', '.join(map(str, unknown))[:200]} (its settings: {', '.join(sorted(fields)) or 'none'})"
+        )
+    return METHODS.create(name, **params)

@@ -132,8 +132,11 @@ class LearnsFromTrainedModels:
 
     def _load_trained(self, model: ModelprintModel) -> Any:
         if not self.trained:
-            raise ParameterError(f"{self.name} learns from trained models: --param trained=ZOO (modelprint zoo "
-                                 "build SPEC-train, e.g. mini-digits-train)")  # fmt: skip
+            raise ParameterError(
+                f"{self.name} learns from trained models: `trained`=ZOO (modelprint zoo build SPEC-train, "
+                "e.g. mini-digits-train)",
+                params=("trained",),
+            )
         return load_trained(self.trained, model)
 
     def _augmented_copies(self, model: ModelprintModel, g: torch.Generator) -> list[ModelprintModel]:

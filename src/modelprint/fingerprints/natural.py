@@ -79,4 +79,5 @@ class NaturalQueries(FingerprintMethod):
                 f"{len(fp)} natural images of {screened['candidates']}, the ones the selection models "
                 f"follow least ({screened['kept_agreement']:.2f})"
             )
-        return f"{len(fp)} natural images (unscreened: independent models agree on most; screen them with --screen)"
+        unscreened = "unscreened: independent models agree on most; screen them on reference models"
+        return f"{len(fp)} natural images ({unscreened})"

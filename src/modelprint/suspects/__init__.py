@@ -53,7 +53,8 @@ def suspect_type(location: str | os.PathLike) -> str:
         return "model"  # NAME for NAME.safetensors, as every other command takes model files
     raise ParameterError(
         f"cannot tell what kind of suspect {text} is from its suffix {suffix!r}; "
-        f"pass --suspect-type ({', '.join(n for n in SUSPECTS.names() if n != 'torch')})"
+        f"pass `kind` ({', '.join(n for n in SUSPECTS.names() if n != 'torch')})",
+        params=("kind",),
     )
 
 

@@ -261,7 +261,8 @@ class HttpSuspect(Suspect):
                 raise SuspectError(
                     f"the query budget is spent: {self.queries_sent} of {self.max_queries} queries sent "
                     f"({self.queries} answered, {lost} lost to failed requests), {queries} more needed; "
-                    "raise --max-queries or verify sequentially"
+                    "raise `max_queries` or verify sequentially",
+                    params=("max_queries",),
                 )
             if attempt:
                 self.retried += 1
@@ -296,9 +297,13 @@ class HttpSuspect(Suspect):
             raise _Retryable(f"the server answered HTTP {status}", wait)
         detail = _detail(data)
         if status in (401, 403):
-            raise SuspectError(f"{url}: HTTP {status}, not authorised ({detail}); pass the API's token with --token")
+            raise SuspectError(
+                f"{url}: HTTP {status}, not authorised ({detail}); pass the API's token as `token`", params=("token",)
+            )
         if status == 413:
-            raise SuspectError(f"{url}: HTTP 413, request too large ({detail}); lower --batch-size")
+            raise SuspectError(
+                f"{url}: HTTP 413, request too large ({detail}); lower `batch_size`", params=("batch_size",)
+            )
         if status != 200:
             raise SuspectError(f"{url}: HTTP {status} ({detail})")
         return parse_json(data, url)

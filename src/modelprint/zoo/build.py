@@ -45,7 +45,7 @@ from ..fingerprints import create_method
 from ..models import ModelBytes, model_from_bytes, model_to_bytes, read_model_bytes, write_model_bytes
 from ..models.architectures import create_arch
 from ..models.custom import trust_arch, trusted_archs
-from ..parallel import task_backend, task_threads
+from ..parallel import check_device, task_backend, task_threads
 from ..progress import note, progress_bar
 from ..train import TrainConfig, train_new
 from .manifest import MANIFEST, ZooError, ZooManifest, ZooRow
@@ -104,11 +104,8 @@ def build_model(
 
     _maybe_crash(plan["id"])
     trust_arch(*context.get("trusted_archs", ()))  # what the driver trusted, in whichever process this runs
-    if context["device"].startswith("cuda") and not torch.cuda.is_available():
-        raise ParameterError(
-            f"the task for {plan['id']} runs on {socket.gethostname()}, which has no CUDA device; "
-            "give GPU tasks only to nodes with GPUs (Ray: num_gpus), or build with --device cpu"
-        )
+    machine = f"{socket.gethostname()}, where the task for {plan['id']} runs,"
+    check_device(context["device"], machine, "give GPU tasks only to nodes with GPUs (Ray: num_gpus), or build on cpu")
     with task_threads(context["threads"]):
         return _build_model(plan, context, data.load() if isinstance(data, DataKey) else data, parent)
 
@@ -219,11 +216,12 @@ def _prepare(spec: ZooSpec, out: Path) -> None:
         if not same_spec or {k: old.get(k) for k in build_info} != build_info:
             raise ZooError(
                 f"{out} holds a zoo built from another spec or data ({old.get('name')}, {old.get('data')}); "
-                "build into a new --out folder, or pass the same spec and --data to resume"
+                "build into a new `out` folder, or pass the same spec and `data` to resume",
+                params=("out", "data"),
             )
     else:
         if any(p.name not in (".DS_Store", LOCK_FILE) for p in out.iterdir()):
-            raise ZooError(f"{out} is not empty and holds no zoo; choose a new or empty --out folder")
+            raise ZooError(f"{out} is not empty and holds no zoo; choose a new or empty `out` folder", params=("out",))
         atomic_write_text(spec_path, spec.text)
     atomic_write_text(info_path, json.dumps({**build_info, "modelprint": __version__}, indent=2) + "\n")
     for stale in (out / "models").glob(".*.tmp") if (out / "models").is_dir() else []:
@@ -254,9 +252,9 @@ def build_zoo(
     cpus = os.cpu_count() or 1
     workers = cpus if workers is None else workers
     if workers < 0:
-        raise ParameterError(f"--workers must be >= 0, got {workers}")
+        raise ParameterError(f"`workers` must be >= 0, got {workers}", params=("workers",))
     if threads < 1:
-        raise ParameterError(f"--threads must be >= 1, got {threads}")
+        raise ParameterError(f"`threads` must be >= 1, got {threads}", params=("threads",))
     key = DataKey(zoo.data, zoo.split_seed, zoo.train_subset)
     local_data = key.load()  # a missing or unreadable data set fails here, before any training
     check_buildable(zoo, local_data)
@@ -296,7 +294,7 @@ def zoo_lock(out: Path) -> Iterator[None]:
     holder ends); a second builder is refused with one line naming the holder."""
 
     if out.exists() and not out.is_dir():
-        raise ZooError(f"{out} is a file, not a folder; give a new or empty --out folder")
+        raise ZooError(f"{out} is a file, not a folder; give a new or empty `out` folder", params=("out",))
     try:
         out.mkdir(parents=True, exist_ok=True)
         handle = open_in_place(out / LOCK_FILE, "update")  # held for the whole build
@@ -388,9 +386,8 @@ def _build_locked(
         "threads": threads,
         "trusted_archs": trusted_archs(),
     }
-    if device.startswith("cuda") and backend == "local" and workers == 0:
-        if not torch.cuda.is_available():
-            raise ParameterError("--device cuda asked for but this machine has no CUDA device")
+    if backend == "local" and workers == 0:
+        check_device(device)
     started = time.perf_counter()
     gpus = gpus_per_task if device.startswith("cuda") else 0.0
     stats = BuildStats()

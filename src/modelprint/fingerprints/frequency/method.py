@@ -106,8 +106,9 @@ class FrequencyFingerprint(FingerprintMethod):
         check_prepare_settings(self, settings)
         if settings.get("host") is None:
             raise ParameterError(
-                f"the frequency method marks a layer of the model: give --host LAYER "
-                f"(modelprint list --hosts {source.card.arch} shows the layers that can host the module)"
+                f"the frequency method marks a layer of the model: give `host`, the layer's name "
+                f"(modelprint list --hosts {source.card.arch} shows the layers that can host the module)",
+                params=("host",),
             )
         return inject(source, owner, key=key, test=test, progress=progress, **settings)
 

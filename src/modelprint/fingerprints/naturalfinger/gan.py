@@ -52,6 +52,7 @@ from ..._lazy import pyplot
 from ..._version import __version__
 from ...data import Dataset
 from ...errors import ModelFileError, ParameterError
+from ...parallel import check_device
 from ...progress import progress_bar
 
 GAN_KIND = "modelprint-gan"
@@ -385,8 +386,7 @@ def train_gan(
     ``config.checkpoint_every`` steps and a matching checkpoint found there is resumed."""
     if len(data) < config.batch_size:
         raise ParameterError(f"the GAN needs at least batch_size={config.batch_size} images, got {len(data)}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ParameterError("device 'cuda' asked for but no CUDA device is available")
+    check_device(device)
     digest = data_digest(data)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

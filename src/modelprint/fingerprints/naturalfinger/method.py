@@ -310,8 +310,9 @@ class NaturalFinger(FingerprintMethod):
     def _inputs(self, model: ModelprintModel) -> tuple[Any, TrainedModels]:
         if not self.gan or not self.trained:
             raise ParameterError(
-                "naturalfinger needs a GAN and trained models: --param gan=GAN.safetensors (modelprint gan train "
-                "--data DATA --split owner) and --param trained=ZOO (modelprint zoo build SPEC-train)"
+                "naturalfinger needs a GAN and trained models: `gan`=GAN.safetensors (modelprint gan train "
+                "--data DATA --split owner) and `trained`=ZOO (modelprint zoo build SPEC-train)",
+                params=("gan", "trained"),
             )
         gan = load_gan(self.gan)
         if tuple(gan.input_shape) != tuple(model.card.input_shape):
