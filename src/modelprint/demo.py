@@ -97,8 +97,9 @@ def _run(out: Path, *, fast: bool, seed: int) -> dict:
     for rate, model in pruned:
         save_model(model, out / "models" / f"source-prune{int(rate * 100)}")
         console.print(f"pruned {rate:.0%}: test accuracy {accuracy(model, splits.test):.3f}")
-    method_params, record, reference, results, commitments = _fingerprint(out, source, negatives, pruned, cfg,
-                                                                          fast=fast, seed=seed)  # fmt: skip
+    method_params, record, reference, results, commitments = _fingerprint(
+        out, source, negatives, pruned, cfg, fast=fast, seed=seed
+    )
     verdicts = _verify_black_box(out, results, pruned, negatives, independent)
     whitebox = _whitebox(out, source, splits, reference, negatives[0], fast=fast, seed=seed)
     summary = {
@@ -225,16 +226,23 @@ def _zoo_bench(out: Path, method_params: dict[str, dict], *, fast: bool, seed: i
 
 
 def _whitebox(
-    out: Path, source: ModelprintModel, splits, reference: list[ModelprintModel], independent: ModelprintModel,
-    *, fast: bool, seed: int,
-) -> dict:  # fmt: skip
+    out: Path,
+    source: ModelprintModel,
+    splits,
+    reference: list[ModelprintModel],
+    independent: ModelprintModel,
+    *,
+    fast: bool,
+    seed: int,
+) -> dict:
     """The white-box story: mark the source's first convolution with the owner's key, read the
     fingerprint, calibrate on the reference models (each carrying its own owner's mark), and
     verify the marked model, copies an attacker made of it and an independent model."""
     _step(f"white-box: mark {WHITEBOX_HOST} with key {WHITEBOX_KEY}, fingerprint its spectrum, verify")
     method = create_method("frequency")
-    marked = method.prepare(source, splits.owner, key=WHITEBOX_KEY, test=splits.test, host=WHITEBOX_HOST,
-                            epochs=3 if fast else 20)  # fmt: skip
+    marked = method.prepare(
+        source, splits.owner, key=WHITEBOX_KEY, test=splits.test, host=WHITEBOX_HOST, epochs=3 if fast else 20
+    )
     save_model(marked, out / "models" / "source-marked")
     fp = method.generate(marked, n=16, seed=WHITEBOX_KEY)
     refs = [method.reference_model(fp, m, int(m.card.seed)) for m in reference]
@@ -261,8 +269,9 @@ def _whitebox(
         check = verify(fp, suspect, fpr=1e-3)
         acc = accuracy(suspect, splits.test)
         rows[label] = {"verdict": check.verdict, "score": check.statistic, "p_value": check.p_value, "accuracy": acc}
-        console.print(f"verify frequency on {label} (test accuracy {acc:.3f}):\n" + format_verification(check),
-                      markup=False)  # fmt: skip
+        console.print(
+            f"verify frequency on {label} (test accuracy {acc:.3f}):\n" + format_verification(check), markup=False
+        )
     return {
         "host": WHITEBOX_HOST,
         "key": WHITEBOX_KEY,

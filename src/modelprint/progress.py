@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -160,6 +161,14 @@ def note(text: str) -> None:
         console.print(text, markup=False)
         return
     log.info("%s", text)
+
+
+@contextmanager
+def timed(into: dict[str, Any], key: str) -> Iterator[None]:
+    """Time the block into ``into[key]``: seconds, to the millisecond (left as it was if the block fails)."""
+    started = time.perf_counter()
+    yield
+    into[key] = round(time.perf_counter() - started, 3)
 
 
 def _plain(text: str) -> str:

@@ -244,8 +244,9 @@ PREDICT_ERRORS = {
 }
 
 
-def _info(model: ModelprintModel, *, labels_only: bool, max_batch: int, max_request_bytes: int,
-          disclose_sha256: bool) -> InfoResponse:  # fmt: skip
+def _info(
+    model: ModelprintModel, *, labels_only: bool, max_batch: int, max_request_bytes: int, disclose_sha256: bool
+) -> InfoResponse:
     """What /v1/info says: the input the model takes, its classes and the server's limits."""
     return InfoResponse(
         api_version=API_VERSION,
@@ -276,8 +277,13 @@ def create_app(
         raise ValueError("max_batch, max_request_bytes and max_concurrent must be positive")
     model = model.to(device).eval()
     shape = tuple(model.card.input_shape)
-    info = _info(model, labels_only=labels_only, max_batch=max_batch, max_request_bytes=max_request_bytes,
-                 disclose_sha256=disclose_sha256)  # fmt: skip
+    info = _info(
+        model,
+        labels_only=labels_only,
+        max_batch=max_batch,
+        max_request_bytes=max_request_bytes,
+        disclose_sha256=disclose_sha256,
+    )
     app = FastAPI(
         title="modelprint prediction API",
         version=str(API_VERSION),

@@ -31,14 +31,29 @@ from .scoring import null_tpr
 
 def score_candidate(fp: Any, method: Any, positives: list, negatives: list, fpr: float) -> dict[str, float]:
     """TPR at ``fpr`` under the null fitted on ``negatives``, and the separation, of one candidate."""
-    return null_tpr(method, fp, [method.evidence(fp, m).values for m in positives],
-                    [method.evidence(fp, m).values for m in negatives], fpr)  # fmt: skip
+    return null_tpr(
+        method,
+        fp,
+        [method.evidence(fp, m).values for m in positives],
+        [method.evidence(fp, m).values for m in negatives],
+        fpr,
+    )
 
 
 def _search(
-    source: ModelprintModel, method_name: str, fixed: dict[str, Any], grid: dict[str, list[Any]], poss: list,
-    negs: list, *, n: int, seed: int, fpr: float, device: str, progress: bool,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:  # fmt: skip
+    source: ModelprintModel,
+    method_name: str,
+    fixed: dict[str, Any],
+    grid: dict[str, list[Any]],
+    poss: list,
+    negs: list,
+    *,
+    n: int,
+    seed: int,
+    fpr: float,
+    device: str,
+    progress: bool,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One setting at a time, in the grid's order: keep the value with the best (TPR at ``fpr``,
     ARUC) on the reference models. Returns the chosen settings and every candidate's scores."""
     chosen = {k: values[0] for k, values in grid.items()}

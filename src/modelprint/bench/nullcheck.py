@@ -159,9 +159,16 @@ def _positive_evidence(results: dict[str, Any], m: str, items: int, family: str)
 
 
 def check_method(
-    method: Any, fp: Fingerprint, negatives: dict[str, list], positives: tuple[list, list], *, sizes: tuple[int, ...],
-    repeats: int, seed: int, draw: Draw | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    method: Any,
+    fp: Fingerprint,
+    negatives: dict[str, list],
+    positives: tuple[list, list],
+    *,
+    sizes: tuple[int, ...],
+    repeats: int,
+    seed: int,
+    draw: Draw | None = None,
+) -> dict[str, Any]:
     """Step 2-3 for one method: per N, false matches among the held-out null models and TPR;
     ``draw`` picks each calibration set (default: uniform)."""
     values, statistics = negatives["values"], negatives["statistics"]
@@ -218,9 +225,16 @@ def _rates(false: list[int], held: int, alpha: float) -> dict[str, Any]:
 
 
 def run_null_check(
-    null_zoo: str | Path, bench: str | Path, out: str | Path, *, sizes: tuple[int, ...] = SIZES, repeats: int = 20,
-    seed: int = 0, draws: str = "uniform", progress: bool = True,
-) -> dict[str, Any]:  # fmt: skip
+    null_zoo: str | Path,
+    bench: str | Path,
+    out: str | Path,
+    *,
+    sizes: tuple[int, ...] = SIZES,
+    repeats: int = 20,
+    seed: int = 0,
+    draws: str = "uniform",
+    progress: bool = True,
+) -> dict[str, Any]:
     """Check every method of the benchmark in ``bench`` on the null zoo; writes ``out/null_check.json``."""
     if repeats < 1 or not sizes or min(sizes) < 3:
         raise ParameterError("give at least one repeat and calibration sizes of 3 or more")
@@ -245,7 +259,7 @@ def run_null_check(
             "items": items,
             "sizes": check_method(
                 method, fp, evidence["methods"][m], positives, sizes=sizes, repeats=repeats, seed=seed, draw=draw
-            ),  # fmt: skip
+            ),
         }
     record = {
         "modelprint": __version__,
@@ -295,13 +309,17 @@ def null_check_tables(record: dict[str, Any]) -> str:
             for a in ("0.01", "0.001"):
                 v = s["alphas"][a]
                 lo, hi = v["first_draw_interval"]
-                cells += [f"{v['false_matches'][0]}; {v['observed_fpr']:.4f}", f"[{lo:.4f}, {hi:.4f}]",
-                          f"{v['tpr']:.2f}"]  # fmt: skip
+                cells += [
+                    f"{v['false_matches'][0]}; {v['observed_fpr']:.4f}",
+                    f"[{lo:.4f}, {hi:.4f}]",
+                    f"{v['tpr']:.2f}",
+                ]
             smallest = s["smallest_p"]["median"]
             unfitted = s.get("draws_without_null", 0)
             n = f"{size} ({unfitted} draws: no null)" if unfitted else size
-            lines.append(f"| {m} | {entry['null_family']} | {n} | {s['held_out']} | {smallest:.2g} | "
-                         + " | ".join(cells) + " |")  # fmt: skip
+            lines.append(
+                f"| {m} | {entry['null_family']} | {n} | {s['held_out']} | {smallest:.2g} | " + " | ".join(cells) + " |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -329,8 +347,14 @@ def plot_null_check(record: dict[str, Any], out: Path) -> list[Path]:
     for ax, a in zip(axes, ("0.01", "0.001")):
         for i, (m, entry) in enumerate(record["methods"].items()):
             xs = [int(s) for s in sizes if s in entry["sizes"]]
-            ax.plot(xs, [entry["sizes"][str(x)]["alphas"][a]["tpr"] for x in xs], marker="o", ms=3,
-                    color=colours[i % 20], label=m)  # fmt: skip
+            ax.plot(
+                xs,
+                [entry["sizes"][str(x)]["alphas"][a]["tpr"] for x in xs],
+                marker="o",
+                ms=3,
+                color=colours[i % 20],
+                label=m,
+            )
         ax.set(xscale="log", title=f"TPR on the benchmark's positives at FPR {a}", xlabel="reference models N")
         ax.set_xticks([int(s) for s in sizes], sizes)
     axes[0].set_ylabel("share called a match")

@@ -32,8 +32,10 @@ COLUMNS = 4
 
 def method_style(methods: list[str]) -> dict[str, dict[str, str]]:
     """Colour and line style of each method, by its place in the results (stable across plots)."""
-    return {m: {"color": PALETTE[i % len(PALETTE)], "linestyle": LINESTYLES[i // len(PALETTE) % 4]}
-            for i, m in enumerate(methods)}  # fmt: skip
+    return {
+        m: {"color": PALETTE[i % len(PALETTE)], "linestyle": LINESTYLES[i // len(PALETTE) % 4]}
+        for i, m in enumerate(methods)
+    }
 
 
 def _grid(n: int, width: float = 3.4, height: float = 3.0, columns: int = COLUMNS) -> tuple[Any, list[Any]]:
@@ -48,9 +50,12 @@ def _grid(n: int, width: float = 3.4, height: float = 3.0, columns: int = COLUMN
 
 def _rates(results: dict[str, Any], method: str, role: str, category: str | None = None) -> np.ndarray:
     return np.array(
-        [s["rates"][method] for s in results["suspects"]
-         if s["role"] == role and s["id"] != results["source"] and (category is None or s["category"] == category)]
-    )  # fmt: skip
+        [
+            s["rates"][method]
+            for s in results["suspects"]
+            if s["role"] == role and s["id"] != results["source"] and (category is None or s["category"] == category)
+        ]
+    )
 
 
 def plot_distributions(results: dict[str, Any], path: Path) -> None:
@@ -118,15 +123,19 @@ def plot_roc(results: dict[str, Any], path: Path) -> None:
     styles = method_style(list(results["methods"]))
     fig, (ax,) = _grid(1, width=6.0, height=4.6)
     _roc_panel(ax, results, styles, None)
-    ax.set_title(f"all positives against all negatives; dotted: FPR {results.get('fpr', 0.01):g}", loc="left",
-                 fontsize=9)  # fmt: skip
+    ax.set_title(
+        f"all positives against all negatives; dotted: FPR {results.get('fpr', 0.01):g}", loc="left", fontsize=9
+    )
     ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
     save_png(fig, path)
 
 
 def plot_roc_by_category(results: dict[str, Any], path: Path) -> bool:
-    categories = list(dict.fromkeys(s["category"] for s in results["suspects"]
-                                    if s["role"] == "positive" and s["id"] != results["source"]))  # fmt: skip
+    categories = list(
+        dict.fromkeys(
+            s["category"] for s in results["suspects"] if s["role"] == "positive" and s["id"] != results["source"]
+        )
+    )
     if len(categories) < 2:
         return False
     styles = method_style(list(results["methods"]))
@@ -219,9 +228,12 @@ def make_plots(root: Path, results: dict[str, Any]) -> list[tuple[str, str]]:
     for name, caption, fn in (
         ("roc.png", "ROC curves, log-scale false-positive rate (each method's statistic as the score)", plot_roc),
         ("aruc.png", "Robustness and uniqueness against the threshold; the shaded minimum is the ARUC", plot_aruc),
-        ("distributions.png", "Each method's statistic per zoo category: positives high, negatives low",
-         plot_distributions),
-    ):  # fmt: skip
+        (
+            "distributions.png",
+            "Each method's statistic per zoo category: positives high, negatives low",
+            plot_distributions,
+        ),
+    ):
         fn(results, plots / name)
         made.append((name, caption))
     optional = (

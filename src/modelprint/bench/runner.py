@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import platform
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +41,7 @@ from ..metrics import group_summary, margin
 from ..models import ModelBytes, load_model, model_from_bytes, read_model_bytes, trust_arch
 from ..models.custom import trusted_archs
 from ..parallel import task_backend, task_threads
-from ..progress import note, progress_bar
+from ..progress import note, progress_bar, timed
 from ..scoring import separation, statistics_of
 from ..stealth import StealthConfig, detection_rates
 from ..zoo import ZooManifest, ZooRow, source_row
@@ -53,8 +52,6 @@ from .screening import Screen, check_screens, screen_step
 
 RESULTS = "results.json"
 DEFAULT_BUDGETS = (10, 20, 50, 100)
-# Attack settings that measure strength, for margin-by-strength plots (first found wins).
-STRENGTH_KEYS = ("rate", "sigma", "p", "mode", "arch")
 
 
 def _cache_key(source_sha: str, method: str, params: dict[str, Any], n: int, seed: int, inputs: str = "") -> str:
@@ -142,6 +139,38 @@ class BenchFingerprints:
     items: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass
+class BenchRun:
+    """What a benchmark run was asked for, where it writes, and the time each stage took
+    (``timings``, as results.json records it); every step reads it."""
+
+    plan: BenchPlan
+    out: Path
+    n: int
+    seed: int
+    budgets: tuple[int, ...]
+    fpr: float
+    workers: int
+    backend: str
+    device: str
+    progress: bool
+    timings: dict[str, Any] = field(default_factory=lambda: {"generation": {}, "querying": 0.0, "metrics": 0.0})
+
+
+@dataclass
+class BenchScores:
+    """Step 3's output: the negatives' calibration / evaluation split, the source's mirror
+    twin, each entry's results, each suspect's row, and the stealth and combined results."""
+
+    split: tuple[list[str], list[str]]
+    mirror: ZooRow | None
+    positives: list[str]
+    methods: dict[str, Any] = field(default_factory=dict)
+    suspects: list[dict[str, Any]] = field(default_factory=list)
+    stealth: dict[str, Any] | None = None
+    combined: dict[str, Any] | None = None
+
+
 def plan_bench(
     zoo: str | os.PathLike,
     methods: list[str],
@@ -192,33 +221,24 @@ def plan_bench(
     return BenchPlan(Path(zoo), manifest, src, suspects, configured, dict(screen or {}), references)
 
 
-def make_fingerprints(
-    plan: BenchPlan,
-    out: Path,
-    *,
-    n: int,
-    seed: int,
-    device: str,
-    progress: bool,
-    timings: dict[str, Any],
-) -> BenchFingerprints:
+def make_fingerprints(run: BenchRun) -> BenchFingerprints:
     """Step 1: every method's fingerprint of the zoo's source, cached in ``out/fingerprints`` by
     content (source, method, settings, n, seed and the files the settings name); an entry to be
     screened gets its number of candidates instead of ``n``."""
+    plan, out = run.plan, run.out
     source = load_model(plan.manifest.path(plan.src))
     made = BenchFingerprints()
     for m, method in plan.methods.items():
-        count = plan.screens[m].candidates if m in plan.screens else n
-        key = _cache_key(plan.src["sha256"], method.name, method.params(), count, seed, method.inputs_digest())
+        count = plan.screens[m].candidates if m in plan.screens else run.n
+        key = _cache_key(plan.src["sha256"], method.name, method.params(), count, run.seed, method.inputs_digest())
         path = out / "fingerprints" / f"{method.name}-{key}.fp.safetensors"
-        started = time.perf_counter()
-        if path.is_file():
+        generation = run.timings["generation"][m] = {"seconds": 0.0, "cached": path.is_file()}
+        if generation["cached"]:
             fp = Fingerprint.load(path)
-            timings["generation"][m] = {"seconds": 0.0, "cached": True}
         else:
-            fp = method.generate(source, n=count, seed=seed, device=device, progress=progress)
-            fp.save(path)
-            timings["generation"][m] = {"seconds": round(time.perf_counter() - started, 3), "cached": False}
+            with timed(generation, "seconds"):
+                fp = method.generate(source, n=count, seed=run.seed, device=run.device, progress=run.progress)
+                fp.save(path)
         made.files[m], made.fingerprints[m], made.items[m] = str(path), fp, method.items(fp)
         made.meta[m] = {"params": method.params(), "file": str(path.relative_to(out)), **fp.meta}
         made.meta[m] |= {"queries": len(fp), "summary": method.summary(fp)}
@@ -234,7 +254,7 @@ def query_all(
 ) -> dict[str, dict[str, list[float]]]:
     """Step 2: every suspect's evidence for every fingerprint, ``{suspect id: {entry: values}}``."""
     if workers < 0:
-        raise ParameterError(f"workers must be >= 0, got {workers}")
+        raise ParameterError(f"`workers` must be >= 0, got {workers}", params=("workers",))
     answers: dict[str, dict[str, list[float]]] = {}
     with task_backend(backend, workers) as pool, progress_bar(len(plan.suspects), "query suspects", progress) as bar:
         # Values, not paths: in process the loaded objects, elsewhere the suspects' bytes (Ray: through the
@@ -271,11 +291,13 @@ def _mirror(plan: BenchPlan) -> ZooRow | None:
         (
             r
             for r in plan.suspects
-            if r["role"] == "negative" and r["parent"] is None and r["category"] == src["category"]
+            if r["role"] == "negative"
+            and r["parent"] is None
+            and r["category"] == src["category"]
             and r["arch"] == src["arch"]
         ),
         None,
-    )  # fmt: skip
+    )
 
 
 def _margins(plan: BenchPlan, mirror: ZooRow | None, rates: dict[str, float]) -> list[dict[str, Any]]:
@@ -300,10 +322,19 @@ def _margins(plan: BenchPlan, mirror: ZooRow | None, rates: dict[str, float]) ->
 
 
 def score_method(
-    plan: BenchPlan, m: str, values: dict[str, list[float]], items: int, *, budgets: tuple[int, ...], fpr: float,
-    split: tuple[list[str], list[str]], pos_ids: list[str], mirror: ZooRow | None, fingerprint: dict[str, Any],
+    plan: BenchPlan,
+    m: str,
+    values: dict[str, list[float]],
+    items: int,
+    *,
+    budgets: tuple[int, ...],
+    fpr: float,
+    split: tuple[list[str], list[str]],
+    pos_ids: list[str],
+    mirror: ZooRow | None,
+    fingerprint: dict[str, Any],
     fp: Fingerprint,
-) -> tuple[dict[str, Any], dict[str, float]]:  # fmt: skip
+) -> tuple[dict[str, Any], dict[str, float]]:
     """Step 3 for one entry: metrics at every budget, per category and architecture, the
     calibrated decision rules on held-out negatives, and the margins over the mirror; returns
     the entry of results.json (in reading order) and each suspect's statistic."""
@@ -325,7 +356,7 @@ def score_method(
         "fingerprint": fingerprint,
         "calibrated": honest_thresholds(
             method, fp, full, pos_ids, split[0], split[1], fpr, {r["id"]: r["category"] for r in plan.suspects}
-        ),  # fmt: skip
+        ),
         "metrics": by_budget[str(items)],
         "budgets": by_budget,
         "by_category": summary["category"],
@@ -369,28 +400,28 @@ def run_bench(
     those entries' queries are screened by part of the calibration negatives, then scored
     nowhere, or by the reference set in ``screen_references`` (:mod:`modelprint.bench.screening`)."""
     plan = plan_bench(zoo, methods, method_params, variants, combine, screen, screen_references)
-    out = Path(out)
-    (out / "fingerprints").mkdir(parents=True, exist_ok=True)
-    timings: dict[str, Any] = {"generation": {}, "querying": 0.0, "metrics": 0.0}
-    made = make_fingerprints(plan, out, n=n, seed=seed, device=device, progress=progress, timings=timings)
+    run = BenchRun(plan, Path(out), n, seed, budgets, fpr, workers, backend, device, progress)
+    (run.out / "fingerprints").mkdir(parents=True, exist_ok=True)
+    made = make_fingerprints(run)
     check_held_out(made.meta, plan.suspects, plan.src)
-    answers = _query_step(plan, made, workers, backend, progress, timings)
-    split, selection = screen_step(plan, made, answers, split_negatives(plan.suspects, seed), out)
-    stealth_result = _stealth_step(plan, made, stealth, progress, timings) if stealth else None
-    scored = _scoring_step(plan, made, answers, stealth_result, split, budgets, fpr, combine, timings)
-    per_method, suspect_rows, combined, mirror = scored
-    budget_list = sorted({b for m in methods for b in _budgets_of(plan.methods[m], made.items[m], budgets)})
-    machine = {"cpus": os.cpu_count() or 1, "workers": workers, "backend": backend, "platform": platform.platform()}
-    results = _results(plan, n=n, seed=seed, fpr=fpr, split=split, mirror=mirror, per_method=per_method,
-                       suspect_rows=suspect_rows, stealth_result=stealth_result, timings=timings, machine=machine,
-                       budgets=budget_list)  # fmt: skip
-    if combined is not None:
-        results["combined"] = combined
+    with timed(run.timings, "querying"):
+        answers = query_all(plan, made.fingerprints, workers=workers, backend=backend, progress=progress)
+    run.timings["suspects_per_second"] = round(len(plan.suspects) / max(run.timings["querying"], 1e-9), 2)
+    split, selection = screen_step(plan, made, answers, split_negatives(plan.suspects, seed), run.out)
+    scored = BenchScores(split, _mirror(plan), _positive_ids(plan))
+    if stealth:
+        with timed(run.timings, "stealth"):
+            scored.stealth = _stealth_rates(run, made, stealth)
+    with timed(run.timings, "metrics"):
+        _score_all(run, made, answers, scored)
+        if combine:
+            scored.combined = _combined(plan, made, answers, combine, scored, fpr)
+    results = _results(run, made, scored)
     results["negative_split"].update(selection)  # screening: which models chose the queries
     # Insertion order (methods as asked, categories in spec order, budgets ascending) is the reading order.
-    atomic_write_text(out / RESULTS, json.dumps(results, indent=2) + "\n")
+    atomic_write_text(run.out / RESULTS, json.dumps(results, indent=2) + "\n")
     if progress:
-        note(f"wrote {out / RESULTS}: {len(methods)} methods x {len(plan.suspects)} suspects")
+        note(f"wrote {run.out / RESULTS}: {len(methods)} methods x {len(plan.suspects)} suspects")
     return results
 
 
@@ -402,102 +433,84 @@ def _positive_ids(plan: BenchPlan) -> list[str]:
     return ids
 
 
-def _scoring_step(
-    plan: BenchPlan,
-    made: BenchFingerprints,
-    answers: dict[str, dict[str, list[float]]],
-    stealth_result: dict[str, Any] | None,
-    split: tuple[list[str], list[str]],
-    budgets: tuple[int, ...],
-    fpr: float,
-    combine: list[str] | None,
-    timings: dict[str, Any],
-) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any] | None, ZooRow | None]:
-    """Every method's metrics and each suspect's rates (:func:`_score_all`), and the combined
-    verdict if asked, timed into ``timings``. Returns them with the mirror source (if any)."""
-    started = time.perf_counter()
-    pos_ids, mirror = _positive_ids(plan), _mirror(plan)
-    scoring = {"budgets": budgets, "fpr": fpr, "split": split, "pos_ids": pos_ids, "mirror": mirror}
-    per_method, suspect_rows = _score_all(plan, made, answers, stealth_result, **scoring)
-    combined = _combined(plan, made, answers, combine, pos_ids, split, fpr) if combine else None
-    timings["metrics"] = round(time.perf_counter() - started, 3)
-    return per_method, suspect_rows, combined, mirror
-
-
-def _query_step(
-    plan: BenchPlan, made: BenchFingerprints, workers: int, backend: str, progress: bool, timings: dict[str, Any]
-) -> dict[str, dict[str, list[float]]]:
-    """Every suspect's answers to every fingerprint (:func:`query_all`), timed into ``timings``."""
-    started = time.perf_counter()
-    answers = query_all(plan, made.fingerprints, workers=workers, backend=backend, progress=progress)
-    timings["querying"] = round(time.perf_counter() - started, 3)
-    timings["suspects_per_second"] = round(len(plan.suspects) / max(timings["querying"], 1e-9), 2)
-    return answers
-
-
-def _stealth_step(
-    plan: BenchPlan, made: BenchFingerprints, stealth: bool | StealthConfig, progress: bool, timings: dict[str, Any]
-) -> dict:
-    """Each method's detection rate (:mod:`modelprint.stealth`), timed into ``timings``."""
-    started = time.perf_counter()
+def _stealth_rates(run: BenchRun, made: BenchFingerprints, stealth: bool | StealthConfig) -> dict[str, Any]:
+    """Each method's detection rate (:mod:`modelprint.stealth`)."""
     config = stealth if isinstance(stealth, StealthConfig) else StealthConfig()
-    result = _stealth(plan.manifest, load_model(plan.manifest.path(plan.src)), made.files, config, progress)
-    timings["stealth"] = round(time.perf_counter() - started, 3)
-    return result
+    source = load_model(run.plan.manifest.path(run.plan.src))
+    return _stealth(run.plan.manifest, source, made.files, config, run.progress)
 
 
 def _score_all(
-    plan: BenchPlan,
-    made: BenchFingerprints,
-    answers: dict[str, dict[str, list[float]]],
-    stealth_result: dict[str, Any] | None,
-    **scoring: Any,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Every method's metrics (:func:`score_method`) and each suspect's row with its rate per method."""
-    suspect_rows = [
+    run: BenchRun, made: BenchFingerprints, answers: dict[str, dict[str, list[float]]], scored: BenchScores
+) -> None:
+    """Every method's metrics (:func:`score_method`) and each suspect's row with its rate per
+    method, into ``scored``."""
+    plan = run.plan
+    scored.suspects = [
         {k: r[k] for k in ("id", "role", "category", "arch", "parent", "recipe", "accuracy")} for r in plan.suspects
     ]
-    per_method: dict[str, Any] = {}
+    scoring = {"budgets": run.budgets, "fpr": run.fpr, "split": scored.split, "mirror": scored.mirror}
     for m in plan.methods:
         values = {i: v[m] for i, v in answers.items()}
         fingerprint = {"fingerprint": made.meta[m], "fp": made.fingerprints[m]}
-        per_method[m], rates = score_method(plan, m, values, made.items[m], **scoring, **fingerprint)
-        if stealth_result is not None:
-            per_method[m]["detection_rate"] = stealth_result["methods"].get(m)
-        for row in suspect_rows:
+        entry, rates = score_method(plan, m, values, made.items[m], pos_ids=scored.positives, **scoring, **fingerprint)
+        if scored.stealth is not None:
+            entry["detection_rate"] = scored.stealth["methods"].get(m)
+        scored.methods[m] = entry
+        for row in scored.suspects:
             row.setdefault("rates", {})[m] = rates[row["id"]]
-    return per_method, suspect_rows
 
 
-def _combined(plan: BenchPlan, made: BenchFingerprints, answers: dict[str, dict[str, list[float]]], combine: list[str],
-              pos_ids: list[str], split: tuple[list[str], list[str]], fpr: float) -> dict[str, Any]:  # fmt: skip
+def _combined(
+    plan: BenchPlan,
+    made: BenchFingerprints,
+    answers: dict[str, dict[str, list[float]]],
+    combine: list[str],
+    scored: BenchScores,
+    fpr: float,
+) -> dict[str, Any]:
     """The combined verdict over the ``combine`` methods (:mod:`modelprint.bench.combined`)."""
     negatives = [r["id"] for r in plan.suspects if r["role"] == "negative"]
     return combined_entry(
-        {m: plan.methods[m] for m in combine}, {m: made.fingerprints[m] for m in combine},
-        {m: {i: v[m][: made.items[m]] for i, v in answers.items()} for m in combine}, pos_ids, negatives,
-        split[0], split[1], {r["id"]: r["category"] for r in plan.suspects}, fpr=fpr,
-    )  # fmt: skip
+        {m: plan.methods[m] for m in combine},
+        {m: made.fingerprints[m] for m in combine},
+        {m: {i: v[m][: made.items[m]] for i, v in answers.items()} for m in combine},
+        scored.positives,
+        negatives,
+        scored.split[0],
+        scored.split[1],
+        {r["id"]: r["category"] for r in plan.suspects},
+        fpr=fpr,
+    )
 
 
-def _results(plan: BenchPlan, *, n: int, seed: int, fpr: float, split: tuple[list[str], list[str]],
-             mirror: ZooRow | None, per_method: dict[str, Any], suspect_rows: list[dict[str, Any]],
-             stealth_result: dict[str, Any] | None, timings: dict[str, Any], machine: dict[str, Any],
-             budgets: list[int]) -> dict[str, Any]:  # fmt: skip
+def _results(run: BenchRun, made: BenchFingerprints, scored: BenchScores) -> dict[str, Any]:
     """results.json, in reading order."""
-    return {
+    methods = run.plan.methods
+    budgets = sorted({b for m in methods for b in _budgets_of(methods[m], made.items[m], run.budgets)})
+    machine = {
+        "cpus": os.cpu_count() or 1,
+        "workers": run.workers,
+        "backend": run.backend,
+        "platform": platform.platform(),
+    }
+    stealth = None if scored.stealth is None else {k: scored.stealth[k] for k in ("false_alarm", "settings")}
+    results = {
         "modelprint": __version__,
-        "zoo": str(plan.zoo.resolve()),
-        "source": plan.src["id"],
-        "mirror": mirror["id"] if mirror else None,
-        "n": n,
-        "seed": seed,
-        "fpr": fpr,
+        "zoo": str(run.plan.zoo.resolve()),
+        "source": run.plan.src["id"],
+        "mirror": scored.mirror["id"] if scored.mirror else None,
+        "n": run.n,
+        "seed": run.seed,
+        "fpr": run.fpr,
         "budgets": budgets,
-        "negative_split": {"calibration": split[0], "evaluation": split[1], "seed": seed},
-        "methods": per_method,
-        "stealth": None if stealth_result is None else {k: stealth_result[k] for k in ("false_alarm", "settings")},
-        "suspects": suspect_rows,
-        "timings": timings,
+        "negative_split": {"calibration": scored.split[0], "evaluation": scored.split[1], "seed": run.seed},
+        "methods": scored.methods,
+        "stealth": stealth,
+        "suspects": scored.suspects,
+        "timings": run.timings,
         "machine": machine,
     }
+    if scored.combined is not None:
+        results["combined"] = scored.combined
+    return results

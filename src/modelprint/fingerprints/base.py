@@ -262,9 +262,15 @@ class FingerprintMethod:
         return False
 
     def prepare(
-        self, source: ModelprintModel, owner: Dataset, *, key: int, test: Dataset | None = None,
-        progress: bool = True, **settings: Any,
-    ) -> ModelprintModel:  # fmt: skip
+        self,
+        source: ModelprintModel,
+        owner: Dataset,
+        *,
+        key: int,
+        test: Dataset | None = None,
+        progress: bool = True,
+        **settings: Any,
+    ) -> ModelprintModel:
         """The model to generate from: a copy of ``source`` changed by the owner with ``key`` and
         ``settings`` on the ``owner`` data (a method that embeds a mark); ``source`` by default."""
         check_prepare_settings(self, settings)

@@ -81,8 +81,9 @@ def walk_directions(n: int, directions: int, shape: tuple[int, ...], step: float
 NORMS = ("linf", "l2")
 
 
-def min_gd_distances(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, step: float, max_steps: int
-                     ) -> torch.Tensor:  # fmt: skip
+def min_gd_distances(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, step: float, max_steps: int
+) -> torch.Tensor:
     """(n, norms x (classes - 1)) distances to every other class by targeted gradient steps (MinGD),
     sorted per norm; a class not reached in ``max_steps`` steps counts the distance walked."""
     model.eval()
@@ -238,10 +239,18 @@ class DatasetInference(FingerprintMethod):
         w, b, accuracy = _logistic((emb - mean) / std, target, seed)
         x = torch.cat([px[t:], ux[t:]])
         y = torch.cat([py[t:], uy[t:]])
-        extra = {"feature_mean": mean.float(), "feature_std": std.float(), "regressor_w": w.float(),
-                 "regressor_b": b.reshape(1).float()}  # fmt: skip
-        info = {"regressor_accuracy": round(accuracy, 4), "private": f"{model.card.split or 'owner'} split",
-                "unseen": "test split", "private_points": half}  # fmt: skip
+        extra = {
+            "feature_mean": mean.float(),
+            "feature_std": std.float(),
+            "regressor_w": w.float(),
+            "regressor_b": b.reshape(1).float(),
+        }
+        info = {
+            "regressor_accuracy": round(accuracy, 4),
+            "private": f"{model.card.split or 'owner'} split",
+            "unseen": "test split",
+            "private_points": half,
+        }
         model.to(device)
         return x, y, extra, info
 

@@ -97,8 +97,7 @@ class MetaFinger(LearnsFromTrainedModels, FingerprintMethod):
             for _ in range(self.iterations):
                 extra = self._augmented_copies(model, g)
                 x.requires_grad_(True)
-                xt = random_transform(x, g, flip=flip, translate=self.translate, shear=self.shear,
-                                      noise=self.noise)  # fmt: skip
+                xt = random_transform(x, g, flip=flip, translate=self.translate, shear=self.shear, noise=self.noise)
                 pos = torch.stack([cw_loss(f(xt), y, self.kappa) for f in trained.positives + extra]).mean(0)
                 neg = torch.stack([_leave(f(xt), y, self.kappa) for f in trained.negatives]).mean(0)
                 (grad,) = torch.autograd.grad((pos + neg).sum(), x)

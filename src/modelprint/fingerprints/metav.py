@@ -122,8 +122,9 @@ class MetaV(LearnsFromTrainedModels, FingerprintMethod):
                 extra = self._augmented_copies(model, g)
                 pos = torch.cat([v(f(x).softmax(1).reshape(1, -1)) for f in trained.positives + extra])
                 neg = torch.cat([v(f(x).softmax(1).reshape(1, -1)) for f in trained.negatives])
-                loss = F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos)) + \
-                    F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg))  # fmt: skip
+                loss = F.binary_cross_entropy_with_logits(
+                    pos, torch.ones_like(pos)
+                ) + F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

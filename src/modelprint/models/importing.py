@@ -85,6 +85,13 @@ def import_model(
         raise ModelFileError(f"{Path(weights)} does not fit {arch} {arch_args or {}}: " + "; ".join(parts))
     net.load_state_dict(state)
     return wrap_model(
-        net.eval(), input_shape=shape, num_classes=num_classes, arch=arch, arch_args=args,  # type: ignore[arg-type]
-        mean=mean, std=std, classes=classes, dataset=dataset,
-    )  # fmt: skip
+        net.eval(),
+        input_shape=shape,
+        num_classes=num_classes,
+        arch=arch,
+        arch_args=args,  # type: ignore[arg-type]
+        mean=mean,
+        std=std,
+        classes=classes,
+        dataset=dataset,
+    )

@@ -28,6 +28,7 @@ import resource
 import signal
 import struct
 import sys
+from typing import Any
 
 # Landlock constants (linux/landlock.h); the syscall numbers are the same on every architecture.
 SYS_CREATE_RULESET, SYS_ADD_RULE, SYS_RESTRICT_SELF = 444, 445, 446
@@ -211,6 +212,27 @@ def _error_line(e: BaseException) -> str:
     return f"{cause} ({detail})"[:300]
 
 
+def _contained(settings: dict[str, Any], network: bool) -> dict[str, Any]:
+    """Close the file system (Landlock) and say what is enforced; ``refused`` holds why the
+    worker must not run the model when the settings require a containment it cannot have."""
+    try:
+        enforced = restrict_filesystem(settings["read_roots"], settings["device_files"])
+    except OSError as e:
+        enforced = {
+            "landlock_abi": landlock_abi(),
+            "filesystem": False,
+            "tcp": False,
+            "signals": False,
+            "error": str(e)[:200],
+        }
+        if settings["require_filesystem"]:
+            return {**enforced, "network_namespace": network, "refused": f"cannot enforce the file-system sandbox: {e}"}
+    enforced["network_namespace"] = network
+    if settings["require_filesystem"] and not enforced["filesystem"]:
+        enforced["refused"] = "Landlock is not available on this kernel: the file-system sandbox cannot be enforced"
+    return enforced
+
+
 def main() -> int:
     settings = json.loads(sys.argv[1])
     libc = _libc()
@@ -230,18 +252,9 @@ def main() -> int:
         import onnxruntime  # noqa: F401  (loaded before the file system closes)
     else:
         import torch  # noqa: F401
-    try:
-        enforced = restrict_filesystem(settings["read_roots"], settings["device_files"])
-    except OSError as e:
-        if settings["require_filesystem"]:
-            write_frame(out, {"error": f"cannot enforce the file-system sandbox: {e}"})
-            return 4
-        enforced = {"landlock_abi": landlock_abi(), "filesystem": False, "tcp": False, "signals": False,
-                    "error": str(e)[:200]}  # fmt: skip
-    enforced["network_namespace"] = network
-    if settings["require_filesystem"] and not enforced["filesystem"]:
-        write_frame(out, {"error": "Landlock is not available on this kernel: the file-system sandbox cannot be "
-                                   "enforced", "containment": enforced})  # fmt: skip
+    enforced = _contained(settings, network)
+    if "refused" in enforced:
+        write_frame(out, {"error": enforced.pop("refused"), "containment": enforced})
         return 4
     try:
         _, data = read_frame(inp)

@@ -97,8 +97,15 @@ def _hosting_copy(model: Any, settings: dict[str, Any], key: int) -> tuple[Any, 
     if "frequency" in card.arch_args:
         raise ParameterError("the model already carries a frequency module; mark the unmarked model")
     classes = card.num_classes + (1 if settings["aux_class"] else 0)
-    marked = create_model(card.arch, num_classes=classes, input_shape=card.input_shape, mean=card.mean, std=card.std,
-                          seed=key, **{**card.arch_args, "frequency": settings})  # fmt: skip
+    marked = create_model(
+        card.arch,
+        num_classes=classes,
+        input_shape=card.input_shape,
+        mean=card.mean,
+        std=card.std,
+        seed=key,
+        **{**card.arch_args, "frequency": settings},
+    )
     _transfer_weights(model, marked, settings["host"])
     return marked, branch_of(marked, settings["host"])
 
@@ -205,8 +212,15 @@ def inject(
     aux_label = card.num_classes if aux_class else None  # the extra class overwritten passes are pushed into
     _train_mark(marked, branch, data, g, aux_label=aux_label, beta=beta, overwrites=overwrites, **training)
     marked.eval()
-    recipe = {"mark": "frequency", **settings, "key": key, "beta": beta, "overwrites": list(overwrites),
-              "epochs": epochs, "lr": lr}  # fmt: skip
+    recipe = {
+        "mark": "frequency",
+        **settings,
+        "key": key,
+        "beta": beta,
+        "overwrites": list(overwrites),
+        "epochs": epochs,
+        "lr": lr,
+    }
     marked.card.lineage = [*card.lineage, {"parent_sha256": card.weights_sha256, "recipe": recipe}]
     marked.card.train_seconds = round(time.perf_counter() - started, 2)
     if test is not None:

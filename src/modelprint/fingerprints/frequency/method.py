@@ -99,9 +99,15 @@ class FrequencyFingerprint(FingerprintMethod):
         return "frequency" not in source.card.arch_args
 
     def prepare(
-        self, source: ModelprintModel, owner: Dataset, *, key: int, test: Dataset | None = None,
-        progress: bool = True, **settings: Any,
-    ) -> ModelprintModel:  # fmt: skip
+        self,
+        source: ModelprintModel,
+        owner: Dataset,
+        *,
+        key: int,
+        test: Dataset | None = None,
+        progress: bool = True,
+        **settings: Any,
+    ) -> ModelprintModel:
         """The source with the key's mark trained in beside ``settings["host"]`` (:func:`inject`)."""
         check_prepare_settings(self, settings)
         if settings.get("host") is None:

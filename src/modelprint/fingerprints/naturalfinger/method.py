@@ -281,8 +281,10 @@ class NaturalFinger(FingerprintMethod):
                 "candidates >= 1, oversample >= 1, model_batch >= 1 and screen_draws >= 0 are required"
             )
         if not 0 <= self.holdout < 1 or self.screen_every < 0 or self.patience < 1:
-            raise ParameterError(f"holdout must be in [0, 1), screen_every >= 0 and patience >= 1, got "
-                                 f"{self.holdout}, {self.screen_every}, {self.patience}")  # fmt: skip
+            raise ParameterError(
+                f"holdout must be in [0, 1), screen_every >= 0 and patience >= 1, got "
+                f"{self.holdout}, {self.screen_every}, {self.patience}"
+            )
         if not 0 <= self.translate <= 0.5 or not 0 <= self.shear <= 1 or not 0 <= self.noise <= 1:
             raise ParameterError("translate must be in [0, 0.5], shear and noise in [0, 1]")
         if not 0 <= self.fgsm_eps <= 1:
@@ -300,8 +302,10 @@ class NaturalFinger(FingerprintMethod):
             f"screen{filled}"
         ]
         if "held_out_screen" in m:
-            lines.append(f"held-out trained models ({len(m['held_out_models'])}): {m['held_out_screen']} queries pass "
-                         "their screen")  # fmt: skip
+            lines.append(
+                f"held-out trained models ({len(m['held_out_models'])}): {m['held_out_screen']} queries pass "
+                "their screen"
+            )
         if "query_classes" in m:
             gan = "class-conditional GAN" if m.get("gan_conditional") else "unconditional GAN"
             lines.append(f"{gan}; query classes {m['query_classes']}")
@@ -350,9 +354,16 @@ class NaturalFinger(FingerprintMethod):
         return self._search(model, gan, trained, n=n, seed=seed, device=device, progress=progress)
 
     def _search(
-        self, model: ModelprintModel, gan: Any, trained: TrainedModels, *, n: int, seed: int, device: str,
+        self,
+        model: ModelprintModel,
+        gan: Any,
+        trained: TrainedModels,
+        *,
+        n: int,
+        seed: int,
+        device: str,
         progress: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:  # fmt: skip
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
         flip = self._flip(gan)
         for net in [*trained.positives, *trained.negatives, gan.generator, gan.discriminator]:
             net.to(device).eval()
@@ -371,17 +382,11 @@ class NaturalFinger(FingerprintMethod):
         z, c, y_o, info = self._screen_latents(model, gan, used, math.ceil(self.oversample * n), g, device)
         y_a = self._adversarial_labels(used.negatives, gan.sample(z, c), y_o, model.card.num_classes, g)
         targets = [y_o] * len(used.positives) + [y_a] * len(used.negatives)
-        z, info["iterations_run"] = self._optimise(gan, z, c, nets, targets, len(used.positives), transform, views,
-                                                   n, g, progress)  # fmt: skip
+        z, info["iterations_run"] = self._optimise(
+            gan, z, c, nets, targets, len(used.positives), transform, views, n, g, progress
+        )
 
-        # final screen on the models the latents were optimised on
-        x = gan.sample(z, c)
-        seen = views(x)
-        ok, score, per_model = final_screen(nets, targets, seen)
-        screen = {r["id"]: f"{k}/{len(x)}" for r, k in zip(used.records, per_model)}
-        if int(ok.sum()) == 0 and not self.fill:
-            raise _nothing_passed(list(screen), per_model, len(x), len(seen))
-        keep = screened_queries(ok, score, n, fill=self.fill)
+        x, seen, ok, keep, screen = self._final_screen(gan, used, z, c, targets, views, n)
         info |= self._held_out_screen(held, y_o[keep], y_a[keep], [v[keep] for v in seen])
         x = x[keep].cpu()
         expected = model.predict(x.to(device)).cpu()
@@ -405,6 +410,26 @@ class NaturalFinger(FingerprintMethod):
         if c is not None:
             extras["gan_class"] = c[keep].cpu()
         return x, expected, extras, info
+
+    def _final_screen(
+        self,
+        gan: Any,
+        used: TrainedModels,
+        z: torch.Tensor,
+        c: torch.Tensor | None,
+        targets: list[torch.Tensor],
+        views: Any,
+        n: int,
+    ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor, list[int], dict[str, str]]:
+        """The final screen on the models the latents were optimised on: the images, their views,
+        which passed, the ``n`` kept (the best, filled up when ``fill``) and each model's count."""
+        x = gan.sample(z, c)
+        seen = views(x)
+        ok, score, per_model = final_screen(used.positives + used.negatives, targets, seen)
+        screen = {r["id"]: f"{k}/{len(x)}" for r, k in zip(used.records, per_model)}
+        if int(ok.sum()) == 0 and not self.fill:
+            raise _nothing_passed(list(screen), per_model, len(x), len(seen))
+        return x, seen, ok, screened_queries(ok, score, n, fill=self.fill), screen
 
     @staticmethod
     def _held_out_screen(
@@ -449,10 +474,19 @@ class NaturalFinger(FingerprintMethod):
         return z_all[order].clone(), c, wanted[order], info
 
     def _optimise(
-        self, gan: Any, z: torch.Tensor, c: torch.Tensor | None, nets: list[ModelprintModel],
-        targets: list[torch.Tensor], n_pos: int, transform: Any, views: Any, n: int, g: torch.Generator,
+        self,
+        gan: Any,
+        z: torch.Tensor,
+        c: torch.Tensor | None,
+        nets: list[ModelprintModel],
+        targets: list[torch.Tensor],
+        n_pos: int,
+        transform: Any,
+        views: Any,
+        n: int,
+        g: torch.Generator,
         progress: bool,
-    ) -> tuple[torch.Tensor, int]:  # fmt: skip
+    ) -> tuple[torch.Tensor, int]:
         """Step 3: SGD on the latents, one update per mini-batch of ``model_batch`` trained models.
         Every ``screen_every`` iterations the latents that pass the final screen are frozen (their
         objective is met) and the search stops once ``n`` have, or when ``patience`` checks in a
@@ -477,8 +511,9 @@ class NaturalFinger(FingerprintMethod):
                 for start in range(0, len(nets), self.model_batch):
                     batch = perm[start : start + self.model_batch]
                     t_now = [targets[i][active] for i in batch]
-                    loss = self._loss(gan, z[active], c_now, [nets[i] for i in batch], t_now,
-                                      [i < n_pos for i in batch], transform)  # fmt: skip
+                    loss = self._loss(
+                        gan, z[active], c_now, [nets[i] for i in batch], t_now, [i < n_pos for i in batch], transform
+                    )
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
