@@ -25,10 +25,6 @@ def uvicorn() -> ModuleType:
     return _optional("uvicorn", "serving a model", "pip install 'modelprint[serve]'")
 
 
-def onnx(purpose: str = "ONNX") -> ModuleType:
-    return _optional("onnx", purpose, "pip install 'modelprint[onnx]'")
-
-
 def require(name: str, purpose: str, extra: str) -> None:
     """Fail with the install line when ``name`` is missing (imported later by its own user)."""
     _optional(name, purpose, f"pip install 'modelprint[{extra}]'")
