@@ -328,3 +328,30 @@ def test_the_command_line_shows_a_library_parameter_as_its_option() -> None:
     )
     assert error.naming(option_of) == "--max-queries must be at least 1; --suspect-type too; max_queries stays"
     assert str(error).startswith("`max_queries` must be at least 1")
+
+
+def test_no_family_is_named_by_a_string_outside_its_folder() -> None:
+    """Code outside ``fingerprints/`` names a method by its role (``PAPER_METHODS``,
+    ``MARK_METHOD``, ...), never by a string literal, so no branch depends on a family's name.
+    Docstrings and sentences that mention a family are words, not names, and are not checked."""
+    from modelprint.fingerprints import METHODS
+
+    names = set(METHODS.names())
+    found = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.relative_to(PACKAGE).parts[0] == "fingerprints":
+            continue
+        tree = ast.parse(path.read_text())
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+        }
+        found += [
+            f"{path.relative_to(PACKAGE)}:{node.lineno} {node.value!r}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and node.value in names and id(node) not in docstrings
+        ]
+    assert found == []

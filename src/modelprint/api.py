@@ -30,7 +30,7 @@ from torch import nn
 from .calibrate import calibrate as _calibrate
 from .data import Dataset, load_splits
 from .errors import ParameterError
-from .fingerprints import Fingerprint, FingerprintMethod, create_method
+from .fingerprints import BASELINE_METHOD, Fingerprint, FingerprintMethod, create_method
 from .models import ModelprintModel, load_model, save_model, wrap_model
 from .models.sanity import chance_problem
 from .progress import note
@@ -130,7 +130,7 @@ def fingerprint(
     model: ModelLike,
     data: DataLike | None = None,
     *,
-    method: str = "c",
+    method: str = BASELINE_METHOD,
     n: int = 100,
     seed: int | None = None,
     input_shape: Sequence[int] | None = None,

@@ -27,7 +27,14 @@ from .bench.report import write_report
 from .calibrate import calibrate
 from .data import load_splits
 from .evaluate import evaluate_fingerprint, print_table, pruned_copies
-from .fingerprints import Fingerprint, create_method
+from .fingerprints import (
+    BASELINE_METHOD,
+    MARK_METHOD,
+    PAPER_METHODS,
+    PROPOSED_METHOD,
+    Fingerprint,
+    create_method,
+)
 from .models import ModelprintModel, save_model
 from .progress import Steps, console
 from .reference import ReferencePlan, source_meta, train_reference
@@ -46,8 +53,8 @@ INDEPENDENT = [
     ("resnet18-attacker-s5", "resnet18", "attacker", 5, {"width": 16}),
     ("vgg11-attacker-s6", "vgg11", "attacker", 6, {"width": 16}),
 ]
-METHODS = {"c": {}, "rc": {}, "rcgm": {}, "ltrc": {}}
-TUNED = "ltrc"
+METHODS = {m: {} for m in PAPER_METHODS}
+TUNED = PROPOSED_METHOD
 REFERENCE_MODELS = 8  # calibration negatives the owner trains (fast: 3)
 FAST_REFERENCE_ARCHS = [("cnn", {"width": 8})]
 PRUNE_RATES = (0.3, 0.5, 0.7)
@@ -194,12 +201,12 @@ def _verify_black_box(out: Path, results: dict, pruned: list, negatives: list, i
     _step("evaluate and verify: pruned copies should match, independent models should not")
     print_table(results, f"digits 16 px, small CNN source, {len(negatives)} independent models")
     best = max(results.values(), key=lambda r: r.uniqueness)
-    c, ltrc = results["c"], results["ltrc"]
+    c, ltrc = results[BASELINE_METHOD], results[PROPOSED_METHOD]
     console.print(
         f"LTRC transferability {ltrc.transferability:.2f} vs C {c.transferability:.2f}; uniqueness "
         f"{ltrc.uniqueness:+.2f} vs {c.uniqueness:+.2f} (best: {best.method})"
     )
-    fp_ltrc = Fingerprint.load(out / "fingerprints" / "ltrc.fp.safetensors")
+    fp_ltrc = Fingerprint.load(out / "fingerprints" / f"{PROPOSED_METHOD}.fp.safetensors")
     verdicts = {}
     for label, suspect in (
         (f"the {PRUNE_RATES[-1]:.0%}-pruned copy", pruned[-1][1]),
@@ -239,7 +246,7 @@ def _whitebox(
     fingerprint, calibrate on the reference models (each carrying its own owner's mark), and
     verify the marked model, copies an attacker made of it and an independent model."""
     _step(f"white-box: mark {WHITEBOX_HOST} with key {WHITEBOX_KEY}, fingerprint its spectrum, verify")
-    method = create_method("frequency")
+    method = create_method(MARK_METHOD)
     marked = method.prepare(
         source, splits.owner, key=WHITEBOX_KEY, test=splits.test, host=WHITEBOX_HOST, epochs=3 if fast else 20
     )
@@ -247,7 +254,7 @@ def _whitebox(
     fp = method.generate(marked, n=16, seed=WHITEBOX_KEY)
     refs = [method.reference_model(fp, m, int(m.card.seed)) for m in reference]
     fp = calibrate(fp, refs, origin=f"{len(refs)} reference models, each marked with its own key")
-    commitment = fp.save(out / "fingerprints" / "frequency.fp.safetensors")
+    commitment = fp.save(out / "fingerprints" / f"{MARK_METHOD}.fp.safetensors")
     console.print(
         f"marked model: test accuracy {marked.card.accuracy:.3f} (unmarked {source.card.accuracy:.3f}), "
         f"{len(fp.extra['freqs'])} key frequencies; commitment {commitment[:16]}…"

@@ -22,9 +22,6 @@ from .models import ModelprintModel
 from .progress import console
 from .scoring import model_statistics, separation
 
-# The methods the Characteristic Examples paper compares: what `evaluate` and `bench` run unless told.
-PAPER_METHODS = ("c", "rc", "rcgm", "ltrc")
-
 
 @dataclass
 class MethodEvaluation:

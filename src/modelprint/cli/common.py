@@ -16,8 +16,7 @@ from .._io import printable
 from .._version import __version__
 from ..calibrate import null_description, separation_advice
 from ..errors import ParameterError
-from ..evaluate import PAPER_METHODS
-from ..fingerprints import Fingerprint, method_of
+from ..fingerprints import PAPER_METHODS, Fingerprint, method_of
 from ..models import trust_arch as trust_arch_paths
 from ..progress import configure_logging, console
 

@@ -26,10 +26,16 @@ from .base import (
     method_of,
     register_method,
 )
+from .characteristic import BASELINE_METHOD, PAPER_METHODS, PROPOSED_METHOD
+from .frequency.method import MARK_METHOD
 from .naturalfinger import gan  # the GAN NaturalFinger draws from, for `modelprint gan train`
 
 __all__ = [
+    "BASELINE_METHOD",
+    "MARK_METHOD",
     "METHODS",
+    "PAPER_METHODS",
+    "PROPOSED_METHOD",
     "Evidence",
     "ablation_variants",
     "Fingerprint",

@@ -50,6 +50,11 @@ from ..transforms import dct_highpass, default_k
 from .base import FingerprintMethod, register_method
 from .memory import query_batch
 
+# The methods the Characteristic Examples paper compares (what evaluate and bench run unless
+# told), its baseline and the one it proposes: the rest of the package names them by role.
+PAPER_METHODS = ("c", "rc", "rcgm", "ltrc")
+BASELINE_METHOD, PROPOSED_METHOD = "c", "ltrc"
+
 
 class NoisyGradient:
     """Input gradients of the per-example CE loss, averaged over q copies of the model with

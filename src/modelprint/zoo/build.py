@@ -41,7 +41,7 @@ from .._version import __version__
 from ..attacks import create_attack
 from ..data import SPLITS, load_dataset, load_splits, parse_spec
 from ..errors import ModelprintError, OutputPathError, ParameterError
-from ..fingerprints import create_method
+from ..fingerprints import MARK_METHOD, create_method
 from ..models import ModelBytes, model_from_bytes, model_to_bytes, read_model_bytes, write_model_bytes
 from ..models.architectures import create_arch
 from ..models.custom import trust_arch, trusted_archs
@@ -49,7 +49,7 @@ from ..parallel import check_device, task_backend, task_threads
 from ..progress import note, progress_bar
 from ..train import TrainConfig, train_new
 from .manifest import MANIFEST, ZooError, ZooManifest, ZooRow
-from .spec import MARK_METHOD, ModelPlan, ZooSpec, parse_spec_text, read_spec_text
+from .spec import ModelPlan, ZooSpec, parse_spec_text, read_spec_text
 
 SPEC_FILE = "zoo.toml"
 BUILD_FILE = "build.json"

@@ -33,7 +33,7 @@ from typing import Any
 from ..attacks import ATTACKS, create_attack
 from ..data import SPLITS, parse_spec
 from ..errors import ModelprintError, ParameterError
-from ..fingerprints import METHODS
+from ..fingerprints import MARK_METHOD, METHODS
 from ..models import find_arch
 from ..train import TrainConfig, training_settings
 
@@ -41,9 +41,8 @@ ENTRY_FIELDS = {
     *("name", "role", "category", "arch", "args", "split", "seed", "subset", "train", "mark", "from", "steps"),
     "variants",
 }
-# A scratch model's ``mark`` table: the white-box mark this method trains in after training
+# A scratch model's ``mark`` table: the white-box mark MARK_METHOD trains in after training
 # (its ``prepare`` settings, and the owner's ``key``); the recipe records the method's name.
-MARK_METHOD = "frequency"
 ROLES = ("positive", "negative")
 # A spec expands its variants and derivations multiplicatively; a few KB of TOML could ask for
 # hundreds of thousands of models (and the memory to plan them). Nobody builds that on purpose.

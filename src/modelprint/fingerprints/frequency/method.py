@@ -50,7 +50,11 @@ def per_frequency_similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 SIMULATED_KEY_SEED = 1_000_000
 
 
-@register_method("frequency")
+# The white-box mark an owner trains into a model (a zoo spec's ``mark`` table, the demo).
+MARK_METHOD = "frequency"
+
+
+@register_method(MARK_METHOD)
 @dataclass(kw_only=True)
 class FrequencyFingerprint(FingerprintMethod):
     """White-box fingerprint: the key's spectra at S' in a marked model's frequency module.
