@@ -326,7 +326,7 @@ def _independent_models(
     origin = ([f"{len(files)} files"] if files else []) + (["models"] if modules else [])
     if zoo is not None:
         manifest = ZooManifest.read(zoo)
-        rows = [r for r in manifest.rows if r["role"] == "negative" and r["status"] == "done"]
+        rows = manifest.select("negative")
         models += [load_model(manifest.path(r)) for r in rows]
         origin.append(f"{len(rows)} zoo negatives of {Path(zoo).name}")
     copies: list[ModelprintModel] = []

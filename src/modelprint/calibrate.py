@@ -11,7 +11,6 @@ The owner's own reference models (what they are, how they are trained and kept) 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +20,7 @@ from .errors import CalibrationError, ParameterError
 from .fingerprints import METHODS, Fingerprint, method_of
 from .models import ModelprintModel, weights_digest
 from .null import Null
+from .registry import comma_list, parse_settings
 from .scoring import model_evidence
 
 # Independent models whose statistic averages this much sit where copies do: more of them
@@ -91,16 +91,7 @@ def parse_arch(text: str) -> tuple[str, dict[str, Any]]:
     """``NAME`` or ``NAME:K=V,K=V`` (values as JSON where they parse)."""
 
     name, _, rest = text.partition(":")
-    args: dict[str, Any] = {}
-    for item in filter(None, rest.split(",")):
-        k, sep, v = item.partition("=")
-        if not sep:
-            raise ParameterError(f"architecture arguments are K=V, got {item!r} in {text!r}")
-        try:
-            args[k] = json.loads(v)
-        except json.JSONDecodeError:
-            args[k] = v
-    return name, args
+    return name, parse_settings(comma_list(rest), f"the arguments of architecture {name!r}")
 
 
 def null_description(fp: Fingerprint, fprs: Sequence[float] = (1e-2, 1e-3)) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from .errors import ParameterError
 from .fingerprints import Fingerprint, method_of
 from .models import ModelprintModel
+from .null import Verdict
 from .suspects import Suspect, as_suspect
 from .verify import DEFAULT_FPR, Verification, verify
 
@@ -39,7 +40,7 @@ RULE = "holm"
 
 @dataclass(frozen=True)
 class CombinedVerification:
-    verdict: str  # "match" | "no-match" | "inconclusive"
+    verdict: Verdict
     fpr: float
     rule: str
     families: list[Verification]

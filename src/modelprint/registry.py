@@ -6,12 +6,38 @@ Adding a method is adding a file with ``@METHODS.register("name")`` on a class.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
 
 from .errors import ParameterError, UnknownNameError
 
 T = TypeVar("T")
+
+
+def comma_list(text: str) -> list[str]:
+    """The items of a comma-separated list, stripped, blanks dropped."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def parse_settings(items: Iterable[str], what: str = "settings") -> dict[str, Any]:
+    """Settings for a registered class from ``K=V`` items: V is read as JSON where it parses
+    (numbers, true/false, null, lists), else kept as a string; hyphens in K become underscores.
+
+    Example::
+
+        parse_settings(["width=16", "mode=ftal"])  # {"width": 16, "mode": "ftal"}
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ParameterError(f"{what} are K=V, got {item!r}")
+        try:
+            out[key.replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.replace("-", "_")] = value
+    return out
 
 
 class Registry(Generic[T]):

@@ -46,7 +46,7 @@ from .errors import ParameterError
 from .fingerprints import Fingerprint, FingerprintMethod, method_of
 from .fingerprints.base import fitting
 from .models import ModelprintModel
-from .null import SCORE_MAX, Null, mixture_log_evidence, queries_to_match, sequence_log_evidence
+from .null import SCORE_MAX, Null, Verdict, mixture_log_evidence, queries_to_match, sequence_log_evidence
 from .suspects import Suspect, as_suspect
 
 DEFAULT_FPR = 1e-3
@@ -62,7 +62,7 @@ class Verification:
     p_value: float | None
     fpr: float
     threshold: float | None  # the statistic's critical value (theta* for counts) or the user's threshold
-    verdict: str  # "match" | "no-match" | "inconclusive"
+    verdict: Verdict
     decided_by: str  # "p-value" | "sequential" | "threshold"
     calibrated: bool
     null: dict[str, Any]

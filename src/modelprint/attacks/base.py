@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import torch
@@ -15,7 +16,7 @@ from ..registry import Registry
 from ..train import accuracy
 
 
-class Attack:
+class Attack(ABC):
     """Base: keyword-only dataclass settings; :meth:`apply` copies the model, seeds, runs
     ``_apply`` on the copy and records the lineage. The input model is never changed.
 
@@ -73,11 +74,11 @@ class Attack:
             child.card.accuracy = round(accuracy(child, test), 6)
         return child
 
+    @abstractmethod
     def _apply(
         self, model: ModelprintModel, data: Dataset | None, g: torch.Generator, device: str
     ) -> ModelprintModel | None:
         """Change ``model`` in place (return None) or return a new model (extraction)."""
-        raise NotImplementedError  # abstract: every registered attack overrides it
 
 
 def _short(value: Any) -> str:

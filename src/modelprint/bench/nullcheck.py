@@ -68,7 +68,7 @@ def bench_fingerprints(bench: Path) -> tuple[dict[str, Any], dict[str, Fingerpri
 def null_evidence(null_zoo: str | Path, fps: dict[str, Fingerprint], *, progress: bool = True) -> dict[str, Any]:
     """``{method: {"values": [...], "statistics": [...]}}`` over the null zoo's models, in manifest order."""
     manifest = ZooManifest.read(null_zoo)
-    rows = [r for r in manifest.rows if r["status"] == "done"]
+    rows = manifest.select()
     if any(r["role"] != "negative" for r in rows):
         raise ParameterError(f"{null_zoo} holds positives: a null zoo is independent models only")
     methods = {m: method_of(fp) for m, fp in fps.items()}

@@ -36,7 +36,7 @@ from .._version import __version__
 from ..attacks import ATTACKS
 from ..data import load_splits
 from ..errors import ParameterError
-from ..fingerprints import METHODS, Fingerprint, FingerprintMethod, create_method, method_of
+from ..fingerprints import METHODS, Fingerprint, FingerprintMethod, ablation_variants, create_method, method_of
 from ..metrics import group_summary, margin
 from ..models import ModelBytes, load_model, model_from_bytes, read_model_bytes, trust_arch
 from ..models.custom import trusted_archs
@@ -179,10 +179,16 @@ def plan_bench(
     combine: list[str] | None = None,
     screen: dict[str, Screen] | None = None,
     screen_references: str | os.PathLike | None = None,
+    *,
+    ablation: bool = False,
 ) -> BenchPlan:
-    """Check the request against the registry and the zoo; configure every method."""
+    """Check the request against the registry and the zoo; configure every method (and with
+    ``ablation`` each combination of its tricks, after the methods themselves)."""
     if not methods:
         raise ParameterError("give at least one method in `methods`, e.g. c,ltrc", params=("methods",))
+    if ablation:
+        variants = {**(variants or {}), **ablation_entries(methods)}
+        methods = [*methods, *(label for label in variants if label not in methods)]
     if combine is not None and (len(set(combine)) < 2 or not set(combine) <= set(methods)):
         raise ParameterError(
             f"`combine` takes two or more of `methods` ({', '.join(methods)}), got {combine}",
@@ -213,8 +219,8 @@ def plan_bench(
         raise ParameterError("; ".join(missing), params=("method_params",))
     manifest = ZooManifest.read(zoo)
     src = source_row(manifest)
-    suspects = [r for r in manifest.rows if r["status"] == "done"]
-    if not any(r["role"] == "negative" for r in suspects):
+    suspects = manifest.select()
+    if not manifest.select("negative"):
         raise ParameterError(f"{zoo} has no negative models: a benchmark needs both roles")
     check_screens(screen or {}, configured, screen_references, src["sha256"])
     references = Path(screen_references) if screen_references is not None else None
@@ -385,6 +391,7 @@ def run_bench(
     combine: list[str] | None = None,
     screen: dict[str, Screen] | None = None,
     screen_references: str | os.PathLike | None = None,
+    ablation: bool = False,
 ) -> dict[str, Any]:
     """Benchmark ``methods`` on the zoo in ``zoo``; writes ``out/results.json`` and returns it.
 
@@ -399,7 +406,7 @@ def run_bench(
     (:mod:`modelprint.bench.combined`). ``screen`` (``{entry: Screen(keep, candidates)}``):
     those entries' queries are screened by part of the calibration negatives, then scored
     nowhere, or by the reference set in ``screen_references`` (:mod:`modelprint.bench.screening`)."""
-    plan = plan_bench(zoo, methods, method_params, variants, combine, screen, screen_references)
+    plan = plan_bench(zoo, methods, method_params, variants, combine, screen, screen_references, ablation=ablation)
     run = BenchRun(plan, Path(out), n, seed, budgets, fpr, workers, backend, device, progress)
     (run.out / "fingerprints").mkdir(parents=True, exist_ok=True)
     made = make_fingerprints(run)
@@ -421,8 +428,19 @@ def run_bench(
     # Insertion order (methods as asked, categories in spec order, budgets ascending) is the reading order.
     atomic_write_text(run.out / RESULTS, json.dumps(results, indent=2) + "\n")
     if progress:
-        note(f"wrote {run.out / RESULTS}: {len(methods)} methods x {len(plan.suspects)} suspects")
+        note(f"wrote {run.out / RESULTS}: {len(plan.methods)} methods x {len(plan.suspects)} suspects")
     return results
+
+
+def ablation_entries(methods: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Each method's tricks switched off in every combination but all on (the method itself):
+    ``{label: (method, settings)}`` (:func:`~modelprint.fingerprints.ablation_variants`)."""
+    entries: dict[str, tuple[str, dict[str, Any]]] = {}
+    for m in methods:
+        entries.update({label: v for label, v in ablation_variants(m).items() if label != m})
+    if not entries:
+        raise ParameterError("`ablation`: none of `methods` has tricks to remove", params=("ablation", "methods"))
+    return entries
 
 
 def _positive_ids(plan: BenchPlan) -> list[str]:

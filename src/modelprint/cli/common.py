@@ -19,6 +19,7 @@ from ..errors import ParameterError
 from ..fingerprints import PAPER_METHODS, Fingerprint, method_of
 from ..models import trust_arch as trust_arch_paths
 from ..progress import configure_logging, console
+from ..registry import comma_list, parse_settings
 
 # What `verify` exits with, so that scripts tell verdicts apart without parsing the output.
 VERDICT_EXIT_CODES = {"match": 0, "no-match": 1, "inconclusive": 3}
@@ -140,17 +141,8 @@ def seed_or_drawn(seed: int | None, what: str = "seed") -> int:
 
 
 def parse_params(items: list[str] | None) -> dict[str, Any]:
-    """``K=V`` pairs; V is read as JSON where it parses (numbers, true/false, null), else a string."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ParameterError(f"expected K=V, got {item!r}")
-        try:
-            out[key.replace("-", "_")] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.replace("-", "_")] = value
-    return out
+    """Repeated ``--param K=V`` (or ``--mark``, ``--arch-arg``) options as settings."""
+    return parse_settings(items or [], "settings")
 
 
 def method_params(items: list[str] | None) -> dict[str, dict[str, Any]]:
@@ -161,13 +153,13 @@ def method_params(items: list[str] | None) -> dict[str, dict[str, Any]]:
         if not sep or "=" in method:
             raise ParameterError(f"--param here is METHOD.K=V, got {item!r}")
         # method names keep their hyphens; setting names take underscores
-        out.setdefault(method, {}).update(parse_params([rest]))
+        out.setdefault(method, {}).update(parse_settings([rest], f"{method}'s settings"))
     return out
 
 
 def names(text: str) -> list[str]:
     """The names of a comma-separated list, blanks dropped."""
-    return [name.strip() for name in text.split(",") if name.strip()]
+    return comma_list(text)
 
 
 def integers(text: str, flag: str) -> tuple[int, ...]:
@@ -185,7 +177,7 @@ def check_fpr(fpr: float) -> None:
 
 def parse_shape(text: str) -> tuple[int, int, int]:
     try:
-        shape = tuple(int(v) for v in text.split(","))
+        shape = tuple(int(v) for v in comma_list(text))
     except ValueError:
         shape = ()
     if len(shape) != 3 or min(shape) < 1:
@@ -197,7 +189,7 @@ def parse_floats(text: str | None, channels: int, flag: str) -> tuple[float, ...
     if text is None:
         return None
     try:
-        values = tuple(float(v) for v in text.split(","))
+        values = tuple(float(v) for v in comma_list(text))
     except ValueError:
         values = ()
     if len(values) == 1:

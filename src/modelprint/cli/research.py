@@ -24,7 +24,7 @@ from ..dispute import write_dispute_report
 from ..errors import ParameterError
 from ..evaluate import evaluate as evaluate_methods
 from ..evaluate import print_group_table, print_table, rates_by_group
-from ..fingerprints import Fingerprint, ablation_variants
+from ..fingerprints import Fingerprint
 from ..models import load_model
 from ..progress import console
 from ..stealth import StealthConfig, detection_rates
@@ -106,8 +106,8 @@ def evaluate(
 def _zoo_suspects(manifest: ZooManifest, source: dict[str, Any]) -> dict[str, list]:
     """A zoo's positives (the source left out) and negatives: their files and categories."""
     rows = {
-        "positive": [r for r in manifest.rows if r["role"] == "positive" and r is not source],
-        "negative": [r for r in manifest.rows if r["role"] == "negative"],
+        "positive": [r for r in manifest.select("positive") if r is not source],
+        "negative": manifest.select("negative"),
     }
     out: dict[str, list] = {}
     for role, members in rows.items():
@@ -179,15 +179,7 @@ def bench(
     check_fpr(fpr)
     budget_list = integers(budgets, "--budgets")
     chosen = names(methods)
-    variants: dict[str, Any] = {}
-    if ablation:
-        for m in list(chosen):
-            extra = {k: v for k, v in ablation_variants(m).items() if k != m}
-            variants.update(extra)
-            chosen += list(extra)
-        if not variants:
-            raise ParameterError("--ablation: none of --methods has tricks to remove")
-    settings = {"n": n, "seed": seed, "budgets": budget_list, "fpr": fpr, "variants": variants, "stealth": stealth}
+    settings = {"n": n, "seed": seed, "budgets": budget_list, "fpr": fpr, "ablation": ablation, "stealth": stealth}
     settings.update(workers=workers, backend=backend, device=device, combine=names(combine) if combine else None)
     settings.update(screen=parse_screens(screen or []), screen_references=screen_references)
     run_bench(zoo, chosen, out, method_params=method_params(param), **settings)

@@ -23,11 +23,12 @@ import json
 import math
 import os
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -39,7 +40,7 @@ from .._version import __version__
 from ..data import Dataset, load_splits
 from ..errors import FingerprintFileError, ModelprintError, ParameterError, SuspectError
 from ..models import ModelprintModel, weights_digest
-from ..null import Null
+from ..null import Null, NullEvidence
 from ..parallel import check_device
 from ..registry import Registry
 from ..suspects import as_suspect, check_compatible
@@ -217,7 +218,13 @@ def owner_images(model: ModelprintModel, data: Dataset | None, n: int, seed: int
     return data.x[idx]
 
 
-class FingerprintMethod:
+# What a suspect gives back, item by item (see the module docstring).
+EvidenceKind = Literal["labels", "scores", "components"]
+# What a high statistic says (see FingerprintMethod.evidence_of).
+EvidenceOf = Literal["lineage", "training-data"]
+
+
+class FingerprintMethod(ABC):
     """Base of every method: settings in the constructor, the model at call time.
 
     Subclasses are keyword-only dataclasses (their fields are the paper's parameters)
@@ -228,16 +235,14 @@ class FingerprintMethod:
     """
 
     name: str = ""
-    evidence_kind: ClassVar[str] = "labels"
+    evidence_kind: ClassVar[EvidenceKind] = "labels"
     statistic_name: ClassVar[str] = "matching_rate"
-    null_family: ClassVar[str] = "counts"
-    # Sequential verification spends items in order and stops early: only for per-item 0/1 evidence.
-    sequential: ClassVar[bool] = True
+    null_family: ClassVar[NullEvidence] = "counts"
     # What a high statistic says: "lineage" (the suspect derives from the source) or "training-data"
     # (it learnt the owner's private points, as the source did: dataset inference). A model trained
     # on the same data without any theft is a negative for the first and scores like the source for
     # the second, which also shows nothing when the source did not memorise its points.
-    evidence_of: ClassVar[str] = "lineage"
+    evidence_of: ClassVar[EvidenceOf] = "lineage"
     # Where the method comes from, as a dispute report cites it.
     paper: ClassVar[str] = ""
     # Evidence needs the suspect's scores (probabilities), not only its labels: a label-only suspect is refused.
@@ -251,6 +256,12 @@ class FingerprintMethod:
     prepare_settings: ClassVar[tuple[str, ...]] = ()
     # What the seed of :meth:`generate` is to the owner, as the CLI names it when it draws one.
     seed_name: ClassVar[str] = "seed"
+
+    @property
+    def sequential(self) -> bool:
+        """Whether verification may spend the items in order and stop early: only when each is
+        0/1 agreement, i.e. the statistic's null is a count null."""
+        return self.null_family == "counts"
 
     def items(self, fp: Fingerprint) -> int:
         """How many evidence items the fingerprint holds (its queries, for query sets)."""
@@ -417,10 +428,11 @@ class FingerprintMethod:
             x.detach().cpu().float(), y.detach().cpu().long(), meta, {k: v.detach().cpu() for k, v in extra.items()}
         )
 
+    @abstractmethod
     def _generate(
         self, model: ModelprintModel, data: Dataset | None, *, n: int, seed: int, device: str, progress: bool
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
-        raise NotImplementedError  # abstract: every registered method overrides it
+        """The queries ``x``, their labels ``y``, extra tensors and metadata of ``n`` items."""
 
 
 METHODS: Registry[FingerprintMethod] = Registry("fingerprint method")

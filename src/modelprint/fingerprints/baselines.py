@@ -76,7 +76,6 @@ class WeightCosine(FingerprintMethod):
     evidence_kind: ClassVar[str] = "components"
     statistic_name: ClassVar[str] = "weight_cosine"
     null_family: ClassVar[str] = "scores"
-    sequential: ClassVar[bool] = False
 
     def items(self, fp: Fingerprint) -> int:
         return len(fp.meta["layers"])
@@ -167,7 +166,6 @@ class CKASimilarity(FingerprintMethod):
     evidence_kind: ClassVar[str] = "components"
     statistic_name: ClassVar[str] = "cka"
     null_family: ClassVar[str] = "scores"
-    sequential: ClassVar[bool] = False
 
     def items(self, fp: Fingerprint) -> int:
         return 1

@@ -172,7 +172,6 @@ class DatasetInference(FingerprintMethod):
     evidence_kind: ClassVar[str] = "scores"
     statistic_name: ClassVar[str] = "welch_t"
     null_family: ClassVar[str] = "scores"
-    sequential: ClassVar[bool] = False
     evidence_of: ClassVar[str] = "training-data"
 
     def __post_init__(self) -> None:

@@ -92,7 +92,6 @@ class MetaV(LearnsFromTrainedModels, FingerprintMethod):
     evidence_kind: ClassVar[str] = "scores"
     statistic_name: ClassVar[str] = "verifier_score"
     null_family: ClassVar[str] = "probabilities"
-    sequential: ClassVar[bool] = False
     needs_scores: ClassVar[bool] = True
 
     def __post_init__(self) -> None:

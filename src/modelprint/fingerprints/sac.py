@@ -102,7 +102,6 @@ class SAC(FingerprintMethod):
     evidence_kind: ClassVar[str] = "scores"
     statistic_name: ClassVar[str] = "correlation_similarity"
     null_family: ClassVar[str] = "scores"
-    sequential: ClassVar[bool] = False  # one number over all samples: nothing to stop early on
 
     def __post_init__(self) -> None:
         if self.output not in OUTPUTS:

@@ -37,6 +37,7 @@ from typing import Any
 from torch import nn
 
 from ..errors import ParameterError
+from ..registry import comma_list
 
 TRUST_ENV = "MODELPRINT_TRUST_ARCH"
 # MODULE is dotted identifiers, ATTRIBUTE exactly one: an attribute chain could walk from any
@@ -79,7 +80,7 @@ def trusted_archs() -> list[str]:
 
 def is_trusted(path: str) -> bool:
     """Whether ``path`` was trusted exactly (no prefixes, no patterns)."""
-    from_env = {p.strip() for p in os.environ.get(TRUST_ENV, "").split(",") if p.strip()}
+    from_env = set(comma_list(os.environ.get(TRUST_ENV, "")))
     return valid_import_path(path) and (path in _trusted or path in from_env)
 
 

@@ -28,7 +28,7 @@ largest tail probability over the likelihood-ratio confidence region of (a, b) (
 ``confidence``, chi-square with 2 degrees of freedom), not the tail at the estimate.
 """
 
-from .base import NO_MATCH_P, Null
+from .base import NO_MATCH_P, Null, NullEvidence, Verdict
 from .counts import (
     CONFIDENCE,
     chance_null,
@@ -68,6 +68,8 @@ __all__ = [
     "SCORE_MAX",
     "SD_FLOOR",
     "BetaBinomialNull",
+    "NullEvidence",
+    "Verdict",
     "BetaNull",
     "ChanceNull",
     "KeyNull",

@@ -3,8 +3,9 @@ p-values, the verdict rule and its plain description."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -12,6 +13,10 @@ from ..errors import ParameterError
 from .counts import MEAN_GRID, RHO_GRID
 
 NO_MATCH_P = 0.05
+# What a verification concludes.
+Verdict = Literal["match", "no-match", "inconclusive"]
+# The evidence a null models, as a method's ``null_family`` names it.
+NullEvidence = Literal["counts", "scores", "probabilities", "keys"]
 
 
 def is_number(value: Any) -> bool:
@@ -43,7 +48,7 @@ def close_to_refit(stored: float, refit: float) -> bool:
     return abs(stored - refit) <= 1e-9 * (1 + abs(refit))
 
 
-class Null:
+class Null(ABC):
     """The null distribution of a fingerprint statistic over independent models.
 
     One class per family; :meth:`fit` from reference models' evidence, :meth:`p_value` and
@@ -61,7 +66,7 @@ class Null:
 
     family: ClassVar[str] = ""
     # The evidence it models: a method's ``null_family`` ("counts", "scores", "probabilities", "keys").
-    evidence: ClassVar[str] = "counts"
+    evidence: ClassVar[NullEvidence] = "counts"
     calibrated: ClassVar[bool] = True
     # The numbers a stored null of this family must carry, all finite.
     required: ClassVar[tuple[str, ...]] = ()
@@ -84,7 +89,7 @@ class Null:
         return [kind for kind in Null._families.values() if kind.calibrated]
 
     @staticmethod
-    def for_method(null_family: str) -> type[Null]:
+    def for_method(null_family: NullEvidence) -> type[Null]:
         """The class that models a method's ``null_family``: ``counts``, ``scores``, ``probabilities`` or ``keys``."""
         kind = next((kind for kind in Null.fitted_families() if kind.evidence == null_family), None)
         if kind is None:
@@ -92,12 +97,12 @@ class Null:
         return kind
 
     @classmethod
+    @abstractmethod
     def fit(cls, evidence: Sequence[np.ndarray], statistics: Sequence[float]) -> Null:
         """The null fitted on reference models' evidence (one array each) and statistics."""
-        raise NotImplementedError  # abstract: every fitted family overrides it
 
     @staticmethod
-    def uncalibrated(null_family: str, num_classes: int | None) -> Null:
+    def uncalibrated(null_family: NullEvidence, num_classes: int | None) -> Null:
         """What an uncalibrated fingerprint is tested against: chance agreement (1 / classes) for
         count methods, nothing at all for score methods (a score has no chance level)."""
         if null_family != "counts":
@@ -148,13 +153,13 @@ class Null:
     def to_json(self) -> dict[str, Any]:
         return self.data
 
-    def fits(self, null_family: str) -> bool:
+    def fits(self, null_family: NullEvidence) -> bool:
         """Whether this null models the statistic of a method whose ``null_family`` is given."""
         return null_family == self.evidence
 
+    @abstractmethod
     def p_value(self, values: np.ndarray, statistic: float) -> float | None:
         """P[an independent model scores at least this], from its evidence ``values`` and ``statistic``."""
-        raise NotImplementedError  # abstract: every family overrides it
 
     def p_values(self, evidence: Sequence[np.ndarray], statistics: Sequence[float]) -> np.ndarray:
         """:meth:`p_value` of many suspects at once (families with a likelihood region vectorise it)."""
@@ -179,7 +184,7 @@ class Null:
         references = self.data.get("statistics") or []
         return p is not None and p >= NO_MATCH_P and (not references or statistic <= max(references) + 1e-12)
 
-    def decide(self, values: np.ndarray, statistic: float, fpr: float) -> tuple[str, float | None, float | None]:
+    def decide(self, values: np.ndarray, statistic: float, fpr: float) -> tuple[Verdict, float | None, float | None]:
         """(verdict, p-value, critical value) for one suspect at false-positive rate ``fpr``."""
         p = self.p_value(values, statistic)
         verdict = "match" if p < fpr else "no-match" if self.typical(values, statistic) else "inconclusive"
@@ -217,10 +222,10 @@ class Null:
         """``data`` with the reference models' statistics, which :meth:`typical` compares with."""
         return {**data, "n_models": len(statistics), "statistics": [float(s) for s in statistics]}
 
+    @abstractmethod
     def describe(self, critical: float | None = None, *, fpr: float | None = None, n: int | None = None) -> str:
         """One line for people: what the null is and where it sits (``critical``, and for
         count nulls what ``n`` items need at ``fpr``, the same number calibration states)."""
-        raise NotImplementedError  # abstract: every family overrides it
 
     def needed(self, alphas: Sequence[float]) -> dict[str, Any]:
         """Per alpha, the statistic a suspect needs to be called a match (None: unreachable)."""

@@ -11,7 +11,7 @@ import numpy as np
 from scipy import stats
 
 from ..errors import ParameterError
-from .base import Null, close_to_refit, number_in, region_problem
+from .base import Null, Verdict, close_to_refit, number_in, region_problem
 from .counts import (
     chance_null,
     count_p_value,
@@ -360,10 +360,14 @@ class NoNull(Null):
     def __init__(self, data: dict[str, Any] | None = None) -> None:
         super().__init__(data or {"family": "none"})
 
+    @classmethod
+    def fit(cls, evidence: Sequence[np.ndarray], statistics: Sequence[float]) -> Null:
+        raise ParameterError("an uncalibrated null is not fitted: a score method fits NormalNull or BetaNull")
+
     def p_value(self, values: np.ndarray, statistic: float) -> None:
         return None
 
-    def decide(self, values: np.ndarray, statistic: float, fpr: float) -> tuple[str, None, None]:
+    def decide(self, values: np.ndarray, statistic: float, fpr: float) -> tuple[Verdict, None, None]:
         return "inconclusive", None, None
 
     def describe(self, critical: float | None = None, *, fpr: float | None = None, n: int | None = None) -> str:

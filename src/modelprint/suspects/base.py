@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -50,7 +51,7 @@ class Recorder(Protocol):
     def answered(self, x: np.ndarray, labels: np.ndarray, probs: np.ndarray | None, seconds: float) -> None: ...
 
 
-class Suspect:
+class Suspect(ABC):
     """Base of every adapter. Subclasses set the attributes below in ``__init__`` and implement
     ``_answer(x: np.ndarray float32 (n, C, H, W)) -> (labels (n,), probs (n, K) or None)``.
 
@@ -109,8 +110,9 @@ class Suspect:
         out_probs = None if self.labels_only else torch.from_numpy(np.concatenate(probs))
         return Answer(torch.from_numpy(np.concatenate(labels)), out_probs)
 
+    @abstractmethod
     def _answer(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        raise NotImplementedError  # abstract: every registered adapter implements it
+        """Labels (N,) and probabilities (N, classes), or None for a label-only suspect, of ``x``."""
 
     @property
     def model(self) -> Any:

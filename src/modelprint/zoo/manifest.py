@@ -13,7 +13,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict
 
 from .._io import atomic_write_text, open_in_place, sha256_file
 from ..errors import ModelprintError
@@ -22,11 +22,17 @@ MANIFEST = "manifest.jsonl"
 FIELDS = ("id", "role", "category", "arch", "parent", "recipe", "accuracy", "file", "sha256", "status")
 
 
+# A zoo model's side: derived from the source (positive) or not (negative).
+Role = Literal["positive", "negative"]
+# A row is written when its model is: every row a manifest holds is finished.
+Status = Literal["done"]
+
+
 class ZooRow(TypedDict):
     """One finished model of a zoo, as a line of ``manifest.jsonl`` holds it."""
 
     id: str
-    role: str  # "positive" | "negative"
+    role: Role
     category: str
     arch: str
     parent: str | None  # id of the zoo model it derives from; None for models trained from scratch
@@ -34,7 +40,7 @@ class ZooRow(TypedDict):
     accuracy: float | None
     file: str  # relative to the zoo
     sha256: str
-    status: str  # "done"
+    status: Status
 
 
 class ZooError(ModelprintError):
@@ -65,6 +71,25 @@ class ZooManifest:
             if isinstance(row, dict) and all(k in row for k in FIELDS):
                 rows[row["id"]] = row  # a later line for the same id replaces an earlier one
         return cls(root, list(rows.values()))
+
+    def select(
+        self, role: Role | None = None, *, category: str | None = None, from_scratch: bool | None = None
+    ) -> list[ZooRow]:
+        """The finished models of ``role`` (both by default) and ``category``, in manifest order;
+        ``from_scratch`` True keeps the models trained from scratch, False those derived.
+
+        Example::
+
+            negatives = ZooManifest.read("zoo").select("negative")
+        """
+        return [
+            r
+            for r in self.rows
+            if r["status"] == "done"
+            and role in (None, r["role"])
+            and category in (None, r["category"])
+            and from_scratch in (None, r["parent"] is None)
+        ]
 
     def by_id(self) -> dict[str, ZooRow]:
         return {r["id"]: r for r in self.rows}
@@ -106,7 +131,7 @@ class ZooManifest:
 
 def source_row(manifest: ZooManifest) -> ZooRow:
     """The owner's model: the positive of category ``source`` (the root of every positive)."""
-    rows = [r for r in manifest.rows if r["role"] == "positive" and r["parent"] is None]
+    rows = manifest.select("positive", from_scratch=True)
     if len(rows) != 1:
         raise ZooError(
             f"{manifest.root}: expected one positive model trained from scratch (the source), found {len(rows)}"

@@ -28,7 +28,7 @@ import zlib
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from ..attacks import ATTACKS, create_attack
 from ..data import SPLITS, parse_spec
@@ -36,6 +36,7 @@ from ..errors import ModelprintError, ParameterError
 from ..fingerprints import MARK_METHOD, METHODS
 from ..models import find_arch
 from ..train import TrainConfig, training_settings
+from .manifest import Role
 
 ENTRY_FIELDS = {
     *("name", "role", "category", "arch", "args", "split", "seed", "subset", "train", "mark", "from", "steps"),
@@ -43,7 +44,7 @@ ENTRY_FIELDS = {
 }
 # A scratch model's ``mark`` table: the white-box mark MARK_METHOD trains in after training
 # (its ``prepare`` settings, and the owner's ``key``); the recipe records the method's name.
-ROLES = ("positive", "negative")
+ROLES: tuple[Role, ...] = get_args(Role)
 # A spec expands its variants and derivations multiplicatively; a few KB of TOML could ask for
 # hundreds of thousands of models (and the memory to plan them). Nobody builds that on purpose.
 MAX_PLANS = 10_000
@@ -58,7 +59,7 @@ class ModelPlan:
     """One model of the zoo, fully resolved: how to make it and where it sits."""
 
     id: str
-    role: str
+    role: Role
     category: str
     arch: str
     parent: str | None = None  # id of the zoo model it derives from

@@ -85,7 +85,6 @@ class FrequencyFingerprint(FingerprintMethod):
     evidence_kind: ClassVar[str] = "components"
     statistic_name: ClassVar[str] = "fingerprint_score"
     null_family: ClassVar[str] = "keys"
-    sequential: ClassVar[bool] = False
     prepare_settings: ClassVar[tuple[str, ...]] = MARK_SETTINGS
     seed_name: ClassVar[str] = "key"
 
