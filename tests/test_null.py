@@ -280,3 +280,26 @@ def test_beta_null_never_goes_below_the_references_rank_p_value():
     needed = null.needed([1e-2])
     assert null.smallest_p() == pytest.approx(1 / 6) and needed["needed_at_0.01"] is None
     assert needed["references_at_0.01"] == 100
+
+
+def test_every_family_declares_the_limits_its_stored_numbers_are_checked_against():
+    """A family's module declares each number a stored null carries with its range; a stored
+    null with a number outside it is refused, whatever the family."""
+    from modelprint.null import BetaBinomialNull, BetaNull, KeyNull, NormalNull, Null
+
+    rng = np.random.default_rng(0)
+    fitted = {
+        BetaBinomialNull: BetaBinomialNull.fit([rng.integers(0, 2, 20).astype(float) for _ in range(6)], [0.5] * 6),
+        NormalNull: NormalNull.fit([], [0.1, 0.2, 0.3, 0.25]),
+        BetaNull: BetaNull.fit([], [0.1, 0.2, 0.3, 0.25, 0.05]),
+        KeyNull: KeyNull.fit([], [0.0] * 5, simulated=rng.uniform(-1, 1, (200, 16)), tau=0.9),
+    }
+    assert {kind.family for kind in fitted} == {kind.family for kind in Null.fitted_families()}
+    for kind, null in fitted.items():
+        assert kind.limits, kind.family
+        for key, (low, high) in kind.limits.items():
+            outside = high * 2 + 1 if np.isfinite(high) else low - 1
+            if not np.isfinite(outside):
+                continue  # a number with no limit either way (a normal null's mean)
+            said = Null.problem({**null.to_json(), key: outside})
+            assert said and key in said, (kind.family, key, said)

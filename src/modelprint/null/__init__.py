@@ -1,6 +1,6 @@
 """The null distribution of a fingerprint statistic over independent models, as pure functions.
 
-Two families, chosen by the evidence a fingerprint method produces:
+One family per kind of evidence a fingerprint method produces, each in its own module:
 
 * **Counts** (per-query 0/1 agreement, e.g. label matching): a model independent of the
   source agrees with query i with some probability theta that is *its own*: given the
@@ -29,8 +29,12 @@ largest tail probability over the likelihood-ratio confidence region of (a, b) (
 """
 
 from .base import NO_MATCH_P, Null, NullEvidence, Verdict
-from .counts import (
-    CONFIDENCE,
+
+# One module per family, its maths beside its class; importing each registers it (Null's registry).
+from .beta import SCORE_EPS, BetaNull, fit_probability_null, probability_p_value, probability_p_values
+from .beta_binomial import (
+    BetaBinomialNull,
+    ChanceNull,
     chance_null,
     count_p_value,
     critical_rate,
@@ -39,19 +43,9 @@ from .counts import (
     references_needed,
     tail_table,
 )
-from .families import BetaBinomialNull, BetaNull, ChanceNull, KeyNull, NoNull, NormalNull
-from .scores import (
-    SCORE_EPS,
-    SCORE_MAX,
-    SD_FLOOR,
-    fit_key_null,
-    fit_probability_null,
-    fit_score_null,
-    key_p_value,
-    probability_p_value,
-    probability_p_values,
-    score_p_value,
-)
+from .key_tail import KeyNull, fit_key_null, key_p_value
+from .normal import SCORE_MAX, SD_FLOOR, NormalNull, fit_score_null, score_p_value
+from .region import CONFIDENCE
 from .sequential import (
     clopper_pearson,
     mixture_log_evidence,
@@ -60,6 +54,7 @@ from .sequential import (
     sequence_log_evidence,
     upper_bound,
 )
+from .uncalibrated import NoNull
 
 __all__ = [
     "CONFIDENCE",

@@ -3,6 +3,7 @@ p-values, the verdict rule and its plain description."""
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
@@ -10,7 +11,6 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from ..errors import ParameterError
-from .counts import MEAN_GRID, RHO_GRID
 
 NO_MATCH_P = 0.05
 # What a verification concludes.
@@ -27,23 +27,6 @@ def number_in(value: Any, low: float, high: float) -> bool:
     return is_number(value) and bool(np.isfinite(value)) and low <= value <= high
 
 
-def region_problem(data: dict[str, Any]) -> str | None:
-    """A likelihood region as a fit stores it: [mean, rho] pairs on the grid's range."""
-    region = data.get("region")
-    if not isinstance(region, list) or not region or len(region) > MEAN_GRID.size * RHO_GRID.size:
-        return "its null's region is not a list of [mean, rho] points"
-    for point in region:
-        if not (
-            isinstance(point, list) and len(point) == 2 and number_in(point[0], 0, 1) and number_in(point[1], 0, 1)
-        ):
-            return f"its null's region holds {str(point)[:40]}, not a [mean, rho] point in [0, 1]"
-        if not 0 < point[0] < 1 or point[1] >= 1:
-            return f"its null's region holds {str(point)[:40]}, outside the fitted range"
-    if not number_in(data.get("confidence"), 0.5, 0.999999):
-        return "its null's confidence is not a level in (0.5, 1)"
-    return None
-
-
 def close_to_refit(stored: float, refit: float) -> bool:
     return abs(stored - refit) <= 1e-9 * (1 + abs(refit))
 
@@ -55,7 +38,7 @@ class Null(ABC):
     :meth:`decide` for a suspect, :meth:`critical` (the statistic an independent model exceeds
     with probability alpha), :meth:`to_json` / :meth:`from_json` for the fingerprint's metadata,
     :meth:`describe` for people. ``data`` is the JSON the fingerprint stores (the calibration
-    adds the reference models' sha256s and statistics to it). Nothing outside this module
+    adds the reference models' sha256s and statistics to it). Nothing outside this package
     branches on the family.
 
     Example::
@@ -68,12 +51,12 @@ class Null(ABC):
     # The evidence it models: a method's ``null_family`` ("counts", "scores", "probabilities", "keys").
     evidence: ClassVar[NullEvidence] = "counts"
     calibrated: ClassVar[bool] = True
-    # The numbers a stored null of this family must carry, all finite.
-    required: ClassVar[tuple[str, ...]] = ()
+    # The numbers a stored null of this family carries, each finite and within its (low, high).
+    limits: ClassVar[dict[str, tuple[float, float]]] = {}
     # What verification says next to a verdict reached without a fitted null.
     warning: ClassVar[str | None] = None
 
-    # Every family by its name, registered as its class is defined (families.py).
+    # Every family by its name, registered as its class is defined (one module per family).
     _families: ClassVar[dict[str, type[Null]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -120,13 +103,12 @@ class Null(ABC):
         kind = next((k for k in Null.fitted_families() if k.family == family), None)
         if kind is None:
             return f"its null is not one modelprint fits ({str(data)[:60]})"
-        for key in kind.required:
+        for key, (low, high) in {"n_models": (1, math.inf), **kind.limits}.items():
             value = data.get(key)
             if not is_number(value) or not np.isfinite(value):
                 return f"its {kind.family} null has {key} = {str(value)[:40]!r}, not a finite number"
-        in_range = (data["n_models"] >= 1, data.get("sd", 0) >= 0, 0 <= data.get("rho", 0) < 1)
-        if not all(in_range) or not 0 <= data.get("q_upper", 0) <= 1:
-            return "its null's numbers are out of range"
+            if not low <= value <= high:
+                return f"its {kind.family} null has {key} = {value!r}, outside [{low:g}, {high:g}]"
         statistics = data.get("statistics")
         if not isinstance(statistics, list) or not all(is_number(v) and np.isfinite(v) for v in statistics):
             return f"its {kind.family} null records no finite reference statistics"

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import special, stats
 
-from .counts import beta_parameters
+from .region import beta_parameters
 
 
 def clopper_pearson(k: int, n: int, level: float) -> tuple[float, float]:

@@ -1,25 +1,19 @@
 """Counts: the beta-binomial null of per-query agreements, fitted conservatively over the
-likelihood region of its parameters, and its tail table."""
+likelihood region of its parameters, its tail table, and the chance null of an uncalibrated
+count fingerprint."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy import special, stats
 
 from ..errors import ParameterError
-
-CONFIDENCE = 0.95
-# The (mean, dispersion) grid over which the likelihood region is found.
-MEAN_GRID = special.expit(np.linspace(-9.0, 9.0, 361))
-RHO_GRID = np.r_[0.0, np.logspace(-4, np.log10(0.98), 120)]
-
-
-def beta_parameters(mean: np.ndarray, rho: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Beta(a, b) from mean mu = a / (a + b) and intra-model correlation rho = 1 / (a + b + 1)."""
-    total = 1.0 / np.maximum(rho, 1e-12) - 1.0
-    return mean * total, (1.0 - mean) * total
+from .base import Null, close_to_refit
+from .region import CONFIDENCE, MEAN_GRID, RHO_GRID, RHO_MAX, beta_parameters, region_frontier, region_problem
+from .sequential import upper_bound
 
 
 def _loglik(counts: np.ndarray, n: int, mean: np.ndarray, rho: np.ndarray) -> np.ndarray:
@@ -58,22 +52,6 @@ def fit_count_null(counts: Sequence[int], n: int, *, confidence: float = CONFIDE
         "confidence": confidence,
         "region": region,
     }
-
-
-def region_frontier(inside: np.ndarray) -> list[list[float]]:
-    """The upper frontier of a region of the (mean, rho) grid. Upper tails grow with the mean and
-    (above the mean) with the dispersion: keep, per rho, the largest mean inside the region; per
-    mean, the largest rho. Their union is the frontier."""
-    points = set()
-    for j in range(len(RHO_GRID)):
-        rows = np.flatnonzero(inside[:, j])
-        if rows.size:
-            points.add((int(rows[-1]), j))
-    for i in range(len(MEAN_GRID)):
-        cols = np.flatnonzero(inside[i])
-        if cols.size:
-            points.add((i, int(cols[-1])))
-    return [[float(MEAN_GRID[i]), float(RHO_GRID[j])] for i, j in sorted(points)]
 
 
 def references_needed(
@@ -163,3 +141,120 @@ def critical_rate(null: dict, alpha: float) -> float:
 def chance_null(num_classes: int) -> dict:
     """The uncalibrated fallback: every query agrees by chance, 1 / classes (binomial)."""
     return {"family": "chance", "mean": 1.0 / num_classes, "rho": 0.0}
+
+
+class BetaBinomialNull(Null):
+    """Counts: each independent model agrees with each item with its own rate theta ~ Beta, so
+    its count of agreements is beta-binomial; p-values are maximised over the likelihood
+    region (:func:`fit_count_null`)."""
+
+    family = "beta-binomial"
+    limits = {
+        "mean": (0.0, 1.0),
+        "rho": (0.0, RHO_MAX),
+        "n_queries": (1, 10_000_000),
+        "confidence": (0.5, 0.999999),
+    }
+
+    @classmethod
+    def fit(cls, evidence: Sequence[np.ndarray], statistics: Sequence[float]) -> Null:
+        counts = [round(float(np.sum(v))) for v in evidence]
+        return cls(cls._references(fit_count_null(counts, len(evidence[0]) if evidence else 0), statistics))
+
+    def p_value(self, values: np.ndarray, statistic: float) -> float:
+        return count_p_value(self.data, round(float(np.sum(values))), len(values))
+
+    def typical_p(self, values: np.ndarray, statistic: float) -> float:
+        return count_tail(round(float(np.sum(values))), len(values), self.data["mean"], self.data.get("rho", 0.0))
+
+    def p_values(self, evidence: Sequence[np.ndarray], statistics: Sequence[float]) -> np.ndarray:
+        k = np.array([round(float(np.sum(v))) for v in evidence], dtype=int)
+        n = {len(v) for v in evidence}
+        if len(n) != 1:
+            return super().p_values(evidence, statistics)
+        return tail_table(self.data, n.pop())[k]
+
+    def critical(self, alpha: float) -> float:
+        return critical_rate(self.data, alpha)
+
+    def decide(self, values: np.ndarray, statistic: float, fpr: float) -> tuple[str, float, float]:
+        """``match`` when p < fpr; ``no-match`` when the suspect is :meth:`typical` and even the
+        exact upper 1 - fpr bound of its rate stays below theta* (more queries would not make it
+        a match); ``inconclusive`` otherwise."""
+        k, n = round(float(np.sum(values))), len(values)
+        p, theta = count_p_value(self.data, k, n), critical_rate(self.data, fpr)
+        if p < fpr:
+            return "match", p, theta
+        if self.typical(values, statistic) and upper_bound(k, n, fpr) < theta:
+            return "no-match", p, theta
+        return "inconclusive", p, theta
+
+    def smallest_p(self) -> float | None:
+        n = self.data.get("n_queries")
+        return count_p_value(self.data, n, n) if n else None
+
+    @classmethod
+    def inconsistency(cls, data: dict[str, Any]) -> str | None:
+        n = data.get("n_queries")
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 10_000_000:
+            return "its null's n_queries is not a positive count"
+        problem = region_problem(data)
+        if problem:
+            return problem
+        rates = np.asarray(data["statistics"], dtype=np.float64)
+        counts = np.round(rates * n)
+        if np.any(rates < 0) or np.any(rates > 1) or np.any(np.abs(rates * n - counts) > 1e-6 * n):
+            return f"its null's reference statistics are not agreement rates out of {n} queries"
+        if counts.size < 3:
+            return "its null was fitted on fewer than 3 reference models"
+        refit = fit_count_null(counts.astype(int), n, confidence=data["confidence"])
+        same = close_to_refit(data["mean"], refit["mean"]) and close_to_refit(data["rho"], refit["rho"])
+        if not same or not np.allclose(tail_table(data, n), tail_table(refit, n), rtol=1e-6, atol=1e-15):
+            return "its null's parameters are not the ones its reference statistics give (the null was altered)"
+        return None
+
+    def describe(self, critical: float | None = None, *, fpr: float | None = None, n: int | None = None) -> str:
+        d = self.data
+        if critical is None:
+            return ""
+        head = (
+            f"null: beta-binomial fitted on {d['n_models']} independent models ({d.get('source', '?')}), "
+            f"mean {d['mean']:.2f}, rho {d['rho']:.3f}"
+        )
+        if fpr is None or not n:  # decided another way (sequentially, by a threshold): that line says what it needs
+            return head
+        head += "; "
+        k = needed_count(d, n, fpr)  # what calibration reports as "needed"
+        if k is None:
+            return head + f"no rate out of {n} queries is a match at FPR {fpr:g}"
+        return head + f"a match needs {k} of {n} ({k / n:.2f}) at FPR {fpr:g}"
+
+    def needed(self, alphas: Sequence[float]) -> dict[str, Any]:
+        n = self.data["n_queries"]
+        out: dict[str, Any] = {"mean": self.data["mean"], "rho": self.data["rho"], "n_queries": n}
+        counts = [round(s * n) for s in self.data.get("statistics") or []]
+        for a in alphas:
+            k = needed_count(self.data, n, a)
+            out[f"needed_at_{a:g}"] = None if k is None else k / n
+            out[f"theta_star_at_{a:g}"] = critical_rate(self.data, a)
+            if k is None and len(counts) >= 3:
+                out[f"references_at_{a:g}"] = references_needed(counts, n, a, confidence=self.data["confidence"])
+        return out
+
+
+class ChanceNull(BetaBinomialNull):
+    """The uncalibrated fallback of count methods: every item agrees by chance, 1 / classes."""
+
+    family = "chance"
+    calibrated = False
+    warning = (
+        "this fingerprint is not calibrated: the p-value is against agreeing by chance (1/classes) only, "
+        "and independent models agree far more often than that; run `modelprint fingerprint calibrate` first"
+    )
+
+    @classmethod
+    def of(cls, num_classes: int) -> ChanceNull:
+        return cls(chance_null(num_classes))
+
+    def describe(self, critical: float | None = None, *, fpr: float | None = None, n: int | None = None) -> str:
+        return f"null: chance agreement {self.data['mean']:.2f} per query (uncalibrated)"
