@@ -7,8 +7,10 @@ trained models); uniqueness = robustness - transferability; ROC AUC and F1 betwe
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +23,7 @@ from .metrics import group_summary
 from .models import ModelprintModel
 from .progress import console
 from .scoring import model_statistics, separation
+from .zoo import ZooManifest, source_row
 
 
 @dataclass
@@ -112,6 +115,33 @@ def evaluate(
         fp = method.generate(source, n=n, seed=seed, device=device, progress=progress)
         results[name] = evaluate_fingerprint(fp, source, positives, negatives, pruned)
     return results
+
+
+@dataclass
+class ZooSuspects:
+    """A zoo as ``evaluate`` reads it: the source's file, the positives' (the source left out)
+    and the negatives' files, and each one's category."""
+
+    source: Path
+    positives: list[Path]
+    negatives: list[Path]
+    positive_categories: list[str]
+    negative_categories: list[str]
+
+
+def zoo_suspects(zoo: str | os.PathLike) -> ZooSuspects:
+    """The source and suspects of the zoo in ``zoo`` (``modelprint zoo build``)."""
+    manifest = ZooManifest.read(zoo)
+    source = source_row(manifest)
+    positives = [r for r in manifest.select("positive") if r is not source]
+    negatives = manifest.select("negative")
+    return ZooSuspects(
+        manifest.path(source),
+        [manifest.path(r) for r in positives],
+        [manifest.path(r) for r in negatives],
+        [r["category"] for r in positives],
+        [r["category"] for r in negatives],
+    )
 
 
 def print_table(results: dict[str, MethodEvaluation], title: str = "Characteristic-examples evaluation") -> None:

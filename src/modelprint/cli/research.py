@@ -23,12 +23,11 @@ from ..data import load_splits
 from ..dispute import write_dispute_report
 from ..errors import ParameterError
 from ..evaluate import evaluate as evaluate_methods
-from ..evaluate import print_group_table, print_table, rates_by_group
+from ..evaluate import print_group_table, print_table, rates_by_group, zoo_suspects
 from ..fingerprints import Fingerprint
 from ..models import load_model
 from ..progress import console
 from ..stealth import StealthConfig, detection_rates
-from ..zoo import ZooManifest, source_row
 from .common import (
     DEFAULT_METHODS,
     AsJson,
@@ -74,12 +73,9 @@ def evaluate(
     """The paper's protocol: robustness, transferability, uniqueness, AUC, F1 per method."""
     if (model is None) == (zoo is None):
         raise ParameterError("give either a source MODEL with --negatives, or --zoo DIR")
-    groups = None
-    if zoo is not None:
-        manifest = ZooManifest.read(zoo)
-        src = source_row(manifest)
-        model, groups = manifest.path(src), _zoo_suspects(manifest, src)
-        positives, negatives = groups["positive_files"], groups["negative_files"]
+    groups = zoo_suspects(zoo) if zoo is not None else None
+    if groups is not None:
+        model, positives, negatives = groups.source, groups.positives, groups.negatives
         prune_rates = "" if prune_rates is None else prune_rates
     if not negatives:
         raise ParameterError("evaluate needs negatives: --negatives MODEL... or --zoo DIR")
@@ -92,7 +88,7 @@ def evaluate(
     suspects = [load_model(p) for p in positives or []], [load_model(p) for p in negatives]
     settings.update(n=n, seed=seed, method_params=method_params(param))
     results = evaluate_methods(load_model(model), names(methods), *suspects, **settings)
-    by_category = groups and rates_by_group(results, groups["positive_categories"], groups["negative_categories"])
+    by_category = groups and rates_by_group(results, groups.positive_categories, groups.negative_categories)
     if as_json:
         print_json(
             {k: v.to_dict() | ({"by_category": by_category[k]} if by_category else {}) for k, v in results.items()}
@@ -101,19 +97,6 @@ def evaluate(
     print_table(results)
     if by_category:
         print_group_table(by_category, f"mean matching rate by zoo category ({zoo})")
-
-
-def _zoo_suspects(manifest: ZooManifest, source: dict[str, Any]) -> dict[str, list]:
-    """A zoo's positives (the source left out) and negatives: their files and categories."""
-    rows = {
-        "positive": [r for r in manifest.select("positive") if r is not source],
-        "negative": manifest.select("negative"),
-    }
-    out: dict[str, list] = {}
-    for role, members in rows.items():
-        out[f"{role}_files"] = [manifest.path(r) for r in members]
-        out[f"{role}_categories"] = [r["category"] for r in members]
-    return out
 
 
 Budgets = Annotated[str, typer.Option("--budgets", help="Query budgets for the sweep (plus the full set).")]
