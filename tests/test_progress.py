@@ -91,7 +91,7 @@ def test_a_training_attack_logs_at_the_interval_while_it_runs(tmp_path, source):
                 "--data",
                 "digits",
                 "--param",
-                "epochs=2",
+                "epochs=5",  # a couple of seconds: several heartbeats however fast the machine
                 "--seed",
                 "1",
                 "--out",

@@ -17,6 +17,7 @@ from ..calibrate import separation_advice
 from ..fingerprints import Fingerprint, create_method, method_of
 from ..models import load_model
 from ..progress import console
+from ..reference import read_reference_set
 from .common import (
     REFERENCE_MODELS,
     AsJson,
@@ -84,6 +85,8 @@ def fingerprint_create(
     seed is the owner's key): the marked model is written to --marked-out and the fingerprint reads it."""
     check_output_path(out, "fingerprint")
     check_fpr(fpr)
+    if references is not None:
+        read_reference_set(references)  # before any work: a folder of model files is calibrate --negatives'
     params = parse_params(param)
     maker = create_method(method, **params)
     seed = seed_or_drawn(seed, maker.seed_name)
