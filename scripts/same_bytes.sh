@@ -39,7 +39,7 @@ run() {  # run TREE OUT: everything with TREE's code, the models of the base's z
   $mp fingerprint calibrate "$out/fp/ltrc.fp.safetensors" --reference-models 6 --epochs 1 --screen 6 \
     --out "$out/fp/ltrc-screened.fp.safetensors" > /dev/null 2>&1
   $mp bench "$zoo" --out "$out/bench" --methods c,ltrc,ipguard,sensitive --n 20 --budgets 10,20 --combine c,ltrc \
-    --ablation > "$out/bench.log" 2>&1
+    > "$out/bench.log" 2>&1
 }
 
 run "$WORK/base-tree" "$WORK/base"
