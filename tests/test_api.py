@@ -240,5 +240,8 @@ def test_calibrate_from_python_takes_what_fingerprint_calibrate_takes(fresh, neg
     assert by_modules.meta["null"]["source"] == "models"
     with pytest.raises(ParameterError, match="give independent models"):
         modelprint.calibrate(fp, [])
+    with pytest.raises(ParameterError, match="give `data` as a data set spec"):
+        x, y = torch.rand(20, 1, 8, 8), torch.arange(20) % 10
+        modelprint.fingerprint(UserNet(), data=(x, y), tune=True, check_accuracy=False)
     with pytest.raises(ParameterError, match="`screen` chooses queries with a reference set: give `references` too"):
         modelprint.fingerprint(fresh, method="c", n=10, seed=0, screen=5)

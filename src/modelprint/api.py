@@ -253,6 +253,12 @@ def _tuned(
     asks for it, and the tuning's record (``None`` without tuning)."""
     if not tune:
         return maker, None
+    if settings.get("data") is None and not source.card.dataset:
+        raise ParameterError(
+            "`tune` trains reference models on the owner's data set: give `data` as a data set spec "
+            "(e.g. 'digits:16', 'folder:PATH'), not as tensors",
+            params=("tune", "data"),
+        )
     tuning = tune if isinstance(tune, Tuning) else Tuning()
     chosen, record = tune_method(
         source, maker.name, params=params, negatives=tuning.references, fpr=tuning.fpr, epochs=tuning.epochs, **settings
