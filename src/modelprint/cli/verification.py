@@ -252,14 +252,7 @@ def serve(
     from ..serve import serve as run_server
 
     _check_serve_limits(max_batch, max_concurrent, port, max_request_mb, read_timeout)
-    if (tls_cert is None) != (tls_key is None):
-        raise ParameterError("https needs both --tls-cert and --tls-key")
-    tls = None
-    if tls_cert is not None:
-        tls = (
-            str(check_readable(tls_cert, "--tls-cert", ParameterError)),
-            str(check_readable(tls_key, "--tls-key", ParameterError)),
-        )
+    tls = _tls_files(tls_cert, tls_key)
     m = load_model(model)
     mode = "labels only" if labels_only else "labels and probabilities"
     auth = ", bearer token required" if token else ""
@@ -283,6 +276,16 @@ def serve(
         tls=tls,
         **limits,
     )
+
+
+def _tls_files(cert: Path | None, key: Path | None) -> tuple[str, str] | None:
+    """The certificate and key to serve https with, both readable, or None for http."""
+    if (cert is None) != (key is None):
+        raise ParameterError("https needs both --tls-cert and --tls-key")
+    if cert is None or key is None:
+        return None
+    cert_file = check_readable(cert, "--tls-cert", ParameterError)
+    return str(cert_file), str(check_readable(key, "--tls-key", ParameterError))
 
 
 def _check_serve_limits(

@@ -357,6 +357,24 @@ MAX_CARD_CHARS = 1 << 20
 MAX_CARD_DEPTH = 32
 
 
+def _check_fits_card(card: ModelCard, shapes: dict[str, tuple[int, ...]], names: tuple[str, str]) -> None:
+    """Refuse weights whose tensors (``shapes``, read from the file's header) are not the ones
+    the card's architecture has. It is built on the meta device: a card asking for width 2048
+    costs nothing until its shapes are known to match the file (so memory follows the file)."""
+    weights_name, card_name = names
+    with torch.device("meta"):
+        skeleton = _build(card, card_name)
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    missing = sorted(set(expected) - set(shapes))
+    extra = sorted(set(shapes) - set(expected))
+    wrong = [k for k in expected if k in shapes and shapes[k] != expected[k]]
+    parts = [f"missing {len(missing)} tensors (e.g. {missing[0]})"] if missing else []
+    parts += [f"{len(extra)} unexpected tensors (e.g. {extra[0]})"] if extra else []
+    parts += [f"wrong shape for {wrong[0]}: {shapes[wrong[0]]} vs {expected[wrong[0]]}"] if wrong else []
+    if parts:
+        raise ModelFileError(f"{weights_name} does not fit its card ({card.arch} {card.arch_args}): {'; '.join(parts)}")
+
+
 def model_from_bytes(
     data: ModelBytes, device: str = "cpu", *, names: tuple[str, str] = ("model weights", "model card")
 ) -> ModelprintModel:
@@ -387,26 +405,7 @@ def model_from_bytes(
             f"{weights_name}: sha256 {digest[:12]}… differs from the card's "
             f"{card.weights_sha256[:12]}…; the weights were changed or belong to another card"
         )
-    shapes = _header_shapes(data.weights, weights_name)
-    # Built on the meta device first: a card asking for width 2048 costs nothing until its
-    # shapes are known to match the tensors the file really holds (so memory follows the file).
-    with torch.device("meta"):
-        skeleton = _build(card, card_name)
-    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
-    missing = sorted(set(expected) - set(shapes))
-    extra = sorted(set(shapes) - set(expected))
-    wrong = [k for k in expected if k in shapes and shapes[k] != expected[k]]
-    if missing or extra or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} tensors (e.g. {missing[0]})")
-        if extra:
-            parts.append(f"{len(extra)} unexpected tensors (e.g. {extra[0]})")
-        if wrong:
-            parts.append(f"wrong shape for {wrong[0]}: {shapes[wrong[0]]} vs {expected[wrong[0]]}")
-        raise ModelFileError(
-            f"{weights_name} does not fit its card ({card.arch} {card.arch_args}): " + "; ".join(parts)
-        )
+    _check_fits_card(card, _header_shapes(data.weights, weights_name), names)
     try:
         state = load(data.weights)
     except (SafetensorError, OSError, ValueError) as e:
