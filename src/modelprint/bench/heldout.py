@@ -83,11 +83,10 @@ def honest_thresholds(
     def p_of(i: str) -> float:
         return null.p_value(np.asarray(values[i]), stat[i])
 
-    summary = {k: null.data[k] for k in ("family", "mean", "rho", "sd") if k in null.data}
     p_ev = np.array([p_of(i) for i in evaluation])
     p_pos = np.array([p_of(i) for i in pos_ids])
     out["null"] = {
-        **summary,
+        **null.summary_parameters(),
         "smallest_p": null.smallest_p(),
         **rates(int(np.sum(p_ev < fpr)), int(np.sum(p_pos < fpr))),
         "evaluation_matches_at_0.001": int(np.sum(p_ev < 1e-3)),

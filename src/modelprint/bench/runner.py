@@ -189,21 +189,9 @@ def plan_bench(
     if ablation:
         variants = {**(variants or {}), **ablation_entries(methods)}
         methods = [*methods, *(label for label in variants if label not in methods)]
-    if combine is not None and (len(set(combine)) < 2 or not set(combine) <= set(methods)):
-        raise ParameterError(
-            f"`combine` takes two or more of `methods` ({', '.join(methods)}), got {combine}",
-            params=("combine", "methods"),
-        )
-    variants = variants or {}
+    variants, method_params = variants or {}, method_params or {}
     base_of = {m: variants[m][0] if m in variants else m for m in methods}
-    for m in methods:
-        METHODS.get(base_of[m])
-    method_params = method_params or {}
-    unknown = sorted(set(method_params) - set(base_of.values()))
-    if unknown:
-        raise ParameterError(
-            f"parameters given for {', '.join(unknown)}, which is not among `methods`", params=("methods",)
-        )
+    _check_request(base_of, method_params, combine)
     configured = {
         m: create_method(
             base_of[m], **{**method_params.get(base_of[m], {}), **(variants[m][1] if m in variants else {})}
@@ -225,6 +213,26 @@ def plan_bench(
     check_screens(screen or {}, configured, screen_references, src["sha256"])
     references = Path(screen_references) if screen_references is not None else None
     return BenchPlan(Path(zoo), manifest, src, suspects, configured, dict(screen or {}), references)
+
+
+def _check_request(
+    base_of: dict[str, str], method_params: dict[str, dict[str, Any]], combine: list[str] | None
+) -> None:
+    """Every entry's method is registered, settings are given only for methods asked for, and
+    a combined verdict is over two or more of them."""
+    methods = list(base_of)
+    if combine is not None and (len(set(combine)) < 2 or not set(combine) <= set(methods)):
+        raise ParameterError(
+            f"`combine` takes two or more of `methods` ({', '.join(methods)}), got {combine}",
+            params=("combine", "methods"),
+        )
+    for base in base_of.values():
+        METHODS.get(base)
+    unknown = sorted(set(method_params) - set(base_of.values()))
+    if unknown:
+        raise ParameterError(
+            f"parameters given for {', '.join(unknown)}, which is not among `methods`", params=("methods",)
+        )
 
 
 def make_fingerprints(run: BenchRun) -> BenchFingerprints:

@@ -53,6 +53,8 @@ class Null(ABC):
     calibrated: ClassVar[bool] = True
     # The numbers a stored null of this family carries, each finite and within its (low, high).
     limits: ClassVar[dict[str, tuple[float, float]]] = {}
+    # The parameters that sum it up in a results table (beside its family's name).
+    summary_fields: ClassVar[tuple[str, ...]] = ()
     # What verification says next to a verdict reached without a fitted null.
     warning: ClassVar[str | None] = None
 
@@ -134,6 +136,10 @@ class Null(ABC):
 
     def to_json(self) -> dict[str, Any]:
         return self.data
+
+    def summary_parameters(self) -> dict[str, Any]:
+        """The family's name and the parameters that sum it up (:attr:`summary_fields`)."""
+        return {"family": self.data["family"], **{k: self.data[k] for k in self.summary_fields if k in self.data}}
 
     def fits(self, null_family: NullEvidence) -> bool:
         """Whether this null models the statistic of a method whose ``null_family`` is given."""

@@ -80,6 +80,7 @@ class BetaNull(Null):
     family = "beta"
     evidence = "probabilities"
     limits = {"mean": (0.0, 1.0), "rho": (0.0, RHO_MAX)}
+    summary_fields = ("mean", "rho")
 
     @classmethod
     def fit(cls, evidence: Sequence[np.ndarray], statistics: Sequence[float]) -> Null:

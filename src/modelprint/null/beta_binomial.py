@@ -155,6 +155,7 @@ class BetaBinomialNull(Null):
         "n_queries": (1, 10_000_000),
         "confidence": (0.5, 0.999999),
     }
+    summary_fields = ("mean", "rho")
 
     @classmethod
     def fit(cls, evidence: Sequence[np.ndarray], statistics: Sequence[float]) -> Null:

@@ -48,6 +48,7 @@ class NormalNull(Null):
     family = "normal"
     evidence = "scores"
     limits = {"mean": (-math.inf, math.inf), "sd": (0.0, math.inf)}
+    summary_fields = ("mean", "sd")
 
     @classmethod
     def fit(cls, evidence: Sequence[np.ndarray], statistics: Sequence[float]) -> Null:
