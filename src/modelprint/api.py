@@ -174,7 +174,7 @@ def fingerprint(
             seed = random.SystemRandom().randrange(2**31)
         maker = create_method(method, **params)
         if maker.needs_preparation(source):
-            source = _prepared(maker, source, data, seed, dict(mark or {}), marked_out, progress)
+            source = _prepared(maker, source, data, dataset, seed, dict(mark or {}), marked_out, progress)
         spec = data if isinstance(data, str) else None
         maker, tuning = _tuned(maker, source, params, tune, n=n, seed=seed, data=spec, device=device)
         fp = maker.generate(source, dataset, n=n, seed=seed, device=device, progress=progress)
@@ -219,13 +219,15 @@ def _prepared(
     maker: FingerprintMethod,
     source: ModelprintModel,
     data: DataLike | None,
+    dataset: Dataset | None,
     key: int,
     mark: dict[str, Any],
     marked_out: str | os.PathLike | None,
     progress: bool,
 ) -> ModelprintModel:
     """``source`` prepared for a method that changes it first (a white-box mark trained in on
-    the owner's split with ``key``), written to ``marked_out``."""
+    the owner's split with ``key``), written to ``marked_out``. Given as a spec (or not at all:
+    the card's), the data set's test split measures the accuracy before and after."""
     if marked_out is None:
         raise ParameterError(
             f"{maker.name} marks the model first: give `marked_out`, where the marked model goes",
@@ -235,7 +237,7 @@ def _prepared(
         splits = load_splits(data or source.card.dataset)
         owner, test = splits.owner, splits.test
     else:
-        owner, test = as_dataset(data), None
+        owner, test = dataset, None
     prepared = maker.prepare(source, owner, key=key, test=test, progress=progress, **mark)
     path = save_model(prepared, marked_out)
     before = f", before {accuracy(source, test):.4f}" if test is not None else ""
@@ -253,12 +255,6 @@ def _tuned(
     asks for it, and the tuning's record (``None`` without tuning)."""
     if not tune:
         return maker, None
-    if settings.get("data") is None and not source.card.dataset:
-        raise ParameterError(
-            "`tune` trains reference models on the owner's data set: give `data` as a data set spec "
-            "(e.g. 'digits:16', 'folder:PATH'), not as tensors",
-            params=("tune", "data"),
-        )
     tuning = tune if isinstance(tune, Tuning) else Tuning()
     chosen, record = tune_method(
         source, maker.name, params=params, negatives=tuning.references, fpr=tuning.fpr, epochs=tuning.epochs, **settings

@@ -109,7 +109,11 @@ def tune_method(
     meta = source_meta(source)
     spec = data or meta["dataset"]
     if not spec:
-        raise ParameterError("the source model's card names no data set: give `data`", params=("data",))
+        raise ParameterError(
+            "tuning trains reference models on the owner's data set, and the source model's card names none: "
+            "give `data` as a data set spec (e.g. 'digits:16', 'folder:PATH'), not as tensors",
+            params=("data",),
+        )
     splits = load_splits(spec, split_seed=split_seed, train_subset=source_subset(meta))
     if progress:
         note(f"tune {method_name}: {negatives} reference negatives and 4 reference positives on {spec} (owner split)")

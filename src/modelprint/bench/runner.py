@@ -406,9 +406,9 @@ def run_bench(
     The steps: :func:`plan_bench` -> :func:`make_fingerprints` -> :func:`query_all` ->
     :func:`score_method` per method. ``workers=0`` (default) queries in this process: on CPU a
     suspect answers faster than a worker process starts; use workers (or ``backend="ray"``)
-    for large models or big zoos. ``variants``: further entries ``{label: (method, settings)}``
-    (an ablation, :func:`~modelprint.fingerprints.ablation_variants`), each with its method's
-    ``method_params`` under its own settings. ``stealth``: each method's detection rate
+    for large models or big zoos. ``variants``: further entries ``{label: (method, settings)}``,
+    each with its method's ``method_params`` under its own settings; ``ablation`` adds every
+    combination of each method's tricks (:func:`ablation_entries`). ``stealth``: each method's detection rate
     (:mod:`modelprint.stealth`; a :class:`~modelprint.stealth.StealthConfig` sets the detectors'
     training, True its defaults). ``combine``: the combined verdict over those methods
     (:mod:`modelprint.bench.combined`). ``screen`` (``{entry: Screen(keep, candidates)}``):

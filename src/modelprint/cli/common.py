@@ -75,7 +75,6 @@ OPTION_OF_PARAMETER = {
     "gan": "--param gan",
     "method_params": "--param",
     "kind": "--suspect-type",
-    "reference_count": REFERENCE_MODELS,
 }
 
 
@@ -157,15 +156,10 @@ def method_params(items: list[str] | None) -> dict[str, dict[str, Any]]:
     return out
 
 
-def names(text: str) -> list[str]:
-    """The names of a comma-separated list, blanks dropped."""
-    return comma_list(text)
-
-
 def integers(text: str, flag: str) -> tuple[int, ...]:
     """A comma-separated list of integers, or one line naming ``flag``."""
     try:
-        return tuple(int(v) for v in names(text))
+        return tuple(int(v) for v in comma_list(text))
     except ValueError:
         raise ParameterError(f"{flag} must be comma-separated integers, got {text!r}") from None
 

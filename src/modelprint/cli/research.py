@@ -27,6 +27,7 @@ from ..evaluate import print_group_table, print_table, rates_by_group, zoo_suspe
 from ..fingerprints import Fingerprint
 from ..models import load_model
 from ..progress import console
+from ..registry import comma_list
 from ..stealth import StealthConfig, detection_rates
 from .common import (
     DEFAULT_METHODS,
@@ -39,7 +40,6 @@ from .common import (
     check_fpr,
     integers,
     method_params,
-    names,
     print_json,
     result,
 )
@@ -81,13 +81,13 @@ def evaluate(
         raise ParameterError("evaluate needs negatives: --negatives MODEL... or --zoo DIR")
     prune_rates = "0.3,0.5,0.7" if prune_rates is None else prune_rates
     try:
-        rates = [float(r) for r in names(prune_rates)]
+        rates = [float(r) for r in comma_list(prune_rates)]
     except ValueError:
         raise ParameterError(f"--prune-rates must be comma-separated numbers, got {prune_rates!r}") from None
     settings = {"prune_rates": rates, "prune_repeats": prune_repeats, "prune_criterion": prune_criterion}
     suspects = [load_model(p) for p in positives or []], [load_model(p) for p in negatives]
     settings.update(n=n, seed=seed, method_params=method_params(param))
-    results = evaluate_methods(load_model(model), names(methods), *suspects, **settings)
+    results = evaluate_methods(load_model(model), comma_list(methods), *suspects, **settings)
     by_category = groups and rates_by_group(results, groups.positive_categories, groups.negative_categories)
     if as_json:
         print_json(
@@ -161,9 +161,9 @@ def bench(
     check_output_path(out, "benchmark", folder=True)
     check_fpr(fpr)
     budget_list = integers(budgets, "--budgets")
-    chosen = names(methods)
+    chosen = comma_list(methods)
     settings = {"n": n, "seed": seed, "budgets": budget_list, "fpr": fpr, "ablation": ablation, "stealth": stealth}
-    settings.update(workers=workers, backend=backend, device=device, combine=names(combine) if combine else None)
+    settings.update(workers=workers, backend=backend, device=device, combine=comma_list(combine) if combine else None)
     settings.update(screen=parse_screens(screen or []), screen_references=screen_references)
     run_bench(zoo, chosen, out, method_params=method_params(param), **settings)
     md, html_path = write_report(out)
